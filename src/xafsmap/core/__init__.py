@@ -1,0 +1,1 @@
+"""The headless pipeline: read -> normalize -> references -> synthesize -> classify -> map."""
