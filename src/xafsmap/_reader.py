@@ -1,0 +1,125 @@
+"""napari reader: imaging-XAFS stacks (lazy) and folders of xafsmap maps.
+
+``get_reader`` returns ``None`` for anything it cannot read, and never raises.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .core.quicklook import label_colors
+
+MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
+
+
+def get_reader(path):
+    """Return a reader function for ``path``, or ``None`` if it is not ours."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    try:
+        if path.is_dir() and (path / "labels.tif").is_file() and (path / "classes.csv").is_file():
+            return read_maps
+        if _legend_of(path) is not None:
+            return read_labels
+        stack = _open_stack(path)
+    except (ValueError, OSError):
+        return None
+    return lambda _: [stack_layer(stack)]
+
+
+def _open_stack(path: Path):
+    from .core.io import find_energies_file, read_stack
+
+    energies = None if path.suffix == ".hdr" else find_energies_file(path)
+    if path.suffix == ".hdr":
+        i0 = path.parent / "i0.xsp"
+        return read_stack(path, i0=i0 if i0.is_file() else None)
+    return read_stack(path, energies=energies)
+
+
+def stack_layer(stack, *, name=None):
+    """Layer-data tuple of a lazy stack: energies in metadata, contrast from one plane."""
+    data, energies = stack.data, np.asarray(stack.energies)
+    plane = np.asarray(data[int(np.argmax(energies > np.median(energies)))], dtype=np.float32)
+    finite = plane[np.isfinite(plane)]
+    limits = np.percentile(finite, [1, 99]).tolist() if finite.size else [0.0, 1.0]
+    if limits[0] == limits[1]:
+        limits[1] = limits[0] + 1
+    source = Path(stack.sources.get("stack", "stack"))
+    meta = {
+        "name": name or source.stem,
+        "contrast_limits": limits,
+        "metadata": {"energies": energies, "sources": dict(stack.sources), "xafsmap": "stack"},
+        "colormap": "gray",
+    }
+    return data, meta, "image"
+
+
+def _legend_of(path: Path):
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return None
+    for candidate in (path.with_suffix(".classes.csv"), path.parent / "classes.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_legend(csv_path) -> tuple[list[str], list[str], np.ndarray]:
+    """Class names, reference names and compositions from a classes CSV."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    references = header[2:]
+    names = [row[1] for row in body]
+    compositions = np.array([[float(v) for v in row[2:]] for row in body]).reshape(len(body), len(references))
+    return names, references, compositions
+
+
+def labels_layer(labels, names, *, name="classes", compositions=None, references=()):
+    """Layer-data tuple of a label map: class names as features, 0 transparent."""
+    colors = label_colors(len(names)) / 255.0
+    colormap = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    colormap.update({i: (*colors[i], 1.0) for i in range(1, len(names) + 1)})
+    features = {"index": np.arange(len(names) + 1), "class": ["no sample", *names]}
+    if compositions is not None:
+        for j, ref in enumerate(references):
+            features[ref] = np.concatenate([[np.nan], compositions[:, j]])
+    meta = {"name": name, "features": features, "colormap": colormap,
+            "metadata": {"class_names": list(names), "references": list(references)}}
+    return labels, meta, "labels"
+
+
+def read_labels(path):
+    """Read a label TIFF with its legend CSV into a Labels layer."""
+    import tifffile
+
+    path = Path(path[0] if isinstance(path, list) else path)
+    names, references, compositions = read_legend(_legend_of(path))
+    labels = tifffile.imread(path)
+    return [labels_layer(labels, names, name=path.stem, compositions=compositions, references=references)]
+
+
+def read_maps(path):
+    """Read an ``xafsmap map`` output folder: labels, then the float maps."""
+    import tifffile
+
+    folder = Path(path[0] if isinstance(path, list) else path)
+    names, references, compositions = read_legend(folder / "classes.csv")
+    layers = [labels_layer(tifffile.imread(folder / "labels.tif"), names, compositions=compositions,
+                           references=references)]
+    for name in MAP_IMAGES:
+        if (folder / f"{name}.tif").is_file():
+            layers.append((tifffile.imread(folder / f"{name}.tif"),
+                           {"name": name, "visible": False, "colormap": "viridis"}, "image"))
+    if (folder / "fractions.tif").is_file():
+        fractions = tifffile.imread(folder / "fractions.tif").reshape(len(references), *layers[0][0].shape)
+        for ref, plane in zip(references, fractions):
+            layers.append((plane, {"name": f"fraction {ref}", "visible": False, "colormap": "magma",
+                                   "contrast_limits": (0.0, 1.0)}, "image"))
+    return layers

@@ -1,0 +1,301 @@
+"""The whole mapping job: survey, references, training, then every pixel band by band.
+
+:func:`iter_map` is a generator that yields ``(done, total)`` progress and returns a
+:class:`MapResult`; :func:`map_stack` drives it for scripts and the CLI, and the napari
+widgets run the same generator in a worker thread. Memory stays bounded by one band of
+rows (all energies) plus the 2-D maps, whatever the size of the stack.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .classify import METRICS, Classifier, classify, train_classifier
+from .normalize import background_mask, estimate_noise, normalize
+from .references import Reference, resample_reference
+from .synthesize import make_classes
+
+__all__ = ["MapResult", "iter_map", "map_stack", "prepare_references", "survey"]
+
+#: Bytes of one band of rows (all energies) read and processed at a time.
+BAND_BYTES = 64 * 2**20
+#: Pixels read for the survey that sets the mask threshold, e0 and noise level.
+SURVEY_PIXELS = 20_000
+#: mask.tif values.
+MASK_BACKGROUND, MASK_SAMPLE, MASK_INVALID = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What a sparse sample of pixels says about the whole stack."""
+
+    e0: float
+    threshold: float
+    noise: np.ndarray
+    n_pixels: int
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """Maps of one measurement, all in the stack's (rows, columns) pixel grid.
+
+    ``labels`` uint16 (0 = no sample or invalid, 1..C = class), ``mask`` uint8
+    (0 = no sample, 1 = sample, 2 = invalid: a non-finite value at some energy),
+    ``fractions`` (K, rows, columns); the others float32 (rows, columns).
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    distance: np.ndarray
+    fractions: np.ndarray
+    residual: np.ndarray
+    edge_step: np.ndarray
+    e0: np.ndarray
+    mask: np.ndarray
+    classifier: Classifier
+    survey: Survey
+    params: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Pixels per class name."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.classifier.classes) + 1)
+        return {name: int(n) for name, n in zip(self.classifier.classes.names, counts[1:])}
+
+
+def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_PIXELS) -> Survey:
+    """Normalize a regular grid of about ``n_pixels`` pixels to learn the stack's levels.
+
+    Parameters
+    ----------
+    data : array_like, shape (E, M, N)
+        The stack (numpy or dask: only the sampled pixels are read).
+    energies : ndarray, shape (E,)
+    threshold : float, optional
+        Edge-step threshold of the background mask; default automatic
+        (see :func:`~xafsmap.core.normalize.background_mask`).
+    norm_params : dict, optional
+        Keyword arguments for :func:`~xafsmap.core.normalize.normalize`.
+
+    Returns
+    -------
+    Survey
+        Median e0 of the sample pixels, the mask threshold, and the per-pixel noise
+        levels (edge-step units) of the sample pixels.
+    """
+    _, rows, cols = data.shape
+    stride = max(1, int(np.sqrt(rows * cols / n_pixels)))
+    sample = np.asarray(data[:, stride // 2 :: stride, stride // 2 :: stride], dtype=np.float32)
+    flat = sample.reshape(sample.shape[0], -1)
+    flat = flat[:, np.all(np.isfinite(flat), axis=0)]
+    if flat.shape[1] == 0:
+        raise ValueError("every surveyed pixel has a NaN or infinite value: the stack holds no usable spectrum")
+    result = normalize(flat, energies, **(norm_params or {}))
+    is_sample, used = background_mask(result.edge_step, threshold=threshold)
+    if not np.any(is_sample):
+        raise ValueError(
+            f"no pixel has an edge step above the background threshold {used:.3g}: is this the right edge?"
+        )
+    e0 = float(np.median(result.e0[is_sample]))
+    noise = estimate_noise(result.norm[:, is_sample], energies, e0=result.e0[is_sample])
+    noise = noise[np.isfinite(noise)]
+    return Survey(e0=e0, threshold=float(used), noise=noise, n_pixels=int(flat.shape[1]))
+
+
+def prepare_references(
+    references, energies, *, e0: float, offsets=None, norm_params=None, edge_region=(-20.0, 40.0)
+) -> np.ndarray:
+    """Normalize references, put them on the measurement's energies, normalize again.
+
+    Each reference is first normalized on its own energies (so its own pre- and
+    post-edge define its edge step), shifted by its offset and interpolated onto the
+    measurement's energies, then normalized with the measurement's parameters so it
+    carries the same normalization as every pixel.
+
+    Parameters
+    ----------
+    references : sequence of Reference
+    energies : ndarray, shape (E,)
+        The measurement's energies.
+    e0 : float
+        The measurement's edge energy; ``edge_region`` is relative to it.
+    offsets : sequence of float, optional
+        Energy offset per reference, eV (added to the reference's energies).
+    norm_params : dict, optional
+        Keyword arguments for :func:`~xafsmap.core.normalize.normalize`.
+    edge_region : (float, float)
+        The part of the measurement, relative to ``e0``, every reference must cover.
+
+    Returns
+    -------
+    ndarray, shape (K, E), float64
+
+    Raises
+    ------
+    ValueError
+        If a reference does not cover the edge region.
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    offsets = list(offsets) if offsets is not None else [0.0] * len(references)
+    lo = max(e0 + edge_region[0], energies[0])
+    hi = min(e0 + edge_region[1], energies[-1])
+    rows = []
+    for ref, offset in zip(references, offsets):
+        own = normalize(ref.mu, ref.energies).norm
+        rows.append(resample_reference(ref, energies, offset=offset, mu=own, require=(lo, hi)))
+    resampled = np.array(rows).T
+    return normalize(resampled, energies, **(norm_params or {})).norm.T.astype(np.float64)
+
+
+def _norm_params(**given) -> dict:
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def iter_map(
+    stack,
+    references,
+    *,
+    offsets=None,
+    mixtures="pairs",
+    metric: str = "euclidean",
+    features: str = "derivative",
+    smooth: int = 5,
+    n_per_class: int = 1000,
+    n_trees: int = 100,
+    threshold: float | None = None,
+    fit_range: tuple[float, float] = (-30.0, 70.0),
+    e0: float | None = None,
+    pre1: float | None = None,
+    pre2: float | None = None,
+    norm1: float | None = None,
+    norm2: float | None = None,
+    nnorm: int | None = None,
+    band_bytes: int = BAND_BYTES,
+    rng=None,
+):
+    """Map a stack into classes, probabilities, distances and fractions, band by band.
+
+    Parameters
+    ----------
+    stack : xafsmap.core.io.Stack
+        The measurement (absorbance, (E, M, N), lazy or not).
+    references : sequence of Reference
+        Standards; their order is the order of the fraction maps.
+    offsets : sequence of float, optional
+        Energy offset per reference, eV.
+    mixtures : str or ndarray
+        Mixture classes (see :func:`~xafsmap.core.synthesize.parse_mixtures`).
+    metric : {'euclidean', 'manhattan', 'jensen-shannon'}
+        Distance in feature space written to the distance map.
+    features, smooth : str, int
+        Feature kind and smoothing window (see :func:`~xafsmap.core.classify.compute_features`).
+    n_per_class, n_trees : int
+        Training spectra per class, trees in the forest.
+    threshold : float, optional
+        Edge-step threshold of the no-sample mask; default automatic.
+    fit_range : (float, float)
+        Energies relative to the stack's median e0 used for features and LCF, eV.
+    e0, pre1, pre2, norm1, norm2, nnorm : optional
+        Normalization parameters with Larch's meaning; ``None`` derives them from each
+        spectrum.
+    band_bytes : int
+        Size of the band of rows processed at once.
+    rng : int or Generator, optional
+        Seed of the training set and forest.
+
+    Yields
+    ------
+    (done, total) : tuple of int
+        Bands finished out of all bands (training counts as the first step).
+
+    Returns
+    -------
+    MapResult
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    if not references:
+        raise ValueError("at least one reference is needed")
+    seed = int(np.random.default_rng(rng).integers(2**31)) if not isinstance(rng, int) else rng
+    timings = {}
+    tic = time.perf_counter()
+    data, energies = stack.data, np.asarray(stack.energies, dtype=np.float64)
+    n_energies, rows, cols = data.shape
+    if n_energies != energies.size:
+        raise ValueError(f"stack has {n_energies} energies but {energies.size} energies are given")
+    params = _norm_params(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
+    found = survey(data, energies, threshold=threshold, norm_params=params)
+    refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
+    inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
+    window = (int(inside[0]), int(inside[-1]) + 1)
+    classes = make_classes([ref.name for ref in references], mixtures=mixtures)
+    timings["survey_s"] = time.perf_counter() - tic
+
+    band = max(1, int(band_bytes // (n_energies * cols * 4)))
+    total = 1 + -(-rows // band)
+    tic = time.perf_counter()
+    classifier = train_classifier(
+        refs,
+        energies,
+        classes,
+        noise=found.noise,
+        prepare=lambda spectra: normalize(spectra, energies, **params).norm,
+        window=window,
+        n_per_class=n_per_class,
+        n_trees=n_trees,
+        features=features,
+        smooth=smooth,
+        rng=seed,
+    )
+    timings["train_s"] = time.perf_counter() - tic
+    yield 1, total
+
+    k = len(references)
+    maps = {
+        "labels": np.zeros((rows, cols), np.uint16),
+        "mask": np.zeros((rows, cols), np.uint8),
+        "fractions": np.full((k, rows, cols), np.nan, np.float32),
+    }
+    for name in ("probability", "distance", "residual", "edge_step", "e0"):
+        maps[name] = np.full((rows, cols), np.nan, np.float32)
+    tic = time.perf_counter()
+    for step, r0 in enumerate(range(0, rows, band), start=2):
+        r1 = min(rows, r0 + band)
+        _map_band(np.asarray(data[:, r0:r1], dtype=np.float32), energies, r0, r1, maps,
+                  classifier=classifier, params=params, threshold=found.threshold, metric=metric)
+        yield step, total
+    timings["map_s"] = time.perf_counter() - tic
+    settings = dict(
+        offsets=list(offsets) if offsets is not None else [0.0] * k,
+        mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
+        metric=metric, features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
+        threshold=found.threshold, fit_range=list(fit_range), normalization=params, seed=seed,
+    )
+    return MapResult(classifier=classifier, survey=found, params=settings, timings=timings, **maps)
+
+
+def _map_band(band, energies, r0, r1, maps, *, classifier, params, threshold, metric):
+    finite = np.all(np.isfinite(band), axis=0)
+    result = normalize(np.where(finite, band, 0.0).astype(np.float32), energies, **params)
+    maps["edge_step"][r0:r1] = np.where(finite, result.edge_step, np.nan)
+    maps["e0"][r0:r1] = np.where(finite, result.e0, np.nan)
+    sample = finite & (result.edge_step > threshold)
+    maps["mask"][r0:r1] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
+    found = classify(classifier, result.norm[:, sample], metric=metric)
+    for name in ("labels", "probability", "distance", "residual"):
+        maps[name][r0:r1][sample] = getattr(found, name)
+    maps["fractions"][:, r0:r1][:, sample] = found.fractions
+
+
+def map_stack(stack, references, **options) -> MapResult:
+    """Run :func:`iter_map` to the end and return its :class:`MapResult`."""
+    generator = iter_map(stack, references, **options)
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value

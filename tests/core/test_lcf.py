@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from scipy.optimize import nnls
+
+from xafsmap.core.lcf import fit_fractions
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    e = np.linspace(-10, 20, 60)
+    refs = np.array([1 / (1 + np.exp(-(e - c))) + a * np.exp(-((e - c - 3) ** 2) / 4)
+                     for c, a in [(-2, 0.2), (0, 0.8), (2, 0.4), (4, 1.2)]])
+    truth = rng.dirichlet(np.full(4, 0.4), size=500).T
+    spectra = refs.T @ truth + 0.01 * rng.standard_normal((60, 500))
+    return refs, truth, spectra
+
+
+def test_free_amplitudes_equal_scipy_nnls(problem):
+    refs, _, spectra = problem
+    w, residual = fit_fractions(spectra, refs, sum_to_one=False)
+    expected = np.stack([nnls(refs.T, column)[0] for column in spectra.T], axis=1)
+    np.testing.assert_allclose(w, expected, atol=1e-5)
+    misfit = np.sqrt(np.mean((refs.T @ expected - spectra) ** 2, axis=0))
+    np.testing.assert_allclose(residual, misfit, rtol=1e-4)
+
+
+def test_sum_to_one_fractions_recover_truth(problem):
+    refs, truth, spectra = problem
+    w, _ = fit_fractions(spectra, refs)
+    assert (w >= 0).all()
+    np.testing.assert_allclose(w.sum(axis=0), 1, atol=0.01)
+    assert np.sqrt(np.mean((w - truth) ** 2)) < 0.03
+
+
+def test_pixel_shape_is_kept_and_nan_pixels_are_nan(problem):
+    refs, _, spectra = problem
+    cube = spectra[:, :20].reshape(60, 4, 5).copy()
+    cube[7, 1, 2] = np.nan
+    w, residual = fit_fractions(cube, refs)
+    assert w.shape == (4, 4, 5) and residual.shape == (4, 5)
+    assert np.isnan(w[:, 1, 2]).all() and np.isnan(residual[1, 2])
+    assert np.isfinite(np.delete(w.reshape(4, -1), 7, axis=1)).all()
+
+
+def test_many_references_fall_back_to_scipy():
+    rng = np.random.default_rng(1)
+    refs = rng.random((10, 30))
+    truth = rng.dirichlet(np.ones(10), size=5).T
+    w, residual = fit_fractions(refs.T @ truth, refs, sum_to_one=False)
+    assert w.shape == (10, 5) and residual.max() < 1e-6
+
+
+def test_energy_count_mismatch_is_named():
+    with pytest.raises(ValueError, match="spectra have 5 energies but the references have 6"):
+        fit_fractions(np.zeros((5, 2)), np.zeros((2, 6)))
