@@ -31,7 +31,7 @@ FEATURES = ("derivative", "spectrum")
 METRICS = ("euclidean", "manhattan", "jensen-shannon")
 
 
-def compute_features(norm, energies, *, kind: str = "derivative", smooth: int = 5) -> np.ndarray:
+def compute_features(norm, energies, *, kind: str = "derivative", smooth: int = 9) -> np.ndarray:
     """Features of normalized spectra: their energy derivative, or the spectra.
 
     Parameters
@@ -48,7 +48,7 @@ def compute_features(norm, energies, *, kind: str = "derivative", smooth: int = 
         Savitzky–Golay window (points, odd, quadratic) applied along energy before
         differentiating; 0 or 1 turns it off. Differentiation amplifies noise in
         proportion to 1/step; a short quadratic window keeps the edge shape while
-        cutting that noise by about half.
+        cutting that noise several-fold.
 
     Returns
     -------
@@ -187,7 +187,7 @@ def train_classifier(
     n_per_class: int = 1000,
     n_trees: int = 100,
     features: str = "derivative",
-    smooth: int = 5,
+    smooth: int = 9,
     spread: float = 0.1,
     test_fraction: float = 0.25,
     n_jobs: int | None = -1,
@@ -286,6 +286,10 @@ class Classification:
     residual: np.ndarray
 
 
+#: Classes at least this probable contribute their references to a pixel's LCF.
+SUPPORT_PROBABILITY = 0.2
+
+
 def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bool = True) -> Classification:
     """Label normalized spectra and measure how well their class explains them.
 
@@ -298,6 +302,10 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
         Distance in feature space between a pixel and its class's noise-free spectrum.
     fit : bool
         Also fit the non-negative reference fractions (LCF) over the feature window.
+        The forest chooses which references a pixel may use: those present in any
+        class with probability >= ``SUPPORT_PROBABILITY``; LCF then quantifies them.
+        Without that choice, noise gives every absent phase a small positive
+        fraction (NNLS cannot go below 0), a bias of about 0.4 sigma per phase.
 
     Returns
     -------
@@ -314,8 +322,12 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     labels = np.zeros(n, np.uint16)
     probability = np.full(n, np.nan, np.float32)
     distance = np.full(n, np.nan, np.float32)
+    allowed = None
     if x.shape[0]:
         proba = classifier.forest.predict_proba(x)
+        present = classifier.classes.compositions > 0
+        allowed = ((proba >= SUPPORT_PROBABILITY).astype(np.float32) @ present).T > 0
+        allowed[:, proba.max(axis=1) < SUPPORT_PROBABILITY] = True
         best = np.argmax(proba, axis=1)
         labels[good] = best + 1
         probability[good] = proba[np.arange(best.size), best]
@@ -325,7 +337,7 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     if fit and x.shape[0]:
         start, stop = classifier.window
         fractions[:, good], residual[good] = fit_fractions(
-            flat[start:stop, good], classifier.references[:, start:stop]
+            flat[start:stop, good], classifier.references[:, start:stop], allowed=allowed
         )
     return Classification(
         labels=labels.reshape(shape),

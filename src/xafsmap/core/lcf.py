@@ -22,7 +22,7 @@ MAX_SUBSET_REFERENCES = 8
 
 
 def fit_fractions(
-    spectra, references, *, sum_to_one: bool = True, weight: float = 10.0
+    spectra, references, *, sum_to_one: bool = True, weight: float = 10.0, allowed=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative linear-combination fractions of references for every spectrum.
 
@@ -38,6 +38,9 @@ def fit_fractions(
         weights are free non-negative amplitudes.
     weight : float
         Weight of the sum-to-one equation relative to one energy point.
+    allowed : ndarray of bool, shape (K, ...), optional
+        Which references each spectrum may use (e.g. those of the classes a
+        classifier found likely); default all.
 
     Returns
     -------
@@ -71,8 +74,12 @@ def fit_fractions(
     if sum_to_one:
         a = np.vstack([a, np.full((1, k), weight)])
         y = np.vstack([y, np.full((1, y.shape[1]), weight)])
+    if allowed is not None:
+        allowed = np.asarray(allowed, bool).reshape(k, -1)
     if k <= MAX_SUBSET_REFERENCES:
-        w = _nnls_subsets(a, y)
+        w = _nnls_subsets(a, y, allowed)
+    elif allowed is not None:
+        raise ValueError(f"a restricted fit supports at most {MAX_SUBSET_REFERENCES} references, got {k}")
     else:
         w = _nnls_loop(a, y)
     misfit = references.T @ w - y[:n_energies]
@@ -82,7 +89,7 @@ def fit_fractions(
     return w.astype(np.float32).reshape(k, *shape), residual.astype(np.float32).reshape(shape)
 
 
-def _nnls_subsets(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _nnls_subsets(a: np.ndarray, y: np.ndarray, allowed=None) -> np.ndarray:
     k = a.shape[1]
     best_w = np.zeros((k, y.shape[1]))
     best_cost = np.full(y.shape[1], np.inf)
@@ -94,7 +101,10 @@ def _nnls_subsets(a: np.ndarray, y: np.ndarray) -> np.ndarray:
             # ||y - A w||^2 = y.y - 2 w.(A^T y) + w.(A^T A) w, all pixels at once
             aty = sub.T @ y
             cost = yy - 2 * np.einsum("ij,ij->j", w, aty) + np.einsum("ij,ij->j", w, (sub.T @ sub) @ w)
-            better = np.flatnonzero(np.all(w >= 0, axis=0) & (cost < best_cost))
+            feasible = np.all(w >= 0, axis=0)
+            if allowed is not None:
+                feasible &= np.all(allowed[list(subset)], axis=0)
+            better = np.flatnonzero(feasible & (cost < best_cost))
             best_cost[better] = cost[better]
             best_w[:, better] = 0.0
             best_w[np.ix_(subset, better)] = w[:, better]

@@ -14,11 +14,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classify import METRICS, Classifier, classify, train_classifier
-from .normalize import background_mask, estimate_noise, normalize
+from .normalize import background_mask, estimate_noise, find_e0, normalize
 from .references import Reference, resample_reference
 from .synthesize import make_classes
 
-__all__ = ["MapResult", "iter_map", "map_stack", "prepare_references", "survey"]
+__all__ = [
+    "MapResult",
+    "Model",
+    "iter_classify",
+    "iter_map",
+    "map_stack",
+    "prepare_references",
+    "survey",
+    "train_model",
+]
 
 #: Bytes of one band of rows (all energies) read and processed at a time.
 BAND_BYTES = 64 * 2**20
@@ -95,6 +104,8 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
     if flat.shape[1] == 0:
         raise ValueError("every surveyed pixel has a NaN or infinite value: the stack holds no usable spectrum")
     result = normalize(flat, energies, **(norm_params or {}))
+    if np.count_nonzero(np.isfinite(result.edge_step) & (result.edge_step > 0)) < 2:
+        raise ValueError("no pixel has an edge step above 0: is this the right edge, and is it absorbance?")
     is_sample, used = background_mask(result.edge_step, threshold=threshold)
     if not np.any(is_sample):
         raise ValueError(
@@ -155,15 +166,35 @@ def _norm_params(**given) -> dict:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def iter_map(
+@dataclass(frozen=True)
+class Model:
+    """A classifier trained for one measurement, with what it learned from the survey.
+
+    Attributes
+    ----------
+    classifier : Classifier
+    survey : Survey
+    normalization : dict
+        The normalization parameters (Larch names) given; missing ones are derived
+        from each spectrum.
+    params : dict
+        Every training choice, seed included (for report.json and recipes).
+    """
+
+    classifier: Classifier
+    survey: Survey
+    normalization: dict
+    params: dict
+
+
+def train_model(
     stack,
     references,
     *,
     offsets=None,
     mixtures="pairs",
-    metric: str = "euclidean",
     features: str = "derivative",
-    smooth: int = 5,
+    smooth: int = 9,
     n_per_class: int = 1000,
     n_trees: int = 100,
     threshold: float | None = None,
@@ -174,10 +205,9 @@ def iter_map(
     norm1: float | None = None,
     norm2: float | None = None,
     nnorm: int | None = None,
-    band_bytes: int = BAND_BYTES,
     rng=None,
-):
-    """Map a stack into classes, probabilities, distances and fractions, band by band.
+) -> Model:
+    """Survey a stack, prepare the references and train the classifier for it.
 
     Parameters
     ----------
@@ -189,8 +219,6 @@ def iter_map(
         Energy offset per reference, eV.
     mixtures : str or ndarray
         Mixture classes (see :func:`~xafsmap.core.synthesize.parse_mixtures`).
-    metric : {'euclidean', 'manhattan', 'jensen-shannon'}
-        Distance in feature space written to the distance map.
     features, smooth : str, int
         Feature kind and smoothing window (see :func:`~xafsmap.core.classify.compute_features`).
     n_per_class, n_trees : int
@@ -202,15 +230,62 @@ def iter_map(
     e0, pre1, pre2, norm1, norm2, nnorm : optional
         Normalization parameters with Larch's meaning; ``None`` derives them from each
         spectrum.
-    band_bytes : int
-        Size of the band of rows processed at once.
     rng : int or Generator, optional
         Seed of the training set and forest.
+
+    Returns
+    -------
+    Model
+    """
+    if not references:
+        raise ValueError("at least one reference is needed")
+    seed = rng if isinstance(rng, (int, np.integer)) else int(np.random.default_rng(rng).integers(2**31))
+    data, energies = stack.data, np.asarray(stack.energies, dtype=np.float64)
+    if data.shape[0] != energies.size:
+        raise ValueError(f"stack has {data.shape[0]} energies but {energies.size} energies are given")
+    params = _norm_params(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
+    found = survey(data, energies, threshold=threshold, norm_params=params)
+    # One e0 for every spectrum (as Athena users set one for a data set): with shared
+    # fit windows, normalizing a mixture equals mixing normalized references, so
+    # fractions carry no bias from per-pixel windows. e0 per pixel is still mapped.
+    params.setdefault("e0", found.e0)
+    refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
+    inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
+    if inside.size < 5:
+        raise ValueError(
+            f"only {inside.size} energies lie within {fit_range} eV of the edge at {found.e0:.1f} eV"
+        )
+    classes = make_classes([ref.name for ref in references], mixtures=mixtures)
+    classifier = train_classifier(
+        refs,
+        energies,
+        classes,
+        noise=found.noise,
+        prepare=lambda spectra: normalize(spectra, energies, **params).norm,
+        window=(int(inside[0]), int(inside[-1]) + 1),
+        n_per_class=n_per_class,
+        n_trees=n_trees,
+        features=features,
+        smooth=smooth,
+        rng=seed,
+    )
+    settings = dict(
+        references=[ref.name for ref in references],
+        offsets=[float(v) for v in offsets] if offsets is not None else [0.0] * len(references),
+        mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
+        features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
+        threshold=threshold, fit_range=list(fit_range), normalization=params, seed=seed,
+    )
+    return Model(classifier=classifier, survey=found, normalization=params, params=settings)
+
+
+def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES):
+    """Classify every pixel of a stack with a trained :class:`Model`, band by band.
 
     Yields
     ------
     (done, total) : tuple of int
-        Bands finished out of all bands (training counts as the first step).
+        Bands finished out of all bands.
 
     Returns
     -------
@@ -218,43 +293,13 @@ def iter_map(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    if not references:
-        raise ValueError("at least one reference is needed")
-    seed = int(np.random.default_rng(rng).integers(2**31)) if not isinstance(rng, int) else rng
-    timings = {}
-    tic = time.perf_counter()
     data, energies = stack.data, np.asarray(stack.energies, dtype=np.float64)
-    n_energies, rows, cols = data.shape
-    if n_energies != energies.size:
-        raise ValueError(f"stack has {n_energies} energies but {energies.size} energies are given")
-    params = _norm_params(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
-    found = survey(data, energies, threshold=threshold, norm_params=params)
-    refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
-    inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
-    window = (int(inside[0]), int(inside[-1]) + 1)
-    classes = make_classes([ref.name for ref in references], mixtures=mixtures)
-    timings["survey_s"] = time.perf_counter() - tic
-
-    band = max(1, int(band_bytes // (n_energies * cols * 4)))
-    total = 1 + -(-rows // band)
-    tic = time.perf_counter()
-    classifier = train_classifier(
-        refs,
-        energies,
-        classes,
-        noise=found.noise,
-        prepare=lambda spectra: normalize(spectra, energies, **params).norm,
-        window=window,
-        n_per_class=n_per_class,
-        n_trees=n_trees,
-        features=features,
-        smooth=smooth,
-        rng=seed,
-    )
-    timings["train_s"] = time.perf_counter() - tic
-    yield 1, total
-
-    k = len(references)
+    _, rows, cols = data.shape
+    if not np.array_equal(energies, model.classifier.energies):
+        raise ValueError("the model was trained on other energies than this stack's")
+    band = _band_rows(data.shape, band_bytes)
+    total = _n_bands(data.shape, band_bytes)
+    k = model.classifier.references.shape[0]
     maps = {
         "labels": np.zeros((rows, cols), np.uint16),
         "mask": np.zeros((rows, cols), np.uint8),
@@ -263,29 +308,63 @@ def iter_map(
     for name in ("probability", "distance", "residual", "edge_step", "e0"):
         maps[name] = np.full((rows, cols), np.nan, np.float32)
     tic = time.perf_counter()
-    for step, r0 in enumerate(range(0, rows, band), start=2):
+    for step, r0 in enumerate(range(0, rows, band), start=1):
         r1 = min(rows, r0 + band)
-        _map_band(np.asarray(data[:, r0:r1], dtype=np.float32), energies, r0, r1, maps,
-                  classifier=classifier, params=params, threshold=found.threshold, metric=metric)
+        _map_band(np.asarray(data[:, r0:r1], dtype=np.float32), energies, r0, r1, maps, model=model, metric=metric)
         yield step, total
-    timings["map_s"] = time.perf_counter() - tic
-    settings = dict(
-        offsets=list(offsets) if offsets is not None else [0.0] * k,
-        mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
-        metric=metric, features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
-        threshold=found.threshold, fit_range=list(fit_range), normalization=params, seed=seed,
-    )
-    return MapResult(classifier=classifier, survey=found, params=settings, timings=timings, **maps)
+    timings = {"map_s": time.perf_counter() - tic}
+    params = dict(model.params, metric=metric, threshold_used=model.survey.threshold)
+    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)
 
 
-def _map_band(band, energies, r0, r1, maps, *, classifier, params, threshold, metric):
+def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES, **options):
+    """Train for a stack (see :func:`train_model` for the options), then map it.
+
+    Yields
+    ------
+    (done, total) : tuple of int
+        Training counts as the first step, then one step per band.
+
+    Returns
+    -------
+    MapResult
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    total = 1 + _n_bands(stack.data.shape, band_bytes)
+    tic = time.perf_counter()
+    model = train_model(stack, references, **options)
+    train_s = time.perf_counter() - tic
+    yield 1, total
+    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes)
+    while True:
+        try:
+            done, _ = next(generator)
+        except StopIteration as stop:
+            stop.value.timings["train_s"] = train_s
+            return stop.value
+        yield done + 1, total
+
+
+def _band_rows(shape, band_bytes: int) -> int:
+    n_energies, _, cols = shape
+    return max(1, int(band_bytes // (n_energies * cols * 4)))
+
+
+def _n_bands(shape, band_bytes: int) -> int:
+    return -(-shape[1] // _band_rows(shape, band_bytes))
+
+
+def _map_band(band, energies, r0, r1, maps, *, model, metric):
     finite = np.all(np.isfinite(band), axis=0)
-    result = normalize(np.where(finite, band, 0.0).astype(np.float32), energies, **params)
+    band = np.where(finite, band, 0.0).astype(np.float32)
+    result = normalize(band, energies, **model.normalization)
+    threshold = model.survey.threshold
     maps["edge_step"][r0:r1] = np.where(finite, result.edge_step, np.nan)
-    maps["e0"][r0:r1] = np.where(finite, result.e0, np.nan)
+    maps["e0"][r0:r1] = np.where(finite, find_e0(band, energies), np.nan)
     sample = finite & (result.edge_step > threshold)
     maps["mask"][r0:r1] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
-    found = classify(classifier, result.norm[:, sample], metric=metric)
+    found = classify(model.classifier, result.norm[:, sample], metric=metric)
     for name in ("labels", "probability", "distance", "residual"):
         maps[name][r0:r1][sample] = getattr(found, name)
     maps["fractions"][:, r0:r1][:, sample] = found.fractions
