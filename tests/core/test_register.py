@@ -1,0 +1,135 @@
+"""Known-answer tests of the drift measurement and correction across energies."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from xafsmap.core.register import correct_drift, drift_report, measure_drift
+
+E, M, N, PAD = 40, 72, 72, 20
+ENERGIES = np.linspace(7090.0, 7160.0, E)
+
+
+def _edge(e: np.ndarray, e0: float) -> np.ndarray:
+    return np.arctan((e - e0) / 1.5) / np.pi + 0.5
+
+
+@pytest.fixture(scope="module")
+def scan():
+    """A textured two-phase sample whose contrast changes (and inverts) across two edges,
+    drifting by a sub-pixel random walk of a few pixels, with noise.
+
+    Returns (stack as measured, the same scene without drift, true drift).
+    """
+    rng = np.random.default_rng(1)
+    size = M + 2 * PAD
+    phase = ndimage.gaussian_filter(rng.normal(size=(size, size)), 4) > 0
+    thickness = 1.0 + 5.0 * ndimage.gaussian_filter(rng.normal(size=(size, size)), 2)
+    matrix = ndimage.gaussian_filter(rng.random((size, size)), 1.5)
+    # phase A's edge at 7112 eV, phase B's (larger) at 7130 eV: A brighter between, B above
+    mu_a, mu_b = _edge(ENERGIES, 7112.0), 1.8 * _edge(ENERGIES, 7130.0)
+    steps = rng.normal(0.0, 0.6, (E, 2))
+    steps[0] = 0.0
+    true = np.cumsum(steps, axis=0)
+    inside = np.s_[PAD : PAD + M, PAD : PAD + N]
+    still, moved = [], []
+    for i in range(E):
+        od = thickness * (0.3 + np.where(phase, mu_a[i], mu_b[i])) + 0.3 * matrix
+        still.append(od[inside])
+        moved.append(ndimage.shift(od, true[i], order=3, mode="nearest")[inside])
+    stack = np.array(moved) + rng.normal(0.0, 0.02, (E, M, N))
+    return stack.astype(np.float32), np.array(still, np.float32), true
+
+
+def _rms(err: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.sum(err**2, axis=1))))
+
+
+def test_measure_drift_recovers_random_walk(scan):
+    stack, _, true = scan
+    assert np.ptp(true, axis=0).max() > 3  # a few pixels of drift
+    drift = measure_drift(stack, ENERGIES)
+    assert drift.shape == (E, 2)
+    # relative to image 0 on both sides: the default reference is some image above the edge
+    rms = _rms((drift - drift[0]) - (true - true[0]))
+    assert rms <= 0.1  # reached 0.033 px (max 0.054 px)
+
+
+def test_measure_drift_against_chosen_reference(scan):
+    stack, _, true = scan
+    drift = measure_drift(stack, ENERGIES, reference_index=0)
+    np.testing.assert_array_equal(drift[0], [0.0, 0.0])
+    assert _rms(drift - true) <= 0.1  # reached 0.033 px
+    whole = measure_drift(stack, ENERGIES, reference_index=0, upsample=1)
+    assert np.all(whole == np.round(whole))  # upsample=1: whole pixels
+    assert np.abs(whole - true).max() <= 1.0
+
+
+def test_default_reference_is_above_the_edge(scan):
+    stack, _, _ = scan
+    drift = measure_drift(stack, ENERGIES)
+    zero = np.flatnonzero(np.all(drift == 0.0, axis=1))
+    assert zero.size >= 1 and ENERGIES[zero[0]] > 7112.0
+
+
+def test_correct_drift_realigns(scan):
+    stack, still, true = scan
+    corrected = correct_drift(stack, measure_drift(stack, ENERGIES, reference_index=0))
+    assert corrected.dtype == np.float32 and corrected.shape == stack.shape
+    inner = np.s_[:, 8:-8, 8:-8]
+    before = np.sqrt(np.mean((stack[inner] - still[inner]) ** 2))
+    after = np.sqrt(np.mean((corrected[inner] - still[inner]) ** 2))
+    assert after < 0.15 * before  # reached 0.057 vs 0.58
+    # the image that drifted most upwards (-4.8 rows) is moved down: NaN where nothing maps
+    i = int(np.argmin(true[:, 0]))
+    assert true[i, 0] < -4 and np.isnan(corrected[i, :4]).all()
+    assert np.isfinite(corrected[i, 6:, 3:-3]).all()
+    residual = measure_drift(corrected[:, 6:-6, 6:-6], ENERGIES, reference_index=0)
+    assert np.abs(residual).max() < 0.2
+
+
+def test_dask_equals_numpy(scan):
+    stack, _, _ = scan
+    lazy = da.from_array(stack, chunks=(10, 36, 72))
+    drift = measure_drift(stack, ENERGIES, reference_index=3)
+    np.testing.assert_allclose(measure_drift(lazy, ENERGIES, reference_index=3), drift, atol=1e-9)
+    out = correct_drift(lazy, drift)
+    assert isinstance(out, da.Array) and out.chunks == lazy.chunks and out.dtype == np.float32
+    np.testing.assert_array_equal(out.compute(), correct_drift(stack, drift))
+
+
+def test_correct_drift_integer_shift_known_answer():
+    img = np.arange(30, dtype=np.uint16).reshape(1, 5, 6)
+    out = correct_drift(img, np.array([[1.0, -2.0]]))
+    assert out.dtype == np.float32
+    # image = reference moved by (+1, -2): reference(y, x) = image(y + 1, x - 2)
+    np.testing.assert_array_equal(out[0, :4, 2:], img[0, 1:, :4])
+    assert np.isnan(out[0, 4]).all() and np.isnan(out[0, :, :2]).all()
+
+
+def test_drift_report():
+    report = drift_report(np.array([[0.0, 0.0], [3.0, -4.0], [0.0, 1.0]]))
+    assert report["max"] == 5.0 and report["max_dy"] == 3.0 and report["max_dx"] == 4.0
+    assert report["rms"] == pytest.approx(np.sqrt(26.0 / 3.0))
+    assert report["n_images"] == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda s: measure_drift(s[0], ENERGIES), r"3-D \(E, M, N\)"),
+        (lambda s: measure_drift(s, ENERGIES[:-1]), r"stack has 40 energies but energies has shape \(39,\)"),
+        (lambda s: measure_drift(s, ENERGIES, reference_index=40), "reference_index 40 is outside the stack's 40 energies"),
+        (lambda s: measure_drift(s, ENERGIES, upsample=0), "upsample must be a positive integer"),
+        (lambda s: correct_drift(s, np.zeros((39, 2))), r"drift has shape \(39, 2\) but the stack has 40 energies"),
+        (lambda s: correct_drift(s, np.full((40, 2), np.nan)), "drift has 80 non-finite values"),
+        (lambda s: drift_report(np.zeros(3)), r"drift must have shape \(E, 2\)"),
+    ],
+    ids=["not 3-D", "energies length", "reference index", "upsample", "drift shape", "drift NaN", "report shape"],
+)
+def test_bad_inputs_raise_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(np.zeros((E, 8, 8), np.float32))
