@@ -1,0 +1,59 @@
+"""The manifest, reader, writer and sample in a real napari viewer."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xafsmap._reader import get_reader
+
+
+def test_manifest_validates_with_imports():
+    out = subprocess.run([sys.executable, "-m", "npe2", "validate", "--imports", "xafsmap"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_reader_gives_a_lazy_stack_with_energies(small_sample_file, small_sample):
+    import dask.array as da
+
+    reader = get_reader(str(small_sample_file))
+    assert reader is not None
+    [(data, meta, kind)] = reader(str(small_sample_file))
+    assert kind == "image" and isinstance(data, da.Array)
+    assert data.shape == small_sample.stack.shape
+    np.testing.assert_allclose(meta["metadata"]["energies"], small_sample.energies)
+    low, high = meta["contrast_limits"]
+    assert low < high
+
+
+@pytest.mark.parametrize("name, content", [("notes.txt", b"hello"), ("broken.tif", b"II*\x00garbage")])
+def test_reader_declines_what_it_cannot_read(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert get_reader(str(path)) is None
+
+
+def test_sample_opens_in_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("xafsmap", "fe_sample")
+    assert layers[0].data.ndim == 3 and "energies" in layers[0].metadata
+
+
+def test_labels_written_and_read_back_through_the_plugin(make_napari_viewer, tmp_path):
+    from xafsmap._reader import labels_layer
+
+    viewer = make_napari_viewer()
+    labels = np.zeros((10, 12), np.uint16)
+    labels[2:5, 3:9] = 1
+    labels[6:9, 1:4] = 2
+    data, meta, _ = labels_layer(labels, ["Fe", "FeO"], compositions=np.eye(2), references=["Fe", "FeO"])
+    layer = viewer.add_labels(data, **meta)
+    written = viewer.layers.save(str(tmp_path / "phases.tif"), selected=False, plugin="xafsmap") \
+        if False else layer.save(str(tmp_path / "phases.tif"), plugin="xafsmap")
+    assert sorted(p.split("/")[-1] for p in written) == ["phases.classes.csv", "phases.tif"]
+    assert (tmp_path / "phases.classes.csv").read_text().splitlines()[:2] == ["label,name,Fe,FeO", "1,Fe,1,0"]
+    [reread] = viewer.open(str(tmp_path / "phases.tif"), plugin="xafsmap")
+    np.testing.assert_array_equal(reread.data, labels)
+    assert list(reread.features["class"]) == ["no sample", "Fe", "FeO"]
