@@ -301,7 +301,8 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     metric : {'euclidean', 'manhattan', 'jensen-shannon'}
         Distance in feature space between a pixel and its class's noise-free spectrum.
     fit : bool
-        Also fit the non-negative reference fractions (LCF) over the feature window.
+        Also fit the non-negative reference fractions (LCF) over all energies (more
+        points than the feature window: a smaller variance of the fractions).
         The forest chooses which references a pixel may use: those present in any
         class with probability >= ``SUPPORT_PROBABILITY``; LCF then quantifies them.
         Without that choice, noise gives every absent phase a small positive
@@ -335,10 +336,7 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     fractions = np.full((k, n), np.nan, np.float32)
     residual = np.full(n, np.nan, np.float32)
     if fit and x.shape[0]:
-        start, stop = classifier.window
-        fractions[:, good], residual[good] = fit_fractions(
-            flat[start:stop, good], classifier.references[:, start:stop], allowed=allowed
-        )
+        fractions[:, good], residual[good] = fit_fractions(flat[:, good], classifier.references, allowed=allowed)
     return Classification(
         labels=labels.reshape(shape),
         probability=probability.reshape(shape),
