@@ -1,0 +1,170 @@
+"""Dock 6, Inspect: click a pixel (or pick a shape) to see its spectra, class and fractions.
+
+Only the clicked pixel's spectrum is read (all energies, one pixel or bin), in a worker;
+while one read runs, later clicks replace each other and the newest is read next, so the
+viewer never waits for a lazy multi-GB stack.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QLabel
+
+from ._base import Dock, notify_errors
+from ._plot import PlotCanvas
+
+#: References drawn besides the class spectrum: those with at least this fraction.
+SHOWN_FRACTION = 0.1
+
+
+def read_spectrum(data, energies, rows: slice, cols: slice, norm_params: dict):
+    """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization."""
+    from ..core.normalize import normalize
+
+    block = np.asarray(data[:, rows, cols], dtype=np.float32).reshape(data.shape[0], -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spectrum = np.nanmean(block, axis=1)
+    if not np.all(np.isfinite(spectrum)):
+        return spectrum, None
+    return spectrum, np.asarray(normalize(spectrum, energies, **norm_params).norm)
+
+
+class InspectWidget(Dock):
+    """Spectrum, class, probability, distance and fractions of the clicked pixel."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.follow_box = QCheckBox("follow the mouse (not only clicks)")
+        self.form.addRow(self.follow_box)
+        self.region_button = self.button("Mean of the selected shape", self.inspect_shape,
+                                         tip="average the pixels inside the selected shape's bounding box")
+        self.form.addRow(self.region_button)
+        self.info = QLabel("click a pixel of the stack or the maps")
+        self.info.setWordWrap(True)
+        self.layout().addWidget(self.info)
+        self.plot = PlotCanvas(2, height=4.6)
+        self.layout().addWidget(self.plot)
+        self.layout().addWidget(self.status)
+        self.pending = None
+        self.shown = None
+        napari_viewer.mouse_drag_callbacks.append(self._on_click)
+        napari_viewer.mouse_move_callbacks.append(self._on_move)
+        self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
+
+    @staticmethod
+    def _disconnect(viewer):
+        for callbacks in (viewer.mouse_drag_callbacks, viewer.mouse_move_callbacks):
+            for callback in list(callbacks):
+                if getattr(callback, "__self__", None).__class__ is InspectWidget:
+                    callbacks.remove(callback)
+
+    # mouse ---------------------------------------------------------------
+    def _on_click(self, viewer, event):
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if not dragged:
+            self.inspect_position(event.position)
+
+    def _on_move(self, viewer, event):
+        if self.follow_box.isChecked():
+            self.inspect_position(event.position)
+
+    def inspect_position(self, position):
+        """Inspect the map pixel under a world ``position`` of the viewer."""
+        session = self.session
+        if session.stack is None or session.layer_name not in self.viewer.layers:
+            return
+        row, col = self.viewer.layers[session.layer_name].world_to_data(position)[-2:]
+        pixel = session.map_pixel(row, col)
+        if pixel is not None and pixel != self.shown:
+            self.inspect_pixel(*pixel)
+
+    # reading -------------------------------------------------------------
+    @notify_errors("Inspect")
+    def inspect_pixel(self, row: int, col: int):
+        """Read and show map pixel ``(row, col)`` (of the prepared grid) in a worker."""
+        rows, cols = self.session.pixel_block(row, col)
+        self._read((rows, cols), f"pixel ({row}, {col})", (row, col))
+
+    @notify_errors("Inspect")
+    def inspect_shape(self):
+        """Average the measurement inside the selected shape's bounding box."""
+        import napari.layers
+
+        shapes = [layer for layer in self.viewer.layers.selection if isinstance(layer, napari.layers.Shapes)]
+        if not shapes or not len(shapes[0].data) or self.session.stack is None:
+            raise ValueError("select a Shapes layer holding a shape (and pick the measurement) first")
+        layer, stack_layer = shapes[0], self.viewer.layers[self.session.layer_name]
+        index = max(layer.selected_data) if layer.selected_data else len(layer.data) - 1
+        corners = np.array([stack_layer.world_to_data(layer.data_to_world(v))[-2:] for v in layer.data[index]])
+        _, n_rows, n_cols = self.session.stack.data.shape
+        lo = np.clip(np.floor(corners.min(axis=0) + 0.5).astype(int), 0, [n_rows, n_cols])
+        hi = np.clip(np.ceil(corners.max(axis=0) + 0.5).astype(int), lo + 1, [n_rows, n_cols])
+        self._read((slice(lo[0], hi[0]), slice(lo[1], hi[1])), f"rows {lo[0]}:{hi[0]}, columns {lo[1]}:{hi[1]}",
+                   None)
+
+    def _read(self, block, title, pixel):
+        if self.worker is not None and self.worker.is_running:
+            self.pending = (block, title, pixel)  # newest click wins
+            return
+        model = self.session.model
+        params = model.normalization if model is not None else self.session.choices["normalization"]
+        self.shown = pixel
+        worker = self.launch(read_spectrum, self.session.stack.data, self.session.stack.energies, *block, params,
+                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum")
+        worker.finished.connect(self._next)
+
+    def _next(self):
+        if self.pending is not None:
+            block, title, pixel = self.pending
+            self.pending = None
+            self._read(block, title, pixel)
+
+    # showing -------------------------------------------------------------
+    def _draw(self, value, title, pixel):
+        spectrum, norm = value
+        energies = self.session.stack.energies
+        raw_ax, norm_ax = self.plot.clear()
+        raw_ax.plot(energies, spectrum, color="white", lw=1)
+        raw_ax.set_ylabel("absorbance")
+        raw_ax.set_title(title)
+        lines = [title]
+        if norm is not None:
+            norm_ax.plot(energies, norm, color="white", lw=1.2, label="this pixel")
+        result = self.session.result
+        if result is not None and pixel is not None:
+            lines += self._describe(result, pixel, norm_ax)
+        norm_ax.set_xlabel("energy (eV)")
+        norm_ax.set_ylabel("normalized μ")
+        if norm_ax.lines:
+            norm_ax.legend(fontsize=7)
+        self.plot.draw()
+        self.info.setText("\n".join(lines))
+
+    def _describe(self, result, pixel, ax) -> list[str]:
+        from ..core.quicklook import label_colors
+
+        classifier = result.classifier
+        classes, energies = classifier.classes, classifier.energies
+        label = int(result.labels[pixel])
+        if label == 0:
+            return ["no sample (below the edge-step threshold)" if result.mask[pixel] == 0
+                    else "invalid: a NaN or infinite value at some energy"]
+        colors = label_colors(len(classes)) / 255.0
+        ax.plot(energies, classes.compositions[label - 1] @ classifier.references, color=colors[label], lw=1.5,
+                label=f"class {classes.names[label - 1]}")
+        fractions = result.fractions[(slice(None), *pixel)]
+        for k in np.argsort(fractions)[::-1]:
+            if fractions[k] >= SHOWN_FRACTION:
+                ax.plot(energies, classifier.references[k], lw=0.8, ls="--",
+                        label=f"{classes.references[k]} ({fractions[k]:.2f})")
+        shares = ", ".join(f"{name} {f:.2f}" for name, f in zip(classes.references, fractions))
+        return [f"class {label}: {classes.names[label - 1]}",
+                f"probability {result.probability[pixel]:.3f}, distance {result.distance[pixel]:.3g}",
+                f"fractions {shares} (residual {result.residual[pixel]:.3g})"]

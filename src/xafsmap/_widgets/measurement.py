@@ -1,0 +1,148 @@
+"""Dock 1, Measurement: pick the stack layer, or open a stack (with flat/dark/I0) from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
+
+from ..core.io import Stack
+from ._base import Dock, notify_errors
+
+_FILE_ROLES = (
+    ("stack", "Stack", "multi-page TIFF, folder of TIFFs, or STXM .hdr"),
+    ("energies", "Energies", "optional: energies file (found beside the stack when empty)"),
+    ("flat", "Flat (I0) images", "optional: the stack is then transmitted counts"),
+    ("dark", "Dark images", "optional: subtracted from stack and flat"),
+    ("i0", "I0 spectrum", "optional: incident-beam spectrum (energy, counts), e.g. STXM i0.xsp"),
+)
+
+
+def _path_row(tip: str) -> tuple[QWidget, QLineEdit]:
+    row, edit, browse = QWidget(), QLineEdit(), QPushButton("…")
+    edit.setToolTip(tip)
+    browse.setMaximumWidth(28)
+    browse.clicked.connect(lambda *_: edit.setText(QFileDialog.getOpenFileName(row, tip)[0] or edit.text()))
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit)
+    layout.addWidget(browse)
+    return row, edit
+
+
+def open_measurement(paths: dict):
+    """Worker: open a stack lazily and build its layer (reads one plane for contrast)."""
+    from .._reader import stack_layer
+    from ..core.io import read_stack
+
+    stack = read_stack(paths["stack"], **{k: v for k, v in paths.items() if k != "stack"})
+    return stack, stack_layer(stack)
+
+
+def describe(stack) -> str:
+    """Shape, energies, dtype, size on disk and memory estimate of a stack, in words."""
+    import dask.array as da
+
+    from ..core.io import stack_info
+
+    info = stack_info(stack if isinstance(stack.data, da.Array) else Stack(da.asarray(stack.data), stack.energies,
+                                                                            stack.sources))
+    files = [Path(p) for k, p in stack.sources.items() if k != "energies" and Path(str(p)).exists()]
+    disk = sum(f.stat().st_size for p in files for f in ([p] if p.is_file() else p.iterdir()) if f.is_file())
+    e, m, n = info["shape"]
+    return (f"{e} energies × {m} rows × {n} columns, {info['dtype']}\n"
+            f"energies {info['energy_min_ev']:.2f}–{info['energy_max_ev']:.2f} eV\n"
+            f"absorbance {_size(info['size_bytes'])} (lazy); on disk {_size(disk) if disk else '—'}\n"
+            f"memory while mapping ≈ {_size(info['mapping_memory_bytes'])}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+
+
+class MeasurementWidget(Dock):
+    """Pick the measurement: an image layer (E, rows, columns) with energies, or files."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.layer_box = QComboBox()
+        self.form.addRow("Stack layer", self.layer_box)
+        self.use_button = self.button("Use layer", self.use_layer, tip="map this image layer")
+        self.form.addRow(self.use_button)
+        self.paths = {}
+        for role, label, tip in _FILE_ROLES:
+            row, self.paths[role] = _path_row(tip)
+            self.form.addRow(label, row)
+        self.open_button = self.button("Open stack", self.open_stack, tip="open lazily, as absorbance")
+        self.form.addRow(self.open_button)
+        self.layout().addWidget(self.status)
+        self.layout().addStretch()
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(lambda *_: self.refresh_layers())
+        self.session.changed.connect(self._on_session)
+        self.refresh_layers()
+
+    def stack_layers(self) -> list:
+        import napari.layers
+
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Image) and layer.ndim == 3 and "energies" in layer.metadata]
+
+    def refresh_layers(self):
+        current = self.layer_box.currentText()
+        names = [layer.name for layer in self.stack_layers()]
+        self.layer_box.clear()
+        self.layer_box.addItems(names)
+        if current in names:
+            self.layer_box.setCurrentText(current)
+
+    @notify_errors("Measurement")
+    def use_layer(self, name: str | None = None):
+        """Make the chosen image layer the session's measurement."""
+        name = name or self.layer_box.currentText()
+        if not name:
+            raise ValueError("no image layer with energies: open a stack or the sample first")
+        layer = self.viewer.layers[name]
+        energies = np.asarray(layer.metadata["energies"], dtype=np.float64)
+        sources = dict(layer.metadata.get("sources") or {})
+        if not sources and layer.metadata.get("references"):
+            sources = {"sample": "fe_sample"}  # the plugin's sample measurement
+        stack = Stack(layer.data, energies, sources)
+        self.session.set_measurement(stack, source=sources, layer_name=name, scale=tuple(layer.scale[-2:]),
+                                     translate=tuple(layer.translate[-2:]))
+        self.layer_box.setCurrentText(name)
+        self.report(describe(stack))
+
+    @notify_errors("Open stack")
+    def open_stack(self, paths: dict | None = None):
+        """Open the stack named in the path fields (or ``paths``) in a worker, then use it."""
+        paths = paths or {role: edit.text().strip() for role, edit in self.paths.items()}
+        paths = {role: value for role, value in paths.items() if value}
+        if "stack" not in paths:
+            raise ValueError("give the stack file or folder first")
+        self.launch(open_measurement, paths, done=self._opened, what="Opening the stack",
+                    buttons=(self.open_button, self.use_button))
+
+    def _opened(self, value):
+        _, (data, meta, _) = value
+        layer = self.viewer.add_image(data, **meta)
+        self.use_layer(layer.name)
+
+    def _on_session(self, part: str):
+        if part != "recipe":
+            return
+        recipe_source = {k: v for k, v in self.session.source.items()}
+        wanted = self.session.wanted_source
+        if wanted == recipe_source:
+            return
+        for role, edit in self.paths.items():
+            edit.setText(str(wanted.get(role, "")))
+        if "sample" in wanted:
+            self.viewer.open_sample("xafsmap", wanted["sample"])
+            self.use_layer(self.stack_layers()[-1].name)
+        elif "stack" in wanted:
+            self.open_stack(wanted)

@@ -1,0 +1,171 @@
+"""Dock 2, Prepare: region of interest from a shape, n × n binning, background mask preview."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+
+from ._base import Dock, notify_errors, set_layer
+
+#: Pixels read for the mask preview (a regular subgrid of the prepared stack).
+PREVIEW_PIXELS = 40_000
+MASK_LAYER = "mask preview"
+
+
+def preview_edge_step(stack, norm_params: dict):
+    """Worker: edge step of a regular subgrid of the stack; returns (edge_step, stride)."""
+    from ..core.normalize import normalize
+
+    _, rows, cols = stack.data.shape
+    stride = max(1, int(np.ceil(np.sqrt(rows * cols / PREVIEW_PIXELS))))
+    block = np.asarray(stack.data[:, ::stride, ::stride], dtype=np.float32)
+    finite = np.all(np.isfinite(block), axis=0)
+    result = normalize(np.where(finite, block, 0.0).astype(np.float32), stack.energies, **norm_params)
+    return np.where(finite, np.asarray(result.edge_step), np.nan).astype(np.float32), stride
+
+
+class PrepareWidget(Dock):
+    """Crop to a rectangle of a Shapes layer, bin n × n, and preview the background mask."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.shapes_box = QComboBox()
+        self.form.addRow("ROI shapes layer", self.shapes_box)
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.button("ROI from shape", self.roi_from_shape, tip="bounding box of the selected "
+                                   "(or last) shape"))
+        line.addWidget(self.button("Whole image", lambda: self.set_roi(None)))
+        self.form.addRow(row)
+        self.roi_label = QLabel("whole image")
+        self.form.addRow("ROI (rows, columns)", self.roi_label)
+        self.bin_spin = QSpinBox()
+        self.bin_spin.setRange(1, 64)
+        self.bin_spin.setToolTip("average n × n neighbouring pixels (better S/N, fewer pixels)")
+        self.form.addRow("Binning n × n", self.bin_spin)
+        self.auto_box = QCheckBox("automatic")
+        self.auto_box.setChecked(True)
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setDecimals(4)
+        self.threshold_spin.setRange(0.0, 1e6)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setEnabled(False)
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.auto_box)
+        line.addWidget(self.threshold_spin)
+        self.form.addRow("Edge-step threshold", row)
+        self.preview_button = self.button("Preview mask", self.preview_mask,
+                                          tip="edge step of a subgrid and the no-sample mask, as a layer")
+        self.form.addRow(self.preview_button)
+        self.layout().addWidget(self.status)
+        self.layout().addStretch()
+        self.edge_step = None
+        self.stride = 1
+        self.bin_spin.valueChanged.connect(lambda v: self.session.update("prepare", bin=int(v)))
+        self.auto_box.toggled.connect(self._threshold_changed)
+        self.threshold_spin.valueChanged.connect(self._threshold_changed)
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(lambda *_: self.refresh_layers())
+        self.session.changed.connect(self._on_session)
+        self.refresh_layers()
+
+    def refresh_layers(self):
+        import napari.layers
+
+        current = self.shapes_box.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Shapes)]
+        self.shapes_box.clear()
+        self.shapes_box.addItems(names)
+        if current in names:
+            self.shapes_box.setCurrentText(current)
+
+    @notify_errors("ROI")
+    def roi_from_shape(self):
+        """Set the ROI to the bounding box of the selected (or last) shape, in stack pixels."""
+        if self.session.stack is None:
+            raise ValueError("pick the measurement first (Measurement dock)")
+        name = self.shapes_box.currentText()
+        if not name:
+            raise ValueError("draw a rectangle in a Shapes layer first")
+        shapes = self.viewer.layers[name]
+        if not len(shapes.data):
+            raise ValueError(f"the Shapes layer {name!r} holds no shape")
+        index = max(shapes.selected_data) if shapes.selected_data else len(shapes.data) - 1
+        stack_layer = self.viewer.layers[self.session.layer_name]
+        corners = [stack_layer.world_to_data(shapes.data_to_world(v))[-2:] for v in shapes.data[index]]
+        (lo_r, lo_c), (hi_r, hi_c) = np.min(corners, axis=0), np.max(corners, axis=0)
+        _, rows, cols = self.session.stack.data.shape
+        roi = (max(0, int(np.floor(lo_r + 0.5))), min(rows, int(np.ceil(hi_r + 0.5))),
+               max(0, int(np.floor(lo_c + 0.5))), min(cols, int(np.ceil(hi_c + 0.5))))
+        self.set_roi(roi)
+
+    @notify_errors("ROI")
+    def set_roi(self, roi):
+        if roi is not None and self.session.stack is not None:
+            from ..core.prepare import crop_stack
+
+            crop_stack(self.session.stack.data, roi)  # refuses a ROI outside the image
+        self.session.update("prepare", roi=None if roi is None else tuple(int(v) for v in roi))
+
+    def _threshold_changed(self, *_):
+        self.threshold_spin.setEnabled(not self.auto_box.isChecked())
+        threshold = None if self.auto_box.isChecked() else float(self.threshold_spin.value())
+        if threshold != self.session.choices["threshold"]:
+            self.session.update("prepare", threshold=threshold)
+        self._show_mask()
+
+    @notify_errors("Mask preview")
+    def preview_mask(self):
+        """Edge step of a subgrid of the prepared stack (worker), then the mask as a layer."""
+        stack = self.session.prepared_stack()
+        self.launch(preview_edge_step, stack, self.session.choices["normalization"], done=self._previewed,
+                    what="Mask preview", buttons=(self.preview_button,))
+
+    def _previewed(self, value):
+        self.edge_step, self.stride = value
+        self._show_mask()
+
+    def _show_mask(self):
+        from ..core.normalize import background_mask
+
+        if self.edge_step is None:
+            return
+        finite = np.isfinite(self.edge_step)
+        mask, used = background_mask(np.where(finite, self.edge_step, 0.0),
+                                     threshold=self.session.choices["threshold"])
+        if self.auto_box.isChecked():
+            self.threshold_spin.blockSignals(True)
+            self.threshold_spin.setValue(float(used))
+            self.threshold_spin.blockSignals(False)
+        transform = self.session.map_transform()
+        scale = tuple(s * self.stride for s in transform["scale"])
+        translate = tuple(t + (self.stride - 1) / 2 * s for t, s in zip(transform["translate"], transform["scale"]))
+        labels = (mask & finite).astype(np.uint8)
+        set_layer(self.viewer, labels, kind="labels", update=True, name=MASK_LAYER, scale=scale, translate=translate,
+                  opacity=0.4, colormap={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.8, 1.0, 1.0)})
+        self.report(f"threshold {used:.4g} ({'automatic' if self.auto_box.isChecked() else 'chosen'}): "
+                    f"{100 * labels.mean():.0f} % of the previewed pixels hold sample "
+                    + ("(all pixels read)" if self.stride == 1 else f"(1 pixel in {self.stride}² read)"))
+
+    def _on_session(self, part: str):
+        if part == "measurement":
+            self.edge_step = None
+        if part not in ("recipe", "measurement", "prepare"):
+            return
+        roi = self.session.choices["roi"]
+        self.roi_label.setText("whole image" if roi is None else f"{roi[0]}:{roi[1]}, {roi[2]}:{roi[3]}")
+        self.bin_spin.blockSignals(True)
+        self.bin_spin.setValue(self.session.choices["bin"])
+        self.bin_spin.blockSignals(False)
+        threshold = self.session.choices["threshold"]
+        self.auto_box.blockSignals(True)
+        self.auto_box.setChecked(threshold is None)
+        self.auto_box.blockSignals(False)
+        self.threshold_spin.setEnabled(threshold is not None)
+        if threshold is not None:
+            self.threshold_spin.blockSignals(True)
+            self.threshold_spin.setValue(threshold)
+            self.threshold_spin.blockSignals(False)

@@ -1,0 +1,172 @@
+"""Dock 3, References: add files, Athena records or a library folder; tick, name, offset; compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLineEdit, QTableWidget, QTableWidgetItem, QWidget
+
+from ._base import Dock, notify_errors
+from ._plot import PlotCanvas
+from ._session import Entry
+
+#: Pixels averaged into the mean spectrum the references are compared with.
+MEAN_PIXELS = 4096
+COLUMNS = ("use", "name", "offset (eV)", "source")
+
+
+def read_entries(path) -> list[Entry]:
+    """Entries of a file (every record; ticked when it holds one) or of a library folder."""
+    from ..core.references import read_references, scan_library
+
+    path = Path(path)
+    if path.is_dir():
+        refs, _ = scan_library(path)
+        if not refs:
+            raise ValueError(f"no readable reference spectrum in {path}")
+        return [Entry(ref.source, ref.name, 0.0, False, ref) for ref in refs]
+    refs = read_references(path)
+    return [Entry(ref.source, ref.name, 0.0, len(refs) == 1, ref) for ref in refs]
+
+
+def compare_spectra(stack, references, offsets, norm_params: dict):
+    """Worker: normalized mean spectrum of (a subgrid of) the stack and the references on its energies."""
+    from ..core.normalize import normalize
+    from ..core.pipeline import prepare_references
+
+    _, rows, cols = stack.data.shape
+    stride = max(1, int(np.ceil(np.sqrt(rows * cols / MEAN_PIXELS))))
+    block = np.asarray(stack.data[:, ::stride, ::stride], dtype=np.float32).reshape(stack.data.shape[0], -1)
+    good = np.all(np.isfinite(block), axis=0)
+    if not good.any():
+        raise ValueError("every pixel read has a NaN or infinite value")
+    mean = block[:, good].mean(axis=1)
+    result = normalize(mean, stack.energies, **norm_params)
+    e0 = float(np.asarray(result.e0))
+    refs = prepare_references(references, stack.energies, e0=e0, offsets=offsets, norm_params=norm_params)
+    return stack.energies, np.asarray(result.norm), refs, e0
+
+
+class ReferencesWidget(Dock):
+    """A table of reference spectra (tick to use, rename, shift) and a comparison plot."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.path_edit = QLineEdit()
+        self.path_edit.setToolTip("reference file (XDI, columns, .nor, .prj) or a library folder")
+        self.form.addRow("File or folder", self.path_edit)
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.button("Add", lambda: self.add_path(self.path_edit.text().strip())))
+        line.addWidget(self.button("Add file…", self._browse_file))
+        line.addWidget(self.button("Add folder…", self._browse_folder))
+        self.form.addRow(row)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(140)
+        self.layout().addWidget(self.table)
+        self.plot_button = self.button("Plot over the mean spectrum", self.plot_references,
+                                       tip="ticked references over the mean spectrum of the prepared stack")
+        self.layout().addWidget(self.plot_button)
+        self.plot = PlotCanvas(1)
+        self.layout().addWidget(self.plot)
+        self.layout().addWidget(self.status)
+        self.table.itemChanged.connect(self._edited)
+        self.session.changed.connect(self._on_session)
+        self._fill()
+
+    def _browse_file(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Reference file")
+        if path:
+            self.add_path(path)
+
+    def _browse_folder(self):
+        path = QFileDialog.getExistingDirectory(self, "Reference library folder")
+        if path:
+            self.add_path(path)
+
+    @notify_errors("Add reference")
+    def add_path(self, path: str):
+        """Add every reference of a file or folder (single-spectrum files come ticked)."""
+        if not path:
+            raise ValueError("give a reference file or folder")
+        known = {entry.spec for entry in self.session.entries}
+        new = [entry for entry in read_entries(path) if entry.spec not in known]
+        self.session.set_entries(self.session.entries + new)
+        self.report(f"added {len(new)} reference(s) from {Path(path).name}")
+
+    def set_used(self, names) -> None:
+        """Tick exactly the references called ``names``."""
+        for entry in self.session.entries:
+            entry.use = entry.name in names
+        self.session.set_entries(self.session.entries)
+
+    def _fill(self):
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.session.entries))
+        for i, entry in enumerate(self.session.entries):
+            use = QTableWidgetItem()
+            use.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+            use.setCheckState(Qt.CheckState.Checked if entry.use else Qt.CheckState.Unchecked)
+            source = QTableWidgetItem(entry.spec)
+            source.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            source.setToolTip(entry.spec)
+            for column, item in enumerate((use, QTableWidgetItem(entry.name),
+                                           QTableWidgetItem(f"{entry.offset:g}"), source)):
+                self.table.setItem(i, column, item)
+        self.table.resizeColumnsToContents()
+        self.table.blockSignals(False)
+
+    @notify_errors("References")
+    def _edited(self, item):
+        entry = self.session.entries[item.row()]
+        column = COLUMNS[item.column()]
+        if column == "use":
+            entry.use = item.checkState() == Qt.CheckState.Checked
+        elif column == "name":
+            entry.name = item.text().strip() or entry.name
+        elif column == "offset (eV)":
+            try:
+                entry.offset = float(item.text())
+            except ValueError:
+                self._fill()
+                raise ValueError(f"offset {item.text()!r} is not a number of eV") from None
+        self.session.set_entries(self.session.entries)
+
+    def _on_session(self, part: str):
+        if part == "measurement" and not self.session.entries:
+            layer = self.viewer.layers[self.session.layer_name] if self.session.layer_name else None
+            for path in (layer.metadata.get("references") or []) if layer is not None else []:
+                self.add_path(str(path))
+        if part in ("references", "recipe", "measurement"):
+            self._fill()
+
+    @notify_errors("Plot references")
+    def plot_references(self):
+        """Plot the ticked references over the mean spectrum, both normalized alike (worker)."""
+        stack = self.session.prepared_stack()
+        references = self.session.references()
+        offsets = [entry.offset for entry in self.session.entries if entry.use]
+        self.launch(compare_spectra, stack, references, offsets, self.session.choices["normalization"],
+                    done=lambda value: self._draw(value, [r.name for r in references]),
+                    what="Comparing references", buttons=(self.plot_button,))
+
+    def _draw(self, value, names):
+        from ..core.quicklook import label_colors
+
+        energies, mean, refs, e0 = value
+        [ax] = self.plot.clear()
+        colors = label_colors(len(names)) / 255.0
+        ax.plot(energies, mean, color="white", lw=2, label="mean of the stack")
+        for i, (name, spectrum) in enumerate(zip(names, refs)):
+            ax.plot(energies, spectrum, color=colors[i + 1], lw=1, label=name)
+        ax.axvline(e0, color="gray", lw=0.5, ls="--")
+        ax.set_xlabel("energy (eV)")
+        ax.set_ylabel("normalized μ")
+        ax.legend(fontsize=7)
+        self.plot.draw()
+        self.report(f"edge of the mean spectrum at {e0:.1f} eV")

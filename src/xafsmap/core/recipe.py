@@ -1,0 +1,503 @@
+"""Recipes: every choice of a mapping session as a TOML file that reproduces it headless.
+
+A recipe is data. :func:`read_recipe` validates it field by field and names any unknown,
+missing or out-of-range field; files it names that no longer exist are listed by
+:func:`missing_paths` (and refused by :func:`run_recipe`), never guessed. The napari docks
+and ``xafsmap run RECIPE`` build the stack, references and model through the same
+functions here (:func:`recipe_stack`, :func:`recipe_references`, :func:`train_recipe`), so
+a recipe gives the labels of the session that wrote it.
+
+Layout (every section but ``[input]`` and ``[[reference]]`` is optional)::
+
+    xafsmap_recipe = 1
+    [input]            # stack = "path" (+ energies, flat, dark, i0) or sample = "fe_sample"
+    [prepare]          # roi = [row0, row1, col0, col1], bin = 1, threshold = 0.05
+    [normalization]    # e0, pre1, pre2, norm1, norm2 (eV), nnorm (Larch meaning)
+    [[reference]]      # spec = "file" or "file:NAME", name = "Fe", offset = 0.0 (eV)
+    [classes]          # mixtures = "pairs", or names = [...] and compositions = [[...], ...]
+    [classifier]       # features, smooth, n_per_class, n_trees, fit_range, metric, seed
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .pipeline import iter_classify, train_model
+
+__all__ = [
+    "Recipe",
+    "RecipeReference",
+    "missing_paths",
+    "prepare_stack",
+    "read_recipe",
+    "recipe_classes",
+    "recipe_stack",
+    "recipe_references",
+    "run_recipe",
+    "train_recipe",
+    "write_recipe",
+]
+
+VERSION = 1
+SAMPLES = ("fe_sample",)
+_FEATURES = ("derivative", "spectrum")
+_METRICS = ("euclidean", "manhattan", "jensen-shannon")
+_PATHS = ("stack", "energies", "flat", "dark", "i0")
+# a recipe's defaults are the pipeline's, so a recipe and `xafsmap map` agree
+_TRAIN = {name: p.default for name, p in inspect.signature(train_model).parameters.items()}
+_METRIC = inspect.signature(iter_classify).parameters["metric"].default
+
+
+@dataclass(frozen=True)
+class RecipeReference:
+    """One reference: ``spec`` is ``FILE`` or ``FILE:NAME``; ``name`` its name in the maps."""
+
+    spec: str
+    name: str | None = None
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every choice needed to reproduce a map (see the module docstring for the TOML).
+
+    Paths are absolute (relative ones in a file are taken relative to the file).
+    ``class_names``/``compositions`` (C, K) replace ``mixtures`` when given; each
+    reference alone is always a class, first, as in :func:`~xafsmap.core.synthesize.make_classes`.
+    """
+
+    references: tuple[RecipeReference, ...]
+    stack: str | None = None
+    sample: str | None = None
+    energies: str | None = None
+    flat: str | None = None
+    dark: str | None = None
+    i0: str | None = None
+    roi: tuple[int, int, int, int] | None = None
+    bin: int = 1
+    threshold: float | None = None
+    normalization: dict = field(default_factory=dict)
+    mixtures: str = _TRAIN["mixtures"]
+    class_names: tuple[str, ...] | None = None
+    compositions: tuple[tuple[float, ...], ...] | None = None
+    features: str = _TRAIN["features"]
+    smooth: int = _TRAIN["smooth"]
+    n_per_class: int = _TRAIN["n_per_class"]
+    n_trees: int = _TRAIN["n_trees"]
+    fit_range: tuple[float, float] = tuple(_TRAIN["fit_range"])
+    metric: str = _METRIC
+    seed: int = 0
+
+
+# section -> key -> kind of value (see _check_value); ranges and choices below
+_SCHEMA = {
+    "input": {"stack": "path", "sample": "str", "energies": "path", "flat": "path", "dark": "path", "i0": "path"},
+    "prepare": {"roi": "roi", "bin": "int", "threshold": "float"},
+    "normalization": {"e0": "float", "pre1": "float", "pre2": "float", "norm1": "float", "norm2": "float",
+                      "nnorm": "int"},
+    "classes": {"mixtures": "str", "names": "strs", "compositions": "matrix"},
+    "classifier": {"features": "str", "smooth": "int", "n_per_class": "int", "n_trees": "int",
+                   "fit_range": "pair", "metric": "str", "seed": "int"},
+}
+_REFERENCE_KEYS = {"spec": "path", "name": "str", "offset": "float"}
+_ATTRIBUTE = {("classes", "names"): "class_names"}
+_LIMITS = {  # attribute -> (low, high, inclusive description)
+    "bin": (1, 64), "threshold": (0.0, math.inf), "nnorm": (0, 5), "smooth": (1, 101),
+    "n_per_class": (2, 1_000_000), "n_trees": (1, 10_000), "seed": (0, 2**32 - 1), "offset": (-100.0, 100.0),
+}
+_CHOICES = {"features": _FEATURES, "metric": _METRICS, "sample": SAMPLES}
+
+
+def _check_value(where: str, kind: str, value, base: Path | None):
+    def bad(expected):
+        return ValueError(f"{where} must be {expected}, got {value!r}")
+
+    if kind in ("str", "path"):
+        if not isinstance(value, str) or not value.strip():
+            raise bad("a non-empty string")
+        return _absolute(value, base) if kind == "path" else value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad("a finite number")
+        return float(value)
+    if kind == "strs":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad("a list of names")
+        return tuple(value)
+    if kind in ("roi", "pair"):
+        n = 4 if kind == "roi" else 2
+        number = int if kind == "roi" else (int, float)
+        if (not isinstance(value, list) or len(value) != n
+                or not all(isinstance(v, number) and not isinstance(v, bool) for v in value)):
+            raise bad(f"a list of {n} {'whole numbers' if kind == 'roi' else 'numbers'}")
+        if kind == "roi" and not (0 <= value[0] < value[1] and 0 <= value[2] < value[3]):
+            raise ValueError(f"{where} = {value} must read [row0, row1, col0, col1] with 0 <= row0 < row1 "
+                             "and 0 <= col0 < col1")
+        if kind == "pair" and not value[0] < value[1]:
+            raise ValueError(f"{where} = {value}: the first number must be below the second")
+        return tuple(int(v) for v in value) if kind == "roi" else tuple(float(v) for v in value)
+    if kind == "matrix":
+        if (not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for r in value for v in r)):
+            raise bad("a list of rows of fractions")
+        return tuple(tuple(float(v) for v in row) for row in value)
+    raise AssertionError(kind)
+
+
+def _absolute(path: str, base: Path | None) -> str:
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base is not None:
+        # FILE:NAME stays FILE:NAME; only the file part is resolved
+        p = base / p
+    return os.fspath(p)
+
+
+def _check_range(where: str, attribute: str, value) -> None:
+    if attribute in _LIMITS:
+        low, high = _LIMITS[attribute]
+        if not low <= value <= high:
+            raise ValueError(f"{where} = {value} is out of range: it must lie between {low:g} and {high:g}")
+    if attribute in _CHOICES and value not in _CHOICES[attribute]:
+        raise ValueError(f"{where} = {value!r} is not one of {list(_CHOICES[attribute])}")
+
+
+def recipe_from_dict(data: dict, *, base: Path | None = None, where: str = "recipe") -> Recipe:
+    """Validate parsed TOML (a dict) into a :class:`Recipe`; see :func:`read_recipe`."""
+    data = dict(data)
+    version = data.pop("xafsmap_recipe", None)
+    if version != VERSION:
+        raise ValueError(f"{where}: xafsmap_recipe = {version!r} is missing or unknown; this xafsmap reads "
+                         f"version {VERSION}")
+    known = set(_SCHEMA) | {"reference"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r} (known sections: {sorted(known)})")
+    values: dict = {}
+    normalization = {}
+    for section, keys in _SCHEMA.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: [{section}] must be a table")
+        for key in sorted(set(table) - set(keys)):
+            raise ValueError(f"{where}: unknown field [{section}] {key!r} (known: {', '.join(keys)})")
+        for key, kind in keys.items():
+            if key not in table:
+                continue
+            label = f"{where}: [{section}] {key}"
+            attribute = _ATTRIBUTE.get((section, key), key)
+            value = _check_value(label, kind, table[key], base)
+            _check_range(label, attribute, value)
+            if section == "normalization":
+                normalization[key] = value
+            else:
+                values[attribute] = value
+    values["normalization"] = normalization
+    values["references"] = _references_from(data.get("reference"), base, where)
+    recipe = Recipe(**values)
+    _check_whole(recipe, where)
+    return recipe
+
+
+def _references_from(items, base, where) -> tuple[RecipeReference, ...]:
+    if not items:
+        raise ValueError(f"{where}: missing field [[reference]]: name at least one reference with spec = \"FILE\"")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"{where}: [[reference]] must be a list of tables")
+    refs = []
+    for i, item in enumerate(items, start=1):
+        label = f"{where}: [[reference]] #{i}"
+        for key in sorted(set(item) - set(_REFERENCE_KEYS)):
+            raise ValueError(f"{label}: unknown field {key!r} (known: {', '.join(_REFERENCE_KEYS)})")
+        if "spec" not in item:
+            raise ValueError(f"{label}: missing field 'spec' (the reference file, or FILE:NAME)")
+        checked = {key: _check_value(f"{label} {key}", kind, item[key], base)
+                   for key, kind in _REFERENCE_KEYS.items() if key in item}
+        if "offset" in checked:
+            _check_range(f"{label} offset", "offset", checked["offset"])
+        refs.append(RecipeReference(**checked))
+    return tuple(refs)
+
+
+def _check_whole(recipe: Recipe, where: str) -> None:
+    if (recipe.stack is None) == (recipe.sample is None):
+        raise ValueError(f"{where}: [input] needs exactly one of stack = \"PATH\" or sample = \"fe_sample\"")
+    if recipe.sample is not None and any(getattr(recipe, p) for p in _PATHS[1:]):
+        raise ValueError(f"{where}: [input] sample takes no energies, flat, dark or i0")
+    if (recipe.class_names is None) != (recipe.compositions is None):
+        raise ValueError(f"{where}: [classes] names and compositions go together: give both or neither")
+    names = [ref.name for ref in recipe.references if ref.name]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: two references share a name: {names}")
+    if recipe.compositions is not None:
+        k = len(recipe.references)
+        if len(recipe.class_names) != len(recipe.compositions):
+            raise ValueError(f"{where}: [classes] has {len(recipe.class_names)} names but "
+                             f"{len(recipe.compositions)} compositions")
+        for name, row in zip(recipe.class_names, recipe.compositions):
+            if len(row) != k:
+                raise ValueError(f"{where}: class {name!r} has {len(row)} fractions but there are {k} references")
+            if min(row) < 0 or sum(row) <= 0:
+                raise ValueError(f"{where}: class {name!r} fractions {list(row)} must be >= 0 with a positive sum")
+
+
+def read_recipe(path) -> Recipe:
+    """Read and validate a recipe TOML file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    Recipe
+        Relative paths in the file are resolved against the file's folder. Files that
+        no longer exist are not an error here: see :func:`missing_paths`.
+
+    Raises
+    ------
+    ValueError
+        For TOML syntax errors, and for any unknown, missing, mistyped or out-of-range
+        field (the message names it and the allowed values).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.toml"
+    >>> _ = p.write_text('xafsmap_recipe = 1\\n[input]\\nsample = "fe_sample"\\n'
+    ...                  '[[reference]]\\nspec = "Fe.xdi"\\n[prepare]\\nbins = 2\\n')
+    >>> read_recipe(p)
+    Traceback (most recent call last):
+    ValueError: r.toml: unknown field [prepare] 'bins' (known: roi, bin, threshold)
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path.name} is not valid TOML: {error}") from None
+    return recipe_from_dict(data, base=path.absolute().parent, where=path.name)
+
+
+def _file_of(spec: str) -> Path:
+    path = Path(spec)
+    if not path.exists() and ":" in path.name:
+        path = path.with_name(path.name.rsplit(":", 1)[0])
+    return path
+
+
+def missing_paths(recipe: Recipe) -> list[str]:
+    """The files named by a recipe that do not exist now (reference specs without ``:NAME``)."""
+    named = [getattr(recipe, p) for p in _PATHS if getattr(recipe, p)]
+    named += [ref.spec for ref in recipe.references]
+    return [spec for spec in named if not _file_of(spec).exists()]
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write {value} to a recipe")
+        return repr(float(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to a recipe")
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    """The recipe as TOML-ready sections (``None`` fields left out)."""
+    out: dict = {"xafsmap_recipe": VERSION}
+    for section, keys in _SCHEMA.items():
+        table = {}
+        for key in keys:
+            attribute = _ATTRIBUTE.get((section, key), key)
+            value = recipe.normalization.get(key) if section == "normalization" else getattr(recipe, attribute)
+            if value is not None:
+                table[key] = [list(r) for r in value] if key == "compositions" else value
+        if table:
+            out[section] = table
+    out["reference"] = [{k: v for k, v in (("spec", r.spec), ("name", r.name), ("offset", r.offset))
+                         if v is not None} for r in recipe.references]
+    return out
+
+
+def write_recipe(path, recipe: Recipe) -> Path:
+    """Write a recipe as TOML (under a temporary name, then renamed into place).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.toml"
+    >>> r = Recipe(references=(RecipeReference(str(p.parent / "Fe.xdi")),), sample="fe_sample", bin=2)
+    >>> read_recipe(write_recipe(p, r)) == r
+    True
+    """
+    path = Path(path)
+    data = recipe_to_dict(recipe)
+    lines = [f"xafsmap_recipe = {VERSION}", ""]
+    for section in _SCHEMA:
+        if section in data:
+            lines.append(f"[{section}]")
+            lines += [f"{key} = {_toml(value)}" for key, value in data[section].items()]
+            lines.append("")
+    for item in data["reference"]:
+        lines.append("[[reference]]")
+        lines += [f"{key} = {_toml(value)}" for key, value in item.items()]
+        lines.append("")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def prepare_stack(stack, *, roi=None, factor: int = 1):
+    """A :class:`~xafsmap.core.io.Stack` cropped to ``roi`` then binned by ``factor`` (lazily)."""
+    from .prepare import bin_stack, crop_stack
+
+    data = stack.data if roi is None else crop_stack(stack.data, roi)
+    return replace(stack, data=bin_stack(data, factor))
+
+
+def recipe_stack(recipe: Recipe):
+    """The recipe's measurement, cropped and binned: a :class:`~xafsmap.core.io.Stack`."""
+    from .io import Stack, read_stack
+
+    if recipe.sample is not None:
+        from .sample import make_sample
+
+        sample = make_sample()
+        stack = Stack(sample.stack, sample.energies, {"sample": recipe.sample})
+    else:
+        stack = read_stack(recipe.stack, energies=recipe.energies, flat=recipe.flat, dark=recipe.dark, i0=recipe.i0)
+    return prepare_stack(stack, roi=recipe.roi, factor=recipe.bin)
+
+
+def recipe_references(recipe: Recipe) -> list:
+    """The recipe's references, read and renamed as the recipe names them."""
+    from .references import read_reference
+
+    refs = []
+    for item in recipe.references:
+        ref = read_reference(item.spec)
+        refs.append(replace(ref, name=item.name) if item.name and item.name != ref.name else ref)
+    names = [ref.name for ref in refs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two references share a name: {names}; give each a name in the recipe")
+    return refs
+
+
+def train_recipe(recipe: Recipe, stack, references):
+    """Train the recipe's :class:`~xafsmap.core.pipeline.Model` for a (prepared) stack."""
+    mixtures = recipe.mixtures if recipe.compositions is None else np.array(recipe.compositions, dtype=float)
+    model = train_model(
+        stack, references, offsets=[ref.offset for ref in recipe.references], mixtures=mixtures,
+        features=recipe.features, smooth=recipe.smooth, n_per_class=recipe.n_per_class, n_trees=recipe.n_trees,
+        threshold=recipe.threshold, fit_range=recipe.fit_range, rng=recipe.seed, **recipe.normalization,
+    )
+    return _rename_classes(model, recipe)
+
+
+def recipe_classes(recipe: Recipe, reference_names):
+    """The recipe's :class:`~xafsmap.core.synthesize.Classes` over ``reference_names``.
+
+    Pure references first, then the mixtures (spec or table rows), named as the
+    recipe's table names them (automatic names otherwise).
+
+    >>> r = Recipe(references=(), sample="fe_sample", class_names=("metal", "half"),
+    ...            compositions=((1.0, 0.0), (0.5, 0.5)))
+    >>> recipe_classes(r, ["Fe", "FeO"]).names
+    ('metal', 'FeO', 'half')
+    """
+    from .synthesize import make_classes
+
+    if recipe.compositions is None:
+        return make_classes(list(reference_names), mixtures=recipe.mixtures)
+    rows = np.array(recipe.compositions, dtype=float)
+    classes = make_classes(list(reference_names), mixtures=rows)
+    rows = np.round(rows / rows.sum(axis=1, keepdims=True), 6)
+    lookup = {tuple(row): name for row, name in zip(rows.tolist(), recipe.class_names)}
+    names = tuple(lookup.get(tuple(np.round(row, 6).tolist()), old)
+                  for row, old in zip(classes.compositions, classes.names))
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique, got {list(names)}")
+    return replace(classes, names=names)
+
+
+def _rename_classes(model, recipe: Recipe):
+    if recipe.class_names is None:
+        return model
+    classes = recipe_classes(recipe, model.classifier.classes.references)
+    classifier = replace(model.classifier, classes=classes)
+    return replace(model, classifier=classifier, params=dict(model.params, class_names=list(classes.names)))
+
+
+def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None) -> Path:
+    """Reproduce a recipe's maps headless and write them like ``xafsmap map``.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        From :func:`read_recipe` or a napari session.
+    out : str or Path
+        Output folder (written all-or-nothing, see :func:`~xafsmap.core.output.write_maps`).
+    overwrite : bool
+        Replace an existing non-empty ``out``.
+    progress : callable, optional
+        ``progress(done, total)`` after each band of rows is mapped (training comes first).
+
+    Returns
+    -------
+    Path
+        ``out``; its report.json holds the recipe under ``"recipe"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If files named by the recipe no longer exist (all are listed).
+    ValueError
+        From reading, training or writing (existing ``out`` without ``overwrite``).
+    """
+    from .output import check_output_folder, write_maps
+
+    missing = missing_paths(recipe)
+    if missing:
+        raise FileNotFoundError(f"the recipe names files that no longer exist: {', '.join(missing)}")
+    check_output_folder(out, overwrite=overwrite)
+    stack = recipe_stack(recipe)
+    references = recipe_references(recipe)
+    model = train_recipe(recipe, stack, references)
+    generator = iter_classify(stack, model, metric=recipe.metric)
+    while True:
+        try:
+            done, total = next(generator)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if progress is not None:
+            progress(done, total)
+    inputs = {p: getattr(recipe, p) for p in (*_PATHS, "sample") if getattr(recipe, p)}
+    inputs["references"] = [ref.spec for ref in recipe.references]
+    return write_maps(result, out, overwrite=overwrite, inputs=inputs, extra={"recipe": recipe_to_dict(recipe)})
+

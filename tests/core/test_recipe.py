@@ -1,0 +1,148 @@
+"""Recipes: TOML round trip, validation that names the field, and headless replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xafsmap.core.recipe import (
+    Recipe,
+    RecipeReference,
+    missing_paths,
+    read_recipe,
+    recipe_classes,
+    run_recipe,
+    write_recipe,
+)
+from xafsmap.core.sample import bundled_reference_paths
+
+GOOD = """xafsmap_recipe = 1
+[input]
+sample = "fe_sample"
+[[reference]]
+spec = "{ref}"
+"""
+
+
+def _write(tmp_path, text) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    refs = bundled_reference_paths()
+    recipe = Recipe(
+        references=(RecipeReference(str(refs["Fe"]), "metal", 0.5), RecipeReference(f"{refs['FeO']}", "FeO")),
+        stack=str(tmp_path / "stack with spaces.tif"), energies=str(tmp_path / "e.txt"), i0=str(tmp_path / "i0.xsp"),
+        roi=(1, 40, 2, 50), bin=2, threshold=0.05, normalization={"e0": 7112.0, "nnorm": 2},
+        class_names=("metal", "FeO", "half \"and\" half"), compositions=((1.0, 0.0), (0.0, 1.0), (0.5, 0.5)),
+        features="spectrum", smooth=7, n_per_class=50, n_trees=5, fit_range=(-20.0, 60.0),
+        metric="jensen-shannon", seed=42,
+    )
+    assert read_recipe(write_recipe(tmp_path / "r.toml", recipe)) == recipe
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_relative_paths_are_taken_from_the_recipe_folder(tmp_path):
+    path = _write(tmp_path, GOOD.format(ref="refs/Fe.xdi"))
+    recipe = read_recipe(path)
+    assert recipe.references[0].spec == str(tmp_path / "refs" / "Fe.xdi")
+    assert missing_paths(recipe) == [str(tmp_path / "refs" / "Fe.xdi")]
+
+
+def test_a_record_spec_is_not_missing_when_its_file_exists(tmp_path):
+    (tmp_path / "lib.nor").write_text("# energy a b\n7100 0.1 0.2\n7110 0.5 0.6\n")
+    recipe = read_recipe(_write(tmp_path, GOOD.format(ref="lib.nor:a")))
+    assert missing_paths(recipe) == []
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("[prepare]\nbins = 2\n", r"unknown field \[prepare\] 'bins' \(known: roi, bin, threshold\)"),
+        ("[colour]\nx = 1\n", r"unknown field 'colour'"),
+        ("[prepare]\nbin = 0\n", r"\[prepare\] bin = 0 is out of range: it must lie between 1 and 64"),
+        ("[prepare]\nbin = 1.5\n", r"\[prepare\] bin must be a whole number, got 1.5"),
+        ("[prepare]\nroi = [5, 2, 0, 4]\n", r"roi = \[5, 2, 0, 4\] must read \[row0, row1, col0, col1\]"),
+        ("[prepare]\nthreshold = -0.1\n", r"threshold = -0.1 is out of range"),
+        ("[classifier]\nn_trees = 0\n", r"\[classifier\] n_trees = 0 is out of range"),
+        ("[classifier]\nmetric = \"cosine\"\n", r"metric = 'cosine' is not one of"),
+        ("[classifier]\nfit_range = [70, -30]\n", r"fit_range = \[70, -30\]: the first number must be below"),
+        ("[normalization]\nnnorm = 9\n", r"nnorm = 9 is out of range"),
+        ("[classes]\nnames = [\"a\"]\n", r"names and compositions go together"),
+        ("[classes]\nnames = [\"a\"]\ncompositions = [[1.0, 0.5]]\n", r"class 'a' has 2 fractions but there are 1"),
+    ],
+)
+def test_bad_fields_are_named(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        read_recipe(_write(tmp_path, GOOD.format(ref="Fe.xdi") + extra))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[input]\nsample = \"fe_sample\"\n[[reference]]\nspec = \"a\"\n", r"xafsmap_recipe = None is missing"),
+        ("xafsmap_recipe = 1\n[[reference]]\nspec = \"a\"\n", r"needs exactly one of stack"),
+        ("xafsmap_recipe = 1\n[input]\nsample = \"fe_sample\"\n", r"missing field \[\[reference\]\]"),
+        ("xafsmap_recipe = 1\n[input]\nsample = \"fe_sample\"\n[[reference]]\nname = \"a\"\n",
+         r"\[\[reference\]\] #1: missing field 'spec'"),
+        ("xafsmap_recipe = 1\n[input]\nsample = \"fe_sample\"\n[[reference]]\nspec = \"a\"\noffset = 500\n",
+         r"#1 offset = 500.0 is out of range"),
+        ("xafsmap_recipe = 1\n[input]\nsample = \"other\"\n[[reference]]\nspec = \"a\"\n",
+         r"sample = 'other' is not one of \['fe_sample'\]"),
+        ("xafsmap_recipe = 1\n[input\n", r"recipe.toml is not valid TOML"),
+    ],
+)
+def test_missing_and_malformed_recipes_are_named(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        read_recipe(_write(tmp_path, text))
+
+
+def test_table_names_replace_the_automatic_ones():
+    recipe = Recipe(references=(), sample="fe_sample", class_names=("metal", "wüstite", "mixed"),
+                    compositions=((1, 0), (0, 1), (1, 3)))
+    classes = recipe_classes(recipe, ["Fe", "FeO"])
+    assert classes.names == ("metal", "wüstite", "mixed")
+    np.testing.assert_allclose(classes.compositions[2], [0.25, 0.75])
+
+
+def test_run_recipe_refuses_missing_files_and_lists_them(tmp_path):
+    recipe = Recipe(references=(RecipeReference(str(tmp_path / "gone.xdi")),), stack=str(tmp_path / "gone.tif"))
+    with pytest.raises(FileNotFoundError, match="gone.tif, .*gone.xdi"):
+        run_recipe(recipe, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_recipe_gives_the_labels_of_the_pipeline(tmp_path, small_sample_file):
+    import json
+
+    import tifffile
+
+    from xafsmap.core.io import read_stack
+    from xafsmap.core.pipeline import map_stack
+    from xafsmap.core.prepare import bin_stack, crop_stack
+    from xafsmap.core.references import read_reference
+
+    paths = bundled_reference_paths()
+    recipe = Recipe(references=tuple(RecipeReference(str(paths[n])) for n in ("Fe", "FeO", "Fe2O3")),
+                    stack=str(small_sample_file), roi=(4, 44, 0, 60), bin=2, n_per_class=40, n_trees=8, seed=5,
+                    mixtures="pairs:50")
+    seen = []
+    out = run_recipe(read_recipe(write_recipe(tmp_path / "r.toml", recipe)), out=tmp_path / "out",
+                     progress=lambda done, total: seen.append((done, total)))
+    stack = read_stack(small_sample_file)
+    stack = type(stack)(bin_stack(crop_stack(stack.data, (4, 44, 0, 60)), 2), stack.energies, stack.sources)
+    expected = map_stack(stack, [read_reference(paths[n]) for n in ("Fe", "FeO", "Fe2O3")], n_per_class=40,
+                         n_trees=8, rng=5, mixtures="pairs:50")
+    labels = tifffile.imread(out / "labels.tif")
+    assert labels.shape == (20, 30)
+    np.testing.assert_array_equal(labels, expected.labels)
+    assert seen and seen[-1][0] == seen[-1][1]
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["prepare"] == {"roi": [4, 44, 0, 60], "bin": 2}
+    with pytest.raises(ValueError, match="not empty"):
+        run_recipe(recipe, out=out)
+    run_recipe(recipe, out=out, overwrite=True)
