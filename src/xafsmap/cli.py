@@ -1,4 +1,4 @@
-"""Command line: ``xafsmap map``, ``xafsmap info`` and ``xafsmap demo``.
+"""Command line: map, info, calibrate, search-references, compare-models, run, demo.
 
 A contract other tools script against: options and output files are documented in
 docs/cli.md. Bad input ends with one line ``xafsmap: error: ...`` and a non-zero exit,
@@ -10,61 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["main"]
-
-
-def _add_stack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, or STXM .hdr")
-    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column)")
-    parser.add_argument("--flat", help="flat (I0) image(s): the stack is then transmitted counts")
-    parser.add_argument("--dark", help="dark image(s), subtracted from stack and flat")
-    parser.add_argument("--i0", help="incident-intensity spectrum (energy, counts), e.g. STXM i0.xsp")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xafsmap", description="Chemical-state maps from imaging-XAFS stacks.")
-    parser.add_argument("--version", action="version", version=f"xafsmap {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    mapper = commands.add_parser("map", help="map a stack into classes, fractions and trust maps")
-    _add_stack_options(mapper)
-    mapper.add_argument("--reference", action="append", required=True, metavar="REF",
-                        help="reference file, or FILE:NAME for one record of a .prj/.nor (repeat)")
-    mapper.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    mapper.add_argument("--offset", action="append", default=[], metavar="NAME=EV",
-                        help="energy offset of one reference in eV, added to its energies (repeat)")
-    mapper.add_argument("--mixtures", default="pairs",
-                        help="'pairs' (25/50/75 %%, default), 'pairs:20,40,60,80', 'none', "
-                             "or 'A=50,B=50;B=25,C=75'")
-    mapper.add_argument("--metric", default="euclidean", choices=("euclidean", "manhattan", "jensen-shannon"))
-    mapper.add_argument("--features", default="derivative", choices=("derivative", "spectrum"))
-    mapper.add_argument("--smooth", type=int, default=5, help="Savitzky-Golay window before features (points)")
-    mapper.add_argument("--spectra-per-class", type=int, default=1000, dest="n_per_class")
-    mapper.add_argument("--trees", type=int, default=100, dest="n_trees")
-    mapper.add_argument("--threshold", type=float, help="edge-step threshold of the no-sample mask")
-    for name in ("e0", "pre1", "pre2", "norm1", "norm2"):
-        mapper.add_argument(f"--{name}", type=float, help=f"normalization {name} (eV, Larch meaning)")
-    mapper.add_argument("--nnorm", type=int, help="post-edge polynomial degree (Larch meaning)")
-    mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
-    mapper.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    mapper.add_argument("--quiet", action="store_true", help="no progress on stderr")
-
-    info = commands.add_parser("info", help="describe a stack without reading its pixels")
-    _add_stack_options(info)
-    info.add_argument("--json", action="store_true", help="print JSON")
-
-    demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
-    demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    demo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    demo.add_argument("--no-view", action="store_true", help="do not open napari even with a display")
-    demo.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def _version() -> str:
@@ -73,14 +25,159 @@ def _version() -> str:
     return __version__
 
 
-def _read_stack(args):
-    from .core.io import find_energies_file, read_stack
+def _stack_options(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
+    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, or STXM .hdr")
+    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column)")
+    parser.add_argument("--flat", help="flat (I0) image(s): the stack is then transmitted counts")
+    parser.add_argument("--dark", help="dark image(s), subtracted from stack and flat")
+    parser.add_argument("--i0", help="incident-intensity spectrum (energy, counts), e.g. STXM i0.xsp")
+    if not prepare:
+        return
+    parser.add_argument("--roi", help="region ROW0:ROW1,COL0:COL1 in pixels (half-open)")
+    parser.add_argument("--bin", type=int, default=1, help="average N x N neighbouring pixels (default 1)")
+    parser.add_argument("--calibration", metavar="FOIL_STACK",
+                        help="calibration stack (uniform foil) to measure the energy-shift map from")
+    parser.add_argument("--calibration-reference", metavar="REF",
+                        help="reference spectrum of the foil (absolute calibration; default relative)")
+    parser.add_argument("--shift-map", metavar="FILE", help="reuse an energy-shift map (shift.tif)")
+    parser.add_argument("--register", action="store_true",
+                        help="measure and correct image drift across energies")
 
-    energies = args.energies
-    if energies is None and not str(args.stack).endswith(".hdr"):
-        found = find_energies_file(args.stack)
-        energies = str(found) if found else None
-    return read_stack(args.stack, energies=energies, flat=args.flat, dark=args.dark, i0=args.i0)
+
+def _map_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", action="append", required=True, metavar="REF",
+                        help="reference file, or FILE:NAME for one record of a .prj/.nor (repeat)")
+    parser.add_argument("--offset", action="append", default=[], metavar="NAME=EV",
+                        help="energy offset of one reference in eV, added to its energies (repeat)")
+    parser.add_argument("--threshold", type=float, help="edge-step threshold of the no-sample mask")
+    for name in ("e0", "pre1", "pre2", "norm1", "norm2"):
+        parser.add_argument(f"--{name}", type=float, help=f"normalization {name} (eV, Larch meaning)")
+    parser.add_argument("--nnorm", type=int, help="post-edge polynomial degree (Larch meaning)")
+
+
+def _output_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--out", required=required, help="output folder (must not exist or be empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xafsmap", description="Chemical-state maps from imaging-XAFS stacks.")
+    parser.add_argument("--version", action="version", version=f"xafsmap {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    mapper = commands.add_parser("map", help="map a stack into classes, fractions and trust maps")
+    _stack_options(mapper)
+    _map_options(mapper)
+    _output_options(mapper)
+    mapper.add_argument("--mixtures", default="pairs",
+                        help="'pairs' (25/50/75 %%, default), 'pairs:20,40,60,80', 'none', "
+                             "or 'A=50,B=50;B=25,C=75'")
+    mapper.add_argument("--metric", default="euclidean", choices=("euclidean", "manhattan", "jensen-shannon"))
+    mapper.add_argument("--features", default="derivative", choices=("derivative", "spectrum"))
+    mapper.add_argument("--smooth", type=int, default=9, help="Savitzky-Golay window before features (points)")
+    mapper.add_argument("--spectra-per-class", type=int, default=1000, dest="n_per_class")
+    mapper.add_argument("--trees", type=int, default=100, dest="n_trees")
+    mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
+    mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
+
+    info = commands.add_parser("info", help="describe a stack without reading its pixels")
+    _stack_options(info, prepare=False)
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    calibration = commands.add_parser("calibrate", help="measure the energy-shift map from a foil stack")
+    _stack_options(calibration, prepare=False)
+    _output_options(calibration)
+    calibration.add_argument("--reference", metavar="REF", help="foil reference spectrum (absolute calibration)")
+    calibration.add_argument("--degree", type=int, default=3, help="degree of the smooth 2-D polynomial (default 3)")
+    calibration.add_argument("--bin-size", type=int, default=4, help="pixels per side of a measuring bin")
+
+    search = commands.add_parser("search-references", help="flag unexplained pixels, rank library candidates")
+    _stack_options(search)
+    _map_options(search)
+    _output_options(search)
+    search.add_argument("--library", action="append", required=True, metavar="DIR_OR_FILE",
+                        help="folder or file of candidate spectra (repeat)")
+    search.add_argument("--false-alarm", type=float, default=1e-3, help="per-pixel false-alarm rate")
+    search.add_argument("--pool", type=int, default=1, help="pool N x N pixels for sensitivity")
+
+    compare = commands.add_parser("compare-models", help="compare reference sets for parsimony (BIC)")
+    _stack_options(compare)
+    _output_options(compare)
+    compare.add_argument("--set", action="append", required=True, metavar="NAME=REF,REF",
+                         help="a named set of references (repeat)")
+    compare.add_argument("--criterion", default="bic", choices=("bic", "aic"))
+
+    run = commands.add_parser("run", help="reproduce a recipe exported from the napari docks")
+    run.add_argument("recipe", help="recipe TOML file")
+    _output_options(run)
+
+    demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
+    _output_options(demo, required=False)
+    demo.set_defaults(out="demo-output")
+    demo.add_argument("--no-view", action="store_true", help="do not open napari even with a display")
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _progress(args, what: str = "mapping"):
+    """Progress on one rewritten line, on a terminal only (logs stay clean)."""
+
+    def report(done, total):
+        if not args.quiet and sys.stderr.isatty():
+            print(f"\rxafsmap: {what} {done}/{total}", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+
+    return report
+
+
+def _read_stack(args):
+    from .core.io import read_stack
+
+    return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0)
+
+
+def _shift_map(args):
+    """The energy-shift map asked for: a file, or measured from a foil stack, or None."""
+    from .core.calibrate import ShiftMap, calibrate, read_shift_map
+    from .core.io import read_stack
+    from .core.references import read_reference
+
+    if args.shift_map and args.calibration:
+        raise ValueError("give either --shift-map or --calibration, not both")
+    if args.shift_map:
+        shift = read_shift_map(args.shift_map)
+        return ShiftMap(shift=shift, measured=shift, uncertainty=shift * float("nan"), residual_rms=float("nan"),
+                        model={"source": str(args.shift_map)})
+    if not args.calibration:
+        return None
+    foil = read_stack(args.calibration)
+    ref = read_reference(args.calibration_reference) if args.calibration_reference else None
+    return calibrate(foil.data, foil.energies, reference=None if ref is None else ref.mu,
+                     reference_energies=None if ref is None else ref.energies)
+
+
+def _prepared_stack(args):
+    """Read, register, calibrate, crop and bin as asked; returns (stack, shift map, report)."""
+    from .core.prepare import parse_roi, prepare_stack
+
+    stack = _read_stack(args)
+    shift_map = _shift_map(args)
+    drift, extra = None, {}
+    if args.register:
+        from .core.register import drift_report, measure_drift
+
+        drift = measure_drift(stack.data, stack.energies)
+        extra["drift"] = dict(drift_report(drift), per_energy=drift.tolist())
+    roi = parse_roi(args.roi) if args.roi else None
+    prepared, grid = prepare_stack(stack, drift=drift, shift=None if shift_map is None else shift_map.shift,
+                                   roi=roi, factor=args.bin)
+    extra["grid"] = grid
+    if shift_map is not None:
+        extra["calibration"] = {"source": args.shift_map or args.calibration,
+                                "reference": getattr(args, "calibration_reference", None),
+                                "residual_rms_eV": shift_map.residual_rms, "model": shift_map.model}
+    return prepared, shift_map, extra
 
 
 def _offsets(items, names) -> list[float]:
@@ -96,16 +193,30 @@ def _offsets(items, names) -> list[float]:
     return list(offsets.values())
 
 
+def _references(specs):
+    from .core.references import read_reference
+
+    references = [read_reference(spec) for spec in specs]
+    names = [ref.name for ref in references]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two references share a name: {names}; name records as FILE:NAME or rename a file")
+    return references
+
+
+def _normalization(args) -> dict:
+    return {name: getattr(args, name) for name in ("e0", "pre1", "pre2", "norm1", "norm2", "nnorm")}
+
+
 def _inputs(stack, reference_specs) -> dict:
     from .core.output import file_sha256
 
     inputs = {}
     for role, path in stack.sources.items():
-        files = sorted(Path(path).glob("*")) if Path(path).is_dir() else [Path(path)]
+        path = Path(path)
+        files = sorted(path.parent.glob(path.name) if "*" in path.name else
+                       path.iterdir() if path.is_dir() else [path])
         inputs[role] = {"path": str(path), "sha256": {f.name: file_sha256(f) for f in files if f.is_file()}}
-    inputs["references"] = [
-        {"spec": spec, "sha256": file_sha256(_reference_file(spec))} for spec in reference_specs
-    ]
+    inputs["references"] = [{"spec": spec, "sha256": file_sha256(_reference_file(spec))} for spec in reference_specs]
     return inputs
 
 
@@ -116,51 +227,30 @@ def _reference_file(spec: str) -> Path:
     return path
 
 
-def _progress(quiet: bool):
-    def report(done, total):
-        if not quiet:
-            print(f"\rxafsmap: mapping {done}/{total}", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
-
-    return report
-
-
 def run_map(args) -> Path:
-    """``xafsmap map``: read, map, write; returns the output folder."""
+    """``xafsmap map``: read, prepare, map, write; returns the output folder."""
     from .core.output import check_output_folder, write_maps
-    from .core.pipeline import iter_map
-    from .core.references import read_reference
+    from .core.pipeline import drive, iter_map
 
     check_output_folder(args.out, overwrite=args.overwrite)
     tic = time.perf_counter()
-    stack = _read_stack(args)
-    references = [read_reference(spec) for spec in args.reference]
-    names = [ref.name for ref in references]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two references share a name: {names}; name records as FILE:NAME or rename a file")
-    options = {name: getattr(args, name) for name in ("e0", "pre1", "pre2", "norm1", "norm2", "nnorm")}
+    stack, shift_map, extra = _prepared_stack(args)
+    references = _references(args.reference)
     generator = iter_map(
-        stack, references, offsets=_offsets(args.offset, names), mixtures=args.mixtures, metric=args.metric,
-        features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
-        threshold=args.threshold, rng=args.seed, **options,
+        stack, references, offsets=_offsets(args.offset, [r.name for r in references]), mixtures=args.mixtures,
+        metric=args.metric, features=args.features, smooth=args.smooth, n_per_class=args.n_per_class,
+        n_trees=args.n_trees, threshold=args.threshold, thick=args.thick, rng=args.seed, **_normalization(args),
     )
-    result = _drive(generator, _progress(args.quiet))
+    result = drive(generator, _progress(args))
     result.timings["total_s"] = time.perf_counter() - tic
+    extra["command"] = sys.argv[1:]
     out = write_maps(result, args.out, overwrite=args.overwrite, inputs=_inputs(stack, args.reference),
-                     extra={"command": sys.argv[1:] if sys.argv else []})
+                     extra=extra, shift_map=shift_map)
     if not args.quiet:
         counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())
         print(f"xafsmap: wrote {out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
               file=sys.stderr)
     return out
-
-
-def _drive(generator, callback):
-    while True:
-        try:
-            callback(*next(generator))
-        except StopIteration as stop:
-            return stop.value
 
 
 def run_info(args) -> dict:
@@ -172,57 +262,121 @@ def run_info(args) -> dict:
         print(json.dumps(info, indent=1, default=str))
     else:
         for key, value in info.items():
-            print(f"{key:>16}: {value}")
+            print(f"{key:>22}: {value}")
     return info
+
+
+def run_calibrate(args) -> Path:
+    """``xafsmap calibrate``: shift.tif (with uncertainty), measured shifts and a report."""
+    from .core.calibrate import calibrate, write_shift_map
+    from .core.output import atomic_folder, check_output_folder, library_versions, write_tiff
+    from .core.references import read_reference
+
+    check_output_folder(args.out, overwrite=args.overwrite)
+    foil = _read_stack(args)
+    ref = read_reference(args.reference) if args.reference else None
+    shift_map = calibrate(foil.data, foil.energies, reference=None if ref is None else ref.mu,
+                          reference_energies=None if ref is None else ref.energies,
+                          degree=args.degree, bin=args.bin_size)
+    report = {"xafsmap_calibration": 1, "foil": str(args.stack), "reference": args.reference,
+              "mode": "absolute" if ref else "relative (median shift 0)", "degree": args.degree,
+              "bin": args.bin_size, "residual_rms_eV": shift_map.residual_rms, "model": shift_map.model,
+              "shift_range_eV": [float(shift_map.shift.min()), float(shift_map.shift.max())],
+              "versions": library_versions()}
+    with atomic_folder(args.out, overwrite=args.overwrite) as tmp:
+        write_shift_map(tmp / "shift.tif", shift_map)
+        write_tiff(tmp / "shift_measured.tif", shift_map.measured)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    if not args.quiet:
+        print(f"xafsmap: shift {report['shift_range_eV'][0]:.2f} to {report['shift_range_eV'][1]:.2f} eV, "
+              f"fit residual {shift_map.residual_rms:.3f} eV RMS; wrote {args.out}", file=sys.stderr)
+    return Path(args.out)
+
+
+def run_search(args) -> dict:
+    """``xafsmap search-references``: unexplained regions and library candidates."""
+    from .core.assess import search_references
+
+    stack, _, _ = _prepared_stack(args)
+    references = _references(args.reference)
+    summary = search_references(
+        stack, references, args.library, out=args.out, overwrite=args.overwrite, progress=_progress(args),
+        false_alarm=args.false_alarm, pool=args.pool, threshold=args.threshold,
+        offsets=_offsets(args.offset, [r.name for r in references]), **_normalization(args),
+    )
+    print(f"{summary['flagged_pixels']} of {summary['sample_pixels']} sample pixels unexplained "
+          f"in {len(summary['regions'])} regions")
+    for region in summary["regions"]:
+        best = ", ".join(f"{c['name']} ({c['score']:.3f})" for c in region["candidates"][:3])
+        print(f"region {region['region']} ({region['pixels']} px): {best or 'no candidate covers the edge'}")
+    return summary
+
+
+def run_compare(args) -> dict:
+    """``xafsmap compare-models``: per-pixel and whole-image preferred reference set."""
+    from .core.assess import compare_models
+
+    sets = {}
+    for item in args.set:
+        name, eq, specs = item.partition("=")
+        if not eq or not name or not specs:
+            raise ValueError(f"--set {item!r} must read NAME=REF,REF,...")
+        if name in sets:
+            raise ValueError(f"two sets are named {name!r}")
+        sets[name] = _references(specs.split(","))
+    stack, _, _ = _prepared_stack(args)
+    summary = compare_models(stack, sets, out=args.out, overwrite=args.overwrite, progress=_progress(args),
+                             criterion=args.criterion)
+    print(f"preferred: {summary['preferred']}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
+    return summary
+
+
+def run_recipe_command(args) -> Path:
+    """``xafsmap run``: reproduce a recipe's maps."""
+    from .core.recipe import read_recipe, run_recipe
+
+    return run_recipe(read_recipe(args.recipe), out=args.out, overwrite=args.overwrite, progress=_progress(args))
 
 
 def run_demo(args) -> Path:
     """``xafsmap demo``: write the sample measurement, map it like ``xafsmap map``, show it."""
     from .core.io import write_stack
     from .core.output import check_output_folder
+    from .core.quicklook import write_label_png
     from .core.sample import bundled_reference_paths, make_sample
 
     out = check_output_folder(args.out, overwrite=args.overwrite)
     sample = make_sample(rng=args.seed)
-    inputs = Path(out.absolute().parent / f".{out.name}.inputs")
-    inputs.mkdir(parents=True, exist_ok=True)
+    inputs = out.absolute().parent / f".{out.name}.inputs"
+    shutil.rmtree(inputs, ignore_errors=True)
+    inputs.mkdir(parents=True)
     stack_path = write_stack(inputs / "sample.tif", sample.stack, sample.energies)
     paths = bundled_reference_paths()
     argv = ["map", str(stack_path), "--out", str(out), "--seed", str(args.seed)]
-    for ref in sample.references:
-        argv += ["--reference", str(paths[ref.name])]
-    if args.overwrite:
-        argv.append("--overwrite")
+    argv += [arg for ref in sample.references for arg in ("--reference", str(paths[ref.name]))]
+    argv += ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
     run_map(_parser().parse_args(argv))
-    _move_inputs(inputs, out / "input")
-    _write_quicklook(out)
+    shutil.move(str(inputs), str(out / "input"))
+    write_label_png(out / "labels.png", out / "labels.tif", out / "classes.csv")
     print(f"xafsmap: demo maps in {out}/ (quick-look: {out}/labels.png)", file=sys.stderr)
-    if not args.no_view and _has_display():
+    if not args.no_view and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         from ._view import view_maps
 
         view_maps(out / "input" / "sample.tif", out)
     return out
 
 
-def _move_inputs(source: Path, target: Path) -> None:
-    import shutil
-
-    shutil.move(str(source), str(target))
-
-
-def _write_quicklook(out: Path) -> Path:
-    from .core.quicklook import write_label_png
-
-    return write_label_png(out / "labels.png", out / "labels.tif", out / "classes.csv")
-
-
-def _has_display() -> bool:
-    import os
-
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-COMMANDS = {"map": run_map, "info": run_info, "demo": run_demo}
+COMMANDS = {
+    "map": run_map,
+    "info": run_info,
+    "calibrate": run_calibrate,
+    "search-references": run_search,
+    "compare-models": run_compare,
+    "run": run_recipe_command,
+    "demo": run_demo,
+}
 
 
 def main(argv=None) -> int:
@@ -231,9 +385,11 @@ def main(argv=None) -> int:
     try:
         COMMANDS[args.command](args)
     except (ValueError, OSError) as error:
-        message = str(error) if not isinstance(error, OSError) or not error.filename else (
-            f"{error.strerror}: {error.filename}")
-        print(f"xafsmap: error: {message}", file=sys.stderr)
+        message = str(error)
+        if isinstance(error, OSError) and error.filename and error.strerror:
+            message = f"{error.strerror}: {error.filename}"
+        start = "\n" if sys.stderr.isatty() else ""  # after a progress line
+        print(f"{start}xafsmap: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("xafsmap: interrupted; nothing was written", file=sys.stderr)

@@ -80,11 +80,11 @@ class Session:
     # derived -------------------------------------------------------------
     def prepared_stack(self):
         """The measurement cropped and binned as chosen."""
-        from ..core.recipe import prepare_stack
+        from ..core.prepare import prepare_stack
 
         if self.stack is None:
             raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
-        return prepare_stack(self.stack, roi=self.choices["roi"], factor=self.choices["bin"])
+        return prepare_stack(self.stack, roi=self.choices["roi"], factor=self.choices["bin"])[0]
 
     def references(self) -> list:
         """The references in use, read once and named as in the dock."""

@@ -21,6 +21,7 @@ import numpy as np
 from .discover import prepare_candidates, rank_candidates
 from .output import atomic_folder, library_versions, write_tiff
 from .parsimony import iter_compare
+from .pipeline import drive
 from .references import Reference, scan_library
 from .unexplained import iter_unexplained
 
@@ -28,16 +29,6 @@ __all__ = ["compare_models", "search_references"]
 
 #: Candidates per region in the returned summary and the printed table.
 TOP = 5
-
-
-def _drive(generator, progress=None):
-    while True:
-        try:
-            done, total = next(generator)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)
 
 
 def _library(library) -> tuple[list[Reference], list[tuple[str, str]]]:
@@ -96,7 +87,7 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
 
     check_output_folder(out, overwrite=overwrite)  # fail before the work
     candidates_in, skipped = _library(library)
-    found = _drive(iter_unexplained(stack, references, **map_options), progress)
+    found = drive(iter_unexplained(stack, references, **map_options), progress)
     candidates = prepare_candidates(candidates_in, found.setup)
     skipped = [*skipped, *candidates.skipped]
     tables = rank_candidates(found.spectra, found.setup, candidates) if found.sizes.size and candidates.names else []
@@ -197,7 +188,7 @@ def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=
     from .output import check_output_folder
 
     check_output_folder(out, overwrite=overwrite)
-    result = _drive(iter_compare(stack, sets, **options), progress)
+    result = drive(iter_compare(stack, sets, **options), progress)
     summary = dict(result.summary, order=list(result.names), parameters=result.params,
                    versions=library_versions())
     if summary["warnings"]:

@@ -31,12 +31,6 @@ __all__ = [
     "write_tiff",
 ]
 
-MAP_FILES = (
-    "labels.tif", "classes.csv", "probability.tif", "distance.tif", "fractions.tif",
-    "residual.tif", "edge_step.tif", "e0.tif", "mask.tif", "report.json",
-)
-
-
 def file_sha256(path, *, chunk: int = 16 * 2**20) -> str:
     """SHA-256 of a file, read in chunks (bounded memory)."""
     digest = hashlib.sha256()
@@ -159,22 +153,40 @@ def make_report(result, *, inputs: dict | None = None, extra: dict | None = None
 
 
 def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = None,
-               extra: dict | None = None) -> Path:
+               extra: dict | None = None, shift_map=None) -> Path:
     """Write every map of a :class:`~xafsmap.core.pipeline.MapResult` into ``out``.
 
     Files: ``labels.tif`` (uint16, 0 = no sample), ``classes.csv``, ``probability.tif``,
     ``distance.tif``, ``fractions.tif`` (K pages in reference order), ``residual.tif``,
     ``edge_step.tif``, ``e0.tif``, ``mask.tif`` (uint8: 0 no sample, 1 sample,
-    2 invalid) and ``report.json``. Nothing appears in ``out`` unless all succeed.
+    2 invalid), ``flags.tif`` (uint8 bits, legend in ``flags.csv``), ``report.json``
+    and, with a ``shift_map`` (:class:`~xafsmap.core.calibrate.ShiftMap`), ``shift.tif``
+    (shift and its uncertainty). Nothing appears in ``out`` unless all succeed.
     """
+    from .pipeline import FLAGS
+
     classes = result.classifier.classes
     report = make_report(result, inputs=inputs, extra=extra)
     with atomic_folder(out, overwrite=overwrite) as tmp:
-        for name in ("labels", "probability", "distance", "fractions", "residual", "edge_step", "e0", "mask"):
+        for name in ("labels", "probability", "distance", "fractions", "residual", "edge_step", "e0", "mask",
+                     "flags"):
             write_tiff(tmp / f"{name}.tif", getattr(result, name))
+        _write_rows(tmp / "flags.csv", ["bit", "meaning", "pixels"],
+                    [[bit, meaning, int(np.count_nonzero(result.flags & bit))] for bit, meaning in FLAGS.items()])
+        if shift_map is not None:
+            from .calibrate import write_shift_map
+
+            write_shift_map(tmp / "shift.tif", shift_map)
         write_classes_csv(tmp / "classes.csv", classes.names, classes.compositions, classes.references)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_default))
     return Path(out)
+
+
+def _write_rows(path, header, rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _json_default(value):

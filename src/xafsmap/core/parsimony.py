@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pipeline import BAND_BYTES, MASK_SAMPLE
+from .pipeline import BAND_BYTES, MASK_SAMPLE, drive
 from .unexplained import band_rows, normalize_band, setup_fit, smooth_noise
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]
@@ -275,9 +275,4 @@ def iter_compare(stack, sets: dict, *, criterion: str = "bic", noise_window: int
 
 def compare_sets(stack, sets: dict, **options) -> Comparison:
     """Run :func:`iter_compare` to the end and return its :class:`Comparison`."""
-    generator = iter_compare(stack, sets, **options)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return drive(iter_compare(stack, sets, **options))

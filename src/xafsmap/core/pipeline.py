@@ -21,9 +21,11 @@ from .synthesize import make_classes
 __all__ = [
     "MapResult",
     "Model",
+    "drive",
     "iter_classify",
     "iter_map",
     "map_stack",
+    "pre_edge_window",
     "prepare_references",
     "survey",
     "train_model",
@@ -35,6 +37,12 @@ BAND_BYTES = 64 * 2**20
 SURVEY_PIXELS = 20_000
 #: mask.tif values.
 MASK_BACKGROUND, MASK_SAMPLE, MASK_INVALID = 0, 1, 2
+#: flags.tif bits, with the legend written to flags.csv.
+FLAGS = {1: "no sample (edge step below threshold)", 2: "too thick (absorbance above the limit)",
+         4: "invalid (NaN/inf or undefined absorbance at some energy)"}
+FLAG_NO_SAMPLE, FLAG_THICK, FLAG_INVALID = 1, 2, 4
+#: Absorbance above which a transmission spectrum is distorted (harmonics, leakage).
+THICK_LIMIT = 4.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,8 @@ class MapResult:
 
     ``labels`` uint16 (0 = no sample or invalid, 1..C = class), ``mask`` uint8
     (0 = no sample, 1 = sample, 2 = invalid: a non-finite value at some energy),
-    ``fractions`` (K, rows, columns); the others float32 (rows, columns).
+    ``fractions`` (K, rows, columns); ``flags`` uint8 bits (:data:`FLAGS`); the
+    others float32 (rows, columns).
     """
 
     labels: np.ndarray
@@ -64,6 +73,7 @@ class MapResult:
     edge_step: np.ndarray
     e0: np.ndarray
     mask: np.ndarray
+    flags: np.ndarray
     classifier: Classifier
     survey: Survey
     params: dict = field(default_factory=dict)
@@ -162,6 +172,36 @@ def prepare_references(
     return normalize(resampled, energies, **(norm_params or {})).norm.T.astype(np.float64)
 
 
+#: Imaging pre-edge window ends this far below e0 (eV), clear of the Fe K pre-edge peak.
+PRE_EDGE_GAP = 15.0
+#: ... and is used only when it holds at least this many energies.
+PRE_EDGE_POINTS = 6
+
+
+def pre_edge_window(energies, e0: float) -> dict:
+    """Pre-edge fit window for stacks: every energy up to ``PRE_EDGE_GAP`` eV below e0.
+
+    Larch's default pre-edge window (``pre2`` about -35 to -50 eV) suits a scan with
+    dense pre-edge points; imaging stacks spend few energies there, so that line rests
+    on a handful of noisy points and its extrapolation over the post-edge dominates
+    the normalization error. Using all pre-edge points down to the first energy cut
+    the fraction error of noisy stacks by half (docs/method.md). Returns ``{}``
+    (Larch's defaults) when fewer than ``PRE_EDGE_POINTS`` energies lie there, as in
+    short soft X-ray scans.
+
+    Examples
+    --------
+    >>> pre_edge_window(np.arange(7050.0, 7300.0, 5.0), 7120.0)
+    {'pre1': -70.0, 'pre2': -15.0}
+    >>> pre_edge_window(np.arange(700.0, 730.0, 0.5), 708.0)
+    {}
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    if np.count_nonzero(energies <= e0 - PRE_EDGE_GAP) < PRE_EDGE_POINTS:
+        return {}
+    return {"pre1": float(energies[0] - e0), "pre2": -PRE_EDGE_GAP}
+
+
 def _norm_params(**given) -> dict:
     return {name: value for name, value in given.items() if value is not None}
 
@@ -249,6 +289,7 @@ def train_model(
     # fit windows, normalizing a mixture equals mixing normalized references, so
     # fractions carry no bias from per-pixel windows. e0 per pixel is still mapped.
     params.setdefault("e0", found.e0)
+    params.update({k: v for k, v in pre_edge_window(energies, found.e0).items() if k not in params})
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
     if inside.size < 5:
@@ -279,8 +320,12 @@ def train_model(
     return Model(classifier=classifier, survey=found, normalization=params, params=settings)
 
 
-def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES):
+def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
+                  thick: float = THICK_LIMIT):
     """Classify every pixel of a stack with a trained :class:`Model`, band by band.
+
+    Pixels whose absorbance exceeds ``thick`` at some energy are flagged too thick
+    (their spectra are distorted) but still mapped.
 
     Yields
     ------
@@ -303,6 +348,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     maps = {
         "labels": np.zeros((rows, cols), np.uint16),
         "mask": np.zeros((rows, cols), np.uint8),
+        "flags": np.zeros((rows, cols), np.uint8),
         "fractions": np.full((k, rows, cols), np.nan, np.float32),
     }
     for name in ("probability", "distance", "residual", "edge_step", "e0"):
@@ -310,14 +356,16 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     tic = time.perf_counter()
     for step, r0 in enumerate(range(0, rows, band), start=1):
         r1 = min(rows, r0 + band)
-        _map_band(np.asarray(data[:, r0:r1], dtype=np.float32), energies, r0, r1, maps, model=model, metric=metric)
+        spectra = np.asarray(data[:, r0:r1], dtype=np.float32)
+        _map_band(spectra, energies, r0, r1, maps, model=model, metric=metric, thick=thick)
         yield step, total
     timings = {"map_s": time.perf_counter() - tic}
-    params = dict(model.params, metric=metric, threshold_used=model.survey.threshold)
+    params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
     return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)
 
 
-def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES, **options):
+def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
+             thick: float = THICK_LIMIT, **options):
     """Train for a stack (see :func:`train_model` for the options), then map it.
 
     Yields
@@ -336,7 +384,7 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
     model = train_model(stack, references, **options)
     train_s = time.perf_counter() - tic
     yield 1, total
-    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes)
+    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, thick=thick)
     while True:
         try:
             done, _ = next(generator)
@@ -355,7 +403,7 @@ def _n_bands(shape, band_bytes: int) -> int:
     return -(-shape[1] // _band_rows(shape, band_bytes))
 
 
-def _map_band(band, energies, r0, r1, maps, *, model, metric):
+def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT):
     finite = np.all(np.isfinite(band), axis=0)
     band = np.where(finite, band, 0.0).astype(np.float32)
     result = normalize(band, energies, **model.normalization)
@@ -364,17 +412,30 @@ def _map_band(band, energies, r0, r1, maps, *, model, metric):
     maps["e0"][r0:r1] = np.where(finite, find_e0(band, energies), np.nan)
     sample = finite & (result.edge_step > threshold)
     maps["mask"][r0:r1] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
+    too_thick = np.nanmax(np.where(finite, band, -np.inf), axis=0) > thick
+    maps["flags"][r0:r1] = (
+        (finite & ~sample) * FLAG_NO_SAMPLE + too_thick * FLAG_THICK + ~finite * FLAG_INVALID
+    ).astype(np.uint8)
     found = classify(model.classifier, result.norm[:, sample], metric=metric)
     for name in ("labels", "probability", "distance", "residual"):
         maps[name][r0:r1][sample] = getattr(found, name)
     maps["fractions"][:, r0:r1][:, sample] = found.fractions
 
 
-def map_stack(stack, references, **options) -> MapResult:
-    """Run :func:`iter_map` to the end and return its :class:`MapResult`."""
-    generator = iter_map(stack, references, **options)
+def drive(generator, progress=None):
+    """Run a progress generator to its end; call ``progress(done, total)`` on each step.
+
+    Returns the generator's return value (the result of the long job).
+    """
     while True:
         try:
-            next(generator)
+            step = next(generator)
         except StopIteration as stop:
             return stop.value
+        if progress is not None:
+            progress(*step)
+
+
+def map_stack(stack, references, **options) -> MapResult:
+    """Run :func:`iter_map` to the end and return its :class:`MapResult`."""
+    return drive(iter_map(stack, references, **options))

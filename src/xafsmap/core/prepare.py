@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["bin_stack", "crop_stack", "grid_of"]
+__all__ = ["bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_stack"]
 
 
 def _is_dask(data) -> bool:
@@ -106,3 +106,65 @@ def grid_of(shape, *, roi=None, factor: int = 1) -> dict:
         "bin": int(factor),
         "shape": [int((r1 - r0) // factor), int((c1 - c0) // factor)],
     }
+
+
+def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
+    """Correct, calibrate, crop and bin a stack, lazily, in the order that is valid.
+
+    Drift correction first (images must overlay before a pixel has a spectrum), then
+    the per-pixel energy calibration (the shift map is in the detector's full grid),
+    then the region of interest, then binning.
+
+    Parameters
+    ----------
+    stack : xafsmap.core.io.Stack
+    drift : ndarray, shape (E, 2), optional
+        Image drift (dy, dx) per energy from :func:`~xafsmap.core.register.measure_drift`.
+    shift : ndarray, shape (M, N), optional
+        Energy shift map (true energy = nominal + shift), eV.
+    roi : (int, int, int, int), optional
+        ``(row_start, row_stop, col_start, col_stop)`` in the full grid.
+    factor : int
+        Bin size.
+
+    Returns
+    -------
+    stack : Stack
+        The prepared stack (same energies and sources).
+    grid : dict
+        :func:`grid_of` of the result, plus what was applied.
+    """
+    from dataclasses import replace
+
+    data, energies = stack.data, stack.energies
+    shape = tuple(data.shape[1:])
+    if drift is not None:
+        from .register import correct_drift
+
+        data = correct_drift(data, drift)
+    if shift is not None:
+        from .calibrate import apply_shift
+
+        if tuple(np.shape(shift)) != shape:
+            raise ValueError(f"shift map is {np.shape(shift)} pixels but the stack's images are {shape}")
+        data = apply_shift(data, energies, shift)
+    if roi is not None:
+        data = crop_stack(data, roi)
+    data = bin_stack(data, factor)
+    grid = grid_of(shape, roi=roi, factor=factor)
+    grid.update(drift_corrected=drift is not None, energy_calibrated=shift is not None)
+    return replace(stack, data=data), grid
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """Parse ``"ROW0:ROW1,COL0:COL1"`` (pixels, half-open) into a 4-tuple.
+
+    >>> parse_roi("100:900, 0:1700")
+    (100, 900, 0, 1700)
+    """
+    try:
+        rows, cols = (part.split(":") for part in text.replace(" ", "").split(","))
+        r0, r1, c0, c1 = (int(v) for v in (*rows, *cols))
+    except ValueError:
+        raise ValueError(f"region {text!r} must read ROW0:ROW1,COL0:COL1, e.g. 100:900,0:1700") from None
+    return r0, r1, c0, c1

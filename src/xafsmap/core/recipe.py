@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .pipeline import iter_classify, train_model
+from .pipeline import drive, iter_classify, train_model
+from .prepare import prepare_stack
 
 __all__ = [
     "Recipe",
     "RecipeReference",
     "missing_paths",
-    "prepare_stack",
     "read_recipe",
     "recipe_classes",
     "recipe_stack",
@@ -372,14 +372,6 @@ def write_recipe(path, recipe: Recipe) -> Path:
     return path
 
 
-def prepare_stack(stack, *, roi=None, factor: int = 1):
-    """A :class:`~xafsmap.core.io.Stack` cropped to ``roi`` then binned by ``factor`` (lazily)."""
-    from .prepare import bin_stack, crop_stack
-
-    data = stack.data if roi is None else crop_stack(stack.data, roi)
-    return replace(stack, data=bin_stack(data, factor))
-
-
 def recipe_stack(recipe: Recipe):
     """The recipe's measurement, cropped and binned: a :class:`~xafsmap.core.io.Stack`."""
     from .io import Stack, read_stack
@@ -391,7 +383,7 @@ def recipe_stack(recipe: Recipe):
         stack = Stack(sample.stack, sample.energies, {"sample": recipe.sample})
     else:
         stack = read_stack(recipe.stack, energies=recipe.energies, flat=recipe.flat, dark=recipe.dark, i0=recipe.i0)
-    return prepare_stack(stack, roi=recipe.roi, factor=recipe.bin)
+    return prepare_stack(stack, roi=recipe.roi, factor=recipe.bin)[0]
 
 
 def recipe_references(recipe: Recipe) -> list:
@@ -488,15 +480,7 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None) -
     stack = recipe_stack(recipe)
     references = recipe_references(recipe)
     model = train_recipe(recipe, stack, references)
-    generator = iter_classify(stack, model, metric=recipe.metric)
-    while True:
-        try:
-            done, total = next(generator)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if progress is not None:
-            progress(done, total)
+    result = drive(iter_classify(stack, model, metric=recipe.metric), progress)
     inputs = {p: getattr(recipe, p) for p in (*_PATHS, "sample") if getattr(recipe, p)}
     inputs["references"] = [ref.spec for ref in recipe.references]
     return write_maps(result, out, overwrite=overwrite, inputs=inputs, extra={"recipe": recipe_to_dict(recipe)})

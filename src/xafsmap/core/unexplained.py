@@ -24,7 +24,7 @@ import numpy as np
 
 from .lcf import fit_fractions
 from .normalize import estimate_noise, normalize
-from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, prepare_references, survey
+from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, drive, prepare_references, survey
 
 __all__ = [
     "FitSetup",
@@ -547,9 +547,4 @@ def region_spectra(stack, regions, setup: FitSetup, *, band_bytes: int = BAND_BY
 
 def find_unexplained(stack, references, **options) -> Unexplained:
     """Run :func:`iter_unexplained` to the end and return its :class:`Unexplained`."""
-    generator = iter_unexplained(stack, references, **options)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return drive(iter_unexplained(stack, references, **options))

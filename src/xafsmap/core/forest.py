@@ -1,0 +1,246 @@
+"""Fast exact evaluation of a trained scikit-learn random forest.
+
+scikit-learn walks each tree with a data-dependent branch per node, one row at a time;
+on this kind of 2-core machine that predicts about 0.2–0.4 M spectra/s for 100 trees.
+:func:`compile_forest` packs the same trees into flat arrays, and :func:`predict_proba`
+walks them branch-free over interleaved blocks of rows with numba: every row of a block
+advances one level per step, so the memory loads of different rows overlap instead of
+waiting on each other. The probabilities are scikit-learn's (same trees, same
+thresholds, same leaf values, same averaging); without numba, or for inputs numba does
+not handle (non-finite features), scikit-learn itself is called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CompiledForest", "compile_forest", "has_numba", "predict_proba"]
+
+#: Rows walked together through one tree (interleaved; 32–128 measured best).
+BLOCK_ROWS = 64
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledForest:
+    """The trees of a fitted forest as flat arrays (all trees concatenated).
+
+    Attributes
+    ----------
+    children : ndarray, shape (nodes, 2), int32
+        Left and right child of every node (absolute index); a leaf points to itself.
+    feature : ndarray, shape (nodes,), int32
+        Feature tested at the node (0 at leaves).
+    threshold : ndarray, shape (nodes,), float32
+        ``x <= threshold`` goes left. The largest float32 not above scikit-learn's
+        float64 threshold, so the float32 comparison decides as scikit-learn's does;
+        +inf at leaves.
+    value : ndarray, shape (nodes, C), float64
+        Class probabilities of the node (rows sum to 1), as ``tree.predict_proba``.
+    roots : ndarray, shape (trees,), int32
+        Root node of each tree.
+    depths : ndarray, shape (trees,), int32
+        Depth of each tree: the levels walked.
+    n_features : int
+    classes : ndarray, shape (C,)
+        The forest's ``classes_`` (the columns of the probabilities).
+    """
+
+    children: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    depths: np.ndarray
+    n_features: int
+    classes: np.ndarray
+
+    @property
+    def n_trees(self) -> int:
+        """Trees in the forest."""
+        return int(self.roots.size)
+
+
+def has_numba() -> bool:
+    """True when numba can be imported (the fast path is available)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _float32_at_most(threshold: np.ndarray) -> np.ndarray:
+    # x32 <= t64  <=>  x32 <= largest float32 <= t64, for every float32 x
+    rounded = threshold.astype(np.float32)
+    above = rounded.astype(np.float64) > threshold
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded
+
+
+def compile_forest(forest) -> CompiledForest:
+    """Pack a fitted single-output ``RandomForestClassifier`` into flat arrays.
+
+    Parameters
+    ----------
+    forest : sklearn.ensemble.RandomForestClassifier or ExtraTreesClassifier
+        Fitted, single output.
+
+    Returns
+    -------
+    CompiledForest
+
+    Raises
+    ------
+    ValueError
+        If the forest is not fitted or has several outputs.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> x = np.arange(20.0).reshape(10, 2); y = np.arange(10) % 2
+    >>> compile_forest(RandomForestClassifier(3, random_state=0).fit(x, y)).n_trees
+    3
+    """
+    trees = getattr(forest, "estimators_", None)
+    if not trees:
+        raise ValueError("the forest is not fitted: it has no trees")
+    if getattr(forest, "n_outputs_", 1) != 1:
+        raise ValueError(f"only single-output forests compile; this one has {forest.n_outputs_} outputs")
+    n_classes = int(np.size(forest.classes_))
+    parts, roots, depths, start = [], [], [], 0
+    for estimator in trees:
+        tree = estimator.tree_
+        left, right = tree.children_left.astype(np.int64), tree.children_right.astype(np.int64)
+        leaf = left < 0
+        own = np.arange(tree.node_count)
+        children = np.stack([np.where(leaf, own, left), np.where(leaf, own, right)], axis=1) + start
+        value = tree.value[:, 0, :].astype(np.float64)
+        total = value.sum(axis=1, keepdims=True)
+        value = value / np.where(total == 0, 1.0, total)  # as DecisionTreeClassifier.predict_proba
+        threshold = np.where(leaf, np.inf, _float32_at_most(tree.threshold)).astype(np.float32)
+        parts.append((children, np.where(leaf, 0, tree.feature), threshold, value))
+        roots.append(start)
+        depths.append(tree.max_depth)
+        start += tree.node_count
+    if start >= 2**31:
+        raise ValueError(f"the forest has {start} nodes; at most 2**31 - 1 compile")
+    children, feature, threshold, value = (np.concatenate(column) for column in zip(*parts))
+    return CompiledForest(
+        children=np.ascontiguousarray(children, dtype=np.int32),
+        feature=feature.astype(np.int32),
+        threshold=threshold,
+        value=np.ascontiguousarray(value),
+        roots=np.asarray(roots, np.int32),
+        depths=np.asarray(depths, np.int32),
+        n_features=int(forest.n_features_in_),
+        classes=np.asarray(forest.classes_),
+    )
+
+
+def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """Class probabilities of a random forest, equal to scikit-learn's ``predict_proba``.
+
+    Parameters
+    ----------
+    forest : RandomForestClassifier or CompiledForest
+        A fitted forest (compiled on first use and kept on the forest object as
+        ``_xafsmap_compiled``) or an already compiled one.
+    x : ndarray, shape (n, F)
+        Features; converted to float32 as scikit-learn does.
+    block_rows : int
+        Rows walked through a tree together.
+
+    Returns
+    -------
+    ndarray, shape (n, C), float64
+        Mean over trees of the leaf class probabilities; columns follow ``classes_``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 2-D or has another number of features than the forest.
+
+    Notes
+    -----
+    Every tree is walked to its full depth for every row (a leaf points to itself), so
+    the walk has no data-dependent branch; blocks of rows run in parallel threads
+    (numba ``prange``). Without numba, or when ``x`` holds NaN or infinities (whose
+    routing scikit-learn decides by its missing-value rules), scikit-learn is called.
+    Per-row sums run in another order than scikit-learn's thread pool, so values may
+    differ in the last bits (below 1e-12).
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(200, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(int)
+    >>> f = RandomForestClassifier(10, random_state=0).fit(x, y)
+    >>> bool(np.allclose(predict_proba(f, x), f.predict_proba(x)))
+    True
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"features must be 2-D (n, F), got shape {x.shape}")
+    compiled = forest if isinstance(forest, CompiledForest) else None
+    n_features = compiled.n_features if compiled else int(forest.n_features_in_)
+    if x.shape[1] != n_features:
+        raise ValueError(f"features have {x.shape[1]} columns but the forest was trained on {n_features}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not has_numba() or not np.all(np.isfinite(x)):
+        if compiled is not None:
+            raise ValueError("a CompiledForest needs numba and finite features; pass the scikit-learn forest")
+        return forest.predict_proba(x)
+    if compiled is None:
+        compiled = getattr(forest, "_xafsmap_compiled", None)
+        if compiled is None:
+            compiled = compile_forest(forest)
+            forest._xafsmap_compiled = compiled
+    out = np.zeros((x.shape[0], compiled.value.shape[1]), np.float64)
+    if x.shape[0]:
+        kernel = _kernel()
+        kernel(x, compiled.children, compiled.feature, compiled.threshold, compiled.value,
+               compiled.roots, compiled.depths, int(block_rows), out)
+    return out
+
+
+_KERNEL = None
+
+
+def _kernel():
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _build_kernel()
+    return _KERNEL
+
+
+def _build_kernel():
+    import numba
+
+    @numba.njit(parallel=True, nogil=True, cache=True, fastmath=False)
+    def walk(x, children, feature, threshold, value, roots, depths, block, out):  # pragma: no cover - compiled
+        n = x.shape[0]
+        n_classes = value.shape[1]
+        n_blocks = (n + block - 1) // block
+        n_trees = roots.size
+        for b in numba.prange(n_blocks):
+            r0 = b * block
+            r1 = min(n, r0 + block)
+            node = np.empty(r1 - r0, np.int32)
+            for t in range(roots.size):
+                node[:] = roots[t]
+                for _ in range(depths[t]):
+                    for i in range(r1 - r0):
+                        k = node[i]
+                        node[i] = children[k, np.int32(x[r0 + i, feature[k]] > threshold[k])]
+                for i in range(r1 - r0):
+                    k = node[i]
+                    for c in range(n_classes):
+                        out[r0 + i, c] += value[k, c]
+            for i in range(r0, r1):
+                for c in range(n_classes):
+                    out[i, c] /= n_trees
+        return out
+
+    return walk
