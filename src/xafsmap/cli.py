@@ -176,7 +176,8 @@ def _prepared_stack(args):
     if shift_map is not None:
         extra["calibration"] = {"source": args.shift_map or args.calibration,
                                 "reference": getattr(args, "calibration_reference", None),
-                                "residual_rms_eV": shift_map.residual_rms, "model": shift_map.model}
+                                "residual_rms_eV": shift_map.residual_rms if shift_map.residual_rms == shift_map.residual_rms
+                                else None, "model": shift_map.model}
     return prepared, shift_map, extra
 
 

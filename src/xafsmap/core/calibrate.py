@@ -821,7 +821,9 @@ def write_shift_map(path, shift_map: ShiftMap) -> None:
         with tifffile.TiffWriter(tmp) as tif:
             tif.write(
                 np.asarray(shift_map.shift, dtype=np.float32),
-                description=json.dumps({"xafsmap": "shift map (eV)", "model": shift_map.model}),
+                # "shape" makes the JSON valid tifffile shaped metadata, so any reader opens it
+                description=json.dumps({"shape": list(np.shape(shift_map.shift)),
+                                        "xafsmap": "shift map (eV)", "model": shift_map.model}),
                 metadata=None,
             )
             tif.write(np.asarray(shift_map.uncertainty, dtype=np.float32), metadata=None)

@@ -112,8 +112,9 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
     """Correct, calibrate, crop and bin a stack, lazily, in the order that is valid.
 
     Drift correction first (images must overlay before a pixel has a spectrum), then
-    the per-pixel energy calibration (the shift map is in the detector's full grid),
-    then the region of interest, then binning.
+    the per-pixel energy calibration (the shift map is in the detector's full grid;
+    the energies at either end that some pixel no longer covers are dropped), then
+    the region of interest, then binning.
 
     Parameters
     ----------
@@ -148,12 +149,25 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
         if tuple(np.shape(shift)) != shape:
             raise ValueError(f"shift map is {np.shape(shift)} pixels but the stack's images are {shape}")
         data = apply_shift(data, energies, shift)
+        # Keep the energies every pixel covers after its shift (the others are NaN
+        # somewhere): true energy E needs E - shift within the measured range.
+        lo = energies[0] + float(np.nanmax(shift))
+        hi = energies[-1] + float(np.nanmin(shift))
+        keep = np.flatnonzero((energies >= lo - 1e-6) & (energies <= hi + 1e-6))
+        if keep.size < 10:
+            raise ValueError(
+                f"after the energy shifts ({np.nanmin(shift):.2f} to {np.nanmax(shift):.2f} eV) only "
+                f"{keep.size} energies are measured at every pixel"
+            )
+        data, energies = data[keep[0] : keep[-1] + 1], energies[keep[0] : keep[-1] + 1]
     if roi is not None:
         data = crop_stack(data, roi)
     data = bin_stack(data, factor)
     grid = grid_of(shape, roi=roi, factor=factor)
     grid.update(drift_corrected=drift is not None, energy_calibrated=shift is not None)
-    return replace(stack, data=data), grid
+    if shift is not None:
+        grid["energies_kept_eV"] = [float(energies[0]), float(energies[-1]), int(energies.size)]
+    return replace(stack, data=data, energies=energies), grid
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
