@@ -43,7 +43,7 @@ def test_mask_finds_the_sample_and_flags_dead_pixels(mapped, small_sample):
     dead = small_sample.dead
     assert (mapped.mask[dead] == MASK_INVALID).all()
     agree = (mapped.mask[~dead] == MASK_SAMPLE) == small_sample.mask[~dead]
-    assert agree.mean() >= 0.99
+    assert agree.mean() >= 0.995  # measured 1.000
     assert (mapped.labels[mapped.mask != MASK_SAMPLE] == 0).all()
 
 
@@ -54,8 +54,9 @@ def test_dominant_phase_and_fractions_are_recovered(mapped, small_sample):
     predicted = mapped.classifier.classes.compositions[mapped.labels[dominated] - 1].argmax(axis=1)
     accuracy = np.mean(predicted == truth[:, dominated].argmax(axis=0))
     rmse = np.sqrt(np.mean((mapped.fractions[:, explained] - truth[:, explained]) ** 2))
-    assert accuracy >= 0.97, accuracy
-    assert rmse <= 0.03, rmse
+    # issue floors: 0.97 and 0.03; measured here 1.000 and 0.006 (seeded)
+    assert accuracy >= 0.99, accuracy
+    assert rmse <= 0.012, rmse
 
 
 def test_distance_separates_the_phase_missing_from_the_references(mapped, small_sample):
@@ -64,7 +65,7 @@ def test_distance_separates_the_phase_missing_from_the_references(mapped, small_
     known = valid & (small_sample.fractions[3] == 0)
     assert unknown.sum() > 20
     auc = roc_auc(mapped.distance[known], mapped.distance[unknown])
-    assert auc >= 0.95, auc
+    assert auc >= 0.99, auc  # measured 1.000 (seeded)
 
 
 def test_progress_counts_training_then_bands(small_sample):
