@@ -53,6 +53,7 @@ class Survey:
     threshold: float
     noise: np.ndarray
     n_pixels: int
+    normalization: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class MapResult:
         return {name: int(n) for name, n in zip(self.classifier.classes.names, counts[1:])}
 
 
-def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_PIXELS) -> Survey:
+def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_PIXELS,
+           pre_edge: bool = True) -> Survey:
     """Normalize a regular grid of about ``n_pixels`` pixels to learn the stack's levels.
 
     Parameters
@@ -99,12 +101,17 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
         (see :func:`~xafsmap.core.normalize.background_mask`).
     norm_params : dict, optional
         Keyword arguments for :func:`~xafsmap.core.normalize.normalize`.
+    pre_edge : bool
+        Use :func:`pre_edge_window` unless ``pre1``/``pre2`` are given; False keeps
+        Larch's default windows.
 
     Returns
     -------
     Survey
-        Median e0 of the sample pixels, the mask threshold, and the per-pixel noise
-        levels (edge-step units) of the sample pixels.
+        Median e0 of the sample pixels, the normalization parameters every spectrum
+        of the stack shares (``e0`` and the :func:`pre_edge_window` unless given), the
+        mask threshold and the per-pixel noise levels (edge-step units) of the sample
+        pixels under that normalization.
     """
     _, rows, cols = data.shape
     stride = max(1, int(np.sqrt(rows * cols / n_pixels)))
@@ -113,18 +120,30 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
     flat = flat[:, np.all(np.isfinite(flat), axis=0)]
     if flat.shape[1] == 0:
         raise ValueError("every surveyed pixel has a NaN or infinite value: the stack holds no usable spectrum")
-    result = normalize(flat, energies, **(norm_params or {}))
-    if np.count_nonzero(np.isfinite(result.edge_step) & (result.edge_step > 0)) < 2:
+    given = dict(norm_params or {})
+    result = normalize(flat, energies, **given)
+    is_sample, used = _sample_pixels(result.edge_step, threshold)
+    # One e0 for every spectrum (as Athena users set one for a data set): with shared
+    # fit windows, normalizing a mixture equals mixing normalized references, so
+    # fractions carry no bias from per-pixel windows. e0 per pixel is still mapped.
+    e0 = float(given.get("e0", np.median(result.e0[is_sample])))
+    final = {**(pre_edge_window(energies, e0) if pre_edge else {}), **given, "e0": e0}
+    result = normalize(flat, energies, **final)
+    is_sample, used = _sample_pixels(result.edge_step, threshold)
+    noise = estimate_noise(result.norm[:, is_sample], energies, e0=e0)
+    noise = noise[np.isfinite(noise)]
+    return Survey(e0=e0, threshold=float(used), noise=noise, n_pixels=int(flat.shape[1]), normalization=final)
+
+
+def _sample_pixels(edge_step, threshold):
+    if np.count_nonzero(np.isfinite(edge_step) & (edge_step > 0)) < 2:
         raise ValueError("no pixel has an edge step above 0: is this the right edge, and is it absorbance?")
-    is_sample, used = background_mask(result.edge_step, threshold=threshold)
+    is_sample, used = background_mask(edge_step, threshold=threshold)
     if not np.any(is_sample):
         raise ValueError(
             f"no pixel has an edge step above the background threshold {used:.3g}: is this the right edge?"
         )
-    e0 = float(np.median(result.e0[is_sample]))
-    noise = estimate_noise(result.norm[:, is_sample], energies, e0=result.e0[is_sample])
-    noise = noise[np.isfinite(noise)]
-    return Survey(e0=e0, threshold=float(used), noise=noise, n_pixels=int(flat.shape[1]))
+    return is_sample, used
 
 
 def prepare_references(
@@ -172,8 +191,9 @@ def prepare_references(
     return normalize(resampled, energies, **(norm_params or {})).norm.T.astype(np.float64)
 
 
-#: Imaging pre-edge window ends this far below e0 (eV), clear of the Fe K pre-edge peak.
-PRE_EDGE_GAP = 15.0
+#: Imaging pre-edge window ends this far below e0 (eV), clear of the Fe K pre-edge peak;
+#: soft X-ray edges (below HARD_EDGE_EV) are narrower: their window ends closer.
+PRE_EDGE_GAP, SOFT_PRE_EDGE_GAP, HARD_EDGE_EV = 15.0, 2.5, 4000.0
 #: ... and is used only when it holds at least this many energies.
 PRE_EDGE_POINTS = 6
 
@@ -185,21 +205,24 @@ def pre_edge_window(energies, e0: float) -> dict:
     dense pre-edge points; imaging stacks spend few energies there, so that line rests
     on a handful of noisy points and its extrapolation over the post-edge dominates
     the normalization error. Using all pre-edge points down to the first energy cut
-    the fraction error of noisy stacks by half (docs/method.md). Returns ``{}``
-    (Larch's defaults) when fewer than ``PRE_EDGE_POINTS`` energies lie there, as in
-    short soft X-ray scans.
+    the fraction error of noisy stacks by half (docs/method.md). Soft X-ray L edges
+    (e0 below 4 keV) keep a 2.5 eV gap. Returns ``{}`` (Larch's defaults) when fewer
+    than ``PRE_EDGE_POINTS`` energies lie in the window.
 
     Examples
     --------
     >>> pre_edge_window(np.arange(7050.0, 7300.0, 5.0), 7120.0)
     {'pre1': -70.0, 'pre2': -15.0}
-    >>> pre_edge_window(np.arange(700.0, 730.0, 0.5), 708.0)
+    >>> pre_edge_window(np.arange(700.0, 730.0, 0.5), 709.0)
+    {'pre1': -9.0, 'pre2': -2.5}
+    >>> pre_edge_window(np.arange(7100.0, 7300.0, 5.0), 7120.0)
     {}
     """
     energies = np.asarray(energies, dtype=np.float64)
-    if np.count_nonzero(energies <= e0 - PRE_EDGE_GAP) < PRE_EDGE_POINTS:
+    gap = PRE_EDGE_GAP if e0 >= HARD_EDGE_EV else SOFT_PRE_EDGE_GAP
+    if np.count_nonzero(energies <= e0 - gap) < PRE_EDGE_POINTS:
         return {}
-    return {"pre1": float(energies[0] - e0), "pre2": -PRE_EDGE_GAP}
+    return {"pre1": float(energies[0] - e0), "pre2": -gap}
 
 
 def _norm_params(**given) -> dict:
@@ -285,11 +308,7 @@ def train_model(
         raise ValueError(f"stack has {data.shape[0]} energies but {energies.size} energies are given")
     params = _norm_params(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
     found = survey(data, energies, threshold=threshold, norm_params=params)
-    # One e0 for every spectrum (as Athena users set one for a data set): with shared
-    # fit windows, normalizing a mixture equals mixing normalized references, so
-    # fractions carry no bias from per-pixel windows. e0 per pixel is still mapped.
-    params.setdefault("e0", found.e0)
-    params.update({k: v for k, v in pre_edge_window(energies, found.e0).items() if k not in params})
+    params = found.normalization
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
     if inside.size < 5:

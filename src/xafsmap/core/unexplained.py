@@ -114,9 +114,10 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, fit_range=(-30
         raise ValueError(f"stack has {stack.data.shape[0]} energies but {energies.size} energies are given")
     given = dict(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
     params = {name: value for name, value in given.items() if value is not None}
-    found = survey(stack.data, energies, threshold=threshold, norm_params=params)
-    # one e0 for every spectrum: see the module notes
-    params.setdefault("e0", found.e0)
+    # one e0 for every spectrum (module notes); Larch's windows: the free baseline of
+    # the fits absorbs the pre-edge line, and the misfit null model is calibrated on them
+    found = survey(stack.data, energies, threshold=threshold, norm_params=params, pre_edge=False)
+    params = found.normalization
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
     if inside.size < 5:
