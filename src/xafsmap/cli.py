@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     mapper.add_argument("--smooth", type=int, default=9, help="Savitzky-Golay window before features (points)")
     mapper.add_argument("--spectra-per-class", type=int, default=1000, dest="n_per_class")
     mapper.add_argument("--trees", type=int, default=100, dest="n_trees")
+    mapper.add_argument("--noise", type=float,
+                        help="noise per energy point of the training spectra, in edge-step units "
+                             "(default: measured in the data, pixel by pixel)")
     mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
     mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
 
@@ -240,7 +243,8 @@ def run_map(args) -> Path:
     generator = iter_map(
         stack, references, offsets=_offsets(args.offset, [r.name for r in references]), mixtures=args.mixtures,
         metric=args.metric, features=args.features, smooth=args.smooth, n_per_class=args.n_per_class,
-        n_trees=args.n_trees, threshold=args.threshold, thick=args.thick, rng=args.seed, **_normalization(args),
+        n_trees=args.n_trees, threshold=args.threshold, thick=args.thick, noise=args.noise, rng=args.seed,
+        **_normalization(args),
     )
     result = drive(generator, _progress(args))
     result.timings["total_s"] = time.perf_counter() - tic

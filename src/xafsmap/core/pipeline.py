@@ -268,6 +268,7 @@ def train_model(
     norm1: float | None = None,
     norm2: float | None = None,
     nnorm: int | None = None,
+    noise=None,
     rng=None,
 ) -> Model:
     """Survey a stack, prepare the references and train the classifier for it.
@@ -293,6 +294,9 @@ def train_model(
     e0, pre1, pre2, norm1, norm2, nnorm : optional
         Normalization parameters with Larch's meaning; ``None`` derives them from each
         spectrum.
+    noise : float or array_like, optional
+        Noise level(s) of the training spectra, edge-step units; default the per-pixel
+        levels the survey measured in the data.
     rng : int or Generator, optional
         Seed of the training set and forest.
 
@@ -320,7 +324,7 @@ def train_model(
         refs,
         energies,
         classes,
-        noise=found.noise,
+        noise=found.noise if noise is None else noise,
         prepare=lambda spectra: normalize(spectra, energies, **params).norm,
         window=(int(inside[0]), int(inside[-1]) + 1),
         n_per_class=n_per_class,
@@ -335,6 +339,7 @@ def train_model(
         mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
         features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
         threshold=threshold, fit_range=list(fit_range), normalization=params, seed=seed,
+        noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
     return Model(classifier=classifier, survey=found, normalization=params, params=settings)
 
