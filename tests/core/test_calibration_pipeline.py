@@ -60,3 +60,35 @@ def test_calibration_restores_the_fractions_that_the_shift_spoils(shifted, small
     assert grid["energy_calibrated"] and prepared.energies.size < energies.size
     assert fraction_rmse(small_sample, corrected) <= plain + 0.004
     assert spoiled > 4 * fraction_rmse(small_sample, corrected)
+
+
+def test_drift_correction_restores_the_map_a_moving_sample_spoils(small_sample):
+    from scipy import ndimage
+
+    from xafsmap.core.register import measure_drift
+
+    energies = small_sample.energies
+    rng = np.random.default_rng(4)
+    drift = np.cumsum(rng.normal(0, 0.25, (energies.size, 2)), axis=0)
+    drift -= drift[energies.size // 2]  # sub-pixel random walk, ~2 px over the scan
+    clean = np.nan_to_num(small_sample.stack, nan=0.5)
+    moved = np.stack([ndimage.shift(image, d, order=1, mode="nearest") for image, d in zip(clean, drift)])
+    found = measure_drift(moved, energies)
+    found -= found[energies.size // 2]
+    assert np.sqrt(np.mean((found - drift) ** 2)) < 0.15
+    # grain interiors: interpolating the moved images mixes neighbours at boundaries,
+    # which says nothing about registration
+    inner = np.zeros(small_sample.mask.shape, bool)
+    inner[6:-6, 6:-6] = True
+    for plane in small_sample.fractions:
+        inner &= ndimage.maximum_filter(plane, 7) == ndimage.minimum_filter(plane, 7)
+    scores = {}
+    for name, stack in {"still": clean, "moving": moved,
+                        "corrected": np.asarray(prepare_stack(Stack(moved, energies, {}), drift=found)[0].data)}.items():
+        result = map_stack(Stack(stack, energies, {}), small_sample.references, **FAST)
+        explained = inner & small_sample.mask & (small_sample.fractions[3] == 0) & (result.mask == 1)
+        error = result.fractions[:, explained] - small_sample.fractions[:3, explained]
+        scores[name] = float(np.sqrt(np.mean(error**2)))
+    # measured: still 0.0064, moving 0.0151, corrected 0.0052 (fraction RMSE, grain interiors)
+    assert scores["corrected"] <= scores["still"] + 0.003
+    assert scores["moving"] > 2 * scores["corrected"]

@@ -189,7 +189,7 @@ def make_sample(
     fractions = np.moveaxis(compositions[grain], -1, 0)
     present = fractions.sum(axis=0) > 0
     step = np.where(present, _smooth_field(shape, rng, *edge_step), 0.0)
-    matrix = _smooth_field(shape, rng, 0.2, 1.2)
+    matrix = np.where(present, _smooth_field(shape, rng, 0.2, 1.2), 0.02)  # holes: nothing but air
     decay = (energies / energies[0]) ** -3.0
     stack = (
         matrix[None] * decay[:, None, None]
