@@ -59,9 +59,10 @@ def test_thresholds_decide_as_scikit_learn_at_the_float32_boundary():
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + (x[:, 2] > 0.3)
     forest = RandomForestClassifier(20, random_state=0).fit(x, y)
     compiled = compile_forest(forest)
-    inner = np.isfinite(compiled.threshold)
+    inner = ~compiled.is_leaf
+    assert np.array_equal(np.isfinite(compiled.thresholds), inner)
     probes = []
-    for feature, t in zip(compiled.feature[inner], forest_thresholds(forest)):
+    for feature, t in zip(compiled.nodes[inner, 0], forest_thresholds(forest)):
         for value in (np.float32(t), np.nextafter(np.float32(t), np.float32(np.inf)),
                       np.nextafter(np.float32(t), np.float32(-np.inf))):
             row = x[rng.integers(len(x))].copy()
@@ -69,6 +70,20 @@ def test_thresholds_decide_as_scikit_learn_at_the_float32_boundary():
             probes.append(row)
     probes = np.array(probes)
     assert np.max(np.abs(predict_proba(compiled, probes) - forest.predict_proba(probes))) < 1e-12
+
+
+@needs_numba
+def test_impure_leaves_average_their_class_fractions():
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(scale=0.8, size=600) > 0).astype(int) + (x[:, 1] > 0.5)
+    forest = RandomForestClassifier(15, min_samples_leaf=9, random_state=0).fit(x, y)
+    compiled = compile_forest(forest)
+    assert compiled.leaf_values.shape[0] > 100  # most leaves hold several classes
+    test = rng.normal(size=(500, 6)).astype(np.float32)
+    assert np.max(np.abs(predict_proba(forest, test) - forest.predict_proba(test))) < 1e-12
 
 
 def forest_thresholds(forest):
@@ -80,8 +95,12 @@ def test_compiled_layout(spectra_forest):
     compiled = compile_forest(forest)
     assert isinstance(compiled, CompiledForest)
     assert compiled.n_trees == 30 and compiled.n_features == forest.n_features_in_
-    assert compiled.children.shape == (sum(t.tree_.node_count for t in forest.estimators_), 2)
-    assert np.allclose(compiled.value.sum(axis=1), 1.0)
+    assert compiled.nodes.shape == (sum(t.tree_.node_count for t in forest.estimators_), 4)
+    assert np.allclose(compiled.leaf_values.sum(axis=1), 1.0)
+    leaf = compiled.is_leaf
+    assert np.all(compiled.thresholds[leaf] == np.inf)
+    codes = compiled.nodes[leaf, 2]
+    assert np.all((codes < 12) & (codes >= -compiled.leaf_values.shape[0]))
     assert np.array_equal(compiled.classes, forest.classes_)
 
 

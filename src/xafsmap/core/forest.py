@@ -24,20 +24,21 @@ BLOCK_ROWS = 64
 
 @dataclass(frozen=True, eq=False)
 class CompiledForest:
-    """The trees of a fitted forest as flat arrays (all trees concatenated).
+    """The trees of a fitted forest as one flat node table (all trees concatenated).
 
     Attributes
     ----------
-    children : ndarray, shape (nodes, 2), int32
-        Left and right child of every node (absolute index); a leaf points to itself.
-    feature : ndarray, shape (nodes,), int32
-        Feature tested at the node (0 at leaves).
-    threshold : ndarray, shape (nodes,), float32
-        ``x <= threshold`` goes left. The largest float32 not above scikit-learn's
-        float64 threshold, so the float32 comparison decides as scikit-learn's does;
-        +inf at leaves.
-    value : ndarray, shape (nodes, C), float64
-        Class probabilities of the node (rows sum to 1), as ``tree.predict_proba``.
+    nodes : ndarray, shape (nodes, 4), int32
+        One 16-byte record per node, so a step of the walk touches one cache line:
+        ``[feature, left, right, threshold bits]``; ``x[feature] <= threshold`` goes
+        to ``left``, else to ``right`` (absolute node indices). A leaf has feature 0,
+        ``left`` pointing to itself and threshold +inf, so a walk that reached it stays
+        there; its ``right`` is the class index of a pure leaf (all its training
+        samples of one class, the usual case in a fully grown forest) or ``-1 - j``
+        for row ``j`` of ``leaf_values``. ``threshold bits`` are the float32
+        :attr:`thresholds`.
+    leaf_values : ndarray, shape (L, C), float64
+        Class probabilities of the impure leaves (rows sum to 1).
     roots : ndarray, shape (trees,), int32
         Root node of each tree.
     depths : ndarray, shape (trees,), int32
@@ -47,10 +48,8 @@ class CompiledForest:
         The forest's ``classes_`` (the columns of the probabilities).
     """
 
-    children: np.ndarray
-    feature: np.ndarray
-    threshold: np.ndarray
-    value: np.ndarray
+    nodes: np.ndarray
+    leaf_values: np.ndarray
     roots: np.ndarray
     depths: np.ndarray
     n_features: int
@@ -60,6 +59,17 @@ class CompiledForest:
     def n_trees(self) -> int:
         """Trees in the forest."""
         return int(self.roots.size)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """float32 thresholds (+inf at leaves): the largest float32 not above
+        scikit-learn's float64 threshold, so float32 features are routed alike."""
+        return self.nodes[:, 3].view(np.float32)
+
+    @property
+    def is_leaf(self) -> np.ndarray:
+        """True at leaves."""
+        return self.nodes[:, 1] == np.arange(self.nodes.shape[0])
 
 
 def has_numba() -> bool:
@@ -109,29 +119,37 @@ def compile_forest(forest) -> CompiledForest:
     if getattr(forest, "n_outputs_", 1) != 1:
         raise ValueError(f"only single-output forests compile; this one has {forest.n_outputs_} outputs")
     n_classes = int(np.size(forest.classes_))
-    parts, roots, depths, start = [], [], [], 0
+    parts, impure, roots, depths, start, n_impure = [], [], [], [], 0, 0
     for estimator in trees:
         tree = estimator.tree_
         left, right = tree.children_left.astype(np.int64), tree.children_right.astype(np.int64)
         leaf = left < 0
         own = np.arange(tree.node_count)
-        children = np.stack([np.where(leaf, own, left), np.where(leaf, own, right)], axis=1) + start
-        value = tree.value[:, 0, :].astype(np.float64)
+        value = tree.value[:, 0, :n_classes].astype(np.float64)
         total = value.sum(axis=1, keepdims=True)
         value = value / np.where(total == 0, 1.0, total)  # as DecisionTreeClassifier.predict_proba
+        pure = leaf & (value.max(axis=1) == 1.0)
+        mixed = np.flatnonzero(leaf & ~pure)
+        code = np.zeros(tree.node_count, np.int64)
+        code[pure] = np.argmax(value[pure], axis=1)
+        code[mixed] = -1 - (n_impure + np.arange(mixed.size))
         threshold = np.where(leaf, np.inf, _float32_at_most(tree.threshold)).astype(np.float32)
-        parts.append((children, np.where(leaf, 0, tree.feature), threshold, value))
+        record = np.empty((tree.node_count, 4), np.int32)
+        record[:, 0] = np.where(leaf, 0, tree.feature)
+        record[:, 1] = np.where(leaf, own, left) + start
+        record[:, 2] = np.where(leaf, code, right + start)
+        record[:, 3] = threshold.view(np.int32)
+        parts.append(record)
+        impure.append(value[mixed])
         roots.append(start)
         depths.append(tree.max_depth)
         start += tree.node_count
-    if start >= 2**31:
-        raise ValueError(f"the forest has {start} nodes; at most 2**31 - 1 compile")
-    children, feature, threshold, value = (np.concatenate(column) for column in zip(*parts))
+        n_impure += mixed.size
+        if start >= 2**31:
+            raise ValueError(f"the forest has more than {start} nodes; at most 2**31 - 1 compile")
     return CompiledForest(
-        children=np.ascontiguousarray(children, dtype=np.int32),
-        feature=feature.astype(np.int32),
-        threshold=threshold,
-        value=np.ascontiguousarray(value),
+        nodes=np.concatenate(parts),
+        leaf_values=np.concatenate(impure).reshape(-1, n_classes),
         roots=np.asarray(roots, np.int32),
         depths=np.asarray(depths, np.int32),
         n_features=int(forest.n_features_in_),
@@ -197,11 +215,11 @@ def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS) -> np.ndarray:
         if compiled is None:
             compiled = compile_forest(forest)
             forest._xafsmap_compiled = compiled
-    out = np.zeros((x.shape[0], compiled.value.shape[1]), np.float64)
+    out = np.zeros((x.shape[0], compiled.classes.size), np.float64)
     if x.shape[0]:
-        kernel = _kernel()
-        kernel(x, compiled.children, compiled.feature, compiled.threshold, compiled.value,
-               compiled.roots, compiled.depths, int(block_rows), out)
+        table = compiled.leaf_values if compiled.leaf_values.size else np.zeros((1, out.shape[1]))
+        _kernel()(x, compiled.nodes, compiled.nodes.view(np.float32), table, compiled.roots, compiled.depths,
+                  max(1, int(block_rows)), out)
     return out
 
 
@@ -218,27 +236,27 @@ def _kernel():
 def _build_kernel():
     import numba
 
-    @numba.njit(parallel=True, nogil=True, cache=True, fastmath=False)
-    def walk(x, children, feature, threshold, value, roots, depths, block, out):  # pragma: no cover - compiled
-        n = x.shape[0]
-        n_classes = value.shape[1]
-        n_blocks = (n + block - 1) // block
-        n_trees = roots.size
-        for b in numba.prange(n_blocks):
+    @numba.njit(parallel=True, nogil=True, cache=True)
+    def walk(x, nodes, nodes_f32, table, roots, depths, block, out):  # pragma: no cover - compiled
+        n, n_classes, n_trees = x.shape[0], out.shape[1], roots.size
+        for b in numba.prange((n + block - 1) // block):
             r0 = b * block
-            r1 = min(n, r0 + block)
-            node = np.empty(r1 - r0, np.int32)
-            for t in range(roots.size):
+            m = min(n, r0 + block) - r0
+            node = np.empty(m, np.int32)
+            for t in range(n_trees):
                 node[:] = roots[t]
-                for _ in range(depths[t]):
-                    for i in range(r1 - r0):
+                for _ in range(depths[t]):  # to full depth: no data-dependent branch
+                    for i in range(m):
                         k = node[i]
-                        node[i] = children[k, np.int32(x[r0 + i, feature[k]] > threshold[k])]
-                for i in range(r1 - r0):
-                    k = node[i]
-                    for c in range(n_classes):
-                        out[r0 + i, c] += value[k, c]
-            for i in range(r0, r1):
+                        node[i] = nodes[k, 1 + np.int32(x[r0 + i, nodes[k, 0]] > nodes_f32[k, 3])]
+                for i in range(m):
+                    code = nodes[node[i], 2]
+                    if code >= 0:
+                        out[r0 + i, code] += 1.0
+                    else:
+                        for c in range(n_classes):
+                            out[r0 + i, c] += table[-1 - code, c]
+            for i in range(r0, r0 + m):
                 for c in range(n_classes):
                     out[i, c] /= n_trees
         return out

@@ -1,0 +1,314 @@
+"""Map a stack over a dask.distributed cluster: one task per band of rows.
+
+The single-process pipeline (:func:`~xafsmap.core.pipeline.iter_classify`) streams row
+bands through one process. Here each band is a task on a cluster worker: the worker
+opens the stack itself from its path (paths cross the network, never the 1.4–7 GB of
+pixels), reads its band, runs the very same per-band code
+(:func:`~xafsmap.core.pipeline._map_band`) and returns the band's small 2-D maps,
+which the client places into the full maps. The trained :class:`~xafsmap.core.pipeline.Model`
+(a few MB) is scattered to every worker once. Bands are independent and per-pixel, so
+the maps equal the single-process run's exactly.
+
+Workers need the same xafsmap installed and the stack's files at the same paths (a
+shared file system); see ``docs/cluster.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classify import METRICS
+from . import pipeline
+from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, Model, _band_rows, _map_band
+
+__all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "stack_source",
+           "train_model_distributed"]
+
+_ROLES = ("flat", "dark", "i0")
+
+
+@dataclass(frozen=True, eq=False)
+class StackSource:
+    """How a worker re-opens a stack: its files, and what the client saw of them.
+
+    Attributes
+    ----------
+    path : str
+        The stack (as given to :func:`~xafsmap.core.io.read_stack`).
+    energies : ndarray, shape (E,), float64
+        Energies in eV (sent along: a few kB).
+    flat, dark, i0 : str or None
+        Files of the flat field, dark and incident-beam spectrum, if any.
+    shape : tuple of int
+        (E, M, N) as the client read it; a worker that reads another shape refuses.
+    """
+
+    path: str
+    energies: np.ndarray
+    flat: str | None
+    dark: str | None
+    i0: str | None
+    shape: tuple
+
+    def key(self) -> tuple:
+        """Hashable identity (for the per-worker cache of opened stacks)."""
+        return (self.path, self.flat, self.dark, self.i0, self.shape, self.energies.tobytes())
+
+
+def stack_source(stack) -> StackSource:
+    """Describe a stack opened with :func:`~xafsmap.core.io.read_stack` by its files.
+
+    Parameters
+    ----------
+    stack : xafsmap.core.io.Stack
+
+    Returns
+    -------
+    StackSource
+
+    Raises
+    ------
+    ValueError
+        If the stack, or its flat, dark or i0, was given as an in-memory array (a
+        worker on another machine cannot read it), or if the stack was changed after
+        reading (cropped, binned, calibrated, registered): its lazy graph differs from
+        the one ``read_stack`` builds from the files, which is what workers would map.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from xafsmap.core.io import read_stack, write_stack
+    >>> f = write_stack(pathlib.Path(tempfile.mkdtemp()) / "s.tif",
+    ...                 np.ones((3, 4, 5), np.float32), [7100.0, 7110.0, 7120.0])
+    >>> stack_source(read_stack(f)).shape
+    (3, 4, 5)
+    """
+    sources = stack.sources
+    path = sources.get("stack")
+    given = {role: sources.get(role) for role in _ROLES}
+    arrays = [role for role in ("stack", *_ROLES) if sources.get(role) == "<array>"]
+    if path is None or arrays:
+        arrays = arrays or ["stack"]
+        raise ValueError(
+            f"the {', '.join(arrays)} of this stack {'was' if len(arrays) == 1 else 'were'} given as an array: "
+            "a distributed run needs files that workers can open (read_stack(path, flat=path, ...))"
+        )
+    source = StackSource(path=str(path), energies=np.asarray(stack.energies, dtype=np.float64),
+                         shape=tuple(int(n) for n in stack.data.shape), **given)
+    name = getattr(stack.data, "name", None)
+    if name is None or _reopen(source).data.name != name:
+        raise ValueError(
+            f"this stack {source.shape} is not what read_stack gives from its files (cropped, binned, "
+            "calibrated or registered after reading?): a distributed run maps stacks as read from files"
+        )
+    return source
+
+
+def _reopen(source: StackSource):
+    from .io import read_stack
+
+    return read_stack(source.path, energies=source.energies, flat=source.flat, dark=source.dark, i0=source.i0)
+
+
+_OPENED: dict = {}
+
+
+def _open(source: StackSource):
+    """The stack behind ``source``, opened once per worker process."""
+    stack = _OPENED.get(source.key())
+    if stack is None:
+        stack = _reopen(source)
+        if tuple(stack.data.shape) != source.shape:
+            raise ValueError(
+                f"worker on {os.uname().nodename} reads {source.path} as shape {tuple(stack.data.shape)}, "
+                f"the client as {source.shape}: is it the same file there?"
+            )
+        _OPENED.clear()  # one stack at a time: keep the worker's memory flat
+        _OPENED[source.key()] = stack
+    return stack
+
+
+def _empty_maps(k: int, rows: int, cols: int) -> dict:
+    # the maps iter_classify fills; pipeline._new_maps is the single source once it exists
+    if hasattr(pipeline, "_new_maps"):
+        return pipeline._new_maps(k, rows, cols)
+    maps = {
+        "flags": np.zeros((rows, cols), np.uint8),
+        "labels": np.zeros((rows, cols), np.uint16),
+        "mask": np.zeros((rows, cols), np.uint8),
+        "fractions": np.full((k, rows, cols), np.nan, np.float32),
+    }
+    for name in ("probability", "distance", "residual", "edge_step", "e0"):
+        maps[name] = np.full((rows, cols), np.nan, np.float32)
+    return maps
+
+
+def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, metric: str,
+                       thick: float = THICK_LIMIT) -> dict:
+    """Read rows ``[r0, r1)`` of a stack from its file and map them (a worker's task).
+
+    Parameters
+    ----------
+    source : StackSource
+    r0, r1 : int
+        First and past-the-last row of the band.
+    model : Model
+    metric : str
+    thick : float
+        Absorbance above which a pixel is flagged too thick.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The band's maps, (r1 - r0, N) each, ``fractions`` (K, r1 - r0, N).
+    """
+    import dask
+    from joblib import parallel_config
+
+    stack = _open(source)
+    band = dask.compute(stack.data[:, r0:r1], scheduler="synchronous")[0]
+    maps = _empty_maps(model.classifier.references.shape[0], r1 - r0, source.shape[2])
+    # worker processes are daemons: joblib's process pool is not allowed there, threads are
+    with parallel_config(backend="threading"):
+        _map_band(np.asarray(band, dtype=np.float32), stack.energies, 0, r1 - r0, maps, model=model,
+                  metric=metric, thick=thick)
+    return maps
+
+
+def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidean",
+                         band_bytes: int = BAND_BYTES, thick: float = THICK_LIMIT):
+    """Classify every pixel of a stack on a dask.distributed cluster, one task per row band.
+
+    Parameters
+    ----------
+    stack : xafsmap.core.io.Stack or StackSource
+        A stack read from files (see :func:`stack_source`).
+    model : Model
+        Trained for this stack (:func:`~xafsmap.core.pipeline.train_model` or
+        :func:`train_model_distributed`).
+    client : distributed.Client
+    metric : {'euclidean', 'manhattan', 'jensen-shannon'}
+    band_bytes : int
+        Bytes of one band (all energies), as in the single-process run.
+    thick : float
+        Absorbance above which a pixel is flagged too thick.
+
+    Yields
+    ------
+    (done, total) : tuple of int
+        Bands finished (in any order) out of all bands.
+
+    Returns
+    -------
+    MapResult
+        Equal to :func:`~xafsmap.core.pipeline.iter_classify`'s for the same stack and model.
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric, a stack held in memory, or a model trained on other energies.
+    """
+    from distributed import as_completed
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    source = stack if isinstance(stack, StackSource) else stack_source(stack)
+    if not np.array_equal(source.energies, model.classifier.energies):
+        raise ValueError("the model was trained on other energies than this stack's")
+    _, rows, cols = source.shape
+    band = _band_rows(source.shape, band_bytes)
+    bands = [(r0, min(rows, r0 + band)) for r0 in range(0, rows, band)]
+    maps = _empty_maps(model.classifier.references.shape[0], rows, cols)
+    tic = time.perf_counter()
+    [shared] = client.scatter([model], broadcast=True, hash=False)
+    futures = {
+        client.submit(map_band_from_file, source, r0, r1, shared, metric=metric, thick=thick, pure=False,
+                      key=f"xafsmap-band-{r0}-{r1}-{os.getpid()}-{time.time_ns()}"): (r0, r1)
+        for r0, r1 in bands
+    }
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            r0, r1 = futures[future]
+            part = future.result()
+            future.release()
+            for name, value in part.items():
+                maps[name][..., r0:r1, :] = value
+            yield done, len(bands)
+    finally:
+        client.cancel(list(futures))
+        shared.release()
+    timings = {"map_s": time.perf_counter() - tic, "workers": len(client.scheduler_info()["workers"])}
+    params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
+    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)
+
+
+def map_distributed(stack, model: Model, *, client, **options) -> MapResult:
+    """Run :func:`iter_map_distributed` to the end and return its :class:`MapResult`."""
+    generator = iter_map_distributed(stack, model, client=client, **options)
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _train_from_file(source: StackSource, references, options: dict) -> Model:
+    from .pipeline import train_model
+
+    return train_model(_open(source), references, **options)
+
+
+def train_model_distributed(stack, references, *, client, **options) -> Model:
+    """Train on a worker, which reads the survey pixels from the file itself.
+
+    For clients that do not see the stack's files (a laptop driving a cluster); the
+    options are :func:`~xafsmap.core.pipeline.train_model`'s, the result is the same
+    :class:`~xafsmap.core.pipeline.Model` (same seed, same model).
+    """
+    source = stack if isinstance(stack, StackSource) else stack_source(stack)
+    return client.submit(_train_from_file, source, list(references), options, pure=False).result()
+
+
+@contextlib.contextmanager
+def open_client(*, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1):
+    """A dask.distributed client: to a running scheduler, or to a new local cluster.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``, or a scheduler file
+        ``*.json``).
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes on this machine
+        (loopback only, no dashboard); closed on exit.
+    threads_per_worker : int
+        Threads per local worker.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    ValueError
+        If both or neither of ``scheduler`` and ``workers`` are given, or ``workers`` < 1.
+    """
+    from distributed import Client, LocalCluster
+
+    if (scheduler is None) == (workers is None):
+        raise ValueError("give either scheduler= (an address) or workers= (a number of local workers)")
+    if scheduler is not None:
+        options = {"scheduler_file": scheduler} if str(scheduler).endswith(".json") else {"address": scheduler}
+        with Client(**options) as client:
+            yield client
+        return
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
