@@ -244,7 +244,7 @@ def test_nan_pixels_do_not_poison_others(fe2o3):
         out = normalize(dirty, energy)
     assert np.isnan(out.e0[1]) and np.isnan(out.edge_step[1])
     assert np.isnan(out.norm[:, 1]).all()
-    np.testing.assert_array_equal(out.norm[:, 0], ref.norm[:, 0])
+    np.testing.assert_allclose(out.norm[:, 0], ref.norm[:, 0], rtol=0, atol=1e-12)  # shared-window fast path vs per-pixel path
     assert out.e0[2] == ref.e0[2]
     assert out.edge_step[2] == pytest.approx(ref.edge_step[2], rel=1e-3)
     ok = np.isfinite(out.norm[:, 2])

@@ -7,10 +7,12 @@ distance from a pixel's features to the noise-free features of the class it was 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .forest import predict_proba
 from .lcf import fit_fractions
 from .synthesize import Classes, synthesize_spectra
 
@@ -66,14 +68,28 @@ def compute_features(norm, energies, *, kind: str = "derivative", smooth: int = 
     energies = np.asarray(energies, dtype=np.float64)
     if norm.shape[0] != energies.size:
         raise ValueError(f"spectra have {norm.shape[0]} energies but {energies.size} energies are given")
-    if smooth and smooth > 1 and norm.shape[0] > smooth:
-        from scipy.signal import savgol_filter
-
-        window = smooth + 1 - smooth % 2
-        norm = savgol_filter(norm, window, 2, axis=0, mode="interp").astype(np.float32)
-    if kind == "derivative":
-        norm = np.gradient(norm, energies, axis=0).astype(np.float32)
+    operator = _feature_operator(energies.tobytes(), kind, int(smooth or 0))
+    if operator is not None:
+        shape = norm.shape
+        norm = (operator @ norm.reshape(shape[0], -1)).reshape(shape)
     return np.moveaxis(norm, 0, -1)
+
+
+@functools.lru_cache(maxsize=32)
+def _feature_operator(energies_bytes: bytes, kind: str, smooth: int):
+    """The (E, E) float32 matrix of smoothing then differentiation (both linear along
+    energy), so features of a band are one matrix product; None for the identity."""
+    from scipy.signal import savgol_filter
+
+    energies = np.frombuffer(energies_bytes, dtype=np.float64)
+    operator = np.eye(energies.size)
+    if smooth > 1 and energies.size > smooth:
+        operator = savgol_filter(operator, smooth + 1 - smooth % 2, 2, axis=0, mode="interp")
+    elif kind == "spectrum":
+        return None
+    if kind == "derivative":
+        operator = np.gradient(operator, energies, axis=0)
+    return operator.astype(np.float32)
 
 
 def feature_distance(features, centroids, *, metric: str = "euclidean") -> np.ndarray:
@@ -325,7 +341,7 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     distance = np.full(n, np.nan, np.float32)
     allowed = None
     if x.shape[0]:
-        proba = classifier.forest.predict_proba(x)
+        proba = predict_proba(classifier.forest, x)
         present = classifier.classes.compositions > 0
         allowed = ((proba >= SUPPORT_PROBABILITY).astype(np.float32) @ present).T > 0
         allowed[:, proba.max(axis=1) < SUPPORT_PROBABILITY] = True

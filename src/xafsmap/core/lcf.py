@@ -58,7 +58,7 @@ def fit_fractions(
     --------
     >>> refs = np.array([[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
     >>> w, r = fit_fractions(0.3 * refs[0] + 0.7 * refs[1], refs)
-    >>> np.round(w, 3).tolist(), float(r) < 1e-6
+    >>> [round(float(v), 3) for v in w], float(r) < 1e-6
     ([0.3, 0.7], True)
     """
     spectra = np.asarray(spectra)
@@ -67,43 +67,53 @@ def fit_fractions(
     if spectra.shape[0] != n_energies:
         raise ValueError(f"spectra have {spectra.shape[0]} energies but the references have {n_energies}")
     shape = spectra.shape[1:]
-    y = spectra.reshape(n_energies, -1).astype(np.float64)
+    y = spectra.reshape(n_energies, -1)
+    if not np.issubdtype(y.dtype, np.floating):
+        y = y.astype(np.float64)
     good = np.all(np.isfinite(y), axis=0)
-    y = np.where(good, y, 0.0)
-    a = references.T
-    if sum_to_one:
-        a = np.vstack([a, np.full((1, k), weight)])
-        y = np.vstack([y, np.full((1, y.shape[1]), weight)])
+    if not good.all():
+        y = np.where(good, y, 0)
+    # Everything below works on K x K and K x P numbers: the (E, P) spectra are read
+    # once, by one matrix product, in their own precision.
+    gram = references @ references.T
+    aty = (references.astype(y.dtype) @ y).astype(np.float64)
+    yy = np.einsum("ij,ij->j", y, y, dtype=np.float64)
+    if sum_to_one:  # the extra equation weight * sum(w) = weight
+        gram_fit = gram + weight**2
+        aty_fit = aty + weight**2
+        yy_fit = yy + weight**2
+    else:
+        gram_fit, aty_fit, yy_fit = gram, aty, yy
     if allowed is not None:
         allowed = np.asarray(allowed, bool).reshape(k, -1)
     if k <= MAX_SUBSET_REFERENCES:
-        w = _nnls_subsets(a, y, allowed)
+        w = _nnls_subsets(gram_fit, aty_fit, yy_fit, allowed)
     elif allowed is not None:
         raise ValueError(f"a restricted fit supports at most {MAX_SUBSET_REFERENCES} references, got {k}")
     else:
-        w = _nnls_loop(a, y)
-    misfit = references.T @ w - y[:n_energies]
-    residual = np.sqrt(np.mean(misfit**2, axis=0))
+        w = _nnls_loop(references, y, sum_to_one=sum_to_one, weight=weight)
+    # ||y - R^T w||^2 = y.y - 2 w.(R y) + w.(R R^T) w
+    misfit2 = yy - 2 * np.einsum("ij,ij->j", w, aty) + np.einsum("ij,ij->j", w, gram @ w)
+    residual = np.sqrt(np.clip(misfit2, 0, None) / n_energies)
     w[:, ~good] = np.nan
     residual[~good] = np.nan
     return w.astype(np.float32).reshape(k, *shape), residual.astype(np.float32).reshape(shape)
 
 
-def _nnls_subsets(a: np.ndarray, y: np.ndarray, allowed=None) -> np.ndarray:
-    k = a.shape[1]
-    best_w = np.zeros((k, y.shape[1]))
-    best_cost = np.full(y.shape[1], np.inf)
-    yy = np.einsum("ij,ij->j", y, y)
+def _nnls_subsets(gram: np.ndarray, aty: np.ndarray, yy: np.ndarray, allowed=None) -> np.ndarray:
+    """Best non-negative least-squares solution over all subsets, from normal equations."""
+    k = gram.shape[0]
+    best_w = np.zeros((k, aty.shape[1]))
+    best_cost = np.full(aty.shape[1], np.inf)
     for size in range(1, k + 1):
         for subset in itertools.combinations(range(k), size):
-            sub = a[:, subset]
-            w = np.linalg.pinv(sub) @ y
-            # ||y - A w||^2 = y.y - 2 w.(A^T y) + w.(A^T A) w, all pixels at once
-            aty = sub.T @ y
-            cost = yy - 2 * np.einsum("ij,ij->j", w, aty) + np.einsum("ij,ij->j", w, (sub.T @ sub) @ w)
+            rows = list(subset)
+            b = aty[rows]
+            w = np.linalg.pinv(gram[np.ix_(rows, rows)]) @ b
+            cost = yy - np.einsum("ij,ij->j", w, b)  # at the least-squares optimum
             feasible = np.all(w >= 0, axis=0)
             if allowed is not None:
-                feasible &= np.all(allowed[list(subset)], axis=0)
+                feasible &= np.all(allowed[rows], axis=0)
             better = np.flatnonzero(feasible & (cost < best_cost))
             best_cost[better] = cost[better]
             best_w[:, better] = 0.0
@@ -111,7 +121,11 @@ def _nnls_subsets(a: np.ndarray, y: np.ndarray, allowed=None) -> np.ndarray:
     return best_w
 
 
-def _nnls_loop(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _nnls_loop(references: np.ndarray, y: np.ndarray, *, sum_to_one: bool, weight: float) -> np.ndarray:
     from scipy.optimize import nnls
 
-    return np.stack([nnls(a, column)[0] for column in y.T], axis=1)
+    a = references.T
+    if sum_to_one:
+        a = np.vstack([a, np.full((1, a.shape[1]), weight)])
+    columns = (np.append(column, weight) if sum_to_one else column for column in y.T.astype(np.float64))
+    return np.stack([nnls(a, column)[0] for column in columns], axis=1)

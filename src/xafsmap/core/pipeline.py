@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classify import METRICS, Classifier, classify, train_classifier
-from .normalize import background_mask, estimate_noise, find_e0, normalize
+from .classify import METRICS, Classifier, classify, compute_features, train_classifier
+from .normalize import background_mask, estimate_noise, normalize
 from .references import Reference, resample_reference
 from .synthesize import make_classes
 
@@ -427,13 +427,22 @@ def _n_bands(shape, band_bytes: int) -> int:
     return -(-shape[1] // _band_rows(shape, band_bytes))
 
 
+def _edge_energy(norm, energies, classifier) -> np.ndarray:
+    """e0 map: the energy of the steepest rise of the smoothed normalized spectrum in the
+    feature window (Larch's definition, on the classifier's smoothing; one matrix
+    product per band instead of Larch's per-spectrum search)."""
+    start, stop = classifier.window
+    slope = compute_features(norm[start:stop], energies[start:stop], kind="derivative", smooth=classifier.smooth)
+    return energies[start:stop][np.argmax(slope, axis=-1)]
+
+
 def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT):
     finite = np.all(np.isfinite(band), axis=0)
     band = np.where(finite, band, 0.0).astype(np.float32)
     result = normalize(band, energies, **model.normalization)
     threshold = model.survey.threshold
     maps["edge_step"][r0:r1] = np.where(finite, result.edge_step, np.nan)
-    maps["e0"][r0:r1] = np.where(finite, find_e0(band, energies), np.nan)
+    maps["e0"][r0:r1] = np.where(finite, _edge_energy(result.norm, energies, model.classifier), np.nan)
     sample = finite & (result.edge_step > threshold)
     maps["mask"][r0:r1] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
     too_thick = np.nanmax(np.where(finite, band, -np.inf), axis=0) > thick
