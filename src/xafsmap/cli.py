@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: measured in the data, pixel by pixel)")
     mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
     mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
+    cluster = mapper.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="map the bands on a running dask.distributed scheduler (tcp://host:8786 or a "
+                              "scheduler file .json); workers read the stack files themselves")
+    cluster.add_argument("--workers", type=int, metavar="N", help="map the bands on N local worker processes")
 
     info = commands.add_parser("info", help="describe a stack without reading its pixels")
     _stack_options(info, prepare=False)
@@ -240,13 +245,16 @@ def run_map(args) -> Path:
     tic = time.perf_counter()
     stack, shift_map, extra = _prepared_stack(args)
     references = _references(args.reference)
-    generator = iter_map(
-        stack, references, offsets=_offsets(args.offset, [r.name for r in references]), mixtures=args.mixtures,
-        metric=args.metric, features=args.features, smooth=args.smooth, n_per_class=args.n_per_class,
-        n_trees=args.n_trees, threshold=args.threshold, thick=args.thick, noise=args.noise, rng=args.seed,
-        **_normalization(args),
+    options = dict(
+        offsets=_offsets(args.offset, [r.name for r in references]), mixtures=args.mixtures,
+        features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
+        threshold=args.threshold, noise=args.noise, rng=args.seed, **_normalization(args),
     )
-    result = drive(generator, _progress(args))
+    if args.scheduler or args.workers:
+        result = _map_distributed(args, stack, references, options)
+    else:
+        generator = iter_map(stack, references, metric=args.metric, thick=args.thick, **options)
+        result = drive(generator, _progress(args))
     result.timings["total_s"] = time.perf_counter() - tic
     extra["command"] = sys.argv[1:]
     out = write_maps(result, args.out, overwrite=args.overwrite, inputs=_inputs(stack, args.reference),
@@ -256,6 +264,24 @@ def run_map(args) -> Path:
         print(f"xafsmap: wrote {out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
               file=sys.stderr)
     return out
+
+
+def _map_distributed(args, stack, references, options):
+    """Train here, then map the bands on a dask.distributed cluster (same maps)."""
+    from .core.parallel import iter_map_distributed, open_client
+    from .core.pipeline import drive, train_model
+
+    if args.roi or args.bin != 1 or args.calibration or args.shift_map or args.register:
+        raise ValueError("--scheduler/--workers map a stack as stored in its files: drop --roi, --bin, "
+                         "--calibration, --shift-map and --register, or run without a cluster")
+    tic = time.perf_counter()
+    model = train_model(stack, references, **options)
+    train_s = time.perf_counter() - tic
+    with open_client(scheduler=args.scheduler, workers=args.workers) as client:
+        result = drive(iter_map_distributed(stack, model, client=client, metric=args.metric, thick=args.thick),
+                       _progress(args))
+    result.timings["train_s"] = train_s
+    return result
 
 
 def run_info(args) -> dict:

@@ -148,3 +148,18 @@ def test_run_names_missing_files(tmp_path, paths, capsys):
     path = write_recipe(tmp_path / "recipe.toml", recipe)
     assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert "gone.tif" in capsys.readouterr().err
+
+
+def test_map_on_local_workers_equals_the_single_process_run(small_sample_file, paths, tmp_path):
+    """--workers starts a real LocalCluster on loopback; the maps must not change."""
+    single, cluster = tmp_path / "single", tmp_path / "cluster"
+    assert main(["map", str(small_sample_file), *refs(paths), "--out", str(single), *FAST]) == 0
+    assert main(["map", str(small_sample_file), *refs(paths), "--out", str(cluster), "--workers", "2", *FAST]) == 0
+    for name in ("labels.tif", "fractions.tif", "distance.tif", "mask.tif", "flags.tif"):
+        np.testing.assert_array_equal(tifffile.imread(cluster / name), tifffile.imread(single / name))
+
+
+def test_cluster_refuses_prepared_stacks(small_sample_file, paths, tmp_path, capsys):
+    code = main(["map", str(small_sample_file), *refs(paths), "--bin", "2", "--workers", "2",
+                 "--out", str(tmp_path / "o"), *FAST])
+    assert code == 1 and "as stored in its files" in capsys.readouterr().err

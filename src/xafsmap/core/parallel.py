@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classify import METRICS
-from . import pipeline
-from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, Model, _band_rows, _map_band
+from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, Model, _band_rows, _map_band, new_maps
 
 __all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "stack_source",
            "train_model_distributed"]
@@ -133,21 +132,6 @@ def _open(source: StackSource):
     return stack
 
 
-def _empty_maps(k: int, rows: int, cols: int) -> dict:
-    # the maps iter_classify fills; pipeline._new_maps is the single source once it exists
-    if hasattr(pipeline, "_new_maps"):
-        return pipeline._new_maps(k, rows, cols)
-    maps = {
-        "flags": np.zeros((rows, cols), np.uint8),
-        "labels": np.zeros((rows, cols), np.uint16),
-        "mask": np.zeros((rows, cols), np.uint8),
-        "fractions": np.full((k, rows, cols), np.nan, np.float32),
-    }
-    for name in ("probability", "distance", "residual", "edge_step", "e0"):
-        maps[name] = np.full((rows, cols), np.nan, np.float32)
-    return maps
-
-
 def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, metric: str,
                        thick: float = THICK_LIMIT) -> dict:
     """Read rows ``[r0, r1)`` of a stack from its file and map them (a worker's task).
@@ -172,7 +156,7 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
 
     stack = _open(source)
     band = dask.compute(stack.data[:, r0:r1], scheduler="synchronous")[0]
-    maps = _empty_maps(model.classifier.references.shape[0], r1 - r0, source.shape[2])
+    maps = new_maps(model.classifier.references.shape[0], r1 - r0, source.shape[2])
     # worker processes are daemons: joblib's process pool is not allowed there, threads are
     with parallel_config(backend="threading"):
         _map_band(np.asarray(band, dtype=np.float32), stack.energies, 0, r1 - r0, maps, model=model,
@@ -223,7 +207,7 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     _, rows, cols = source.shape
     band = _band_rows(source.shape, band_bytes)
     bands = [(r0, min(rows, r0 + band)) for r0 in range(0, rows, band)]
-    maps = _empty_maps(model.classifier.references.shape[0], rows, cols)
+    maps = new_maps(model.classifier.references.shape[0], rows, cols)
     tic = time.perf_counter()
     [shared] = client.scatter([model], broadcast=True, hash=False)
     futures = {

@@ -368,15 +368,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
         raise ValueError("the model was trained on other energies than this stack's")
     band = _band_rows(data.shape, band_bytes)
     total = _n_bands(data.shape, band_bytes)
-    k = model.classifier.references.shape[0]
-    maps = {
-        "labels": np.zeros((rows, cols), np.uint16),
-        "mask": np.zeros((rows, cols), np.uint8),
-        "flags": np.zeros((rows, cols), np.uint8),
-        "fractions": np.full((k, rows, cols), np.nan, np.float32),
-    }
-    for name in ("probability", "distance", "residual", "edge_step", "e0"):
-        maps[name] = np.full((rows, cols), np.nan, np.float32)
+    maps = new_maps(model.classifier.references.shape[0], rows, cols)
     tic = time.perf_counter()
     for step, r0 in enumerate(range(0, rows, band), start=1):
         r1 = min(rows, r0 + band)
@@ -416,6 +408,19 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
             stop.value.timings["train_s"] = train_s
             return stop.value
         yield done + 1, total
+
+
+def new_maps(k: int, rows: int, cols: int) -> dict:
+    """Empty maps of a :class:`MapResult` (everything but the classifier and survey)."""
+    maps = {
+        "labels": np.zeros((rows, cols), np.uint16),
+        "mask": np.zeros((rows, cols), np.uint8),
+        "flags": np.zeros((rows, cols), np.uint8),
+        "fractions": np.full((k, rows, cols), np.nan, np.float32),
+    }
+    for name in ("probability", "distance", "residual", "edge_step", "e0"):
+        maps[name] = np.full((rows, cols), np.nan, np.float32)
+    return maps
 
 
 def _band_rows(shape, band_bytes: int) -> int:
