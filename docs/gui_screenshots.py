@@ -14,7 +14,30 @@ from qtpy.QtWidgets import QApplication
 
 HERE = Path(__file__).resolve().parent / "images"
 DOCKS = [("measurement", "1 Measurement"), ("prepare", "2 Prepare"), ("references", "3 References"),
-         ("classes", "4 Classes"), ("classify", "5 Classify"), ("inspect", "6 Inspect")]
+         ("classes", "4 Classes"), ("classify", "5 Classify"), ("inspect", "6 Inspect"), ("trust", "7 Trust")]
+LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference-library" / "als-10.3.2-fe-k"
+
+
+def write_foil(folder: Path, stack_layer) -> Path:
+    """An Fe foil measured over the sample's field with a smooth energy shift (-1.5 to +2 eV)."""
+    import numpy as np
+
+    from xafsmap.core.calibrate import apply_shift
+    from xafsmap.core.io import write_stack
+    from xafsmap.core.normalize import normalize
+    from xafsmap.core.references import read_reference, resample_reference
+    from xafsmap.core.sample import bundled_reference_paths
+
+    energies = np.asarray(stack_layer.metadata["energies"])
+    rows, cols = stack_layer.data.shape[1:]
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    truth = (-1.5 + 3.0 * xx / (cols - 1) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
+    foil = read_reference(bundled_reference_paths()["Fe"])
+    mu = resample_reference(foil, energies, mu=normalize(foil.mu, foil.energies).norm)
+    flat = (0.3 + mu[:, None, None] * np.ones((1, rows, cols))).astype(np.float32)
+    measured = apply_shift(flat, energies, -truth)
+    measured = measured + 0.005 * np.random.default_rng(0).standard_normal(measured.shape).astype(np.float32)
+    return write_stack(folder / "foil.tif", np.nan_to_num(measured, nan=0.3), energies)
 
 
 def wait(widget):
@@ -47,7 +70,7 @@ def main():
     HERE.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="xafsmap")
     viewer.window.resize(1700, 1050)
-    viewer.open_sample("xafsmap", "fe_sample")
+    [stack_layer] = viewer.open_sample("xafsmap", "fe_sample")
     docks, widgets = {}, {}
     for key, name in DOCKS:
         docks[key], widgets[key] = viewer.window.add_plugin_dock_widget("xafsmap", name, tabify=True)
@@ -66,10 +89,26 @@ def main():
     viewer.layers.remove("ROI")
     viewer.layers["mask preview"].visible = False
 
+    import tempfile
+
+    from xafsmap.core.sample import bundled_reference_paths
+
+    panel = widgets["prepare"].calibration
+    widgets["prepare"].set_roi(None)
+    panel.foil_edit.setText(str(write_foil(Path(tempfile.mkdtemp()), stack_layer)))
+    panel.reference_edit.setText(str(bundled_reference_paths()["Fe"]))
+    panel.compute_button.click()
+    wait(widgets["prepare"])
+    panel.drift_button.click()
+    wait(widgets["prepare"])
+    shoot(viewer, docks["prepare"], "calibration")
+    panel.clear()  # the sample itself is not shifted
+
     widgets["references"].plot_button.click()
     wait(widgets["references"])
     shoot(viewer, docks["references"], "references")
 
+    widgets["classes"].set_noise(0.01)
     widgets["classes"].preview_button.click()
     wait(widgets["classes"])
     shoot(viewer, docks["classes"], "classes")
@@ -91,6 +130,21 @@ def main():
     widgets["inspect"].inspect_pixel(int(rows[len(rows) // 2]), int(cols[len(cols) // 2]))
     wait(widgets["inspect"])
     shoot(viewer, docks["inspect"], "inspect")
+
+    trust = widgets["trust"]
+    trust.find_button.click()
+    wait(trust)
+    library = LIBRARY if LIBRARY.is_dir() else bundled_reference_paths()["Fe"].parent
+    trust.library_edit.setText(str(library))
+    trust.search_button.click()
+    wait(trust)
+    trust.add_candidate(1)
+    trust.sets_edit.setText(f"three=Fe,FeO,Fe2O3; four=Fe,FeO,Fe2O3,{trust.session.entries[-1].name}")
+    trust.compare_button.click()
+    wait(trust)
+    viewer.layers["preferred"].visible = False
+    viewer.layers["classes"].visible = False
+    shoot(viewer, docks["trust"], "trust")
     viewer.close()
 
 

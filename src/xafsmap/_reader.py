@@ -45,7 +45,9 @@ def _open_stack(path: Path):
 
 def stack_layer(stack, *, name=None):
     """Layer-data tuple of a lazy stack: energies in metadata, contrast from one plane."""
-    data, energies = stack.data, np.asarray(stack.energies)
+    from .core.io import plane_view
+
+    data, energies = plane_view(stack), np.asarray(stack.energies)
     plane = np.asarray(data[int(np.argmax(energies > np.median(energies)))], dtype=np.float32)
     finite = plane[np.isfinite(plane)]
     limits = np.percentile(finite, [1, 99]).tolist() if finite.size else [0.0, 1.0]

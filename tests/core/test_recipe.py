@@ -40,10 +40,20 @@ def test_round_trip_keeps_every_field(tmp_path):
         roi=(1, 40, 2, 50), bin=2, threshold=0.05, normalization={"e0": 7112.0, "nnorm": 2},
         class_names=("metal", "FeO", "half \"and\" half"), compositions=((1.0, 0.0), (0.0, 1.0), (0.5, 0.5)),
         features="spectrum", smooth=7, n_per_class=50, n_trees=5, fit_range=(-20.0, 60.0),
-        metric="jensen-shannon", seed=42,
+        metric="jensen-shannon", seed=42, register=True, calibration=str(tmp_path / "foil.tif"),
+        calibration_reference=f"{refs['Fe']}", noise=0.02,
     )
     assert read_recipe(write_recipe(tmp_path / "r.toml", recipe)) == recipe
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_shift_map_file_round_trips_and_is_checked_for_existence(tmp_path):
+    recipe = Recipe(references=(RecipeReference(str(tmp_path / "Fe.xdi")),), sample="fe_sample",
+                    shift_map=str(tmp_path / "shift.tif"))
+    back = read_recipe(write_recipe(tmp_path / "r.toml", recipe))
+    assert back == recipe and back.register is False and back.noise is None
+    assert "register" not in (tmp_path / "r.toml").read_text()  # the default stays out of the file
+    assert str(tmp_path / "shift.tif") in missing_paths(back)
 
 
 def test_relative_paths_are_taken_from_the_recipe_folder(tmp_path):
@@ -62,7 +72,13 @@ def test_a_record_spec_is_not_missing_when_its_file_exists(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("[prepare]\nbins = 2\n", r"unknown field \[prepare\] 'bins' \(known: roi, bin, threshold\)"),
+        ("[prepare]\nbins = 2\n", r"unknown field \[prepare\] 'bins' \(known: roi, bin, threshold, register,"),
+        ("[prepare]\nregister = 1\n", r"\[prepare\] register must be true or false, got 1"),
+        ("[prepare]\nshift_map = \"s.tif\"\ncalibration = \"foil.tif\"\n", r"shift_map and calibration exclude"),
+        ("[prepare]\ncalibration_reference = \"Fe.xdi\"\n", r"calibration_reference needs calibration"),
+        ("[prepare]\nshift_map = \"\"\n", r"\[prepare\] shift_map must be a non-empty string"),
+        ("[classes]\nnoise = 2.0\n", r"\[classes\] noise = 2.0 is out of range: it must lie between 0 and 1"),
+        ("[classes]\nnoise = \"low\"\n", r"\[classes\] noise must be a finite number, got 'low'"),
         ("[colour]\nx = 1\n", r"unknown field 'colour'"),
         ("[prepare]\nbin = 0\n", r"\[prepare\] bin = 0 is out of range: it must lie between 1 and 64"),
         ("[prepare]\nbin = 1.5\n", r"\[prepare\] bin must be a whole number, got 1.5"),
@@ -146,3 +162,75 @@ def test_run_recipe_gives_the_labels_of_the_pipeline(tmp_path, small_sample_file
     with pytest.raises(ValueError, match="not empty"):
         run_recipe(recipe, out=out)
     run_recipe(recipe, out=out, overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory, small_sample):
+    """The small sample and an Fe foil, both measured with the same smooth energy-shift field."""
+    from xafsmap.core.calibrate import apply_shift
+    from xafsmap.core.io import write_stack
+    from xafsmap.core.normalize import normalize
+    from xafsmap.core.references import read_reference, resample_reference
+
+    folder = tmp_path_factory.mktemp("shifted")
+    rows, cols = small_sample.stack.shape[1:]
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    truth = (-1.5 + 3.0 * xx / (cols - 1) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
+    foil = read_reference(bundled_reference_paths()["Fe"])
+    energies = small_sample.energies
+    mu = resample_reference(foil, energies, mu=normalize(foil.mu, foil.energies).norm)
+    flat = (0.3 + mu[:, None, None] * np.ones((1, rows, cols))).astype(np.float32)
+    foil_stack = apply_shift(flat, energies, -truth)  # measured(E) = true(E + shift)
+    foil_stack = foil_stack + 0.005 * np.random.default_rng(0).standard_normal(foil_stack.shape).astype(np.float32)
+    sample = apply_shift(small_sample.stack, energies, -truth)
+    return {"truth": truth, "foil": write_stack(folder / "foil.tif", np.nan_to_num(foil_stack, nan=0.3), energies),
+            "sample": write_stack(folder / "sample.tif", sample, energies)}
+
+
+def test_run_recipe_calibrates_from_a_foil_and_from_its_shift_map_alike(tmp_path, shifted):
+    import json
+
+    import tifffile
+
+    from xafsmap.core.calibrate import write_shift_map
+    from xafsmap.core.recipe import calibration_shift_map, recipe_stack
+
+    paths = bundled_reference_paths()
+    base = Recipe(references=tuple(RecipeReference(str(paths[n])) for n in ("Fe", "FeO", "Fe2O3")),
+                  stack=str(shifted["sample"]), n_per_class=40, n_trees=8, mixtures="none",
+                  calibration=str(shifted["foil"]), calibration_reference=str(paths["Fe"]))
+    shift_map = calibration_shift_map(shifted["foil"], paths["Fe"])
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.sqrt(np.mean((shift_map.shift - shifted["truth"])[inner] ** 2)) < 0.1
+    stack = recipe_stack(base)
+    assert stack.energies.size < 141  # the end energies some pixel no longer covers are dropped
+    out = run_recipe(base, out=tmp_path / "foil")
+    write_shift_map(tmp_path / "shift.tif", shift_map)
+    from dataclasses import replace
+
+    again = run_recipe(replace(base, calibration=None, calibration_reference=None, shift_map=str(tmp_path / "shift.tif")),
+                       out=tmp_path / "file")
+    np.testing.assert_array_equal(tifffile.imread(out / "labels.tif"), tifffile.imread(again / "labels.tif"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["grid"]["energy_calibrated"] and report["calibration"]["residual_rms_eV"] < 0.1
+    assert report["recipe"]["prepare"]["calibration"] == str(shifted["foil"])
+    assert (out / "shift.tif").is_file()
+
+
+def test_noise_reaches_the_training_and_registration_the_stack(small_sample_file):
+    from dataclasses import replace
+
+    from xafsmap.core.io import read_stack
+    from xafsmap.core.prepare import prepare_stack
+    from xafsmap.core.recipe import recipe_references, recipe_stack, train_recipe
+    from xafsmap.core.register import measure_drift
+
+    paths = bundled_reference_paths()
+    recipe = Recipe(references=tuple(RecipeReference(str(paths[n])) for n in ("Fe", "FeO")),
+                    stack=str(small_sample_file), n_per_class=20, n_trees=4, mixtures="none", noise=0.05)
+    model = train_recipe(recipe, recipe_stack(recipe), recipe_references(recipe))
+    assert model.params["noise"] == [0.05]
+    stack = read_stack(small_sample_file)
+    expected = prepare_stack(stack, drift=measure_drift(stack.data, stack.energies), roi=(0, 40, 0, 40))[0]
+    registered = recipe_stack(replace(recipe, register=True, roi=(0, 40, 0, 40)))
+    np.testing.assert_array_equal(np.asarray(registered.data), np.asarray(expected.data))

@@ -133,3 +133,16 @@ def test_drift_report():
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call(np.zeros((E, 8, 8), np.float32))
+
+
+def test_featureless_images_get_their_neighbours_drift_not_a_wild_one():
+    """A flat image has nothing to lock on to: a huge 'drift' must not be applied."""
+    rng = np.random.default_rng(0)
+    scene = ndimage.gaussian_filter(rng.random((64, 64)), 2)
+    flat = np.full((64, 64), 0.3) + 1e-6 * rng.random((64, 64))
+    moved = [ndimage.shift(scene, (d, 0.0), order=3, mode="wrap") for d in (0.0, 1.0, 2.0, 3.0)]
+    stack = np.stack([moved[0], moved[1], flat, moved[3]])
+    drift = measure_drift(stack, np.array([7100.0, 7150.0, 7200.0, 7250.0]), reference_index=0)
+    np.testing.assert_allclose(drift[:, 0], [0, 1, 2, 3], atol=0.15)
+    with pytest.raises(ValueError, match="too little structure"):
+        measure_drift(np.stack([scene, flat, flat, flat]), np.arange(4.0) + 7100, reference_index=0)

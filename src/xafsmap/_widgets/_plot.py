@@ -31,6 +31,21 @@ class PlotCanvas(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
 
+    def freeze_layout(self):
+        """From the next draw on, keep the axes where the layout put them.
+
+        Constrained layout re-measures every tick label at each draw; a plot redrawn at
+        every click (the Inspect dock) lays itself out once and then only redraws.
+        """
+        if self.figure.get_layout_engine() is None or getattr(self, "_freezing", None) is not None:
+            return
+
+        def freeze(event):
+            self.canvas.mpl_disconnect(self._freezing)
+            self.figure.set_layout_engine("none")
+
+        self._freezing = self.canvas.mpl_connect("draw_event", freeze)
+
     def clear(self):
         self.figure.clear()
         grid = self.figure.subplots(self.rows, self.cols, squeeze=False)

@@ -56,6 +56,9 @@ class Session:
         self.model_recipe: Recipe | None = None
         self.result = None
         self.result_recipe: Recipe | None = None
+        self.shift_map = None  # core ShiftMap in the measurement's full grid, or None
+        self.shift_origin: str | None = None  # "foil", "file" or "region" (self-calibration)
+        self.drift = None  # (E, 2) image drift measured on the measurement, or None
 
     # choices -------------------------------------------------------------
     def update(self, part: str, **choices) -> None:
@@ -70,21 +73,56 @@ class Session:
         """Use ``stack`` (a core Stack) as the measurement; ``source`` says how to reopen it."""
         self.stack, self.source, self.layer_name = stack, dict(source), layer_name
         self.base_scale, self.base_translate = tuple(scale), tuple(translate)
-        self.model = self.result = None
+        self.model = self.result = self.drift = None
         self.changed.emit("measurement")
 
     def set_entries(self, entries) -> None:
         self.entries = list(entries)
         self.changed.emit("references")
 
+    def set_shift_map(self, shift_map, *, origin: str | None = None, foil=None, reference=None, path=None) -> None:
+        """Use an energy-shift map (``None``: no calibration); the recipe records where it came from.
+
+        ``origin`` is ``"foil"`` (measured from ``foil``, with ``reference``), ``"file"``
+        (read from ``path``) or ``"region"`` (self-calibration; saved beside an exported recipe).
+        """
+        if shift_map is not None and origin not in ("foil", "file", "region"):
+            raise ValueError(f"unknown origin {origin!r} of a shift map")
+        self.shift_map, self.shift_origin = shift_map, origin if shift_map is not None else None
+        self.choices.update(calibration=str(foil) if origin == "foil" else None,
+                            calibration_reference=str(reference) if origin == "foil" and reference else None,
+                            shift_map=str(path) if origin == "file" else None)
+        self.model = self.result = None
+        self.changed.emit("calibration")
+
+    def set_drift(self, drift, *, register: bool = True) -> None:
+        """Keep the measured drift (E, 2) and whether the prepared stack is corrected for it."""
+        self.drift = drift
+        self.choices["register"] = bool(register and drift is not None)
+        self.model = self.result = None
+        self.changed.emit("calibration")
+
+    def save_shift_map(self, path) -> str:
+        """Write the shift map (shift and uncertainty pages) and use that file from now on."""
+        from ..core.calibrate import write_shift_map
+
+        if self.shift_map is None:
+            raise ValueError("no energy-shift map to save: compute or load one first")
+        write_shift_map(path, self.shift_map)
+        self.choices.update(calibration=None, calibration_reference=None, shift_map=str(path))
+        self.shift_origin = "file"
+        self.changed.emit("calibration")
+        return str(path)
+
     # derived -------------------------------------------------------------
     def prepared_stack(self):
-        """The measurement cropped and binned as chosen."""
-        from ..core.prepare import prepare_stack
+        """The measurement drift-corrected, energy-calibrated, cropped and binned as chosen."""
+        from ..core.recipe import prepare_recipe
 
         if self.stack is None:
             raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
-        return prepare_stack(self.stack, roi=self.choices["roi"], factor=self.choices["bin"])[0]
+        recipe = Recipe(references=(), sample="-", **self.choices)
+        return prepare_recipe(recipe, self.stack, shift_map=self.shift_map, drift=self.drift)[0]
 
     def references(self) -> list:
         """The references in use, read once and named as in the dock."""
@@ -104,6 +142,18 @@ class Session:
             raise ValueError(f"two ticked references share the name {names}: rename one in the table")
         return out
 
+    def reference_named(self, name: str):
+        """The reference of the table row called ``name`` (ticked or not), read once."""
+        from ..core.references import read_reference
+
+        for entry in self.entries:
+            if entry.name == name:
+                if entry.reference is None:
+                    entry.reference = read_reference(entry.spec)
+                ref = entry.reference
+                return replace(ref, name=entry.name) if entry.name != ref.name else ref
+        raise ValueError(f"no reference called {name!r} in the References table")
+
     def recipe(self, *, strict: bool = True) -> Recipe:
         """Every choice as a :class:`Recipe`.
 
@@ -112,6 +162,9 @@ class Session:
         """
         refs = tuple(RecipeReference(e.spec, e.name, float(e.offset)) for e in self.entries if e.use)
         source = {k: v for k, v in self.source.items() if k in (*_PATH_KEYS, "sample")}
+        if strict and self.shift_origin == "region" and self.choices["shift_map"] is None:
+            raise ValueError("the self-calibrated shift map is not saved yet: save it (Prepare dock) so the "
+                             "recipe can name it")
         if any(str(v).startswith("<") for v in source.values()) or not source:
             if not strict:
                 return Recipe(references=refs, sample="<layer>", **self.choices)
@@ -124,8 +177,17 @@ class Session:
         self.choices = {name: getattr(recipe, name) for name in _CHOICES}
         self.entries = [Entry(r.spec, r.name or "", r.offset, True) for r in recipe.references]
         self.wanted_source = self.source_of(recipe)
-        self.model = self.result = None
+        self.model = self.result = self.shift_map = self.shift_origin = self.drift = None
         self.changed.emit("recipe")
+
+    def recipe_for(self, path) -> Recipe:
+        """The recipe to write at ``path``: a self-calibrated shift map is saved beside it first."""
+        from pathlib import Path
+
+        if self.shift_origin == "region" and self.choices["shift_map"] is None:
+            path = Path(path)
+            self.save_shift_map(path.with_name(f"{path.stem}.shift.tif"))
+        return self.recipe()
 
     def source_of(self, recipe: Recipe) -> dict:
         return {k: getattr(recipe, k) for k in (*_PATH_KEYS, "sample") if getattr(recipe, k)}

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QHBoxLayout, QLineEdit, QTableWidget, QTableWidgetItem, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from ._base import Dock, notify_errors
 from ._plot import PlotCanvas
@@ -21,7 +30,8 @@ def preview_training(stack, references, offsets, classes, *, recipe):
     params = recipe.normalization
     found = survey(stack.data, stack.energies, threshold=recipe.threshold, norm_params=params)
     refs = prepare_references(references, stack.energies, e0=found.e0, offsets=offsets, norm_params=params)
-    spectra, labels, _ = synthesize_spectra(refs, classes.compositions, noise=found.noise,
+    noise = found.noise if recipe.noise is None else recipe.noise
+    spectra, labels, _ = synthesize_spectra(refs, classes.compositions, noise=noise,
                                             n_per_class=PREVIEW_PER_CLASS, rng=recipe.seed)
     norm = np.asarray(normalize(spectra.T, stack.energies, **params).norm).T
     return stack.energies, norm, labels, found
@@ -46,6 +56,26 @@ class ClassesWidget(Dock):
         self.table = QTableWidget(0, 1)
         self.table.setMinimumHeight(160)
         self.layout().addWidget(self.table)
+        self.measured_box = QCheckBox("measured per pixel")
+        self.measured_box.setChecked(True)
+        self.measured_box.setToolTip("train at each surveyed pixel's own noise level, or at one level you set")
+        self.noise_spin = QDoubleSpinBox()
+        self.noise_spin.setDecimals(4)
+        self.noise_spin.setRange(0.0001, 1.0)
+        self.noise_spin.setSingleStep(0.001)
+        self.noise_spin.setValue(0.01)
+        self.noise_spin.setEnabled(False)
+        self.noise_spin.setToolTip("noise of the training spectra per energy point, in edge steps")
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.measured_box)
+        line.addWidget(self.noise_spin)
+        noise_form = QFormLayout()
+        noise_form.addRow("Training noise (edge steps)", row)
+        self.layout().addLayout(noise_form)
+        self.measured_box.toggled.connect(lambda *_: self._noise_changed())
+        self.noise_spin.valueChanged.connect(lambda *_: self._noise_changed())
         self.preview_button = self.button("Preview training spectra", self.preview,
                                           tip="estimate the noise from the data and draw a few training spectra")
         self.layout().addWidget(self.preview_button)
@@ -126,9 +156,33 @@ class ClassesWidget(Dock):
         if classes is not None:
             self.report(f"{len(classes)} classes over {len(names)} references")
 
+    def _noise_changed(self):
+        self.noise_spin.setEnabled(not self.measured_box.isChecked())
+        noise = None if self.measured_box.isChecked() else float(self.noise_spin.value())
+        if noise != self.session.choices["noise"]:
+            self.session.update("noise", noise=noise)
+
+    def set_noise(self, noise: float | None) -> None:
+        """One training noise level (edge steps), or ``None`` for the per-pixel measured levels."""
+        self.measured_box.setChecked(noise is None)
+        if noise is not None:
+            self.noise_spin.setValue(float(noise))
+
+    def _show_noise(self):
+        noise = self.session.choices["noise"]
+        for widget in (self.measured_box, self.noise_spin):
+            widget.blockSignals(True)
+        self.measured_box.setChecked(noise is None)
+        self.noise_spin.setEnabled(noise is not None)
+        if noise is not None:
+            self.noise_spin.setValue(noise)
+        for widget in (self.measured_box, self.noise_spin):
+            widget.blockSignals(False)
+
     def _on_session(self, part: str):
         if part == "recipe":
             self.mixtures_edit.setText(self.session.choices["mixtures"])
+            self._show_noise()
         rows = self.session.choices["compositions"]
         if part == "references" and rows is not None and len(rows[0]) != len(self.names()):
             # the table's columns follow the ticked references: start again from the rule
@@ -164,6 +218,12 @@ class ClassesWidget(Dock):
         ax.set_ylabel("normalized μ (offset per class)")
         ax.legend(fontsize=6, ncol=2, loc="upper left")
         self.plot.draw()
-        noise = np.median(found.noise) if found.noise.size else float("nan")
+        noise = float(np.median(found.noise)) if found.noise.size else float("nan")
+        if self.measured_box.isChecked() and np.isfinite(noise):
+            self.noise_spin.blockSignals(True)  # prefill with the estimate; the choice stays "measured"
+            self.noise_spin.setValue(noise)
+            self.noise_spin.blockSignals(False)
+        used = "each pixel's own level" if self.session.choices["noise"] is None else \
+            f"{self.session.choices['noise']:.4g} everywhere"
         self.report(f"noise estimated from {found.n_pixels} pixels: median {noise:.4f} edge steps per energy "
-                    f"point (S/N ≈ {1 / noise:.0f}); edge at {found.e0:.1f} eV")
+                    f"point (S/N ≈ {1 / noise:.0f}); training at {used}; edge at {found.e0:.1f} eV")

@@ -18,6 +18,17 @@ def train(recipe, stack, references):
     return train_recipe(recipe, stack, references)
 
 
+def train_steps(recipe, stack, references):
+    """Worker generator: train, then yield once so a Cancel pressed meanwhile discards the model.
+
+    The forest is built in one core call, so Cancel cannot stop it half-way; it takes
+    effect when training ends.
+    """
+    model = train(recipe, stack, references)
+    yield ("model", None)
+    return model
+
+
 def train_and_map(recipe, stack, references, model=None):
     """Worker generator: train unless ``model`` is given (yields it), then map band by band."""
     from ..core.pipeline import iter_classify
@@ -129,8 +140,11 @@ class ClassifyWidget(Dock):
         """Train the classifier in a worker; show accuracy, confusion matrix and importances."""
         recipe, stack, references = self._inputs()
         self.report("training…")
-        self.launch(train, recipe, stack, references, done=lambda model: self._trained(model, recipe),
-                    what="Training", buttons=(self.train_button, self.map_button))
+        self.cancel_button.setEnabled(True)
+        worker = self.launch(train_steps, recipe, stack, references, done=lambda model: self._trained(model, recipe),
+                             what="Training", buttons=(self.train_button, self.map_button))
+        worker.finished.connect(lambda: self.cancel_button.setEnabled(False))
+        worker.aborted.connect(lambda: self.report("training cancelled; the previous model is kept"))
 
     def _trained(self, model, recipe):
         self.session.model, self.session.model_recipe = model, _without_metric(recipe)
@@ -165,13 +179,13 @@ class ClassifyWidget(Dock):
         worker.aborted.connect(lambda: self.report("mapping cancelled; the viewer's maps are unchanged"))
 
     def _yielded(self, value):
-        if value[0] == "model":
+        if value[0] == "model" and value[1] is not None:
             self._trained(value[1], self._map_recipe)
         else:
             self.report(f"mapping band {value[0]} of {value[1]}")
 
     def cancel(self):
-        """Stop the running map at the end of the current band."""
+        """Stop the running map at the end of the current band (training: when it ends, discarding it)."""
         if self.worker is not None and hasattr(self.worker, "quit"):
             self.worker.quit()
 
@@ -221,7 +235,7 @@ class ClassifyWidget(Dock):
         """Write every choice of the docks to a TOML recipe (``xafsmap run RECIPE`` replays it)."""
         from ..core.recipe import write_recipe
 
-        written = write_recipe(path, self.session.recipe())
+        written = write_recipe(path, self.session.recipe_for(path))
         self.report(f"recipe written to {written}")
         return written
 

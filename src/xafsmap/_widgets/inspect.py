@@ -1,5 +1,7 @@
 """Dock 6, Inspect: click a pixel (or pick a shape) to see its spectra, class and fractions.
 
+With an energy-shift map the pixel's spectrum is calibrated as the prepared stack is
+(drift correction is not applied to the single spectrum read here).
 Only the clicked pixel's spectrum is read (all energies, one pixel or bin), in a worker;
 while one read runs, later clicks replace each other and the newest is read next, so the
 viewer never waits for a lazy multi-GB stack.
@@ -19,17 +21,28 @@ from ._plot import PlotCanvas
 SHOWN_FRACTION = 0.1
 
 
-def read_spectrum(data, energies, rows: slice, cols: slice, norm_params: dict):
-    """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization."""
+def read_spectrum(data, energies, rows: slice, cols: slice, norm_params: dict, shift=None, kept=None):
+    """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization.
+
+    With the block's energy ``shift`` (eV, from the shift map) the spectrum is put on the
+    nominal energies as the calibrated stack is, keeping the energies ``kept``.
+    Returns ``(energies, spectrum, normalized or None)``.
+    """
     from ..core.normalize import normalize
 
     block = np.asarray(data[:, rows, cols], dtype=np.float32).reshape(data.shape[0], -1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         spectrum = np.nanmean(block, axis=1)
+    if shift is not None:
+        from ..core.calibrate import apply_shift
+
+        spectrum = apply_shift(spectrum[:, None, None], energies, np.full((1, 1), shift, np.float32))[:, 0, 0]
+        inside = np.isin(energies, kept)
+        energies, spectrum = energies[inside], spectrum[inside]
     if not np.all(np.isfinite(spectrum)):
-        return spectrum, None
-    return spectrum, np.asarray(normalize(spectrum, energies, **norm_params).norm)
+        return energies, spectrum, None
+    return energies, spectrum, np.asarray(normalize(spectrum, energies, **norm_params).norm)
 
 
 class InspectWidget(Dock):
@@ -50,6 +63,7 @@ class InspectWidget(Dock):
         self.layout().addWidget(self.status)
         self.pending = None
         self.shown = None
+        self._raw_line = self._norm_line = None
         napari_viewer.mouse_drag_callbacks.append(self._on_click)
         napari_viewer.mouse_move_callbacks.append(self._on_move)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
@@ -116,8 +130,13 @@ class InspectWidget(Dock):
         model = self.session.model
         params = model.normalization if model is not None else self.session.choices["normalization"]
         self.shown = pixel
+        shift = kept = None
+        if self.session.shift_map is not None:
+            shift = float(np.nanmean(self.session.shift_map.shift[block]))
+            kept = self.session.prepared_stack().energies
         worker = self.launch(read_spectrum, self.session.stack.data, self.session.stack.energies, *block, params,
-                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum")
+                             shift, kept, done=lambda value: self._draw(value, title, pixel),
+                             what="Reading the spectrum")
         worker.finished.connect(self._next)
 
     def _next(self):
@@ -128,23 +147,31 @@ class InspectWidget(Dock):
 
     # showing -------------------------------------------------------------
     def _draw(self, value, title, pixel):
-        spectrum, norm = value
-        energies = self.session.stack.energies
-        raw_ax, norm_ax = self.plot.clear()
-        raw_ax.plot(energies, spectrum, color="white", lw=1)
-        raw_ax.set_ylabel("absorbance")
+        energies, spectrum, norm = value
+        raw_ax, norm_ax = self.plot.axes
+        if self._raw_line is None:  # axes, labels and layout once; later clicks only move lines
+            self._raw_line, = raw_ax.plot([], [], color="white", lw=1)
+            self._norm_line, = norm_ax.plot([], [], color="white", lw=1.2, label="this pixel")
+            raw_ax.set_ylabel("absorbance")
+            norm_ax.set_xlabel("energy (eV)")
+            norm_ax.set_ylabel("normalized μ")
+        for line in norm_ax.lines[1:]:
+            line.remove()
+        self._raw_line.set_data(energies, spectrum)
+        self._norm_line.set_data(energies, norm if norm is not None else np.full_like(spectrum, np.nan))
         raw_ax.set_title(title)
         lines = [title]
-        if norm is not None:
-            norm_ax.plot(energies, norm, color="white", lw=1.2, label="this pixel")
         result = self.session.result
         if result is not None and pixel is not None:
             lines += self._describe(result, pixel, norm_ax)
-        norm_ax.set_xlabel("energy (eV)")
-        norm_ax.set_ylabel("normalized μ")
-        if norm_ax.lines:
+        for ax in (raw_ax, norm_ax):
+            ax.relim()
+            ax.autoscale_view()
+        legend = norm_ax.get_legend()
+        if len(norm_ax.lines) > 1 or legend is None:
             norm_ax.legend(fontsize=7)
         self.plot.draw()
+        self.plot.freeze_layout()
         self.info.setText("\n".join(lines))
 
     def _describe(self, result, pixel, ax) -> list[str]:

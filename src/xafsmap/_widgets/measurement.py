@@ -40,6 +40,20 @@ def open_measurement(paths: dict):
     return stack, stack_layer(stack)
 
 
+def compute_stack(data, energies, sources: dict):
+    """The stack to compute on: re-opened from its files when it has them (chunked in
+    bands with every energy, for per-pixel work) — the layer's data is chunked one
+    image per energy, for display — else the layer's data itself."""
+    from ..core.io import read_stack
+
+    paths = {role: value for role, value in sources.items() if role in ("stack", "flat", "dark", "i0")}
+    if "stack" in paths and all(Path(str(value)).exists() for value in paths.values()):
+        stack = read_stack(paths.pop("stack"), energies=energies, **paths)
+        if tuple(stack.data.shape) == tuple(data.shape):
+            return Stack(stack.data, stack.energies, dict(sources))
+    return Stack(data, energies, sources)
+
+
 def describe(stack) -> str:
     """Shape, energies, dtype, size on disk and memory estimate of a stack, in words."""
     import dask.array as da
@@ -111,7 +125,7 @@ class MeasurementWidget(Dock):
         sources = dict(layer.metadata.get("sources") or {})
         if not sources and layer.metadata.get("references"):
             sources = {"sample": "fe_sample"}  # the plugin's sample measurement
-        stack = Stack(layer.data, energies, sources)
+        stack = compute_stack(layer.data, energies, sources)
         self.session.set_measurement(stack, source=sources, layer_name=name, scale=tuple(layer.scale[-2:]),
                                      translate=tuple(layer.translate[-2:]))
         self.layer_box.setCurrentText(name)

@@ -1,4 +1,4 @@
-"""Dock 2, Prepare: region of interest from a shape, n × n binning, background mask preview."""
+"""Dock 2, Prepare: ROI from a shape, n × n binning, mask preview, energy calibration and drift."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from ._base import Dock, notify_errors, set_layer
+from .calibration import CalibrationPanel
 
 #: Pixels read for the mask preview (a regular subgrid of the prepared stack).
 PREVIEW_PIXELS = 40_000
@@ -25,7 +26,7 @@ def preview_edge_step(stack, norm_params: dict):
 
 
 class PrepareWidget(Dock):
-    """Crop to a rectangle of a Shapes layer, bin n × n, and preview the background mask."""
+    """Crop to a rectangle of a Shapes layer, bin n × n, preview the background mask; calibrate energies."""
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -60,6 +61,8 @@ class PrepareWidget(Dock):
         self.preview_button = self.button("Preview mask", self.preview_mask,
                                           tip="edge step of a subgrid and the no-sample mask, as a layer")
         self.form.addRow(self.preview_button)
+        self.calibration = CalibrationPanel(self)
+        self.layout().addWidget(self.calibration)
         self.layout().addWidget(self.status)
         self.layout().addStretch()
         self.edge_step = None

@@ -71,13 +71,22 @@ class ReferencesWidget(Dock):
         self.layout().addWidget(self.table)
         self.plot_button = self.button("Plot over the mean spectrum", self.plot_references,
                                        tip="ticked references over the mean spectrum of the prepared stack")
-        self.layout().addWidget(self.plot_button)
+        self.trust_button = self.button("Check them (7 Trust)…", self.open_trust, tip="unexplained pixels, a "
+                                        "library search for what is missing, and reference-set comparison")
+        self.layout().addWidget(_pair(self.plot_button, self.trust_button))
         self.plot = PlotCanvas(1)
         self.layout().addWidget(self.plot)
         self.layout().addWidget(self.status)
         self.table.itemChanged.connect(self._edited)
         self.session.changed.connect(self._on_session)
         self._fill()
+
+    def open_trust(self):
+        """Dock the Trust widget (or raise it), which checks the ticked references against the data."""
+        dock, widget = self.viewer.window.add_plugin_dock_widget("xafsmap", "7 Trust")
+        dock.show()
+        dock.raise_()
+        return widget
 
     def _browse_file(self):
         path, _ = QFileDialog.getOpenFileName(self, "Reference file")
@@ -170,3 +179,12 @@ class ReferencesWidget(Dock):
         ax.legend(fontsize=7)
         self.plot.draw()
         self.report(f"edge of the mean spectrum at {e0:.1f} eV")
+
+
+def _pair(*widgets) -> QWidget:
+    row = QWidget()
+    line = QHBoxLayout(row)
+    line.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        line.addWidget(widget)
+    return row

@@ -12,6 +12,8 @@ not handle (non-finite features), scikit-learn itself is called.
 
 from __future__ import annotations
 
+import threading
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,12 +220,14 @@ def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     out = np.zeros((x.shape[0], compiled.classes.size), np.float64)
     if x.shape[0]:
         table = compiled.leaf_values if compiled.leaf_values.size else np.zeros((1, out.shape[1]))
-        _kernel()(x, compiled.nodes, compiled.nodes.view(np.float32), table, compiled.roots, compiled.depths,
-                  max(1, int(block_rows)), out)
+        with _KERNEL_LOCK:  # numba's default threading layer runs one parallel kernel at a time
+            _kernel()(x, compiled.nodes, compiled.nodes.view(np.float32), table, compiled.roots,
+                      compiled.depths, max(1, int(block_rows)), out)
     return out
 
 
 _KERNEL = None
+_KERNEL_LOCK = threading.Lock()
 
 
 def _kernel():

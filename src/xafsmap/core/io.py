@@ -27,6 +27,7 @@ __all__ = [
     "count_invalid",
     "find_energies_file",
     "natural_sort_key",
+    "plane_view",
     "read_energies",
     "read_stack",
     "stack_info",
@@ -275,7 +276,7 @@ def _read_series(path: str) -> np.ndarray:
     return tifffile.imread(path, series=0).astype(np.float32)
 
 
-def _open_tiff(path: Path, *, role: str = "stack"):
+def _open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
     """Return a lazy float32 array over series 0 of one TIFF and the energies in its metadata."""
     import dask
     import dask.array as da
@@ -305,7 +306,9 @@ def _open_tiff(path: Path, *, role: str = "stack"):
     if offset is not None:
         band = int(min(m, max(1, BAND_BYTES // (e * n * 4))))
         source = _ContiguousTiff(str(path), offset, stack_shape, dtype)
-        data = da.from_array(source, chunks=(e, band, n), name=name, lock=False, meta=np.empty((0, 0, 0), np.float32))
+        chunks = (1, m, n) if planes else (e, band, n)
+        data = da.from_array(source, chunks=chunks, name=f"{name}-{chunks[0]}", lock=False,
+                             meta=np.empty((0, 0, 0), np.float32))
     elif len(pages) == e and len(shape) == 3:
         read = dask.delayed(_read_page, pure=True)
         data = da.stack([da.from_delayed(read(str(path), p.index), (m, n), np.float32) for p in pages])
@@ -314,6 +317,33 @@ def _open_tiff(path: Path, *, role: str = "stack"):
     if len(shape) == 2 and role != "stack":
         data = data[0]
     return data, _metadata_energies(description)
+
+
+def plane_view(stack: Stack):
+    """The stack's data chunked one energy image per chunk, for display.
+
+    napari reads whole chunks (it turns dask's slice fusion off), so a viewer given
+    the band-chunked :attr:`Stack.data` would read every energy to draw one image.
+    This view reads one page per image shown. Per-pixel work should keep using
+    :attr:`Stack.data` (bands with every energy). Stacks that are not a single raw
+    TIFF (flat-field corrected, STXM, per-energy files) are returned as they are:
+    their chunks are already one energy each, or derived from such.
+
+    Parameters
+    ----------
+    stack : Stack
+
+    Returns
+    -------
+    dask.array.Array, shape (E, M, N), float32
+    """
+    path = stack.sources.get("stack")
+    if set(stack.sources) - {"stack", "energies"} or not path or Path(path).suffix.lower() not in _TIFF_SUFFIXES:
+        return stack.data
+    if not Path(path).is_file():
+        return stack.data
+    data, _ = _open_tiff(Path(path), planes=True)
+    return data if tuple(data.shape) == tuple(stack.data.shape) else stack.data
 
 
 def _metadata_energies(description: str | None):

@@ -9,6 +9,8 @@ rows (all energies) plus the 2-D maps, whatever the size of the stack.
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,8 +33,10 @@ __all__ = [
     "train_model",
 ]
 
-#: Bytes of one band of rows (all energies) read and processed at a time.
-BAND_BYTES = 64 * 2**20
+#: Bytes of one band of rows (all energies) read and processed at a time, and how many
+#: bands are processed at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
+BAND_BYTES = 32 * 2**20
+BANDS_IN_FLIGHT = 2
 #: Pixels read for the survey that sets the mask threshold, e0 and noise level.
 SURVEY_PIXELS = 20_000
 #: mask.tif values.
@@ -370,11 +374,24 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     total = _n_bands(data.shape, band_bytes)
     maps = new_maps(model.classifier.references.shape[0], rows, cols)
     tic = time.perf_counter()
-    for step, r0 in enumerate(range(0, rows, band), start=1):
+
+    def map_rows(r0):
         r1 = min(rows, r0 + band)
-        spectra = np.asarray(data[:, r0:r1], dtype=np.float32)
-        _map_band(spectra, energies, r0, r1, maps, model=model, metric=metric, thick=thick)
-        yield step, total
+        _map_band(np.asarray(data[:, r0:r1], dtype=np.float32), energies, r0, r1, maps,
+                  model=model, metric=metric, thick=thick)
+
+    # Two bands in flight: while one waits for the disk or runs the (parallel) forest,
+    # the other's single-threaded numpy work uses the second core. Bands write
+    # disjoint rows of the maps.
+    done = 0
+    with ThreadPoolExecutor(max_workers=BANDS_IN_FLIGHT) as pool:
+        pending = deque()
+        for r0 in range(0, rows, band):
+            pending.append(pool.submit(map_rows, r0))
+            while len(pending) >= BANDS_IN_FLIGHT or (pending and r0 + band >= rows):
+                pending.popleft().result()
+                done += 1
+                yield done, total
     timings = {"map_s": time.perf_counter() - tic}
     params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
     return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)

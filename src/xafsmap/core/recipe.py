@@ -11,10 +11,12 @@ Layout (every section but ``[input]`` and ``[[reference]]`` is optional)::
 
     xafsmap_recipe = 1
     [input]            # stack = "path" (+ energies, flat, dark, i0) or sample = "fe_sample"
-    [prepare]          # roi = [row0, row1, col0, col1], bin = 1, threshold = 0.05
+    [prepare]          # roi = [row0, row1, col0, col1], bin = 1, threshold = 0.05, register = true,
+                       # shift_map = "shift.tif" or calibration = "foil.tif" (+ calibration_reference)
     [normalization]    # e0, pre1, pre2, norm1, norm2 (eV), nnorm (Larch meaning)
     [[reference]]      # spec = "file" or "file:NAME", name = "Fe", offset = 0.0 (eV)
-    [classes]          # mixtures = "pairs", or names = [...] and compositions = [[...], ...]
+    [classes]          # mixtures = "pairs", or names = [...] and compositions = [[...], ...];
+                       # noise = 0.01 (edge steps; default: measured per pixel)
     [classifier]       # features, smooth, n_per_class, n_trees, fit_range, metric, seed
 """
 
@@ -35,11 +37,14 @@ from .prepare import prepare_stack
 __all__ = [
     "Recipe",
     "RecipeReference",
+    "calibration_shift_map",
     "missing_paths",
+    "prepare_recipe",
     "read_recipe",
     "recipe_classes",
     "recipe_stack",
     "recipe_references",
+    "recipe_shift_map",
     "run_recipe",
     "train_recipe",
     "write_recipe",
@@ -50,6 +55,7 @@ SAMPLES = ("fe_sample",)
 _FEATURES = ("derivative", "spectrum")
 _METRICS = ("euclidean", "manhattan", "jensen-shannon")
 _PATHS = ("stack", "energies", "flat", "dark", "i0")
+_PREPARE_PATHS = ("shift_map", "calibration", "calibration_reference")
 # a recipe's defaults are the pipeline's, so a recipe and `xafsmap map` agree
 _TRAIN = {name: p.default for name, p in inspect.signature(train_model).parameters.items()}
 _METRIC = inspect.signature(iter_classify).parameters["metric"].default
@@ -83,10 +89,15 @@ class Recipe:
     roi: tuple[int, int, int, int] | None = None
     bin: int = 1
     threshold: float | None = None
+    register: bool = False
+    shift_map: str | None = None
+    calibration: str | None = None
+    calibration_reference: str | None = None
     normalization: dict = field(default_factory=dict)
     mixtures: str = _TRAIN["mixtures"]
     class_names: tuple[str, ...] | None = None
     compositions: tuple[tuple[float, ...], ...] | None = None
+    noise: float | None = None
     features: str = _TRAIN["features"]
     smooth: int = _TRAIN["smooth"]
     n_per_class: int = _TRAIN["n_per_class"]
@@ -99,10 +110,11 @@ class Recipe:
 # section -> key -> kind of value (see _check_value); ranges and choices below
 _SCHEMA = {
     "input": {"stack": "path", "sample": "str", "energies": "path", "flat": "path", "dark": "path", "i0": "path"},
-    "prepare": {"roi": "roi", "bin": "int", "threshold": "float"},
+    "prepare": {"roi": "roi", "bin": "int", "threshold": "float", "register": "bool", "shift_map": "path",
+                "calibration": "path", "calibration_reference": "path"},
     "normalization": {"e0": "float", "pre1": "float", "pre2": "float", "norm1": "float", "norm2": "float",
                       "nnorm": "int"},
-    "classes": {"mixtures": "str", "names": "strs", "compositions": "matrix"},
+    "classes": {"mixtures": "str", "names": "strs", "compositions": "matrix", "noise": "float"},
     "classifier": {"features": "str", "smooth": "int", "n_per_class": "int", "n_trees": "int",
                    "fit_range": "pair", "metric": "str", "seed": "int"},
 }
@@ -111,6 +123,7 @@ _ATTRIBUTE = {("classes", "names"): "class_names"}
 _LIMITS = {  # attribute -> (low, high, inclusive description)
     "bin": (1, 64), "threshold": (0.0, math.inf), "nnorm": (0, 5), "smooth": (1, 101),
     "n_per_class": (2, 1_000_000), "n_trees": (1, 10_000), "seed": (0, 2**32 - 1), "offset": (-100.0, 100.0),
+    "noise": (0.0, 1.0),
 }
 _CHOICES = {"features": _FEATURES, "metric": _METRICS, "sample": SAMPLES}
 
@@ -123,6 +136,10 @@ def _check_value(where: str, kind: str, value, base: Path | None):
         if not isinstance(value, str) or not value.strip():
             raise bad("a non-empty string")
         return _absolute(value, base) if kind == "path" else value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("a whole number")
@@ -234,6 +251,10 @@ def _check_whole(recipe: Recipe, where: str) -> None:
         raise ValueError(f"{where}: [input] needs exactly one of stack = \"PATH\" or sample = \"fe_sample\"")
     if recipe.sample is not None and any(getattr(recipe, p) for p in _PATHS[1:]):
         raise ValueError(f"{where}: [input] sample takes no energies, flat, dark or i0")
+    if recipe.shift_map is not None and recipe.calibration is not None:
+        raise ValueError(f"{where}: [prepare] shift_map and calibration exclude each other: give one of them")
+    if recipe.calibration_reference is not None and recipe.calibration is None:
+        raise ValueError(f"{where}: [prepare] calibration_reference needs calibration = \"FOIL_STACK\"")
     if (recipe.class_names is None) != (recipe.compositions is None):
         raise ValueError(f"{where}: [classes] names and compositions go together: give both or neither")
     names = [ref.name for ref in recipe.references if ref.name]
@@ -278,7 +299,7 @@ def read_recipe(path) -> Recipe:
     ...                  '[[reference]]\\nspec = "Fe.xdi"\\n[prepare]\\nbins = 2\\n')
     >>> read_recipe(p)
     Traceback (most recent call last):
-    ValueError: r.toml: unknown field [prepare] 'bins' (known: roi, bin, threshold)
+    ValueError: r.toml: unknown field [prepare] 'bins' (known: roi, bin, threshold, register, shift_map, calibration, calibration_reference)
     """
     try:
         import tomllib
@@ -302,7 +323,7 @@ def _file_of(spec: str) -> Path:
 
 def missing_paths(recipe: Recipe) -> list[str]:
     """The files named by a recipe that do not exist now (reference specs without ``:NAME``)."""
-    named = [getattr(recipe, p) for p in _PATHS if getattr(recipe, p)]
+    named = [getattr(recipe, p) for p in (*_PATHS, *_PREPARE_PATHS) if getattr(recipe, p)]
     named += [ref.spec for ref in recipe.references]
     return [spec for spec in named if not _file_of(spec).exists()]
 
@@ -331,7 +352,7 @@ def recipe_to_dict(recipe: Recipe) -> dict:
         for key in keys:
             attribute = _ATTRIBUTE.get((section, key), key)
             value = recipe.normalization.get(key) if section == "normalization" else getattr(recipe, attribute)
-            if value is not None:
+            if value is not None and not (key == "register" and value is False):
                 table[key] = [list(r) for r in value] if key == "compositions" else value
         if table:
             out[section] = table
@@ -372,18 +393,115 @@ def write_recipe(path, recipe: Recipe) -> Path:
     return path
 
 
-def recipe_stack(recipe: Recipe):
-    """The recipe's measurement, cropped and binned: a :class:`~xafsmap.core.io.Stack`."""
+def _measurement(recipe: Recipe):
     from .io import Stack, read_stack
 
     if recipe.sample is not None:
         from .sample import make_sample
 
         sample = make_sample()
-        stack = Stack(sample.stack, sample.energies, {"sample": recipe.sample})
-    else:
-        stack = read_stack(recipe.stack, energies=recipe.energies, flat=recipe.flat, dark=recipe.dark, i0=recipe.i0)
-    return prepare_stack(stack, roi=recipe.roi, factor=recipe.bin)[0]
+        return Stack(sample.stack, sample.energies, {"sample": recipe.sample})
+    return read_stack(recipe.stack, energies=recipe.energies, flat=recipe.flat, dark=recipe.dark, i0=recipe.i0)
+
+
+def calibration_shift_map(foil, reference=None):
+    """The energy-shift map measured from a foil stack, as ``xafsmap map --calibration``.
+
+    Parameters
+    ----------
+    foil : str or Path
+        Calibration stack (uniform foil, same geometry as the measurement).
+    reference : str or Path, optional
+        Reference spectrum of the foil (``FILE`` or ``FILE:NAME``): absolute
+        calibration; ``None`` calibrates relative to the field (median shift 0).
+
+    Returns
+    -------
+    xafsmap.core.calibrate.ShiftMap
+    """
+    from .calibrate import calibrate
+    from .io import read_stack
+    from .references import read_reference
+
+    stack = read_stack(foil)
+    ref = read_reference(reference) if reference else None
+    return calibrate(stack.data, stack.energies, reference=None if ref is None else ref.mu,
+                     reference_energies=None if ref is None else ref.energies)
+
+
+def shift_map_file(path):
+    """A shift map read from a TIFF of :func:`~xafsmap.core.calibrate.write_shift_map`.
+
+    The uncertainty comes from the file's second page when it has one (NaN otherwise);
+    ``measured`` is the shift itself (the raw measurement is not in the file).
+    """
+    import tifffile
+
+    from .calibrate import ShiftMap, read_shift_map
+
+    shift = read_shift_map(path)
+    uncertainty = np.full_like(shift, np.nan)
+    with tifffile.TiffFile(path) as tif:
+        if len(tif.pages) > 1 and tif.pages[1].shape == shift.shape:
+            uncertainty = tif.pages[1].asarray().astype(np.float32)
+    return ShiftMap(shift=shift, measured=shift, uncertainty=uncertainty, residual_rms=float("nan"),
+                    model={"source": str(path)})
+
+
+def recipe_shift_map(recipe: Recipe):
+    """The recipe's energy-shift map (``shift_map`` file or ``calibration`` foil), or None."""
+    if recipe.shift_map is not None:
+        return shift_map_file(recipe.shift_map)
+    if recipe.calibration is not None:
+        return calibration_shift_map(recipe.calibration, recipe.calibration_reference)
+    return None
+
+
+def prepare_recipe(recipe: Recipe, stack, *, shift_map=None, drift=None):
+    """Register, calibrate, crop and bin a measurement as the recipe says.
+
+    The one place where the docks and ``xafsmap run`` prepare a stack: ``drift`` (E, 2)
+    must be given when ``recipe.register`` (see
+    :func:`~xafsmap.core.register.measure_drift`), ``shift_map`` when the recipe names a
+    calibration (see :func:`recipe_shift_map`).
+
+    Returns
+    -------
+    stack : Stack
+    grid : dict
+        :func:`~xafsmap.core.prepare.prepare_stack`'s grid.
+    """
+    wants_shift = recipe.shift_map is not None or recipe.calibration is not None
+    if recipe.register and drift is None:
+        raise ValueError("the drift across energies is not measured yet (the recipe asks for drift correction)")
+    if wants_shift and shift_map is None:
+        raise ValueError("the energy-shift map is not computed yet (the recipe asks for an energy calibration)")
+    return prepare_stack(stack, drift=drift if recipe.register else None,
+                         shift=shift_map.shift if shift_map is not None else None, roi=recipe.roi, factor=recipe.bin)
+
+
+def _recipe_prepared(recipe: Recipe):
+    """(prepared stack, shift map, report extras) of a recipe, as ``xafsmap map`` makes them."""
+    stack = _measurement(recipe)
+    shift_map = recipe_shift_map(recipe)
+    drift, extra = None, {}
+    if recipe.register:
+        from .register import drift_report, measure_drift
+
+        drift = measure_drift(stack.data, stack.energies)
+        extra["drift"] = dict(drift_report(drift), per_energy=drift.tolist())
+    prepared, extra["grid"] = prepare_recipe(recipe, stack, shift_map=shift_map, drift=drift)
+    if shift_map is not None:
+        rms = shift_map.residual_rms
+        extra["calibration"] = {"source": recipe.shift_map or recipe.calibration,
+                                "reference": recipe.calibration_reference,
+                                "residual_rms_eV": rms if rms == rms else None, "model": shift_map.model}
+    return prepared, shift_map, extra
+
+
+def recipe_stack(recipe: Recipe):
+    """The recipe's measurement registered, calibrated, cropped and binned: a :class:`~xafsmap.core.io.Stack`."""
+    return _recipe_prepared(recipe)[0]
 
 
 def recipe_references(recipe: Recipe) -> list:
@@ -406,7 +524,8 @@ def train_recipe(recipe: Recipe, stack, references):
     model = train_model(
         stack, references, offsets=[ref.offset for ref in recipe.references], mixtures=mixtures,
         features=recipe.features, smooth=recipe.smooth, n_per_class=recipe.n_per_class, n_trees=recipe.n_trees,
-        threshold=recipe.threshold, fit_range=recipe.fit_range, rng=recipe.seed, **recipe.normalization,
+        threshold=recipe.threshold, fit_range=recipe.fit_range, noise=recipe.noise, rng=recipe.seed,
+        **recipe.normalization,
     )
     return _rename_classes(model, recipe)
 
@@ -477,11 +596,12 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None) -
     if missing:
         raise FileNotFoundError(f"the recipe names files that no longer exist: {', '.join(missing)}")
     check_output_folder(out, overwrite=overwrite)
-    stack = recipe_stack(recipe)
+    stack, shift_map, extra = _recipe_prepared(recipe)
     references = recipe_references(recipe)
     model = train_recipe(recipe, stack, references)
     result = drive(iter_classify(stack, model, metric=recipe.metric), progress)
-    inputs = {p: getattr(recipe, p) for p in (*_PATHS, "sample") if getattr(recipe, p)}
+    inputs = {p: getattr(recipe, p) for p in (*_PATHS, "sample", *_PREPARE_PATHS) if getattr(recipe, p)}
     inputs["references"] = [ref.spec for ref in recipe.references]
-    return write_maps(result, out, overwrite=overwrite, inputs=inputs, extra={"recipe": recipe_to_dict(recipe)})
+    return write_maps(result, out, overwrite=overwrite, inputs=inputs, extra={**extra, "recipe": recipe_to_dict(recipe)},
+                      shift_map=shift_map)
 

@@ -142,6 +142,10 @@ def _default_reference(stack, energies: np.ndarray) -> int:
     return int(np.argmax(strength))
 
 
+#: A measured drift beyond this fraction of the image size means registration failed.
+MAX_DRIFT_FRACTION = 0.1
+
+
 def measure_drift(stack, energies, *, reference_index: int | None = None, upsample: int = 10) -> np.ndarray:
     """Sub-pixel drift of every energy image relative to a reference image.
 
@@ -165,7 +169,11 @@ def measure_drift(stack, energies, *, reference_index: int | None = None, upsamp
     Raises
     ------
     ValueError
-        Stack not 3-D, energies of the wrong length, bad reference_index or upsample.
+        Stack not 3-D, energies of the wrong length, bad reference_index or upsample;
+        or more than half the images drift beyond ``MAX_DRIFT_FRACTION`` of the image
+        size (too little structure to register). Fewer such images (a featureless
+        pre-edge image, an empty end energy) get the drift interpolated from their
+        neighbours in energy.
 
     Notes
     -----
@@ -202,6 +210,17 @@ def measure_drift(stack, energies, *, reference_index: int | None = None, upsamp
     f_ref = np.fft.fft2(_feature(np.asarray(stack[reference_index])))
     drift = np.array([_register(f_ref, img, int(upsample)) for img in _images(stack)])
     drift[reference_index] = 0.0
+    limit = MAX_DRIFT_FRACTION * min(stack.shape[1:])
+    wild = np.abs(drift).max(axis=1) > limit
+    if wild.sum() * 2 > e:
+        raise ValueError(
+            f"registration found drifts up to {np.abs(drift).max():.0f} px (more than "
+            f"{MAX_DRIFT_FRACTION:.0%} of the image) at {wild.sum()} of {e} energies: the images carry "
+            "too little structure to register; map without drift correction"
+        )
+    if wild.any():  # featureless images (a flat pre-edge, an empty end energy): from their neighbours
+        index = np.arange(e)
+        drift[wild] = np.column_stack([np.interp(index[wild], index[~wild], axis) for axis in drift[~wild].T])
     return drift
 
 

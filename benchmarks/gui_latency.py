@@ -1,0 +1,202 @@
+"""GUI responsiveness on a ≥ 5 GB stack: first frame, energy steps, Inspect clicks.
+
+Writes a float32 stack (default 210 energies × 2600 × 2600 = 5.7 GB) page by page from a
+tiled synthetic sample (real Fe references, grains and mixtures, noise) into
+``/tmp/xafsmap-bench/`` — never holding it in memory — opens it through the plugin's
+reader in a real, shown napari viewer and measures
+
+* time to first frame: ``viewer.open`` → the first canvas draw;
+* energy steps: ``viewer.dims`` set to a random energy → the canvas has drawn it;
+* per-click spectrum latency of the Inspect dock: a click (``inspect_position``) at a
+  random pixel → the dock's plot has drawn that pixel's spectrum (median and p95 over the
+  clicks after the first).
+
+Each is measured with the file's pages evicted from the page cache (``posix_fadvise
+DONTNEED``, "cold", as after opening a file for the first time) and again warm. The
+stack is deleted afterwards (``--keep`` keeps it). Run under a display or Xvfb::
+
+    xvfb-run -s "-screen 0 1920x1200x24" .venv/bin/python benchmarks/gui_latency.py
+
+The canvas draw is observed through napari's vispy canvas (a private attribute: this
+is a benchmark, not plugin code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+FOLDER = Path("/tmp/xafsmap-bench")
+
+
+def write_stack(path: Path, *, energies: int, rows: int, cols: int, tile: int = 260, seed: int = 0) -> Path:
+    """Write the stack page by page (BigTIFF, contiguous) with its ``.energies.txt`` sidecar."""
+    import tifffile
+
+    from xafsmap.core.normalize import normalize
+    from xafsmap.core.references import resample_reference
+    from xafsmap.core.sample import bundled_references, make_sample
+
+    grid = np.linspace(7050.0, 7250.0, energies)
+    sample = make_sample((tile, tile), rng=seed)
+    refs = {r.name: r for r in bundled_references(["Fe", "FeO", "Fe2O3", "Fe3O4"])}
+    mu = np.array([resample_reference(refs[r.name], grid, mu=normalize(refs[r.name].mu, refs[r.name].energies).norm)
+                   for r in sample.references] + [resample_reference(refs["Fe3O4"], grid, mu=normalize(
+                       refs["Fe3O4"].mu, refs["Fe3O4"].energies).norm)], dtype=np.float32)
+    fractions = sample.fractions.astype(np.float32)  # (K, tile, tile), unexplained phase last
+    reps = (-(-rows // tile), -(-cols // tile))
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((4, tile, tile)).astype(np.float32) * 0.02
+
+    def pages():
+        for i in range(energies):
+            page = np.tensordot(mu[: fractions.shape[0], i], fractions, axes=1) + 0.3
+            page = page + noise[i % 4]
+            yield np.tile(page, reps)[:rows, :cols].astype(np.float32)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(pages(), shape=(energies, rows, cols), dtype=np.float32, photometric="minisblack",
+                  metadata={"energies": grid.tolist()})
+    path.with_name(f"{path.stem}.energies.txt").write_text("".join(f"{e!r}\n" for e in grid.tolist()))
+    return path
+
+
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache (no root needed for clean pages)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+class DrawWatch:
+    """Counts the draws of the viewer's canvas and waits for the next one."""
+
+    def __init__(self, viewer, app):
+        self.app, self.count = app, 0
+        viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(self._drawn, position="last")
+
+    def _drawn(self, event):
+        self.count += 1
+
+    def wait(self, since: int, *, timeout: float = 120.0) -> None:
+        end = time.perf_counter() + timeout
+        while self.count <= since:
+            self.app.processEvents()
+            if time.perf_counter() > end:
+                raise TimeoutError("the canvas did not draw")
+            time.sleep(0.0005)
+
+
+def first_frame(viewer, watch, path: Path) -> tuple[float, object]:
+    seen = watch.count
+    tic = time.perf_counter()
+    [layer] = viewer.open(str(path), plugin="xafsmap")
+    watch.wait(seen)
+    return time.perf_counter() - tic, layer
+
+
+def energy_steps(viewer, watch, n: int, rng) -> list[float]:
+    times = []
+    n_energies = viewer.dims.nsteps[0]
+    for index in rng.choice(n_energies, n, replace=False):
+        seen = watch.count
+        tic = time.perf_counter()
+        viewer.dims.set_current_step(0, int(index))
+        watch.wait(seen)
+        times.append(time.perf_counter() - tic)
+    return times
+
+
+def clicks(viewer, inspect, app, n: int, rng) -> tuple[list[float], list[float]]:
+    """Click latency: inspect_position → the plot has drawn the new spectrum; and → the spectrum was read."""
+    drawn, read = [], []
+    inspect.plot.canvas.mpl_connect("draw_event", lambda event: drawn.append(time.perf_counter()))
+    _, rows, cols = inspect.session.stack.data.shape
+    times = []
+    for _ in range(n):
+        r, c = int(rng.integers(rows)), int(rng.integers(cols))
+        before = len(drawn)
+        tic = time.perf_counter()
+        inspect.inspect_position((0, r, c))
+        inspect.worker.returned.connect(lambda *_: read.append(time.perf_counter() - tic))
+        while len(drawn) == before:
+            app.processEvents()
+            time.sleep(0.0005)
+        times.append(drawn[-1] - tic)
+        if f"pixel ({r}, {c})" not in inspect.plot.axes[0].get_title():
+            raise AssertionError(f"the plot shows {inspect.plot.axes[0].get_title()!r}, not pixel ({r}, {c})")
+    return times, read
+
+
+def summary(times: list[float]) -> str:
+    ms = np.array(times) * 1000
+    return f"median {np.median(ms):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, max {ms.max():.0f} ms (n={ms.size})"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--energies", type=int, default=210)
+    parser.add_argument("--rows", type=int, default=2600)
+    parser.add_argument("--cols", type=int, default=2600)
+    parser.add_argument("--clicks", type=int, default=21)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--folder", type=Path, default=FOLDER)
+    parser.add_argument("--keep", action="store_true", help="keep the generated stack")
+    args = parser.parse_args(argv)
+
+    path = args.folder / f"gui-{args.energies}x{args.rows}x{args.cols}.tif"
+    if not path.is_file():
+        tic = time.perf_counter()
+        write_stack(path, energies=args.energies, rows=args.rows, cols=args.cols)
+        print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - tic:.0f} s", flush=True)
+    results = {"size_gb": path.stat().st_size / 1e9, "shape": (args.energies, args.rows, args.cols)}
+    try:
+        import napari
+        from qtpy.QtWidgets import QApplication
+
+        rng = np.random.default_rng(1)
+        viewer = napari.Viewer(title="xafsmap benchmark")
+        viewer.window.resize(1600, 1000)
+        app = QApplication.instance()
+        for _ in range(50):
+            app.processEvents()
+        watch = DrawWatch(viewer, app)
+        _, inspect = viewer.window.add_plugin_dock_widget("xafsmap", "6 Inspect")
+        _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Measurement")
+        for _ in range(20):
+            app.processEvents()
+
+        evict(path)
+        results["first_frame_cold_s"], layer = first_frame(viewer, watch, path)
+        measurement.use_layer(layer.name)
+        evict(path)
+        results["steps_cold_s"] = energy_steps(viewer, watch, args.steps, rng)
+        results["steps_warm_s"] = energy_steps(viewer, watch, args.steps, rng)
+        evict(path)
+        results["clicks_cold_s"], results["reads_cold_s"] = clicks(viewer, inspect, app, args.clicks, rng)
+        results["clicks_warm_s"], results["reads_warm_s"] = clicks(viewer, inspect, app, args.clicks, rng)
+        viewer.close()
+    finally:
+        if not args.keep:
+            path.unlink(missing_ok=True)
+            path.with_name(f"{path.stem}.energies.txt").unlink(missing_ok=True)
+    print(f"stack {results['shape']} float32, {results['size_gb']:.2f} GB")
+    print(f"first frame (cold cache): {results['first_frame_cold_s']:.2f} s")
+    for kind in ("cold", "warm"):
+        print(f"energy step ({kind}): {summary(results[f'steps_{kind}_s'])}")
+        print(f"Inspect click ({kind}, after the first): {summary(results[f'clicks_{kind}_s'][1:])}; "
+              f"first {results[f'clicks_{kind}_s'][0] * 1000:.0f} ms")
+        print(f"  of which the spectrum read (click → worker returned): {summary(results[f'reads_{kind}_s'][1:])}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""The Prepare dock's energy calibration and image drift: compute, load, show and apply.
+
+A panel of the Prepare dock (not a dock of its own): the energy-shift map and the drift
+are part of preparing the stack, and every dock's prepared stack goes through
+:func:`~xafsmap.core.recipe.prepare_recipe` with them, as ``xafsmap run`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
+
+from ._base import notify_errors, set_layer
+from .measurement import _path_row
+
+SHIFT_LAYERS = ("shift (eV)", "shift residual (eV)", "shift uncertainty (eV)")
+
+
+def compute_shift_map(foil: str, reference: str | None):
+    """Worker: the shift map of a foil stack (the call of ``xafsmap map --calibration``)."""
+    from ..core.recipe import calibration_shift_map
+
+    return calibration_shift_map(foil, reference)
+
+
+def self_calibrate(stack, region, reference: str | None):
+    """Worker: the shift map measured on a region of the sample itself (a known or uniform phase)."""
+    from ..core.calibrate import calibrate
+    from ..core.references import read_reference
+
+    ref = read_reference(reference) if reference else None
+    return calibrate(stack.data, stack.energies, region=region, reference=None if ref is None else ref.mu,
+                     reference_energies=None if ref is None else ref.energies)
+
+
+def measure(stack):
+    """Worker: image drift (E, 2) across energies and its summary."""
+    from ..core.register import drift_report, measure_drift
+
+    drift = measure_drift(stack.data, stack.energies)
+    return drift, drift_report(drift)
+
+
+def _row(*widgets) -> QWidget:
+    row = QWidget()
+    line = QHBoxLayout(row)
+    line.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        line.addWidget(widget)
+    return row
+
+
+class CalibrationPanel(QGroupBox):
+    """Energy-shift map (from a foil, a file or a region of the sample) and drift correction."""
+
+    def __init__(self, dock):
+        super().__init__("Energy calibration and image drift")
+        self.dock, self.viewer, self.session = dock, dock.viewer, dock.session
+        form = QFormLayout(self)
+        row, self.foil_edit = _path_row("calibration stack: a uniform foil measured in the same geometry")
+        form.addRow("Foil stack", row)
+        row, self.reference_edit = _path_row("optional: reference spectrum of the foil (or of the region's "
+                                             "phase) for an absolute calibration; empty: relative (median 0)")
+        form.addRow("Reference", row)
+        self.compute_button = dock.button("Compute from foil", self.compute, tip="measure the per-pixel shift "
+                                          "and fit a smooth map (background)")
+        self.region_box = QComboBox()
+        self.region_box.setToolTip("Labels layer: pixels with a label > 0 hold one known or uniform phase")
+        self.self_button = dock.button("Self-calibrate", self.self_calibrate, tip="measure the shift on the "
+                                       "chosen region of the sample itself (no foil)")
+        form.addRow(self.compute_button)
+        form.addRow("Region (labels)", _row(self.region_box, self.self_button))
+        row, self.file_edit = _path_row("a shift.tif of `xafsmap calibrate` or of this dock")
+        form.addRow("Shift map file", row)
+        self.load_button = dock.button("Load", lambda: self.load(self.file_edit.text().strip()))
+        self.save_button = dock.button("Save…", self._save_dialog, tip="write shift.tif (shift, uncertainty)")
+        self.clear_button = dock.button("None", self.clear, tip="no energy calibration")
+        form.addRow(_row(self.load_button, self.save_button, self.clear_button))
+        self.shift_label = QLabel("no energy calibration")
+        self.shift_label.setWordWrap(True)
+        form.addRow(self.shift_label)
+        self.drift_button = dock.button("Measure drift", self.measure_drift, tip="phase correlation of every "
+                                        "energy image with one above the edge (background)")
+        self.register_box = QCheckBox("correct it")
+        self.register_box.setToolTip("move every image back by its drift before the spectra are read")
+        form.addRow("Image drift", _row(self.drift_button, self.register_box))
+        self.drift_label = QLabel("not measured")
+        self.drift_label.setWordWrap(True)
+        form.addRow(self.drift_label)
+        self.buttons = (self.compute_button, self.self_button, self.load_button, self.drift_button)
+        self.register_box.toggled.connect(self._register_toggled)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(lambda *_: self.refresh_layers())
+        self.session.changed.connect(self._on_session)
+        self.refresh_layers()
+
+    def refresh_layers(self):
+        import napari.layers
+
+        current = self.region_box.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)
+                 and layer.ndim == 2 and layer.name not in ("unexplained", "preferred")]
+        self.region_box.clear()
+        self.region_box.addItems(names)
+        if current in names:
+            self.region_box.setCurrentText(current)
+
+    def _reference(self) -> str | None:
+        return self.reference_edit.text().strip() or None
+
+    # energy calibration --------------------------------------------------
+    @notify_errors("Energy calibration")
+    def compute(self, foil: str | None = None):
+        """Measure the shift map from the foil stack in a worker, then show and apply it."""
+        foil = foil or self.foil_edit.text().strip()
+        if not foil:
+            raise ValueError("give the calibration (foil) stack first")
+        reference = self._reference()
+        self.dock.launch(compute_shift_map, foil, reference, what="Energy calibration", buttons=self.buttons,
+                         done=lambda sm: self._use(sm, origin="foil", foil=foil, reference=reference))
+
+    @notify_errors("Self-calibration")
+    def self_calibrate(self):
+        """Measure the shift map on the chosen region of the measurement itself (worker)."""
+        if self.session.stack is None:
+            raise ValueError("pick the measurement first (Measurement dock)")
+        name = self.region_box.currentText()
+        if not name:
+            raise ValueError("paint the region of a known or uniform phase in a Labels layer first")
+        region = np.asarray(self.viewer.layers[name].data) > 0
+        shape = tuple(self.session.stack.data.shape[1:])
+        if region.shape != shape:
+            raise ValueError(f"the Labels layer {name!r} is {region.shape} pixels but the stack's images are {shape}")
+        if not region.any():
+            raise ValueError(f"the Labels layer {name!r} marks no pixel")
+        self.dock.launch(self_calibrate, self.session.stack, region, self._reference(), what="Self-calibration",
+                         buttons=self.buttons, done=lambda sm: self._use(sm, origin="region"))
+
+    @notify_errors("Load shift map")
+    def load(self, path: str):
+        """Read a shift map file (shift and uncertainty pages) and apply it."""
+        from ..core.recipe import shift_map_file
+
+        if not path:
+            raise ValueError("give a shift map file (shift.tif) first")
+        self._use(shift_map_file(path), origin="file", path=path)
+
+    def _save_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save the shift map", "shift.tif", "TIFF (*.tif)")
+        if path:
+            self.save(path)
+
+    @notify_errors("Save shift map")
+    def save(self, path) -> str:
+        """Write the shift map; the recipe then names this file."""
+        written = self.session.save_shift_map(path)
+        self.file_edit.setText(written)
+        return written
+
+    def clear(self):
+        self.session.set_shift_map(None)
+        for name in SHIFT_LAYERS:
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+
+    def _use(self, shift_map, **origin):
+        shape = tuple(self.session.stack.data.shape[1:]) if self.session.stack is not None else None
+        if shape is not None and tuple(shift_map.shift.shape) != shape:
+            raise ValueError(f"the shift map is {tuple(shift_map.shift.shape)} pixels but the stack's images "
+                             f"are {shape}")
+        self.session.set_shift_map(shift_map, **origin)
+        self.show_layers()
+
+    def show_layers(self):
+        """The shift, its fit residual (measured − smooth) and uncertainty as layers over the stack."""
+        shift_map = self.session.shift_map
+        if shift_map is None:
+            return
+        grid = {"scale": self.session.base_scale, "translate": self.session.base_translate}
+        with np.errstate(invalid="ignore"):
+            residual = (shift_map.measured - shift_map.shift).astype(np.float32)
+        planes = dict(zip(SHIFT_LAYERS, (shift_map.shift, residual, shift_map.uncertainty)))
+        for i, (name, plane) in enumerate(planes.items()):
+            finite = plane[np.isfinite(plane)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if name == SHIFT_LAYERS[1]:
+                low, high = -max(abs(low), abs(high), 1e-3), max(abs(low), abs(high), 1e-3)
+            set_layer(self.viewer, np.asarray(plane, np.float32), name=name, visible=i == 0, opacity=0.7,
+                      colormap=("viridis", "PiYG", "magma")[i], contrast_limits=(low, max(high, low + 1e-6)), **grid)
+
+    def _describe_shift(self):
+        shift_map, origin = self.session.shift_map, self.session.shift_origin
+        if shift_map is None:
+            self.shift_label.setText("no energy calibration")
+            return
+        where = {"foil": f"from the foil {self.session.choices['calibration']}", "region": "from a region "
+                 "of the sample (saved beside an exported recipe)",
+                 "file": f"from {self.session.choices['shift_map']}"}[origin]
+        shift = shift_map.shift
+        rms = shift_map.residual_rms
+        fit = f"; fit residual {rms:.3f} eV RMS" if rms == rms else ""
+        prepared = ""
+        if self.session.stack is not None:  # the energies every pixel still covers (as prepare_stack keeps)
+            energies = self.session.stack.energies
+            kept = np.count_nonzero((energies >= energies[0] + np.nanmax(shift) - 1e-6)
+                                    & (energies <= energies[-1] + np.nanmin(shift) + 1e-6))
+            prepared = f"; {kept} of {energies.size} energies kept"
+        self.shift_label.setText(f"shift {np.nanmin(shift):.2f} to {np.nanmax(shift):.2f} eV {where}{fit}{prepared}")
+
+    # drift ---------------------------------------------------------------
+    @notify_errors("Drift")
+    def measure_drift(self, *, register: bool | None = None):
+        """Measure the drift across energies (worker); report it and correct it if ticked."""
+        if self.session.stack is None:
+            raise ValueError("pick the measurement first (Measurement dock)")
+        register = self.register_box.isChecked() if register is None else register
+        self.dock.launch(measure, self.session.stack, what="Measuring the drift", buttons=self.buttons,
+                         done=lambda value: self._measured(value, register))
+
+    def _measured(self, value, register):
+        drift, report = value
+        self.session.set_drift(drift, register=register)
+        self.drift_label.setText(f"drift over {report['n_images']} images: max {report['max']:.2f} px "
+                                 f"(rows {report['max_dy']:.2f}, columns {report['max_dx']:.2f}), "
+                                 f"RMS {report['rms']:.2f} px" + ("; corrected" if register else "; not corrected"))
+
+    def _register_toggled(self, on: bool):
+        if on and self.session.drift is None:
+            self.measure_drift(register=True)
+        elif self.session.drift is not None:
+            self.session.set_drift(self.session.drift, register=on)
+            text = self.drift_label.text().rsplit(";", 1)[0]
+            self.drift_label.setText(f"{text}; {'corrected' if on else 'not corrected'}")
+
+    # following the session -----------------------------------------------
+    def _on_session(self, part: str):
+        choices = self.session.choices
+        if part == "recipe":
+            self.foil_edit.setText(choices["calibration"] or "")
+            self.reference_edit.setText(choices["calibration_reference"] or "")
+            self.file_edit.setText(choices["shift_map"] or "")
+            for name in SHIFT_LAYERS:
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+            if choices["shift_map"]:
+                self.load(choices["shift_map"])
+            elif choices["calibration"]:
+                self.compute(choices["calibration"])
+        if part in ("recipe", "measurement"):
+            self.register_box.blockSignals(True)
+            self.register_box.setChecked(choices["register"])
+            self.register_box.blockSignals(False)
+            if self.session.drift is None:
+                self.drift_label.setText("not measured")
+            if choices["register"] and self.session.drift is None and self.session.stack is not None:
+                self.measure_drift(register=True)
+        if part in ("recipe", "measurement", "calibration", "prepare"):
+            self._describe_shift()
