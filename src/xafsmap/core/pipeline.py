@@ -35,7 +35,7 @@ __all__ = [
 
 #: Bytes of one band of rows (all energies) read and processed at a time, and how many
 #: bands are processed at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
-BAND_BYTES = 32 * 2**20
+BAND_BYTES = 16 * 2**20
 BANDS_IN_FLIGHT = 2
 #: Pixels read for the survey that sets the mask threshold, e0 and noise level.
 SURVEY_PIXELS = 20_000
