@@ -61,6 +61,14 @@ def _output_options(parser: argparse.ArgumentParser, *, required: bool = True) -
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="map the bands on a running dask.distributed scheduler (tcp://host:8786 or a "
+                              "scheduler file .json); workers read the stack files themselves")
+    cluster.add_argument("--workers", type=int, metavar="N", help="map the bands on N local worker processes")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xafsmap", description="Chemical-state maps from imaging-XAFS stacks.")
     parser.add_argument("--version", action="version", version=f"xafsmap {_version()}")
@@ -83,11 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: measured in the data, pixel by pixel)")
     mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
     mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
-    cluster = mapper.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", metavar="ADDRESS",
-                         help="map the bands on a running dask.distributed scheduler (tcp://host:8786 or a "
-                              "scheduler file .json); workers read the stack files themselves")
-    cluster.add_argument("--workers", type=int, metavar="N", help="map the bands on N local worker processes")
+    _cluster_options(mapper)
 
     info = commands.add_parser("info", help="describe a stack without reading its pixels")
     _stack_options(info, prepare=False)
@@ -119,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="reproduce a recipe exported from the napari docks")
     run.add_argument("recipe", help="recipe TOML file")
     _output_options(run)
+    _cluster_options(run)
 
     demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
     _output_options(demo, required=False)
@@ -368,7 +373,13 @@ def run_recipe_command(args) -> Path:
     """``xafsmap run``: reproduce a recipe's maps."""
     from .core.recipe import read_recipe, run_recipe
 
-    return run_recipe(read_recipe(args.recipe), out=args.out, overwrite=args.overwrite, progress=_progress(args))
+    recipe = read_recipe(args.recipe)
+    if not (args.scheduler or args.workers):
+        return run_recipe(recipe, out=args.out, overwrite=args.overwrite, progress=_progress(args))
+    from .core.parallel import open_client
+
+    with open_client(scheduler=args.scheduler, workers=args.workers) as client:
+        return run_recipe(recipe, out=args.out, overwrite=args.overwrite, progress=_progress(args), client=client)
 
 
 def run_demo(args) -> Path:

@@ -163,3 +163,13 @@ def test_cluster_refuses_prepared_stacks(small_sample_file, paths, tmp_path, cap
     code = main(["map", str(small_sample_file), *refs(paths), "--bin", "2", "--workers", "2",
                  "--out", str(tmp_path / "o"), *FAST])
     assert code == 1 and "as stored in its files" in capsys.readouterr().err
+
+
+def test_run_on_local_workers_equals_the_plain_run(small_sample_file, paths, tmp_path):
+    recipe = Recipe(references=tuple(RecipeReference(paths[n]) for n in ("Fe", "FeO", "Fe2O3")),
+                    stack=str(small_sample_file), n_per_class=60, n_trees=8, seed=3)
+    path = write_recipe(tmp_path / "recipe.toml", recipe)
+    assert main(["run", str(path), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "b"), "--workers", "2", "--quiet"]) == 0
+    for name in ("labels.tif", "fractions.tif"):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / name), tifffile.imread(tmp_path / "b" / name))

@@ -57,3 +57,24 @@ def test_labels_written_and_read_back_through_the_plugin(make_napari_viewer, tmp
     [reread] = viewer.open(str(tmp_path / "phases.tif"), plugin="xafsmap")
     np.testing.assert_array_equal(reread.data, labels)
     assert list(reread.features["class"]) == ["no sample", "Fe", "FeO"]
+
+
+def test_demo_viewer_shows_the_stack_and_every_map(tmp_path, small_sample_file, qtbot):
+    """What `xafsmap demo` opens on a display: the stack and the maps of its run."""
+    from xafsmap._view import view_maps
+    from xafsmap.cli import main
+    from xafsmap.core.sample import bundled_reference_paths
+
+    paths = bundled_reference_paths()
+    refs = [arg for name in ("Fe", "FeO", "Fe2O3") for arg in ("--reference", str(paths[name]))]
+    out = tmp_path / "maps"
+    assert main(["map", str(small_sample_file), *refs, "--out", str(out), "--spectra-per-class", "50",
+                 "--trees", "5", "--quiet"]) == 0
+    viewer = view_maps(small_sample_file, out, block=False)
+    try:
+        names = [layer.name for layer in viewer.layers]
+        assert names[:2] == ["sample", "classes"]
+        assert {"probability", "distance", "fraction Fe", "fraction FeO", "fraction Fe2O3"} <= set(names)
+        assert viewer.layers["classes"].data.dtype == np.uint16
+    finally:
+        viewer.close()

@@ -648,7 +648,7 @@ def write_stack(path: str | Path, data, energies, *, bigtiff: bool | None = None
         Energies in eV, strictly increasing; also stored in the TIFF's ImageDescription
         as JSON ``{"shape": [...], "energies": [...]}``.
     bigtiff : bool, optional
-        Force (True) or forbid (False) BigTIFF; None lets tifffile choose (files > 4 GB).
+        Force (True) or forbid (False) BigTIFF; None: BigTIFF when the data approach 4 GB.
 
     Returns
     -------
@@ -676,7 +676,9 @@ def write_stack(path: str | Path, data, energies, *, bigtiff: bool | None = None
             block = np.asarray(data[start : start + group], dtype=np.float32)
             yield from block
 
-    options = {} if bigtiff is None else {"bigtiff": bigtiff}
+    if bigtiff is None:  # tifffile cannot size a page generator: decide here, with room for headers
+        bigtiff = e * m * n * 4 > 2**32 - 2**26
+    options = {"bigtiff": bigtiff}
     temporary, sidecar = _atomic_path(path), path.with_name(f"{path.stem}.energies.txt")
     try:
         tifffile.imwrite(temporary, pages(), shape=(e, m, n), dtype=np.float32, photometric="minisblack",

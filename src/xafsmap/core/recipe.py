@@ -564,7 +564,7 @@ def _rename_classes(model, recipe: Recipe):
     return replace(model, classifier=classifier, params=dict(model.params, class_names=list(classes.names)))
 
 
-def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None) -> Path:
+def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, client=None) -> Path:
     """Reproduce a recipe's maps headless and write them like ``xafsmap map``.
 
     Parameters
@@ -577,6 +577,9 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None) -
         Replace an existing non-empty ``out``.
     progress : callable, optional
         ``progress(done, total)`` after each band of rows is mapped (training comes first).
+    client : distributed.Client, optional
+        Map the bands on this dask.distributed cluster (same maps; the stack must be
+        mapped as stored in its files: no ROI, binning, calibration or drift).
 
     Returns
     -------
@@ -599,7 +602,12 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None) -
     stack, shift_map, extra = _recipe_prepared(recipe)
     references = recipe_references(recipe)
     model = train_recipe(recipe, stack, references)
-    result = drive(iter_classify(stack, model, metric=recipe.metric), progress)
+    if client is None:
+        result = drive(iter_classify(stack, model, metric=recipe.metric), progress)
+    else:
+        from .parallel import iter_map_distributed
+
+        result = drive(iter_map_distributed(stack, model, client=client, metric=recipe.metric), progress)
     inputs = {p: getattr(recipe, p) for p in (*_PATHS, "sample", *_PREPARE_PATHS) if getattr(recipe, p)}
     inputs["references"] = [ref.spec for ref in recipe.references]
     return write_maps(result, out, overwrite=overwrite, inputs=inputs, extra={**extra, "recipe": recipe_to_dict(recipe)},
