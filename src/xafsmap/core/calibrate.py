@@ -17,6 +17,7 @@ material's spectrum against true energy.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,37 +147,47 @@ def _edge_scale(energies: np.ndarray, spectra: np.ndarray, e0: float):
 # ---------------------------------------------------------------------- binning
 
 
+#: At most this many bins are aligned: bins grow on large fields (memory stays bounded).
+MAX_BINS = 50_000
+#: Bytes of one band of rows (all energies) read at a time from a large stack.
+_BAND_BYTES = 64 * 2**20
+
+
+def _bands(stack, rows_multiple: int = 1):
+    """Yield ``(r0, r1, band)``: float32 numpy bands of rows with every energy, each read
+    once; rows per band a multiple of ``rows_multiple`` (so bins never straddle bands)."""
+    e, m, n = stack.shape
+    rows = max(1, _BAND_BYTES // (e * n * 4)) // rows_multiple * rows_multiple or rows_multiple
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
+        yield r0, r1, np.asarray(stack[:, r0:r1], dtype=np.float32)
+
+
 def _dead_pixels(stack, region):
     """(M, N) bool of dead pixels (any non-finite value, or a constant spectrum) or outside region,
-    and the field's mean spectrum (E,) over the other pixels (to locate e0 in relative mode)."""
-    finite = np.isfinite(stack).all(axis=0)
-    with np.errstate(invalid="ignore"):
-        flat = stack.max(axis=0) == stack.min(axis=0)
-    bad = ~finite | flat
-    if region is not None:
-        bad = bad | ~region
-    if _is_dask(bad):
-        bad = np.asarray(bad.compute())
-    good = ~bad
-    if not good.any():
-        return bad, np.full(stack.shape[0], np.nan)
-    if _is_dask(stack):
-        import dask.array as da
-
-        mean = da.where(da.from_array(good)[None], stack, 0).astype(np.float64).sum(axis=(1, 2))
-        mean = mean.compute() / good.sum()
-    else:  # one image at a time: no float64 copy of the whole stack
-        mean = np.array([np.asarray(img, np.float64)[good].mean() for img in stack])
-    return np.asarray(bad), mean
+    and the field's mean spectrum (E,) over the other pixels (to locate e0 in relative mode).
+    One pass over the stack in bands: memory is one band, whatever the stack's size."""
+    e, m, n = stack.shape
+    bad = np.zeros((m, n), bool)
+    total = np.zeros(e, np.float64)
+    for r0, r1, band in _bands(stack):
+        finite = np.isfinite(band).all(axis=0)
+        dead = ~finite
+        dead[finite] = (band.max(axis=0) == band.min(axis=0))[finite]
+        if region is not None:
+            dead |= ~region[r0:r1]
+        bad[r0:r1] = dead
+        total += np.where(dead, 0.0, band).sum(axis=(1, 2), dtype=np.float64)
+    good = np.count_nonzero(~bad)
+    return bad, (total / good if good else np.full(e, np.nan))
 
 
 def _hole_pixels(stack, energies, e0, dead):
     """(M, N) bool: pixels whose edge step is below 10 % of the field's 90th percentile."""
     pre, post = _pre_post_masks(energies, e0)
-    step = stack[np.flatnonzero(post)].mean(axis=0, dtype=np.float64) - stack[
-        np.flatnonzero(pre)
-    ].mean(axis=0, dtype=np.float64)
-    step = np.asarray(step.compute() if _is_dask(step) else step)
+    step = np.empty(stack.shape[1:], np.float64)
+    for r0, r1, band in _bands(stack):
+        step[r0:r1] = band[post].mean(axis=0, dtype=np.float64) - band[pre].mean(axis=0, dtype=np.float64)
     big = float(np.percentile(step[~dead], 90))
     if not big > 0:
         raise ValueError(
@@ -193,24 +204,15 @@ def _bin_mean(stack, excluded: np.ndarray, b: int) -> np.ndarray:
     keep = np.zeros((mb * b, nb * b), bool)
     keep[:m, :n] = ~excluded
     count = keep.reshape(mb, b, nb, b).sum(axis=(1, 3))
-    if _is_dask(stack):
-        import dask.array as da
-
-        padded = da.pad(stack, ((0, 0), (0, mb * b - m), (0, nb * b - n)), constant_values=0)
-        filled = da.where(da.from_array(keep)[None], padded, 0).astype(np.float64)
-        total = da.coarsen(np.sum, filled, {1: b, 2: b}).compute()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return total / count
-    out = np.empty((e, mb, nb), np.float64)
-    # one energy image at a time keeps memory at one float64 image for big stacks
-    for i in range(e):
-        img = np.zeros((mb * b, nb * b), np.float64)
-        img[:m, :n] = np.asarray(stack[i], dtype=np.float64)
-        img[~keep] = 0.0
-        total = img.reshape(mb, b, nb, b).sum(axis=(1, 3))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[i] = total / count
-    return out
+    total = np.zeros((e, mb, nb), np.float64)
+    for r0, r1, band in _bands(stack, rows_multiple=b):
+        rows = -(-(r1 - r0) // b) * b
+        padded = np.zeros((e, rows, nb * b), np.float32)
+        padded[:, : r1 - r0, :n] = np.where(keep[r0:r1, :n], band, 0.0)
+        total[:, r0 // b : r0 // b + rows // b] = padded.reshape(e, rows // b, b, nb, b).sum(
+            axis=(2, 4), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
 
 
 # -------------------------------------------------------------------- alignment
@@ -306,8 +308,10 @@ def _measure_binned(stack, energies, reference, reference_energies, b, window, r
     energies = _check_stack(stack, energies)
     if int(b) != b or b < 1:
         raise ValueError(f"bin must be a positive integer, got {b!r}")
-    b = int(b)
     e, m, n = stack.shape
+    # large fields: bins grow so at most MAX_BINS spectra are aligned (a smooth model of a
+    # few coefficients needs no more), which bounds memory and time by the bin count
+    b = max(int(b), math.ceil(math.sqrt(m * n / MAX_BINS)))
     if region is not None:
         region = np.asarray(region, dtype=bool)
         if region.shape != (m, n):
@@ -395,7 +399,8 @@ def measure_shift(
     reference_energies : ndarray, shape (K,), optional
         Energies (eV) of ``reference``.
     bin : int
-        Pixels are averaged in ``bin x bin`` blocks (NaN-aware) before fitting, for S/N.
+        Pixels are averaged in ``bin x bin`` blocks (NaN-aware) before fitting, for S/N;
+        larger on big fields, so that at most ``MAX_BINS`` (50 000) bins are aligned.
     window : (float, float), optional
         Fitting window (eV) relative to e0 (the maximum of the reference's derivative);
         default (-20, 40).
@@ -480,13 +485,18 @@ def evaluate_shift_model(model: dict, *, shape: tuple[int, int] | None = None):
     if model.get("kind") != "poly2d":
         raise ValueError(f"unknown shift model kind {model.get('kind')!r}; expected 'poly2d'")
     m, n = tuple(model["shape"]) if shape is None else tuple(shape)
-    rows, cols = np.mgrid[0:m, 0:n]
-    x = _design(model, rows.ravel().astype(np.float64), cols.ravel().astype(np.float64))
     coef = np.asarray(model["coefficients"], dtype=np.float64)
     cov = np.asarray(model["covariance"], dtype=np.float64)
-    shift = (x @ coef).reshape(m, n)
-    unc = np.sqrt(np.maximum(np.einsum("pi,ij,pj->p", x, cov, x), 0.0)).reshape(m, n)
-    return shift.astype(np.float32), unc.astype(np.float32)
+    shift = np.empty((m, n), np.float32)
+    unc = np.empty((m, n), np.float32)
+    cols = np.arange(n, dtype=np.float64)
+    step = max(1, 2**20 // max(n, 1))  # rows per block: the design matrix stays small
+    for r0 in range(0, m, step):
+        rows = np.arange(r0, min(m, r0 + step), dtype=np.float64)
+        x = _design(model, np.repeat(rows, n), np.tile(cols, rows.size))
+        shift[r0 : r0 + rows.size] = (x @ coef).reshape(rows.size, n)
+        unc[r0 : r0 + rows.size] = np.sqrt(np.maximum(np.einsum("pi,ij,pj->p", x, cov, x), 0.0)).reshape(rows.size, n)
+    return shift, unc
 
 
 def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
