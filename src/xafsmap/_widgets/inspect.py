@@ -21,7 +21,7 @@ from ._plot import PlotCanvas
 SHOWN_FRACTION = 0.1
 
 
-def read_spectrum(data, energies, rows: slice, cols: slice, norm_params: dict, shift=None, kept=None):
+def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, shift=None, kept=None):
     """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization.
 
     With the block's energy ``shift`` (eV, from the shift map) the spectrum is put on the
@@ -30,7 +30,12 @@ def read_spectrum(data, energies, rows: slice, cols: slice, norm_params: dict, s
     """
     from ..core.normalize import normalize
 
-    block = np.asarray(data[:, rows, cols], dtype=np.float32).reshape(data.shape[0], -1)
+    if rows.stop - rows.start == 1 and cols.stop - cols.start == 1:  # one positioned read per page
+        from ..core.cache import read_spectrum as read_pixel
+
+        block = read_pixel(stack, rows.start, cols.start)[:, None]
+    else:
+        block = np.asarray(stack.data[:, rows, cols], dtype=np.float32).reshape(stack.data.shape[0], -1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         spectrum = np.nanmean(block, axis=1)
@@ -134,7 +139,7 @@ class InspectWidget(Dock):
         if self.session.shift_map is not None:
             shift = float(np.nanmean(self.session.shift_map.shift[block]))
             kept = self.session.prepared_stack().energies
-        worker = self.launch(read_spectrum, self.session.stack.data, self.session.stack.energies, *block, params,
+        worker = self.launch(read_spectrum, self.session.stack, self.session.stack.energies, *block, params,
                              shift, kept, done=lambda value: self._draw(value, title, pixel),
                              what="Reading the spectrum")
         worker.finished.connect(self._next)
