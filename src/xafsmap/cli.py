@@ -172,25 +172,15 @@ def _shift_map(args):
 
 def _prepared_stack(args):
     """Read, register, calibrate, crop and bin as asked; returns (stack, shift map, report)."""
-    from .core.prepare import parse_roi, prepare_stack
+    from .core.prepare import parse_roi, prepare_measurement
 
     stack = _read_stack(args)
     shift_map = _shift_map(args)
-    drift, extra = None, {}
-    if args.register:
-        from .core.register import drift_report, measure_drift
-
-        drift = measure_drift(stack.data, stack.energies)
-        extra["drift"] = dict(drift_report(drift), per_energy=drift.tolist())
-    roi = parse_roi(args.roi) if args.roi else None
-    prepared, grid = prepare_stack(stack, drift=drift, shift=None if shift_map is None else shift_map.shift,
-                                   roi=roi, factor=args.bin)
-    extra["grid"] = grid
-    if shift_map is not None:
-        extra["calibration"] = {"source": args.shift_map or args.calibration,
-                                "reference": getattr(args, "calibration_reference", None),
-                                "residual_rms_eV": shift_map.residual_rms if shift_map.residual_rms == shift_map.residual_rms
-                                else None, "model": shift_map.model}
+    prepared, extra = prepare_measurement(
+        stack, shift_map=shift_map, register=args.register, roi=parse_roi(args.roi) if args.roi else None,
+        factor=args.bin, calibration={"source": args.shift_map or args.calibration,
+                                      "reference": getattr(args, "calibration_reference", None)},
+    )
     return prepared, shift_map, extra
 
 

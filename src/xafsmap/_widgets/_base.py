@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ._session import session_for
 
@@ -123,3 +123,13 @@ def set_layer(viewer, data, *, kind: str = "image", update: bool = False, **meta
     if name in viewer.layers:
         viewer.layers.remove(name)
     return getattr(viewer, f"add_{kind}")(data, **meta)
+
+
+def hbox(*widgets) -> QWidget:
+    """Widgets side by side, without margins (a row of a form)."""
+    row = QWidget()
+    line = QHBoxLayout(row)
+    line.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        line.addWidget(widget)
+    return row

@@ -8,9 +8,9 @@ are part of preparing the stack, and every dock's prepared stack goes through
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel
 
-from ._base import notify_errors, set_layer
+from ._base import hbox, notify_errors, set_layer
 from .measurement import _path_row
 
 SHIFT_LAYERS = ("shift (eV)", "shift residual (eV)", "shift uncertainty (eV)")
@@ -41,14 +41,6 @@ def measure(stack):
     return drift, drift_report(drift)
 
 
-def _row(*widgets) -> QWidget:
-    row = QWidget()
-    line = QHBoxLayout(row)
-    line.setContentsMargins(0, 0, 0, 0)
-    for widget in widgets:
-        line.addWidget(widget)
-    return row
-
 
 class CalibrationPanel(QGroupBox):
     """Energy-shift map (from a foil, a file or a region of the sample) and drift correction."""
@@ -69,13 +61,13 @@ class CalibrationPanel(QGroupBox):
         self.self_button = dock.button("Self-calibrate", self.self_calibrate, tip="measure the shift on the "
                                        "chosen region of the sample itself (no foil)")
         form.addRow(self.compute_button)
-        form.addRow("Region (labels)", _row(self.region_box, self.self_button))
+        form.addRow("Region (labels)", hbox(self.region_box, self.self_button))
         row, self.file_edit = _path_row("a shift.tif of `xafsmap calibrate` or of this dock")
         form.addRow("Shift map file", row)
         self.load_button = dock.button("Load", lambda: self.load(self.file_edit.text().strip()))
         self.save_button = dock.button("Save…", self._save_dialog, tip="write shift.tif (shift, uncertainty)")
         self.clear_button = dock.button("None", self.clear, tip="no energy calibration")
-        form.addRow(_row(self.load_button, self.save_button, self.clear_button))
+        form.addRow(hbox(self.load_button, self.save_button, self.clear_button))
         self.shift_label = QLabel("no energy calibration")
         self.shift_label.setWordWrap(True)
         form.addRow(self.shift_label)
@@ -83,7 +75,7 @@ class CalibrationPanel(QGroupBox):
                                         "energy image with one above the edge (background)")
         self.register_box = QCheckBox("correct it")
         self.register_box.setToolTip("move every image back by its drift before the spectra are read")
-        form.addRow("Image drift", _row(self.drift_button, self.register_box))
+        form.addRow("Image drift", hbox(self.drift_button, self.register_box))
         self.drift_label = QLabel("not measured")
         self.drift_label.setWordWrap(True)
         form.addRow(self.drift_label)

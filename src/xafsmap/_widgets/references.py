@@ -8,7 +8,7 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLineEdit, QTableWidget, QTableWidgetItem, QWidget
 
-from ._base import Dock, notify_errors
+from ._base import Dock, hbox, notify_errors
 from ._plot import PlotCanvas
 from ._session import Entry
 
@@ -73,7 +73,7 @@ class ReferencesWidget(Dock):
                                        tip="ticked references over the mean spectrum of the prepared stack")
         self.trust_button = self.button("Check them (7 Trust)…", self.open_trust, tip="unexplained pixels, a "
                                         "library search for what is missing, and reference-set comparison")
-        self.layout().addWidget(_pair(self.plot_button, self.trust_button))
+        self.layout().addWidget(hbox(self.plot_button, self.trust_button))
         self.plot = PlotCanvas(1)
         self.layout().addWidget(self.plot)
         self.layout().addWidget(self.status)
@@ -180,11 +180,3 @@ class ReferencesWidget(Dock):
         self.plot.draw()
         self.report(f"edge of the mean spectrum at {e0:.1f} eV")
 
-
-def _pair(*widgets) -> QWidget:
-    row = QWidget()
-    line = QHBoxLayout(row)
-    line.setContentsMargins(0, 0, 0, 0)
-    for widget in widgets:
-        line.addWidget(widget)
-    return row

@@ -7,8 +7,6 @@ stack and the references ticked in the References dock.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
@@ -24,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._base import Dock, notify_errors, set_layer
+from ._base import Dock, hbox, notify_errors, set_layer
 from ._plot import PlotCanvas
 from ._session import Entry
 
@@ -100,12 +98,12 @@ class TrustWidget(Dock):
         browse = QPushButton("…")
         browse.setMaximumWidth(28)
         browse.clicked.connect(lambda *_: self._browse())
-        self.form.addRow("Library", _row(self.library_edit, browse))
+        self.form.addRow("Library", hbox(self.library_edit, browse))
         self.search_button = self.button("Search library", self.search, tip="rank library spectra by how much "
                                          "each improves the fit of the region")
         self.add_button = self.button("Add to references", self.add_candidate, tip="add the selected candidate "
                                       "(ticked, at its best offset) to the References dock")
-        self.form.addRow(_row(self.search_button, self.add_button))
+        self.form.addRow(hbox(self.search_button, self.add_button))
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
@@ -306,11 +304,3 @@ class TrustWidget(Dock):
         if part in ("measurement", "prepare", "calibration", "recipe"):
             self.found = self.search_result = None
 
-
-def _row(*widgets) -> QWidget:
-    row = QWidget()
-    line = QHBoxLayout(row)
-    line.setContentsMargins(0, 0, 0, 0)
-    for widget in widgets:
-        line.addWidget(widget)
-    return row

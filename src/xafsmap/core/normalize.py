@@ -289,7 +289,6 @@ def _normalize_shared(mu, energies, e0: float, params, flatten):
     division by the edge step, so each fit is one matrix product (no per-pixel
     systems) in the input's precision. Same result as :func:`_normalize_2d`.
     Returns None where the shared windows are too short (the general path decides)."""
-    n = energies.size
     x = (energies - energies.mean()) / np.ptp(energies)
     p1, p2, const, q1, q2 = (int(v[0]) for v in _fit_windows(energies, np.array([e0]), params))
     if p2 - p1 < 2 or q2 - q1 < 2:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .classify import METRICS, Classifier, classify, compute_features, train_classifier
 from .normalize import background_mask, estimate_noise, normalize
-from .references import Reference, resample_reference
+from .references import resample_reference
 from .synthesize import make_classes
 
 __all__ = [

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_stack"]
+__all__ = ["bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_measurement", "prepare_stack"]
 
 
 def _is_dask(data) -> bool:
@@ -182,3 +182,42 @@ def parse_roi(text: str) -> tuple[int, int, int, int]:
     except ValueError:
         raise ValueError(f"region {text!r} must read ROW0:ROW1,COL0:COL1, e.g. 100:900,0:1700") from None
     return r0, r1, c0, c1
+
+
+def prepare_measurement(stack, *, shift_map=None, register: bool = False, roi=None, factor: int = 1,
+                        calibration: dict | None = None):
+    """:func:`prepare_stack` plus what report.json says about it (CLI and recipes).
+
+    Parameters
+    ----------
+    stack : xafsmap.core.io.Stack
+    shift_map : xafsmap.core.calibrate.ShiftMap, optional
+        Energy calibration to apply.
+    register : bool
+        Measure the image drift across energies and correct it.
+    roi, factor
+        Region of interest and bin size.
+    calibration : dict, optional
+        Where the shift map came from (``source``, ``reference``), for the report.
+
+    Returns
+    -------
+    stack : Stack
+        Prepared, lazily.
+    extra : dict
+        ``grid``, and ``drift`` (max, RMS, per energy) and ``calibration`` (source,
+        reference, fit residual, model) when they apply.
+    """
+    drift, extra = None, {}
+    if register:
+        from .register import drift_report, measure_drift
+
+        drift = measure_drift(stack.data, stack.energies)
+        extra["drift"] = dict(drift_report(drift), per_energy=drift.tolist())
+    shift = None if shift_map is None else shift_map.shift
+    prepared, extra["grid"] = prepare_stack(stack, drift=drift, shift=shift, roi=roi, factor=factor)
+    if shift_map is not None:
+        rms = shift_map.residual_rms
+        extra["calibration"] = {**(calibration or {}), "residual_rms_eV": rms if rms == rms else None,
+                                "model": shift_map.model}
+    return prepared, extra

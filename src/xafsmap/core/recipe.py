@@ -482,20 +482,13 @@ def prepare_recipe(recipe: Recipe, stack, *, shift_map=None, drift=None):
 
 def _recipe_prepared(recipe: Recipe):
     """(prepared stack, shift map, report extras) of a recipe, as ``xafsmap map`` makes them."""
-    stack = _measurement(recipe)
-    shift_map = recipe_shift_map(recipe)
-    drift, extra = None, {}
-    if recipe.register:
-        from .register import drift_report, measure_drift
+    from .prepare import prepare_measurement
 
-        drift = measure_drift(stack.data, stack.energies)
-        extra["drift"] = dict(drift_report(drift), per_energy=drift.tolist())
-    prepared, extra["grid"] = prepare_recipe(recipe, stack, shift_map=shift_map, drift=drift)
-    if shift_map is not None:
-        rms = shift_map.residual_rms
-        extra["calibration"] = {"source": recipe.shift_map or recipe.calibration,
-                                "reference": recipe.calibration_reference,
-                                "residual_rms_eV": rms if rms == rms else None, "model": shift_map.model}
+    shift_map = recipe_shift_map(recipe)
+    prepared, extra = prepare_measurement(
+        _measurement(recipe), shift_map=shift_map, register=recipe.register, roi=recipe.roi, factor=recipe.bin,
+        calibration={"source": recipe.shift_map or recipe.calibration, "reference": recipe.calibration_reference},
+    )
     return prepared, shift_map, extra
 
 
