@@ -175,6 +175,7 @@ def make_sample(
     compositions = np.zeros((n_grains, len(phases)))
     kinds = rng.permutation(n_grains)
     n_holes = int(round(hole_fraction * n_grains))
+    pure = 0  # pure grains cycle through every reference phase
     for rank, g in enumerate(kinds):
         if rank < n_holes:
             continue
@@ -185,7 +186,8 @@ def make_sample(
             f = rng.choice([0.25, 0.5, 0.75])
             compositions[g, i], compositions[g, j] = f, 1 - f
         else:
-            compositions[g, known[rank % len(known)]] = 1.0
+            compositions[g, known[pure % len(known)]] = 1.0
+            pure += 1
     fractions = np.moveaxis(compositions[grain], -1, 0)
     present = fractions.sum(axis=0) > 0
     step = np.where(present, _smooth_field(shape, rng, *edge_step), 0.0)
