@@ -31,7 +31,22 @@ xafsmap_python_env() {
     local extra=$1 python=${PYTHON:-python3}
     if [ ! -x .venv/bin/python ]; then
         echo "xafsmap: creating .venv with $($python --version)"
-        "$python" -m venv .venv
+        if ! "$python" -m venv .venv 2>/dev/null; then
+            # Debian's own Python ships venv/ensurepip in a separate package
+            rm -rf .venv
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                echo "xafsmap: installing python3-venv (apt-get)"
+                apt-get update -qq
+                version=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                    "python${version}-venv" >/dev/null 2>&1 ||
+                    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+                "$python" -m venv .venv
+            else
+                echo "xafsmap: '$python -m venv' failed; as root run: apt-get install python3-venv" >&2
+                return 1
+            fi
+        fi
     fi
     local stamp=".venv/.xafsmap-$extra" want
     want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
