@@ -32,3 +32,30 @@ def small_sample_file(tmp_path_factory, small_sample) -> Path:
 
     folder = tmp_path_factory.mktemp("sample")
     return write_stack(folder / "sample.tif", small_sample.stack, small_sample.energies)
+
+
+@pytest.fixture(scope="session")
+def shifted(tmp_path_factory, small_sample):
+    """The small sample and an Fe foil (the bundled real spectrum), both measured with the
+    same smooth energy-shift field (true energy = nominal + truth), written as TIFFs."""
+    import numpy as np
+
+    from xafsmap.core.calibrate import apply_shift
+    from xafsmap.core.io import write_stack
+    from xafsmap.core.normalize import normalize
+    from xafsmap.core.references import resample_reference
+    from xafsmap.core.sample import bundled_references
+
+    folder = tmp_path_factory.mktemp("shifted")
+    rows, cols = small_sample.stack.shape[1:]
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    truth = (-1.5 + 3.0 * xx / (cols - 1) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
+    foil = bundled_references(("Fe",))[0]
+    energies = small_sample.energies
+    mu = resample_reference(foil, energies, mu=normalize(foil.mu, foil.energies).norm)
+    flat = (0.3 + mu[:, None, None] * np.ones((1, rows, cols))).astype(np.float32)
+    foil_stack = apply_shift(flat, energies, -truth)  # measured(E) = true(E + shift)
+    foil_stack = foil_stack + 0.005 * np.random.default_rng(0).standard_normal(foil_stack.shape).astype(np.float32)
+    sample = apply_shift(small_sample.stack, energies, -truth)
+    return {"truth": truth, "foil": write_stack(folder / "foil.tif", np.nan_to_num(foil_stack, nan=0.3), energies),
+            "sample": write_stack(folder / "sample.tif", sample, energies)}

@@ -29,7 +29,7 @@ def fraction_rmse(sample, result):
 
 
 @pytest.fixture(scope="module")
-def shifted(small_sample):
+def shifted_arrays(small_sample):
     rows, cols = small_sample.stack.shape[1:]
     yy, xx = np.mgrid[0:rows, 0:cols]
     shift = (2.0 * (xx / (cols - 1) - 0.5) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
@@ -42,14 +42,14 @@ def shifted(small_sample):
     return shift, foil, fill_ends(apply_shift(small_sample.stack, energies, -shift)), fe
 
 
-def test_shift_map_is_recovered_from_the_foil(shifted, small_sample):
-    shift, foil, _, fe = shifted
+def test_shift_map_is_recovered_from_the_foil(shifted_arrays, small_sample):
+    shift, foil, _, fe = shifted_arrays
     found = calibrate(foil, small_sample.energies, reference=fe.mu, reference_energies=fe.energies)
     assert np.sqrt(np.mean((found.shift - shift) ** 2)) < 0.05  # measured 0.02 eV on 120 x 160
 
 
-def test_calibration_restores_the_fractions_that_the_shift_spoils(shifted, small_sample):
-    shift, foil, stack, fe = shifted
+def test_calibration_restores_the_fractions_that_the_shift_spoils(shifted_arrays, small_sample):
+    shift, foil, stack, fe = shifted_arrays
     energies = small_sample.energies
     found = calibrate(foil, energies, reference=fe.mu, reference_energies=fe.energies)
     plain = fraction_rmse(small_sample, map_stack(Stack(small_sample.stack, energies, {}),

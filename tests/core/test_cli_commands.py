@@ -8,11 +8,7 @@ import pytest
 import tifffile
 
 from xafsmap.cli import main
-from xafsmap.core.calibrate import apply_shift
-from xafsmap.core.io import write_stack
-from xafsmap.core.normalize import normalize
 from xafsmap.core.recipe import Recipe, RecipeReference, write_recipe
-from xafsmap.core.references import read_reference, resample_reference
 from xafsmap.core.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "60", "--trees", "8", "--quiet"]
@@ -25,29 +21,6 @@ def paths():
 
 def refs(paths, names=("Fe", "FeO", "Fe2O3")):
     return [arg for name in names for arg in ("--reference", paths[name])]
-
-
-@pytest.fixture(scope="module")
-def shifted(tmp_path_factory, small_sample, paths):
-    """A foil stack and the small sample, both with the same known shift field."""
-    folder = tmp_path_factory.mktemp("shifted")
-    rows, cols = small_sample.stack.shape[1:]
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    truth = (-1.5 + 3.0 * xx / (cols - 1) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
-    foil = read_reference(paths["Fe"])
-    energies = small_sample.energies
-    mu = resample_reference(foil, energies, mu=normalize(foil.mu, foil.energies).norm)
-    rng = np.random.default_rng(0)
-    flat_foil = (0.3 + mu[:, None, None] * np.ones((1, rows, cols))).astype(np.float32)
-    # measured(E) = true(E + shift): shifting by -truth with apply_shift's convention
-    foil_stack = apply_shift(flat_foil, energies, -truth)
-    foil_stack = foil_stack + 0.005 * rng.standard_normal(foil_stack.shape).astype(np.float32)
-    sample = apply_shift(small_sample.stack, energies, -truth)
-    return {
-        "truth": truth,
-        "foil": write_stack(folder / "foil.tif", np.nan_to_num(foil_stack, nan=0.3), energies),
-        "sample": write_stack(folder / "sample.tif", sample, energies),
-    }
 
 
 def test_calibrate_recovers_a_known_shift_field(shifted, paths, tmp_path):

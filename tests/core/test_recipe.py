@@ -164,29 +164,6 @@ def test_run_recipe_gives_the_labels_of_the_pipeline(tmp_path, small_sample_file
     run_recipe(recipe, out=out, overwrite=True)
 
 
-@pytest.fixture(scope="module")
-def shifted(tmp_path_factory, small_sample):
-    """The small sample and an Fe foil, both measured with the same smooth energy-shift field."""
-    from xafsmap.core.calibrate import apply_shift
-    from xafsmap.core.io import write_stack
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import read_reference, resample_reference
-
-    folder = tmp_path_factory.mktemp("shifted")
-    rows, cols = small_sample.stack.shape[1:]
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    truth = (-1.5 + 3.0 * xx / (cols - 1) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
-    foil = read_reference(bundled_reference_paths()["Fe"])
-    energies = small_sample.energies
-    mu = resample_reference(foil, energies, mu=normalize(foil.mu, foil.energies).norm)
-    flat = (0.3 + mu[:, None, None] * np.ones((1, rows, cols))).astype(np.float32)
-    foil_stack = apply_shift(flat, energies, -truth)  # measured(E) = true(E + shift)
-    foil_stack = foil_stack + 0.005 * np.random.default_rng(0).standard_normal(foil_stack.shape).astype(np.float32)
-    sample = apply_shift(small_sample.stack, energies, -truth)
-    return {"truth": truth, "foil": write_stack(folder / "foil.tif", np.nan_to_num(foil_stack, nan=0.3), energies),
-            "sample": write_stack(folder / "sample.tif", sample, energies)}
-
-
 def test_run_recipe_calibrates_from_a_foil_and_from_its_shift_map_alike(tmp_path, shifted):
     import json
 

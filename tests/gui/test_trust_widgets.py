@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _gui import wait_for
+
 DOCKS = {"measurement": "1 Measurement", "prepare": "2 Prepare", "references": "3 References",
          "classes": "4 Classes", "classify": "5 Classify", "trust": "7 Trust"}
 
@@ -13,46 +15,11 @@ def add_docks(viewer, keys) -> dict:
     return {key: viewer.window.add_plugin_dock_widget("xafsmap", DOCKS[key])[1] for key in keys}
 
 
-def wait_for(qtbot, dock, *, timeout=60_000):
-    """Wait for the dock's worker to finish; fail with its error, if any."""
-    errors = []
-    worker = dock.worker
-    worker.errored.connect(errors.append)
-    with qtbot.waitSignal(worker.finished, timeout=timeout):
-        pass
-    assert not errors, f"worker failed: {errors[0]!r}"
-    return worker
-
-
 def add_references(docks, names=("Fe", "FeO", "Fe2O3")):
     from xafsmap.core.sample import bundled_reference_paths
 
     for name in names:
         docks["references"].add_path(str(bundled_reference_paths()[name]))
-
-
-@pytest.fixture(scope="module")
-def shifted(tmp_path_factory, small_sample):
-    """The small sample and an Fe foil, both measured with the same smooth energy-shift field."""
-    from xafsmap.core.calibrate import apply_shift
-    from xafsmap.core.io import write_stack
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import read_reference, resample_reference
-    from xafsmap.core.sample import bundled_reference_paths
-
-    folder = tmp_path_factory.mktemp("shifted")
-    rows, cols = small_sample.stack.shape[1:]
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    truth = (-1.5 + 3.0 * xx / (cols - 1) + 0.5 * (yy / (rows - 1)) ** 2).astype(np.float32)
-    foil = read_reference(bundled_reference_paths()["Fe"])
-    energies = small_sample.energies
-    mu = resample_reference(foil, energies, mu=normalize(foil.mu, foil.energies).norm)
-    flat = (0.3 + mu[:, None, None] * np.ones((1, rows, cols))).astype(np.float32)
-    foil_stack = apply_shift(flat, energies, -truth)  # measured(E) = true(E + shift)
-    foil_stack = foil_stack + 0.005 * np.random.default_rng(0).standard_normal(foil_stack.shape).astype(np.float32)
-    sample = apply_shift(small_sample.stack, energies, -truth)
-    return {"truth": truth, "foil": write_stack(folder / "foil.tif", np.nan_to_num(foil_stack, nan=0.3), energies),
-            "sample": write_stack(folder / "sample.tif", sample, energies)}
 
 
 def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_viewer, qtbot, shifted, tmp_path):

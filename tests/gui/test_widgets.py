@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _gui import wait_for
+
 DOCKS = ("measurement", "prepare", "references", "classes", "classify", "inspect")
 NAMES = ("1 Measurement", "2 Prepare", "3 References", "4 Classes", "5 Classify", "6 Inspect")
 FAST = {"n_per_class": 60, "n_trees": 12}  # small forest so the whole file stays quick
@@ -16,17 +18,6 @@ def add_docks(viewer) -> dict:
         _, widget = viewer.window.add_plugin_dock_widget("xafsmap", name)
         docks[key] = widget
     return docks
-
-
-def wait_for(qtbot, dock, *, timeout=60_000):
-    """Wait for the dock's worker to finish; fail with its error, if any."""
-    errors = []
-    worker = dock.worker
-    worker.errored.connect(errors.append)
-    with qtbot.waitSignal(worker.finished, timeout=timeout):
-        pass
-    assert not errors, f"worker failed: {errors[0]!r}"
-    return worker
 
 
 def set_fast(classify):

@@ -1,0 +1,12 @@
+"""Helpers shared by the GUI tests (real napari viewers under Xvfb)."""
+
+
+def wait_for(qtbot, dock, *, timeout=60_000):
+    """Wait for the dock's worker to finish; fail with its error, if any."""
+    errors = []
+    worker = dock.worker
+    worker.errored.connect(errors.append)
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+    assert not errors, f"worker failed: {errors[0]!r}"
+    return worker
