@@ -28,7 +28,7 @@ def get_reader(path):
         if _legend_of(path) is not None:
             return read_labels
         stack = _open_stack(path)
-    except (ValueError, OSError):
+    except Exception:  # noqa: BLE001 - napari's reader contract: decline, never raise
         return None
     return lambda _: [stack_layer(stack)]
 
