@@ -103,7 +103,7 @@ def read_sdf_counts(path: str | Path):
     import dask
     import dask.array as da
 
-    from xafsmap.core.io import natural_sort_key
+    from .energies import natural_sort_key
 
     path = Path(path)
     energies = read_sdf_energies(path)
