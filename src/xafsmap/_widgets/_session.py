@@ -104,7 +104,7 @@ class Session:
 
     def save_shift_map(self, path) -> str:
         """Write the shift map (shift and uncertainty pages) and use that file from now on."""
-        from ..core.calibrate import write_shift_map
+        from ..core.shiftmap import write_shift_map
 
         if self.shift_map is None:
             raise ValueError("no energy-shift map to save: compute or load one first")

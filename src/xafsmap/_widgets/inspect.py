@@ -40,7 +40,7 @@ def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, 
         warnings.simplefilter("ignore", RuntimeWarning)
         spectrum = np.nanmean(block, axis=1)
     if shift is not None:
-        from ..core.calibrate import apply_shift
+        from ..core.resample import apply_shift
 
         spectrum = apply_shift(spectrum[:, None, None], energies, np.full((1, 1), shift, np.float32))[:, 0, 0]
         inside = np.isin(energies, kept)

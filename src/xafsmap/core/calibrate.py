@@ -11,18 +11,27 @@ Sign convention used throughout: ``shift`` (eV) at a pixel is such that
     true energy at the pixel = nominal energy + shift,
 
 so the measured spectrum is ``m(E_nominal) = s(E_nominal + shift)`` where ``s`` is the
-material's spectrum against true energy.
+material's spectrum against true energy. The smooth model and its files live in
+:mod:`xafsmap.core.shiftmap`, the resampling in :mod:`xafsmap.core.resample`; this
+module measures, and re-exports both.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from .resample import _APPLY_BLOCK, _apply_shift_2d, _check_stack, apply_shift
+from .shiftmap import (
+    ShiftMap,
+    _check_degree,
+    _fit_points,
+    evaluate_shift_model,
+    fit_shift,
+    read_shift_map,
+    write_shift_map,
+)
 
 __all__ = [
     "ShiftMap",
@@ -45,67 +54,6 @@ _MIN_STEP_FRACTION = 0.1
 _MIN_R2 = 0.5
 #: default fitting window relative to e0 (eV), Larch-style.
 _DEFAULT_WINDOW = (-20.0, 40.0)
-#: pixels processed at once by apply_shift's numpy kernel and the alignment (bounds memory).
-_APPLY_BLOCK = 1 << 16
-
-
-@dataclass(frozen=True)
-class ShiftMap:
-    """A smooth per-pixel energy offset and what it was fitted from.
-
-    Attributes
-    ----------
-    shift : ndarray, shape (M, N), float32
-        Smooth model of the offset (eV), evaluated at every pixel:
-        true energy = nominal energy + shift.
-    measured : ndarray, shape (M, N), float32
-        Raw per-pixel estimate (eV); NaN where not measurable (holes in the foil,
-        dead pixels, pixels outside the calibration region).
-    uncertainty : ndarray, shape (M, N), float32
-        1-sigma uncertainty of the smooth model at each pixel (eV).
-    residual_rms : float
-        RMS of ``measured - shift`` (eV) over the points the model was fitted to.
-    model : dict
-        JSON-serialisable description of the model (``kind``, ``degree``, ``terms``,
-        ``coefficients``, ``x_offset``, ``x_scale``, ``y_offset``, ``y_scale``,
-        ``covariance``, ``shape``...), enough for :func:`evaluate_shift_model`.
-    """
-
-    shift: np.ndarray
-    measured: np.ndarray
-    uncertainty: np.ndarray
-    residual_rms: float
-    model: dict
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def _is_dask(a) -> bool:
-    return type(a).__module__.split(".")[0] == "dask"
-
-
-def _check_stack(stack, energies) -> np.ndarray:
-    energies = np.asarray(energies, dtype=np.float64)
-    if stack.ndim != 3:
-        raise ValueError(f"stack must be 3-D (E, M, N) but has shape {tuple(stack.shape)}")
-    if energies.ndim != 1 or energies.size != stack.shape[0]:
-        raise ValueError(
-            f"stack has {stack.shape[0]} energies but energies has shape {energies.shape}"
-        )
-    steps = np.diff(energies)
-    if not np.all(steps > 0):
-        k = int(np.argmin(steps))
-        raise ValueError(
-            f"energies must be strictly increasing, but energies[{k + 1}]={energies[k + 1]:g}"
-            f" <= energies[{k}]={energies[k]:g}"
-        )
-    return energies
-
-
-def _float_dtype(dtype) -> np.dtype:
-    """float32 stays float32, float64 stays float64, integer counts are promoted."""
-    return np.result_type(dtype, np.float32)
 
 
 # ------------------------------------------------------------------ edge scaling
@@ -447,190 +395,6 @@ def measure_shift(
     return full.astype(np.float32)
 
 
-# -------------------------------------------------------------------- the model
-
-
-def _poly_terms(degree: int) -> list[tuple[int, int]]:
-    return [(i, t - i) for t in range(degree + 1) for i in range(t, -1, -1)]
-
-
-def _design(model: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    x = (cols - model["x_offset"]) / model["x_scale"]
-    y = (rows - model["y_offset"]) / model["y_scale"]
-    return np.stack([x**i * y**j for i, j in model["terms"]], axis=1)
-
-
-def evaluate_shift_model(model: dict, *, shape: tuple[int, int] | None = None):
-    """Evaluate a stored shift model (``ShiftMap.model``) on a pixel grid.
-
-    Parameters
-    ----------
-    model : dict
-        As in :attr:`ShiftMap.model` (or report.json).
-    shape : (int, int), optional
-        (M, N) of the grid; default the shape the model was fitted on.
-
-    Returns
-    -------
-    shift, uncertainty : ndarray, shape (M, N), float32
-        Modelled offset and its 1-sigma uncertainty (eV).
-
-    Examples
-    --------
-    >>> sm = fit_shift(np.fromfunction(lambda r, c: 0.01 * c, (20, 30)), degree=1)
-    >>> s, u = evaluate_shift_model(sm.model)
-    >>> round(float(s[0, 29]), 3)
-    0.29
-    """
-    if model.get("kind") != "poly2d":
-        raise ValueError(f"unknown shift model kind {model.get('kind')!r}; expected 'poly2d'")
-    m, n = tuple(model["shape"]) if shape is None else tuple(shape)
-    coef = np.asarray(model["coefficients"], dtype=np.float64)
-    cov = np.asarray(model["covariance"], dtype=np.float64)
-    shift = np.empty((m, n), np.float32)
-    unc = np.empty((m, n), np.float32)
-    cols = np.arange(n, dtype=np.float64)
-    step = max(1, 2**20 // max(n, 1))  # rows per block: the design matrix stays small
-    for r0 in range(0, m, step):
-        rows = np.arange(r0, min(m, r0 + step), dtype=np.float64)
-        x = _design(model, np.repeat(rows, n), np.tile(cols, rows.size))
-        shift[r0 : r0 + rows.size] = (x @ coef).reshape(rows.size, n)
-        unc[r0 : r0 + rows.size] = np.sqrt(np.maximum(np.einsum("pi,ij,pj->p", x, cov, x), 0.0)).reshape(rows.size, n)
-    return shift, unc
-
-
-def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    sw = np.sqrt(w)
-    return np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]
-
-
-def _irls(x, y, w0, robust: bool):
-    """Weighted LSQ, then Huber (c=1.345) and Tukey biweight (c=4.685) IRLS on top."""
-    beta = _wls(x, y, w0)
-    wr = np.ones_like(y)
-    if not robust:
-        return beta, wr
-    for c, tukey in ((1.345, False), (4.685, True)):
-        for _ in range(50):
-            z = (y - x @ beta) * np.sqrt(w0)
-            scale = 1.4826 * np.median(np.abs(z - np.median(z)))
-            if not scale > 0:
-                return beta, wr
-            u = np.abs(z) / (c * scale)
-            wr = np.where(u < 1, (1 - u**2) ** 2, 0.0) if tukey else np.minimum(1.0, 1.0 / np.maximum(u, 1e-12))
-            new = _wls(x, y, w0 * wr)
-            done = np.max(np.abs(new - beta)) < 1e-7 * (1.0 + np.max(np.abs(beta)))
-            beta = new
-            if done:
-                break
-    return beta, wr
-
-
-def _fit_points(rows, cols, values, weights, shape, degree: int, robust: bool) -> dict:
-    terms = _poly_terms(degree)
-    m, n = shape
-    model = {
-        "kind": "poly2d",
-        "degree": int(degree),
-        "terms": [list(t) for t in terms],
-        "x_offset": (n - 1) / 2.0,
-        "x_scale": max((n - 1) / 2.0, 1.0),
-        "y_offset": (m - 1) / 2.0,
-        "y_scale": max((m - 1) / 2.0, 1.0),
-        "shape": [int(m), int(n)],
-    }
-    if values.size <= len(terms):
-        raise ValueError(
-            f"a degree-{degree} 2-D polynomial has {len(terms)} coefficients but only"
-            f" {values.size} finite shift estimates are available"
-        )
-    x = _design(model, rows, cols)
-    beta, wr = _irls(x, values, weights, robust)
-    w = weights * wr
-    r = values - x @ beta
-    n_eff = float(wr.sum())
-    sigma2 = float(np.sum(w * r**2) / max(n_eff - len(terms), 1.0))
-    cov = sigma2 * np.linalg.pinv((x * w[:, None]).T @ x)
-    model.update(
-        coefficients=beta.tolist(),
-        covariance=cov.tolist(),
-        sigma=float(np.sqrt(sigma2)),
-        loss="huber+tukey" if robust else "least-squares",
-        n_points=int(values.size),
-        n_outliers=int(np.sum(wr == 0)),
-        residual_rms=float(np.sqrt(np.mean(r**2))),
-    )
-    return model
-
-
-def _check_degree(degree) -> int:
-    if int(degree) != degree or not 0 <= degree <= 6:
-        raise ValueError(f"degree must be an integer in 0..6, got {degree!r}")
-    return int(degree)
-
-
-def fit_shift(measured, *, degree: int = 3, weights=None, robust: bool = True) -> ShiftMap:
-    """Smooth 2-D model of a per-pixel shift map.
-
-    Parameters
-    ----------
-    measured : ndarray, shape (M, N)
-        Raw offsets (eV); NaN where not measured.
-    degree : int
-        Total degree of the 2-D polynomial (3: 10 coefficients).
-    weights : ndarray, shape (M, N), optional
-        Relative inverse-variance weights; non-finite or <= 0 drops the pixel.
-    robust : bool
-        Down-weight outliers (Huber, then Tukey biweight IRLS).
-
-    Returns
-    -------
-    ShiftMap
-        ``shift`` and ``uncertainty`` evaluated at every pixel; ``measured`` echoed.
-
-    Raises
-    ------
-    ValueError
-        Not 2-D, weights of another shape, or fewer finite values than coefficients.
-
-    Notes
-    -----
-    The monochromator's geometry (beam divergence across the Bragg angle) makes the
-    offset a smooth field dominated by a gradient along one axis with a little
-    curvature, so a low-order polynomial in normalized coordinates (x, y in [-1, 1])
-    captures it with few parameters and no tuning, and extrapolates gently into holes.
-    Robust IRLS (Huber to converge, Tukey to reject) keeps bad pixels at hole edges
-    from bending it. The uncertainty is ``sqrt(diag(X C X^T))`` with
-    ``C = s^2 (X^T W X)^-1`` and ``s^2`` the weighted residual variance, i.e. it
-    assumes independent estimates (true for binned pixels) and an adequate model.
-
-    Examples
-    --------
-    >>> r, c = np.mgrid[0:30, 0:40]
-    >>> sm = fit_shift(-1.0 + 0.05 * c + 0.001 * r**2, degree=2)
-    >>> round(float(sm.shift[10, 20]), 3), sm.residual_rms < 1e-6
-    (0.1, True)
-    """
-    measured = np.asarray(measured, dtype=np.float64)
-    if measured.ndim != 2:
-        raise ValueError(f"measured must be a 2-D (M, N) map but has shape {measured.shape}")
-    degree = _check_degree(degree)
-    if weights is None:
-        w = np.ones_like(measured)
-    else:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != measured.shape:
-            raise ValueError(f"weights has shape {w.shape} but measured has shape {measured.shape}")
-    ok = np.isfinite(measured) & np.isfinite(w) & (w > 0)
-    rows, cols = np.nonzero(ok)
-    model = _fit_points(
-        rows.astype(np.float64), cols.astype(np.float64), measured[ok], w[ok],
-        measured.shape, degree, robust,
-    )
-    shift, unc = evaluate_shift_model(model)
-    return ShiftMap(shift, measured.astype(np.float32), unc, model["residual_rms"], model)
-
-
 def calibrate(
     stack,
     energies,
@@ -712,152 +476,3 @@ def calibrate(
     return ShiftMap(shift, measured.astype(np.float32), unc, model["residual_rms"], model)
 
 
-# ------------------------------------------------------------------ resampling
-
-
-def _apply_shift_2d(spectra: np.ndarray, energies: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """corrected[:, p] = spectra[:, p] linearly interpolated at energies - shift[p]; NaN outside."""
-    out_dtype = spectra.dtype
-    e = energies.size
-    out = np.empty(spectra.shape, out_dtype)
-    for start in range(0, spectra.shape[1], _APPLY_BLOCK):
-        sl = slice(start, start + _APPLY_BLOCK)
-        q = energies[:, None] - shift[None, sl].astype(np.float64)  # nominal energy to read
-        idx = np.clip(np.searchsorted(energies, q, side="right") - 1, 0, e - 2)
-        e_lo = energies[idx]
-        t = ((q - e_lo) / (energies[idx + 1] - e_lo)).astype(out_dtype)
-        block = spectra[:, sl]
-        lo = np.take_along_axis(block, idx, axis=0)
-        hi = np.take_along_axis(block, idx + 1, axis=0)
-        val = lo + t * (hi - lo)
-        covered = (q >= energies[0]) & (q <= energies[-1])
-        out[:, sl] = np.where(covered, val, np.nan)
-    return out
-
-
-def _apply_shift_block(block: np.ndarray, shift_block: np.ndarray, *, energies, out_dtype):
-    e, m, n = block.shape
-    flat = np.asarray(block).reshape(e, m * n).astype(out_dtype, copy=False)
-    return _apply_shift_2d(flat, energies, np.asarray(shift_block).reshape(m * n)).reshape(e, m, n)
-
-
-def apply_shift(stack, energies, shift):
-    """Resample every pixel's spectrum onto the nominal energy grid.
-
-    Parameters
-    ----------
-    stack : ndarray or dask array, shape (E, M, N)
-        Measured spectra against nominal energy.
-    energies : ndarray, shape (E,)
-        Nominal energies (eV), strictly increasing.
-    shift : ndarray or dask array, shape (M, N)
-        Offset (eV): true energy = nominal + shift (e.g. ``ShiftMap.shift``).
-
-    Returns
-    -------
-    ndarray or dask array, shape (E, M, N)
-        Same kind as ``stack``; float32 stays float32 (integers are promoted).
-        ``corrected[k] = measured at nominal energy energies[k] - shift``, i.e. the
-        spectrum against true energy sampled on the nominal grid; NaN where
-        ``energies[k] - shift`` falls outside the measured range (no extrapolation).
-
-    Raises
-    ------
-    ValueError
-        Stack not 3-D, energies of the wrong length or not increasing, shift of
-        another shape than the images.
-
-    Notes
-    -----
-    Linear interpolation along energy, vectorized: one ``searchsorted`` of all
-    (energy, pixel) query points. Dask stacks are processed per spatial chunk with the
-    energy axis in one chunk. Athena's per-spectrum ``e0`` shift, done per pixel.
-
-    Examples
-    --------
-    >>> e = np.arange(10.0)
-    >>> stack = np.broadcast_to(e[:, None, None], (10, 1, 2)).astype(np.float32)
-    >>> out = apply_shift(stack, e, np.array([[0.5, -1.0]]))
-    >>> out[:3, 0, 0].tolist(), out[-2:, 0, 1].tolist()
-    ([nan, 0.5, 1.5], [9.0, nan])
-    """
-    energies = _check_stack(stack, energies)
-    if tuple(shift.shape) != tuple(stack.shape[1:]):
-        raise ValueError(
-            f"shift has shape {tuple(shift.shape)} but the stack's images are {tuple(stack.shape[1:])}"
-        )
-    dtype = _float_dtype(stack.dtype)
-    if _is_dask(stack):
-        import dask.array as da
-
-        stack = stack.rechunk({0: -1})
-        shift_d = da.asarray(shift).astype(np.float64).rechunk(stack.chunks[1:])
-        return da.map_blocks(
-            _apply_shift_block,
-            stack,
-            shift_d[None],
-            energies=energies,
-            out_dtype=dtype,
-            dtype=dtype,
-            meta=np.empty((0, 0, 0), dtype),
-        )
-    shift = np.asarray(shift, dtype=np.float64)
-    return _apply_shift_block(np.asarray(stack), shift, energies=energies, out_dtype=dtype)
-
-
-# ------------------------------------------------------------------------ files
-
-
-def write_shift_map(path, shift_map: ShiftMap) -> None:
-    """Write a shift map as a float32 TIFF: page 0 shift (eV), page 1 uncertainty (eV).
-
-    The model (JSON) is stored in page 0's ImageDescription. The file is written
-    under a temporary name and moved into place, so readers never see half a file.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> sm = fit_shift(np.fromfunction(lambda r, c: 0.01 * c, (4, 5)), degree=1)
-    >>> p = os.path.join(tempfile.mkdtemp(), "shift.tif")
-    >>> write_shift_map(p, sm)
-    >>> bool(np.allclose(read_shift_map(p), sm.shift))
-    True
-    """
-    import tifffile
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tifffile.TiffWriter(tmp) as tif:
-            tif.write(
-                np.asarray(shift_map.shift, dtype=np.float32),
-                # "shape" makes the JSON valid tifffile shaped metadata, so any reader opens it
-                description=json.dumps({"shape": list(np.shape(shift_map.shift)),
-                                        "xafsmap": "shift map (eV)", "model": shift_map.model}),
-                metadata=None,
-            )
-            tif.write(np.asarray(shift_map.uncertainty, dtype=np.float32), metadata=None)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def read_shift_map(path) -> np.ndarray:
-    """Read the shift (eV) from a TIFF written by :func:`write_shift_map` (or any 2-D TIFF).
-
-    Returns
-    -------
-    ndarray, shape (M, N), float32
-
-    Examples
-    --------
-    See :func:`write_shift_map`.
-    """
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        shift = tif.pages[0].asarray()
-    if shift.ndim != 2:
-        raise ValueError(f"{path}: first page has shape {shift.shape}, expected a 2-D shift map")
-    return shift.astype(np.float32)

@@ -174,7 +174,7 @@ def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = No
         _write_rows(tmp / "flags.csv", ["bit", "meaning", "pixels"],
                     [[bit, meaning, int(np.count_nonzero(result.flags & bit))] for bit, meaning in FLAGS.items()])
         if shift_map is not None:
-            from .calibrate import write_shift_map
+            from .shiftmap import write_shift_map
 
             write_shift_map(tmp / "shift.tif", shift_map)
         write_classes_csv(tmp / "classes.csv", classes.names, classes.compositions, classes.references)

@@ -144,7 +144,7 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
 
         data = correct_drift(data, drift)
     if shift is not None:
-        from .calibrate import apply_shift
+        from .resample import apply_shift
 
         if tuple(np.shape(shift)) != shape:
             raise ValueError(f"shift map is {np.shape(shift)} pixels but the stack's images are {shape}")

@@ -437,7 +437,7 @@ def shift_map_file(path):
     """
     import tifffile
 
-    from .calibrate import ShiftMap, read_shift_map
+    from .shiftmap import ShiftMap, read_shift_map
 
     shift = read_shift_map(path)
     uncertainty = np.full_like(shift, np.nan)
