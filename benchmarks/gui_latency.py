@@ -24,11 +24,11 @@ is a benchmark, not plugin code).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+from run import evict  # benchmarks/run.py: one eviction for every benchmark
 
 FOLDER = Path("/tmp/xafsmap-bench")
 
@@ -64,16 +64,6 @@ def write_stack(path: Path, *, energies: int, rows: int, cols: int, tile: int = 
                   metadata={"energies": grid.tolist()})
     path.with_name(f"{path.stem}.energies.txt").write_text("".join(f"{e!r}\n" for e in grid.tolist()))
     return path
-
-
-def evict(path: Path) -> None:
-    """Drop the file's pages from the page cache (no root needed for clean pages)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 class DrawWatch:
