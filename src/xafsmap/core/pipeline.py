@@ -2,8 +2,8 @@
 
 :func:`iter_map` is a generator that yields ``(done, total)`` progress and returns a
 :class:`MapResult`; :func:`map_stack` drives it for scripts and the CLI, and the napari
-widgets run the same generator in a worker thread. Memory stays bounded by one band of
-rows (all energies) plus the 2-D maps, whatever the size of the stack.
+widgets run the same generator in a worker thread. Memory stays bounded by the bands of
+rows (all energies) in flight plus the 2-D maps, whatever the size of the stack.
 """
 
 from __future__ import annotations
