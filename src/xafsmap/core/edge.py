@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import is_dask
+
 __all__ = ["find_e0"]
-
-
-def _is_dask(a) -> bool:
-    return type(a).__module__.startswith("dask")
 
 
 def _check(mu, energies) -> np.ndarray:
@@ -166,7 +164,7 @@ def find_e0(mu, energies, *, sigma: float | None = None) -> np.ndarray:
     7112.0
     """
     energies = _check(mu if hasattr(mu, "ndim") else np.asarray(mu), energies)
-    if _is_dask(mu):
+    if is_dask(mu):
         mu = mu.rechunk({0: -1})
         return mu.map_blocks(find_e0, energies, sigma=sigma, drop_axis=0, dtype=np.float64,
                              meta=np.array((), dtype=np.float64))

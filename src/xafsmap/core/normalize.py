@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .edge import _at_or_below, _check, _is_dask, _nearest, find_e0
+from ._arrays import is_dask
+from .edge import _at_or_below, _check, _nearest, find_e0
 
 __all__ = ["Normalized", "background_mask", "estimate_noise", "find_e0", "normalize"]
 
@@ -235,7 +236,7 @@ def normalize(mu, energies, *, e0=None, pre1: float | None = None,
     (7112.0, 2.0)
     """
     energies = _check(mu if hasattr(mu, "ndim") else np.asarray(mu), energies)
-    lazy = _is_dask(mu)
+    lazy = is_dask(mu)
     mu = mu.rechunk({0: -1}) if lazy else np.asarray(mu)
     e0_arr = None if e0 is None else np.asarray(e0, dtype=np.float64)
     if e0_arr is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classify import METRICS
-from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, Model, _band_rows, _map_band, new_maps
+from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, Model, band_rows, _map_band, new_maps
 
 __all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "stack_source",
            "train_model_distributed"]
@@ -205,7 +205,7 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     if not np.array_equal(source.energies, model.classifier.energies):
         raise ValueError("the model was trained on other energies than this stack's")
     _, rows, cols = source.shape
-    band = _band_rows(source.shape, band_bytes)
+    band = band_rows(source.shape, band_bytes)
     bands = [(r0, min(rows, r0 + band)) for r0 in range(0, rows, band)]
     maps = new_maps(model.classifier.references.shape[0], rows, cols)
     tic = time.perf_counter()

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pipeline import BAND_BYTES, MASK_SAMPLE, drive
-from .unexplained import band_rows, normalize_band, setup_fit, smooth_noise
+from .pipeline import BAND_BYTES, MASK_SAMPLE, band_rows, drive
+from .unexplained import normalize_band, setup_fit, smooth_noise
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]
 

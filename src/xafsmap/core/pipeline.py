@@ -23,6 +23,7 @@ from .synthesize import make_classes
 __all__ = [
     "MapResult",
     "Model",
+    "band_rows",
     "drive",
     "iter_classify",
     "iter_map",
@@ -370,7 +371,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     _, rows, cols = data.shape
     if not np.array_equal(energies, model.classifier.energies):
         raise ValueError("the model was trained on other energies than this stack's")
-    band = _band_rows(data.shape, band_bytes)
+    band = band_rows(data.shape, band_bytes)
     total = _n_bands(data.shape, band_bytes)
     maps = new_maps(model.classifier.references.shape[0], rows, cols)
     tic = time.perf_counter()
@@ -440,13 +441,14 @@ def new_maps(k: int, rows: int, cols: int) -> dict:
     return maps
 
 
-def _band_rows(shape, band_bytes: int) -> int:
+def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:
+    """Rows per band so that one band of all energies (float32) holds about ``band_bytes``."""
     n_energies, _, cols = shape
     return max(1, int(band_bytes // (n_energies * cols * 4)))
 
 
 def _n_bands(shape, band_bytes: int) -> int:
-    return -(-shape[1] // _band_rows(shape, band_bytes))
+    return -(-shape[1] // band_rows(shape, band_bytes))
 
 
 def _edge_energy(norm, energies, classifier) -> np.ndarray:

@@ -11,11 +11,9 @@ import warnings
 
 import numpy as np
 
+from ._arrays import is_dask
+
 __all__ = ["bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_measurement", "prepare_stack"]
-
-
-def _is_dask(data) -> bool:
-    return type(data).__module__.startswith("dask")
 
 
 def crop_stack(data, roi):
@@ -75,7 +73,7 @@ def bin_stack(data, factor: int):
     n_energies, rows, cols = data.shape
     if rows < factor or cols < factor:
         raise ValueError(f"cannot bin a {rows} x {cols} image by {factor}")
-    if _is_dask(data):
+    if is_dask(data):
         import dask.array as da
 
         chunks = (-1, max(factor, data.chunksize[1] // factor * factor), -1)

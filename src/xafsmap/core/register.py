@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import is_dask
+
 __all__ = ["measure_drift", "correct_drift", "drift_report"]
 
 #: Gaussian smoothing (px) before the gradient: suppresses pixel noise.
 _FEATURE_SIGMA = 1.0
-
-
-def _is_dask(a) -> bool:
-    return type(a).__module__.split(".")[0] == "dask"
 
 
 def _check_stack(stack, energies=None) -> None:
@@ -116,7 +114,7 @@ def _register(f_ref: np.ndarray, image: np.ndarray, upsample: int) -> np.ndarray
 
 def _images(stack):
     """Yield the energy images as numpy arrays; a dask stack is computed one energy chunk at a time."""
-    if _is_dask(stack):
+    if is_dask(stack):
         start = 0
         for size in stack.chunks[0]:
             block = np.asarray(stack[start : start + size].compute())
@@ -284,7 +282,7 @@ def correct_drift(stack, drift):
     if not np.isfinite(drift).all():
         raise ValueError(f"drift has {int((~np.isfinite(drift)).sum())} non-finite values")
     dtype = np.result_type(stack.dtype, np.float32)
-    if _is_dask(stack):
+    if is_dask(stack):
         chunks = stack.chunks
         per_image = stack.rechunk((1, -1, -1))
         out = per_image.map_blocks(

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import is_dask
+
 __all__ = ["apply_shift"]
 
 #: pixels processed at once by apply_shift's numpy kernel and the alignment (bounds memory).
 _APPLY_BLOCK = 1 << 16
-
-
-def _is_dask(a) -> bool:
-    return type(a).__module__.split(".")[0] == "dask"
 
 
 def _check_stack(stack, energies) -> np.ndarray:
@@ -109,7 +107,7 @@ def apply_shift(stack, energies, shift):
             f"shift has shape {tuple(shift.shape)} but the stack's images are {tuple(stack.shape[1:])}"
         )
     dtype = _float_dtype(stack.dtype)
-    if _is_dask(stack):
+    if is_dask(stack):
         import dask.array as da
 
         stack = stack.rechunk({0: -1})

@@ -24,7 +24,7 @@ import numpy as np
 
 from .lcf import fit_fractions
 from .normalize import estimate_noise, normalize
-from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, drive, prepare_references, survey
+from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive, prepare_references, survey
 
 __all__ = [
     "FitSetup",
@@ -185,12 +185,6 @@ def fit_misfit(spectra, references, energies, *, e0: float, baseline: bool = Tru
     weights, residual = fit_fractions(y, a.T, sum_to_one=False)
     rss = energies.size * residual.astype(np.float64) ** 2
     return weights.reshape(references.shape[0], *shape), rss.reshape(shape)
-
-
-def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:
-    """Rows per band so that one band of all energies holds about ``band_bytes``."""
-    n_energies, _, cols = shape
-    return max(1, int(band_bytes // (n_energies * cols * 4)))
 
 
 def normalize_band(band: np.ndarray, setup: FitSetup):
