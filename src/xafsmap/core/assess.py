@@ -11,7 +11,6 @@ Both write into a temporary folder that replaces ``out`` only when complete.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .discover import prepare_candidates, rank_candidates
-from .output import atomic_folder, library_versions, write_tiff
+from .output import atomic_folder, library_versions, write_rows, write_tiff
 from .parsimony import iter_compare
 from .pipeline import drive
 from .references import Reference, scan_library
@@ -38,13 +37,6 @@ def _library(library) -> tuple[list[Reference], list[tuple[str, str]]]:
     if all(isinstance(item, Reference) for item in library):
         return library, []
     return scan_library(library)
-
-
-def _write_csv(path: Path, header, rows) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def search_references(stack, references, library, *, out, overwrite: bool = False, progress=None,
@@ -107,11 +99,11 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
     with atomic_folder(out, overwrite=overwrite) as tmp:
         write_tiff(tmp / "unexplained.tif", found.regions)
         write_tiff(tmp / "z.tif", found.z)
-        _write_csv(tmp / "candidates.csv", ["region", "rank", "name", "score", "offset_eV", "weight", "similarity"],
+        write_rows(tmp / "candidates.csv", ["region", "rank", "name", "score", "offset_eV", "weight", "similarity"],
                    [[r + 1, rank, row["name"], f"{row['score']:.6g}", f"{row['offset']:g}", f"{row['weight']:.4g}",
                      f"{row['similarity']:.4g}"]
                     for r, table in enumerate(tables) for rank, row in enumerate(table, start=1)])
-        _write_csv(tmp / "region_spectra.csv", ["energy_eV", *[f"region_{r + 1}" for r in range(found.sizes.size)]],
+        write_rows(tmp / "region_spectra.csv", ["energy_eV", *[f"region_{r + 1}" for r in range(found.sizes.size)]],
                    [[f"{e:.4f}", *[f"{v:.6g}" for v in row]]
                     for e, row in zip(found.setup.energies, found.spectra.T)])
         report = {"xafsmap_search": 1, "parameters": found.params, "versions": library_versions(),

@@ -28,6 +28,7 @@ __all__ = [
     "make_report",
     "write_classes_csv",
     "write_maps",
+    "write_rows",
     "write_tiff",
 ]
 
@@ -171,7 +172,7 @@ def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = No
         for name in ("labels", "probability", "distance", "fractions", "residual", "edge_step", "e0", "mask",
                      "flags"):
             write_tiff(tmp / f"{name}.tif", getattr(result, name))
-        _write_rows(tmp / "flags.csv", ["bit", "meaning", "pixels"],
+        write_rows(tmp / "flags.csv", ["bit", "meaning", "pixels"],
                     [[bit, meaning, int(np.count_nonzero(result.flags & bit))] for bit, meaning in FLAGS.items()])
         if shift_map is not None:
             from .shiftmap import write_shift_map
@@ -182,7 +183,8 @@ def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = No
     return Path(out)
 
 
-def _write_rows(path, header, rows) -> None:
+def write_rows(path, header, rows) -> None:
+    """A CSV file: a header row, then the rows (inside an :func:`atomic_folder`)."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
