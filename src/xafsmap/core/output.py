@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_file
+
 __all__ = [
     "atomic_folder",
     "check_output_folder",
@@ -85,24 +87,19 @@ def write_tiff(path, data) -> Path:
     import tifffile
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
     data = np.asarray(data)
-    tifffile.imwrite(tmp, data, photometric="minisblack", bigtiff=data.nbytes > 2**31)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tifffile.imwrite(tmp, data, photometric="minisblack", bigtiff=data.nbytes > 2**31)
     return path
 
 
 def write_classes_csv(path, names, compositions=None, references=()) -> Path:
     """Legend of a label image: ``label,name,<reference fractions...>`` (0 is no class)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["label", "name", *references])
-        for label, name in enumerate(names, start=1):
-            fractions = [] if compositions is None else [f"{v:.6g}" for v in compositions[label - 1]]
-            writer.writerow([label, name, *fractions])
-    os.replace(tmp, path)
+    rows = [[label, name, *([] if compositions is None else [f"{v:.6g}" for v in compositions[label - 1]])]
+            for label, name in enumerate(names, start=1)]
+    with atomic_file(path) as tmp:
+        write_rows(tmp, ["label", "name", *references], rows)
     return path
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_file
+
 __all__ = ["label_colors", "write_label_png"]
 
 
@@ -53,12 +55,11 @@ def write_label_png(path, labels, classes_csv=None) -> Path:
     labels = tifffile.imread(labels) if isinstance(labels, (str, os.PathLike)) else np.asarray(labels)
     names = _read_names(classes_csv) if classes_csv else [str(i) for i in range(1, int(labels.max()) + 1)]
     colors = label_colors(len(names))
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        _matplotlib_png(tmp, labels, names, colors)
-    except ImportError:
-        _plain_png(tmp, colors[labels])
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        try:
+            _matplotlib_png(tmp, labels, names, colors)
+        except ImportError:
+            _plain_png(tmp, colors[labels])
     return path
 
 

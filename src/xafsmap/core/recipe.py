@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_file
 from .pipeline import drive, iter_classify, train_model
 from .prepare import prepare_stack
 
@@ -384,12 +385,8 @@ def write_recipe(path, recipe: Recipe) -> Path:
         lines.append("[[reference]]")
         lines += [f"{key} = {_toml(value)}" for key, value in item.items()]
         lines.append("")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_file(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -8,11 +8,11 @@ polynomial fitted by robust reweighted least squares; ``shift.tif`` stores it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from ._files import atomic_file
 
 __all__ = ["ShiftMap", "evaluate_shift_model", "fit_shift", "read_shift_map", "write_shift_map"]
 
@@ -244,22 +244,15 @@ def write_shift_map(path, shift_map: ShiftMap) -> None:
     """
     import tifffile
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tifffile.TiffWriter(tmp) as tif:
-            tif.write(
-                np.asarray(shift_map.shift, dtype=np.float32),
-                # "shape" makes the JSON valid tifffile shaped metadata, so any reader opens it
-                description=json.dumps({"shape": list(np.shape(shift_map.shift)),
-                                        "xafsmap": "shift map (eV)", "model": shift_map.model}),
-                metadata=None,
-            )
-            tif.write(np.asarray(shift_map.uncertainty, dtype=np.float32), metadata=None)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp, tifffile.TiffWriter(tmp) as tif:
+        tif.write(
+            np.asarray(shift_map.shift, dtype=np.float32),
+            # "shape" makes the JSON valid tifffile shaped metadata, so any reader opens it
+            description=json.dumps({"shape": list(np.shape(shift_map.shift)),
+                                    "xafsmap": "shift map (eV)", "model": shift_map.model}),
+            metadata=None,
+        )
+        tif.write(np.asarray(shift_map.uncertainty, dtype=np.float32), metadata=None)
 
 
 def read_shift_map(path) -> np.ndarray:

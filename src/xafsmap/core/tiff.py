@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_file
+
 from .energies import _is_glob, _validate_energies, natural_sort_key
 
 __all__ = ["write_stack"]
@@ -189,10 +191,6 @@ def _open_tiff_files(files: list[Path]):
 
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_stack(path: str | Path, data, energies, *, bigtiff: bool | None = None) -> Path:
     """Write a stack as a multi-page float32 TIFF with a ``<stem>.energies.txt`` sidecar.
 
@@ -238,16 +236,11 @@ def write_stack(path: str | Path, data, energies, *, bigtiff: bool | None = None
     if bigtiff is None:  # tifffile cannot size a page generator: decide here, with room for headers
         bigtiff = e * m * n * 4 > 2**32 - 2**26
     options = {"bigtiff": bigtiff}
-    temporary, sidecar = _atomic_path(path), path.with_name(f"{path.stem}.energies.txt")
-    try:
-        tifffile.imwrite(temporary, pages(), shape=(e, m, n), dtype=np.float32, photometric="minisblack",
+    with atomic_file(path) as tmp:
+        tifffile.imwrite(tmp, pages(), shape=(e, m, n), dtype=np.float32, photometric="minisblack",
                          metadata={"energies": values.tolist()}, **options)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    temporary = _atomic_path(sidecar)
-    temporary.write_text("".join(f"{value!r}\n" for value in values.tolist()))
-    os.replace(temporary, sidecar)
+    with atomic_file(path.with_name(f"{path.stem}.energies.txt")) as tmp:
+        tmp.write_text("".join(f"{value!r}\n" for value in values.tolist()))
     return path
 
 

@@ -1,0 +1,23 @@
+"""Writing files all-or-nothing: to a temporary name beside the target, then a rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    A failure (or an interruption) removes the temporary file, so a reader never sees a
+    half-written result and an existing file stays as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
