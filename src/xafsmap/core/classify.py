@@ -312,7 +312,8 @@ class Classification:
 SUPPORT_PROBABILITY = 0.2
 
 
-def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bool = True) -> Classification:
+def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bool = True,
+             features=None) -> Classification:
     """Label normalized spectra and measure how well their class explains them.
 
     Parameters
@@ -329,6 +330,9 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
         class with probability >= ``SUPPORT_PROBABILITY``; LCF then quantifies them.
         Without that choice, noise gives every absent phase a small positive
         fraction (NNLS cannot go below 0), a bias of about 0.4 sigma per phase.
+    features : ndarray, shape (..., F), optional
+        The classifier's features of ``norm`` when the caller already has them
+        (:meth:`Classifier.features_of`); computed here otherwise.
 
     Returns
     -------
@@ -340,7 +344,10 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     shape = norm.shape[1:]
     flat = norm.reshape(norm.shape[0], -1)
     good = np.all(np.isfinite(flat), axis=0)
-    x = classifier.features_of(flat[:, good])
+    if features is None:
+        x = classifier.features_of(flat[:, good])
+    else:
+        x = np.asarray(features, dtype=np.float32).reshape(-1, classifier.centroids.shape[1])[good]
     n, k = flat.shape[1], classifier.references.shape[0]
     labels = np.zeros(n, np.uint16)
     probability = np.full(n, np.nan, np.float32)

@@ -451,29 +451,27 @@ def _n_bands(shape, band_bytes: int) -> int:
     return -(-shape[1] // band_rows(shape, band_bytes))
 
 
-def _edge_energy(norm, energies, classifier) -> np.ndarray:
-    """e0 map: the energy of the steepest rise of the smoothed normalized spectrum in the
-    feature window (Larch's definition, on the classifier's smoothing; one matrix
-    product per band instead of Larch's per-spectrum search)."""
-    start, stop = classifier.window
-    slope = compute_features(norm[start:stop], energies[start:stop], kind="derivative", smooth=classifier.smooth)
-    return energies[start:stop][np.argmax(slope, axis=-1)]
-
-
 def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT):
     finite = np.all(np.isfinite(band), axis=0)
     band = np.where(finite, band, 0.0).astype(np.float32)
     result = normalize(band, energies, **model.normalization)
-    threshold = model.survey.threshold
+    classifier = model.classifier
     maps["edge_step"][r0:r1] = np.where(finite, result.edge_step, np.nan)
-    maps["e0"][r0:r1] = np.where(finite, _edge_energy(result.norm, energies, model.classifier), np.nan)
-    sample = finite & (result.edge_step > threshold)
+    # e0 map: the steepest rise of the smoothed normalized spectrum in the feature window
+    # (Larch's definition on the classifier's smoothing); the same slopes are the
+    # forest's features when it learned on derivatives
+    start, stop = classifier.window
+    slope = compute_features(result.norm[start:stop], energies[start:stop], kind="derivative",
+                             smooth=classifier.smooth)
+    maps["e0"][r0:r1] = np.where(finite, energies[start:stop][np.argmax(slope, axis=-1)], np.nan)
+    sample = finite & (result.edge_step > model.survey.threshold)
     maps["mask"][r0:r1] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
-    too_thick = np.nanmax(np.where(finite, band, -np.inf), axis=0) > thick
+    too_thick = finite & (band.max(axis=0) > thick)
     maps["flags"][r0:r1] = (
         (finite & ~sample) * FLAG_NO_SAMPLE + too_thick * FLAG_THICK + ~finite * FLAG_INVALID
     ).astype(np.uint8)
-    found = classify(model.classifier, result.norm[:, sample], metric=metric)
+    features = slope[sample] if classifier.features == "derivative" else None
+    found = classify(classifier, result.norm[:, sample], metric=metric, features=features)
     for name in ("labels", "probability", "distance", "residual"):
         maps[name][r0:r1][sample] = getattr(found, name)
     maps["fractions"][:, r0:r1][:, sample] = found.fractions
