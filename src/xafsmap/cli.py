@@ -213,6 +213,7 @@ def _normalization(args) -> dict:
 
 def _inputs(stack, reference_specs) -> dict:
     from .core.output import file_sha256
+    from .core.references import split_spec
 
     inputs = {}
     for role, path in stack.sources.items():
@@ -220,15 +221,8 @@ def _inputs(stack, reference_specs) -> dict:
         files = sorted(path.parent.glob(path.name) if "*" in path.name else
                        path.iterdir() if path.is_dir() else [path])
         inputs[role] = {"path": str(path), "sha256": {f.name: file_sha256(f) for f in files if f.is_file()}}
-    inputs["references"] = [{"spec": spec, "sha256": file_sha256(_reference_file(spec))} for spec in reference_specs]
+    inputs["references"] = [{"spec": spec, "sha256": file_sha256(split_spec(spec)[0])} for spec in reference_specs]
     return inputs
-
-
-def _reference_file(spec: str) -> Path:
-    path = Path(spec)
-    if not path.exists() and ":" in spec:
-        path = Path(spec.rsplit(":", 1)[0])
-    return path
 
 
 def run_map(args) -> Path:

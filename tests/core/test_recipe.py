@@ -211,3 +211,10 @@ def test_noise_reaches_the_training_and_registration_the_stack(small_sample_file
     expected = prepare_stack(stack, drift=measure_drift(stack.data, stack.energies), roi=(0, 40, 0, 40))[0]
     registered = recipe_stack(replace(recipe, register=True, roi=(0, 40, 0, 40)))
     np.testing.assert_array_equal(np.asarray(registered.data), np.asarray(expected.data))
+
+
+def test_a_folder_stack_is_not_missing(tmp_path):
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    recipe = Recipe(references=(RecipeReference(str(bundled_reference_paths()["Fe"])),), stack=str(folder))
+    assert missing_paths(recipe) == []

@@ -315,18 +315,24 @@ def read_recipe(path) -> Recipe:
     return recipe_from_dict(data, base=path.absolute().parent, where=path.name)
 
 
-def _file_of(spec: str) -> Path:
-    path = Path(spec)
-    if not path.exists() and ":" in path.name:
-        path = path.with_name(path.name.rsplit(":", 1)[0])
-    return path
+def _exists(spec: str) -> bool:
+    """A file or folder, or a reference ``FILE:NAME`` whose file exists."""
+    from .references import split_spec
+
+    if Path(spec).exists():
+        return True
+    try:
+        split_spec(spec)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def missing_paths(recipe: Recipe) -> list[str]:
     """The files named by a recipe that do not exist now (reference specs without ``:NAME``)."""
     named = [getattr(recipe, p) for p in (*_PATHS, *_PREPARE_PATHS) if getattr(recipe, p)]
     named += [ref.spec for ref in recipe.references]
-    return [spec for spec in named if not _file_of(spec).exists()]
+    return [spec for spec in named if not _exists(spec)]
 
 
 def _toml(value) -> str:

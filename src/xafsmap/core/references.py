@@ -34,6 +34,7 @@ __all__ = [
     "read_library",
     "scan_library",
     "resample_reference",
+    "split_spec",
 ]
 
 # XDI column labels holding mu(E), in order of preference (XDI dictionary,
@@ -238,8 +239,9 @@ def _read_file(path: Path) -> tuple[list[Reference], list[tuple[str, str]]]:
     return _read_columns(path, text), []
 
 
-def _split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
-    """``FILE`` or ``FILE:NAME``; split at a ':' only where the part before it is a file."""
+def split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """``FILE`` or ``FILE:NAME`` -> (file, name or None); split at a ':' only where the part
+    before it is a file (names and paths may hold ':'). FileNotFoundError if no file."""
     s = os.fspath(spec)
     if Path(s).is_file():
         return Path(s), None
@@ -290,7 +292,7 @@ def read_references(spec: str | os.PathLike) -> list[Reference]:
     >>> [(r.name, r.mu.tolist()) for r in read_references(p)]
     [('FeO', [0.1, 0.5, 1.0])]
     """
-    path, name = _split_spec(spec)
+    path, name = split_spec(spec)
     refs, skipped = _read_file(path)
     if name is None:
         if not refs:
@@ -399,7 +401,7 @@ def scan_library(paths: str | os.PathLike | Iterable[str | os.PathLike]
     refs: list[Reference] = []
     skipped: list[tuple[str, str]] = []
     for spec in _library_files(paths):
-        path, name = _split_spec(spec)
+        path, name = split_spec(spec)
         try:
             found, bad = _read_file(path)
             refs += [_select(found, bad, name, path)] if name is not None else found
