@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
     result = {
         "rows": args.rows, "trees": args.trees, "classes": len(classes), "features": int(x.shape[1]),
         "depth_median": float(np.median(depths)), "depth_max": int(max(depths)),
-        "nodes": int(compiled.nodes.shape[0]), "compile_s": round(compile_s, 3),
+        "nodes": int(compiled.feature.size), "compile_s": round(compile_s, 3),
         "sklearn_s": round(theirs_s, 3), "sklearn_mspectra_per_s": round(args.rows / theirs_s / 1e6, 3),
         "xafsmap_s": round(ours_s, 3), "xafsmap_mspectra_per_s": round(args.rows / ours_s / 1e6, 3),
         "speedup": round(theirs_s / ours_s, 2),

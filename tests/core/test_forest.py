@@ -43,10 +43,12 @@ def test_probabilities_equal_scikit_learn(spectra_forest):
 
 @needs_numba
 @pytest.mark.parametrize("block_rows", [1, 7, 64, 5000])
-def test_block_size_and_ragged_ends_do_not_change_results(spectra_forest, block_rows):
+@pytest.mark.parametrize("parallel", [True, False])
+def test_block_size_and_ragged_ends_do_not_change_results(spectra_forest, block_rows, parallel):
     forest, x, _ = spectra_forest
     x = x[:333]
-    assert np.max(np.abs(predict_proba(forest, x, block_rows=block_rows) - forest.predict_proba(x))) < 1e-6
+    got = predict_proba(forest, x, block_rows=block_rows, parallel=parallel)
+    assert np.max(np.abs(got - forest.predict_proba(x))) < 1e-6
 
 
 @needs_numba
@@ -62,7 +64,7 @@ def test_thresholds_decide_as_scikit_learn_at_the_float32_boundary():
     inner = ~compiled.is_leaf
     assert np.array_equal(np.isfinite(compiled.thresholds), inner)
     probes = []
-    for feature, t in zip(compiled.nodes[inner, 0], forest_thresholds(forest)):
+    for feature, t in zip(compiled.feature[inner], forest_thresholds(forest)):
         for value in (np.float32(t), np.nextafter(np.float32(t), np.float32(np.inf)),
                       np.nextafter(np.float32(t), np.float32(-np.inf))):
             row = x[rng.integers(len(x))].copy()
@@ -95,12 +97,14 @@ def test_compiled_layout(spectra_forest):
     compiled = compile_forest(forest)
     assert isinstance(compiled, CompiledForest)
     assert compiled.n_trees == 30 and compiled.n_features == forest.n_features_in_
-    assert compiled.nodes.shape == (sum(t.tree_.node_count for t in forest.estimators_), 4)
+    n_nodes = sum(t.tree_.node_count for t in forest.estimators_)
+    assert compiled.children.shape == (n_nodes, 2) and compiled.feature.shape == (n_nodes,)
     assert np.allclose(compiled.leaf_values.sum(axis=1), 1.0)
     leaf = compiled.is_leaf
     assert np.all(compiled.thresholds[leaf] == np.inf)
-    codes = compiled.nodes[leaf, 2]
+    codes = compiled.leaf_code[leaf]
     assert np.all((codes < 12) & (codes >= -compiled.leaf_values.shape[0]))
+    assert np.all(compiled.leaf_code[~leaf] == -1)
     assert np.array_equal(compiled.classes, forest.classes_)
 
 
