@@ -27,6 +27,7 @@ __all__ = [
     "drive",
     "iter_classify",
     "iter_map",
+    "map_band",
     "map_stack",
     "pre_edge_window",
     "prepare_references",
@@ -87,9 +88,14 @@ class MapResult:
 
     @property
     def class_counts(self) -> dict[str, int]:
-        """Pixels per class name."""
-        counts = np.bincount(self.labels.ravel(), minlength=len(self.classifier.classes) + 1)
-        return {name: int(n) for name, n in zip(self.classifier.classes.names, counts[1:])}
+        """Pixels per class name (counted in row blocks: the labels may be larger than memory)."""
+        from .zarrmaps import row_blocks
+
+        n = len(self.classifier.classes) + 1
+        counts = np.zeros(n, np.int64)
+        for _, block in row_blocks(self.labels):
+            counts += np.bincount(block.ravel(), minlength=n)[:n]
+        return {name: int(c) for name, c in zip(self.classifier.classes.names, counts[1:])}
 
 
 def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_PIXELS,
@@ -350,7 +356,7 @@ def train_model(
 
 
 def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-                  thick: float = THICK_LIMIT):
+                  thick: float = THICK_LIMIT, maps: dict | None = None):
     """Classify every pixel of a stack with a trained :class:`Model`, band by band.
 
     Pixels whose absorbance exceeds ``thick`` at some energy are flagged too thick
@@ -373,7 +379,9 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
         raise ValueError("the model was trained on other energies than this stack's")
     band = band_rows(data.shape, band_bytes)
     total = _n_bands(data.shape, band_bytes)
-    maps = new_maps(model.classifier.references.shape[0], rows, cols)
+    # maps: in memory, or writable arrays given (zarr.open_map_store: maps larger than memory)
+    k = model.classifier.references.shape[0]
+    maps = new_maps(k, rows, cols) if maps is None else check_maps(maps, k, rows, cols, band=band)
     tic = time.perf_counter()
 
     def map_rows(r0):
@@ -418,7 +426,7 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
     model = train_model(stack, references, **options)
     train_s = time.perf_counter() - tic
     yield 1, total
-    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, thick=thick)
+    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, thick=thick, maps=maps)
     while True:
         try:
             done, _ = next(generator)
@@ -441,6 +449,24 @@ def new_maps(k: int, rows: int, cols: int) -> dict:
     return maps
 
 
+def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
+    """Check that given maps can receive bands of ``band`` rows: names, shapes, chunks.
+
+    Chunked arrays (zarr) must hold whole bands of rows (chunk rows dividing ``band``),
+    so the bands mapped at once never write the same chunk.
+    """
+    for name, empty in new_maps(k, 1, 1).items():
+        shape = (k, rows, cols) if name == "fractions" else (rows, cols)
+        if name not in maps or tuple(maps[name].shape) != shape or maps[name].dtype != empty.dtype:
+            found = (tuple(maps[name].shape), str(maps[name].dtype)) if name in maps else "nothing"
+            raise ValueError(f"maps[{name!r}] must be {shape} {empty.dtype}, got {found}")
+        chunks = getattr(maps[name], "chunks", None)
+        if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) and band % chunks[-2] and rows > band:
+            raise ValueError(f"maps[{name!r}] has chunks of {chunks[-2]} rows but bands of {band} rows: "
+                             f"two bands would write the same chunk")
+    return maps
+
+
 def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:
     """Rows per band so that one band of all energies (float32) holds about ``band_bytes``."""
     n_energies, _, cols = shape
@@ -452,29 +478,62 @@ def _n_bands(shape, band_bytes: int) -> int:
 
 
 def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT):
+    """Map rows ``r0:r1`` (``band`` holds them, all energies) and write every map of
+    ``maps`` with one assignment of whole rows, so any array with numpy slicing (numpy,
+    memmap, zarr chunks of whole bands) can receive them."""
+    out = map_band(band, energies, model=model, metric=metric, thick=thick)
+    for name, block in out.items():
+        if name == "fractions":
+            maps[name][:, r0:r1] = block
+        else:
+            maps[name][r0:r1] = block
+
+
+def map_band(band, energies, *, model, metric: str = "euclidean", thick: float = THICK_LIMIT) -> dict:
+    """Every map of one band of pixels.
+
+    Parameters
+    ----------
+    band : ndarray, shape (E, rows, N)
+        Absorbance of the band, all energies.
+    energies : ndarray, shape (E,)
+    model : Model
+    metric : str
+        Feature-space distance (see :data:`~xafsmap.core.classify.METRICS`).
+    thick : float
+        Absorbance above which a pixel is flagged too thick.
+
+    Returns
+    -------
+    dict
+        The maps of :func:`new_maps` for these rows (``fractions`` (K, rows, N)).
+    """
+    rows, cols = band.shape[1:]
+    out = new_maps(model.classifier.references.shape[0], rows, cols)
     finite = np.all(np.isfinite(band), axis=0)
     band = np.where(finite, band, 0.0).astype(np.float32)
     result = normalize(band, energies, **model.normalization)
     classifier = model.classifier
-    maps["edge_step"][r0:r1] = np.where(finite, result.edge_step, np.nan)
+    out["edge_step"][:] = np.where(finite, result.edge_step, np.nan)
     # e0 map: the steepest rise of the smoothed normalized spectrum in the feature window
     # (Larch's definition on the classifier's smoothing); the same slopes are the
     # forest's features when it learned on derivatives
     start, stop = classifier.window
     slope = compute_features(result.norm[start:stop], energies[start:stop], kind="derivative",
                              smooth=classifier.smooth)
-    maps["e0"][r0:r1] = np.where(finite, energies[start:stop][np.argmax(slope, axis=-1)], np.nan)
+    out["e0"][:] = np.where(finite, energies[start:stop][np.argmax(slope, axis=-1)], np.nan)
     sample = finite & (result.edge_step > model.survey.threshold)
-    maps["mask"][r0:r1] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
+    out["mask"][:] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
     too_thick = finite & (band.max(axis=0) > thick)
-    maps["flags"][r0:r1] = (
+    out["flags"][:] = (
         (finite & ~sample) * FLAG_NO_SAMPLE + too_thick * FLAG_THICK + ~finite * FLAG_INVALID
     ).astype(np.uint8)
     features = slope[sample] if classifier.features == "derivative" else None
     found = classify(classifier, result.norm[:, sample], metric=metric, features=features)
     for name in ("labels", "probability", "distance", "residual"):
-        maps[name][r0:r1][sample] = getattr(found, name)
-    maps["fractions"][:, r0:r1][:, sample] = found.fractions
+        out[name][sample] = getattr(found, name)
+    out["fractions"][:, sample] = found.fractions
+    return out
 
 
 def drive(generator, progress=None):
