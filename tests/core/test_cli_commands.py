@@ -132,12 +132,6 @@ def test_map_on_local_workers_equals_the_single_process_run(small_sample_file, p
         np.testing.assert_array_equal(tifffile.imread(cluster / name), tifffile.imread(single / name))
 
 
-def test_cluster_refuses_prepared_stacks(small_sample_file, paths, tmp_path, capsys):
-    code = main(["map", str(small_sample_file), *refs(paths), "--bin", "2", "--workers", "2",
-                 "--out", str(tmp_path / "o"), *FAST])
-    assert code == 1 and "as stored in its files" in capsys.readouterr().err
-
-
 def test_run_on_local_workers_equals_the_plain_run(small_sample_file, paths, tmp_path):
     recipe = Recipe(references=tuple(RecipeReference(paths[n]) for n in ("Fe", "FeO", "Fe2O3")),
                     stack=str(small_sample_file), n_per_class=60, n_trees=8, seed=3)

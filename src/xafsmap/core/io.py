@@ -55,11 +55,16 @@ class Stack:
     sources : dict of str to str
         Role (``"stack"``, ``"energies"``, ``"flat"``, ``"dark"``, ``"i0"``) to the path
         used; arrays given directly are recorded as ``"<array>"``.
+    preparation : tuple of xafsmap.core.prepare.Preparation
+        The :func:`~xafsmap.core.prepare.prepare_stack` calls that made ``data`` from
+        what was read, oldest first (empty for a stack as read), so that a cluster
+        worker can redo them from the files.
     """
 
     data: object
     energies: np.ndarray
     sources: dict
+    preparation: tuple = ()
 
     def __repr__(self) -> str:
         e = self.energies

@@ -3,11 +3,15 @@
 The single-process pipeline (:func:`~xafsmap.core.pipeline.iter_classify`) streams row
 bands through one process. Here each band is a task on a cluster worker: the worker
 opens the stack itself from its path (paths cross the network, never the 1.4–7 GB of
-pixels), reads its band, runs the very same per-band code
-(:func:`~xafsmap.core.pipeline._map_band`) and returns the band's small 2-D maps,
-which the client places into the full maps. The trained :class:`~xafsmap.core.pipeline.Model`
-(a few MB) is scattered to every worker once. Bands are independent and per-pixel, so
-the maps equal the single-process run's exactly.
+pixels), redoes the stack's preparation (drift correction, energy calibration, region
+of interest, binning: the :func:`~xafsmap.core.prepare.prepare_stack` steps recorded
+on the :class:`~xafsmap.core.io.Stack`), reads its band, runs the very same per-band
+code (:func:`~xafsmap.core.pipeline._map_band`) and returns the band's small 2-D maps,
+which the client places into the full maps. The trained
+:class:`~xafsmap.core.pipeline.Model` (a few MB) and the stack's description (with
+the preparation's arrays: per-energy drift, per-pixel shift map) are scattered to
+every worker once. Bands are independent and per-pixel, so the maps equal the
+single-process run's exactly.
 
 Workers need the same xafsmap installed and the stack's files at the same paths (a
 shared file system); see ``docs/cluster.md``.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,18 +37,26 @@ _ROLES = ("flat", "dark", "i0")
 
 @dataclass(frozen=True, eq=False)
 class StackSource:
-    """How a worker re-opens a stack: its files, and what the client saw of them.
+    """How a worker re-opens a stack: its files, its preparation, and what the client saw.
 
     Attributes
     ----------
     path : str
         The stack (as given to :func:`~xafsmap.core.io.read_stack`).
     energies : ndarray, shape (E,), float64
-        Energies in eV (sent along: a few kB).
+        Energies in eV of the stack to map (after preparation).
     flat, dark, i0 : str or None
         Files of the flat field, dark and incident-beam spectrum, if any.
     shape : tuple of int
-        (E, M, N) as the client read it; a worker that reads another shape refuses.
+        (E, M, N) of the stack to map as the client built it; a worker that builds
+        another shape refuses.
+    name : str
+        The client's dask name of the stack to map: identifies the files and the
+        preparation (a worker's cache key).
+    read_energies : ndarray, shape (E0,), float64
+        Energies in eV given to ``read_stack`` (before preparation).
+    preparation : tuple of xafsmap.core.prepare.Preparation
+        The ``prepare_stack`` steps to redo after reading, oldest first.
     """
 
     path: str
@@ -53,14 +65,22 @@ class StackSource:
     dark: str | None
     i0: str | None
     shape: tuple
+    name: str
+    read_energies: np.ndarray
+    preparation: tuple = ()
 
     def key(self) -> tuple:
         """Hashable identity (for the per-worker cache of opened stacks)."""
-        return (self.path, self.flat, self.dark, self.i0, self.shape, self.energies.tobytes())
+        return (self.path, self.flat, self.dark, self.i0, self.shape, self.name, self.energies.tobytes(),
+                self.read_energies.tobytes())
 
 
 def stack_source(stack) -> StackSource:
     """Describe a stack opened with :func:`~xafsmap.core.io.read_stack` by its files.
+
+    The stack may have been prepared with :func:`~xafsmap.core.prepare.prepare_stack`
+    (drift, shift map, region of interest, binning, in one call or several): the
+    steps recorded on it travel along, and a worker redoes them after reading.
 
     Parameters
     ----------
@@ -75,17 +95,21 @@ def stack_source(stack) -> StackSource:
     ValueError
         If the stack, or its flat, dark or i0, was given as an in-memory array (a
         worker on another machine cannot read it), or if the stack was changed after
-        reading (cropped, binned, calibrated, registered): its lazy graph differs from
-        the one ``read_stack`` builds from the files, which is what workers would map.
+        reading in any other way than ``prepare_stack`` (sliced, scaled, replaced):
+        its lazy graph differs from the one ``read_stack`` and the recorded
+        ``prepare_stack`` steps build from the files, which is what workers would map.
 
     Examples
     --------
     >>> import tempfile, pathlib
     >>> from xafsmap.core.io import read_stack, write_stack
+    >>> from xafsmap.core.prepare import prepare_stack
     >>> f = write_stack(pathlib.Path(tempfile.mkdtemp()) / "s.tif",
-    ...                 np.ones((3, 4, 5), np.float32), [7100.0, 7110.0, 7120.0])
+    ...                 np.ones((3, 4, 6), np.float32), [7100.0, 7110.0, 7120.0])
     >>> stack_source(read_stack(f)).shape
-    (3, 4, 5)
+    (3, 4, 6)
+    >>> stack_source(prepare_stack(read_stack(f), roi=(0, 4, 2, 6), factor=2)[0]).shape
+    (3, 2, 2)
     """
     sources = stack.sources
     path = sources.get("stack")
@@ -97,54 +121,91 @@ def stack_source(stack) -> StackSource:
             f"the {', '.join(arrays)} of this stack {'was' if len(arrays) == 1 else 'were'} given as an array: "
             "a distributed run needs files that workers can open (read_stack(path, flat=path, ...))"
         )
-    source = StackSource(path=str(path), energies=np.asarray(stack.energies, dtype=np.float64),
-                         shape=tuple(int(n) for n in stack.data.shape), **given)
+    steps = tuple(getattr(stack, "preparation", ()))
     name = getattr(stack.data, "name", None)
+    source = StackSource(path=str(path), energies=np.asarray(stack.energies, dtype=np.float64),
+                         shape=tuple(int(n) for n in stack.data.shape), name=str(name),
+                         read_energies=np.asarray(steps[0].energies if steps else stack.energies, dtype=np.float64),
+                         preparation=steps, **given)
     if name is None or _reopen(source).data.name != name:
+        redo = f" and its {len(steps)} recorded prepare_stack step{'s' * (len(steps) != 1)}" if steps else ""
         raise ValueError(
-            f"this stack {source.shape} is not what read_stack gives from its files (cropped, binned, "
-            "calibrated or registered after reading?): a distributed run maps stacks as read from files"
+            f"this stack {source.shape} is not what read_stack gives from its files{redo}: it was changed "
+            "after reading in another way (sliced, scaled, replaced), which workers cannot redo; prepare it "
+            "with xafsmap.core.prepare.prepare_stack (drift, shift, roi, factor) or map it without a cluster"
         )
     return source
 
 
-def _reopen(source: StackSource):
-    from .io import read_stack
+def _reopen(source: StackSource, *, band: int | None = None):
+    """Read the stack's files and redo its preparation (lazily; no pixel is read).
 
-    return read_stack(source.path, energies=source.energies, flat=source.flat, dark=source.dark, i0=source.i0)
+    With ``band`` (rows of the prepared stack per task) the raw rows are chunked so
+    that each band of the prepared stack is built from exactly the raw rows it needs:
+    then computing one band reads only those (see :func:`_raw_edges`).
+    """
+    from .io import read_stack
+    from .prepare import prepare_stack
+
+    stack = read_stack(source.path, energies=source.read_energies, flat=source.flat, dark=source.dark,
+                       i0=source.i0)
+    if band is not None and source.preparation:
+        edges = _raw_edges(source.preparation, source.shape[1], band, stack.data.shape[1])
+        stack = replace(stack, data=stack.data.rechunk({1: tuple(np.diff(edges).tolist())}))
+    for step in source.preparation:
+        stack, _ = prepare_stack(stack, drift=step.drift, shift=step.shift, roi=step.roi, factor=step.factor)
+    return stack
+
+
+def _raw_edges(steps, rows: int, band: int, raw_rows: int) -> np.ndarray:
+    """Raw row boundaries of the bands ``[0, band), [band, 2 band), ...`` of the prepared stack.
+
+    Each step maps a row boundary of its output back to its input: binning by f
+    multiplies it by f, a region of interest adds its first row; drift and shift keep
+    rows. Raw chunks cut at these boundaries line up with the bands through every
+    step (binning rechunks to its largest chunk, which is then one band).
+    """
+    edges = np.append(np.arange(0, rows, band), rows).astype(np.int64)
+    for step in reversed(steps):
+        edges = edges * int(step.factor) + (int(step.roi[0]) if step.roi is not None else 0)
+    return np.unique(np.clip(np.concatenate([[0], edges, [raw_rows]]), 0, raw_rows))
 
 
 _OPENED: dict = {}
 
 
-def _open(source: StackSource):
-    """The stack behind ``source``, opened once per worker process."""
-    stack = _OPENED.get(source.key())
+def _open(source: StackSource, band: int | None = None):
+    """The stack behind ``source``, opened (and prepared) once per worker process."""
+    key = (source.key(), band)
+    stack = _OPENED.get(key)
     if stack is None:
-        stack = _reopen(source)
-        if tuple(stack.data.shape) != source.shape:
+        stack = _reopen(source, band=band)
+        if tuple(stack.data.shape) != source.shape or not np.array_equal(stack.energies, source.energies):
             raise ValueError(
-                f"worker on {os.uname().nodename} reads {source.path} as shape {tuple(stack.data.shape)}, "
-                f"the client as {source.shape}: is it the same file there?"
+                f"worker on {os.uname().nodename} builds {source.path} as shape {tuple(stack.data.shape)} with "
+                f"{stack.energies.size} energies, the client as {source.shape}: is it the same file there?"
             )
         _OPENED.clear()  # one stack at a time: keep the worker's memory flat
-        _OPENED[source.key()] = stack
+        _OPENED[key] = stack
     return stack
 
 
 def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, metric: str,
-                       thick: float = THICK_LIMIT) -> dict:
-    """Read rows ``[r0, r1)`` of a stack from its file and map them (a worker's task).
+                       thick: float = THICK_LIMIT, band: int | None = None) -> dict:
+    """Read rows ``[r0, r1)`` of a (prepared) stack from its file and map them (a worker's task).
 
     Parameters
     ----------
     source : StackSource
     r0, r1 : int
-        First and past-the-last row of the band.
+        First and past-the-last row of the band (of the prepared stack).
     model : Model
     metric : str
     thick : float
         Absorbance above which a pixel is flagged too thick.
+    band : int, optional
+        Rows per band of the run: the prepared stack is chunked to match, so a band
+        reads only the raw rows it needs.
 
     Returns
     -------
@@ -154,12 +215,12 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
     import dask
     from joblib import parallel_config
 
-    stack = _open(source)
-    band = dask.compute(stack.data[:, r0:r1], scheduler="synchronous")[0]
+    stack = _open(source, band)
+    data = dask.compute(stack.data[:, r0:r1], scheduler="synchronous")[0]
     maps = new_maps(model.classifier.references.shape[0], r1 - r0, source.shape[2])
     # worker processes are daemons: joblib's process pool is not allowed there, threads are
     with parallel_config(backend="threading"):
-        _map_band(np.asarray(band, dtype=np.float32), stack.energies, 0, r1 - r0, maps, model=model,
+        _map_band(np.asarray(data, dtype=np.float32), stack.energies, 0, r1 - r0, maps, model=model,
                   metric=metric, thick=thick)
     return maps
 
@@ -171,7 +232,8 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     Parameters
     ----------
     stack : xafsmap.core.io.Stack or StackSource
-        A stack read from files (see :func:`stack_source`).
+        A stack read from files, perhaps prepared with
+        :func:`~xafsmap.core.prepare.prepare_stack` (see :func:`stack_source`).
     model : Model
         Trained for this stack (:func:`~xafsmap.core.pipeline.train_model` or
         :func:`train_model_distributed`).
@@ -209,10 +271,12 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     bands = [(r0, min(rows, r0 + band)) for r0 in range(0, rows, band)]
     maps = new_maps(model.classifier.references.shape[0], rows, cols)
     tic = time.perf_counter()
-    [shared] = client.scatter([model], broadcast=True, hash=False)
+    # the model and the source (with the preparation's drift and shift map: up to
+    # 27 MB for a 4000 x 1700 detector) travel to each worker once, not once per band
+    [shared, where] = client.scatter([model, source], broadcast=True, hash=False)
     futures = {
-        client.submit(map_band_from_file, source, r0, r1, shared, metric=metric, thick=thick, pure=False,
-                      key=f"xafsmap-band-{r0}-{r1}-{os.getpid()}-{time.time_ns()}"): (r0, r1)
+        client.submit(map_band_from_file, where, r0, r1, shared, metric=metric, thick=thick, band=band,
+                      pure=False, key=f"xafsmap-band-{r0}-{r1}-{os.getpid()}-{time.time_ns()}"): (r0, r1)
         for r0, r1 in bands
     }
     try:
@@ -226,6 +290,7 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     finally:
         client.cancel(list(futures))
         shared.release()
+        where.release()
     timings = {"map_s": time.perf_counter() - tic, "workers": len(client.scheduler_info()["workers"])}
     params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
     return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)

@@ -8,12 +8,36 @@ stack's grid; :func:`grid_of` describes it for report.json.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._arrays import is_dask
 
-__all__ = ["bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_measurement", "prepare_stack"]
+__all__ = ["Preparation", "bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_measurement",
+           "prepare_stack"]
+
+
+@dataclass(frozen=True, eq=False)
+class Preparation:
+    """One :func:`prepare_stack` call, recorded on the stack it returns (``Stack.preparation``).
+
+    With it a dask.distributed worker re-reads the files and redoes the same
+    preparation (:mod:`xafsmap.core.parallel`).
+
+    Attributes
+    ----------
+    energies : ndarray, shape (E,), float64
+        Energies (eV) of the stack it was applied to.
+    drift, shift, roi, factor
+        :func:`prepare_stack`'s arguments, as given.
+    """
+
+    energies: np.ndarray
+    drift: object = None
+    shift: object = None
+    roi: tuple | None = None
+    factor: int = 1
 
 
 def crop_stack(data, roi):
@@ -129,7 +153,8 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
     Returns
     -------
     stack : Stack
-        The prepared stack (same energies and sources).
+        The prepared stack (same sources; energies trimmed by the calibration), which
+        records this call in ``preparation`` (:class:`Preparation`).
     grid : dict
         :func:`grid_of` of the result, plus what was applied.
     """
@@ -165,7 +190,11 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
     grid.update(drift_corrected=drift is not None, energy_calibrated=shift is not None)
     if shift is not None:
         grid["energies_kept_eV"] = [float(energies[0]), float(energies[-1]), int(energies.size)]
-    return replace(stack, data=data, energies=energies), grid
+    steps = stack.preparation
+    if drift is not None or shift is not None or roi is not None or factor != 1:
+        steps = (*steps, Preparation(np.asarray(stack.energies, dtype=np.float64), drift=drift, shift=shift,
+                                     roi=roi, factor=factor))
+    return replace(stack, data=data, energies=energies, preparation=steps), grid
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
