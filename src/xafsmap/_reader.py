@@ -1,5 +1,8 @@
 """napari reader: imaging-XAFS stacks (lazy) and folders of xafsmap maps.
 
+A maps folder written with ``--zarr`` is read lazily from its ``maps.ome.zarr``
+(dask arrays, one chunk per band); the store itself opens its folder.
+
 ``get_reader`` returns ``None`` for anything it cannot read, and never raises.
 """
 
@@ -23,8 +26,10 @@ def get_reader(path):
         path = path[0]
     path = Path(path)
     try:
+        if path.is_dir() and path.name == "maps.ome.zarr" and (path.parent / "labels.tif").is_file():
+            path = path.parent
         if path.is_dir() and (path / "labels.tif").is_file() and (path / "classes.csv").is_file():
-            return read_maps
+            return lambda _: read_maps(path)
         if _legend_of(path) is not None:
             return read_labels
         stack = _open_stack(path)
@@ -107,20 +112,44 @@ def read_labels(path):
     return [labels_layer(labels, names, name=path.stem, compositions=compositions, references=references)]
 
 
+def _lazy_maps(folder: Path) -> dict:
+    """The maps of the folder's ``maps.ome.zarr`` as dask arrays, or {} without one."""
+    if not (folder / "maps.ome.zarr").is_dir():
+        return {}
+    import dask.array as da
+
+    from .core.zarrmaps import read_map_store
+
+    return {name: da.from_zarr(array) for name, array in read_map_store(folder / "maps.ome.zarr").items()}
+
+
+def _contrast(image) -> list[float]:
+    """1-99 % of about 64 rows (whole chunks of a lazy map are read, never the map)."""
+    rows = np.asarray(image[:: max(1, image.shape[0] // 64)], dtype=np.float32)
+    finite = rows[np.isfinite(rows)]
+    low, high = np.percentile(finite, [1, 99]).tolist() if finite.size else (0.0, 1.0)
+    return [low, high if high > low else low + 1]
+
+
 def read_maps(path):
-    """Read an ``xafsmap map`` output folder: labels, then the float maps."""
+    """Read an ``xafsmap map`` output folder: labels, then the float maps (lazy from maps.ome.zarr)."""
     import tifffile
 
     folder = Path(path[0] if isinstance(path, list) else path)
     names, references, compositions = read_legend(folder / "classes.csv")
-    layers = [labels_layer(tifffile.imread(folder / "labels.tif"), names, compositions=compositions,
-                           references=references)]
+    lazy = _lazy_maps(folder)
+
+    def read(name):
+        return lazy[name] if name in lazy else tifffile.imread(folder / f"{name}.tif")
+
+    layers = [labels_layer(read("labels"), names, compositions=compositions, references=references)]
     for name in MAP_IMAGES:
-        if (folder / f"{name}.tif").is_file():
-            layers.append((tifffile.imread(folder / f"{name}.tif"),
-                           {"name": name, "visible": False, "colormap": "viridis"}, "image"))
-    if (folder / "fractions.tif").is_file():
-        fractions = tifffile.imread(folder / "fractions.tif").reshape(len(references), *layers[0][0].shape)
+        if name in lazy or (folder / f"{name}.tif").is_file():
+            image = read(name)
+            layers.append((image, {"name": name, "visible": False, "colormap": "viridis",
+                                   "contrast_limits": _contrast(image)}, "image"))
+    if "fractions" in lazy or (folder / "fractions.tif").is_file():
+        fractions = read("fractions").reshape(len(references), *layers[0][0].shape)
         for ref, plane in zip(references, fractions):
             layers.append((plane, {"name": f"fraction {ref}", "visible": False, "colormap": "magma",
                                    "contrast_limits": (0.0, 1.0)}, "image"))

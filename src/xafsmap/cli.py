@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: measured in the data, pixel by pixel)")
     mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
     mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
+    mapper.add_argument("--zarr", action="store_true",
+                        help="map band by band into OUT/maps.ome.zarr (OME-Zarr 0.5) for maps larger than memory; "
+                             "the TIFFs are written from it in row blocks")
     _cluster_options(mapper)
 
     info = commands.add_parser("info", help="describe a stack without reading its pixels")
@@ -123,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="reproduce a recipe exported from the napari docks")
     run.add_argument("recipe", help="recipe TOML file")
     _output_options(run)
+    run.add_argument("--zarr", action="store_true", help="also write maps.ome.zarr, as [output] zarr = true")
     _cluster_options(run)
 
     demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
@@ -226,9 +230,13 @@ def _inputs(stack, reference_specs) -> dict:
 
 
 def run_map(args) -> Path:
-    """``xafsmap map``: read, prepare, map, write; returns the output folder."""
-    from .core.output import check_output_folder, write_maps
-    from .core.pipeline import drive, iter_map
+    """``xafsmap map``: read, prepare, map, write; returns the output folder.
+
+    With ``--zarr`` the bands are mapped straight into ``maps.ome.zarr`` in the (still
+    temporary) output folder, so the maps never are in memory whole.
+    """
+    from .core.output import check_output_folder, map_output, write_map_files
+    from .core.pipeline import band_rows, drive, iter_map
 
     check_output_folder(args.out, overwrite=args.overwrite)
     tic = time.perf_counter()
@@ -239,30 +247,35 @@ def run_map(args) -> Path:
         features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
         threshold=args.threshold, noise=args.noise, rng=args.seed, **_normalization(args),
     )
-    if args.scheduler or args.workers:
-        result = _map_distributed(args, stack, references, options)
-    else:
-        generator = iter_map(stack, references, metric=args.metric, thick=args.thick, **options)
-        result = drive(generator, _progress(args))
-    result.timings["total_s"] = time.perf_counter() - tic
-    extra["command"] = sys.argv[1:]
-    out = write_maps(result, args.out, overwrite=args.overwrite, inputs=_inputs(stack, args.reference),
-                     extra=extra, shift_map=shift_map)
+    inputs = _inputs(stack, args.reference)
+    _, rows, cols = stack.data.shape
+    with map_output(args.out, k=len(references), rows=rows, cols=cols, band=band_rows(stack.data.shape),
+                    zarr=args.zarr, overwrite=args.overwrite) as (folder, maps):
+        if args.scheduler or args.workers:
+            result = _map_distributed(args, stack, references, options)
+        else:
+            generator = iter_map(stack, references, metric=args.metric, thick=args.thick, maps=maps, **options)
+            result = drive(generator, _progress(args))
+        result.timings["total_s"] = time.perf_counter() - tic
+        extra["command"] = sys.argv[1:]
+        write_map_files(result, folder, maps=maps, inputs=inputs, extra=extra, shift_map=shift_map)
+        counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())  # before the store moves
+    out = Path(args.out)
     if not args.quiet:
-        counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())
         print(f"xafsmap: wrote {out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
               file=sys.stderr)
     return out
 
 
 def _map_distributed(args, stack, references, options):
-    """Train here, then map the bands on a dask.distributed cluster (same maps)."""
+    """Train here, then map the bands on a dask.distributed cluster (same maps).
+
+    The stack may be registered, calibrated, cropped and binned: workers re-read the
+    files and redo that preparation (the drift and shift map travel to them once).
+    """
     from .core.parallel import iter_map_distributed, open_client
     from .core.pipeline import drive, train_model
 
-    if args.roi or args.bin != 1 or args.calibration or args.shift_map or args.register:
-        raise ValueError("--scheduler/--workers map a stack as stored in its files: drop --roi, --bin, "
-                         "--calibration, --shift-map and --register, or run without a cluster")
     tic = time.perf_counter()
     model = train_model(stack, references, **options)
     train_s = time.perf_counter() - tic
@@ -358,6 +371,10 @@ def run_recipe_command(args) -> Path:
     from .core.recipe import read_recipe, run_recipe
 
     recipe = read_recipe(args.recipe)
+    if args.zarr:
+        from dataclasses import replace
+
+        recipe = replace(recipe, zarr=True)
     if not (args.scheduler or args.workers):
         return run_recipe(recipe, out=args.out, overwrite=args.overwrite, progress=_progress(args))
     from .core.parallel import open_client

@@ -67,6 +67,12 @@ def test_write_read_roundtrip_keeps_values_energies_and_whole_energy_chunks(tmp_
     assert not list(tmp_path.glob(".*.tmp"))  # temporary names were renamed away
 
 
+@pytest.mark.parametrize("key", [np.s_[:, 1::3, 2::5], np.s_[2:5, ::2, :], np.s_[:, 3:4, ::7], np.s_[:, 5:1, :]])
+def test_strided_rows_and_columns_read_what_numpy_slices(tmp_path, cube, key):
+    stack = read_stack(write_stack(tmp_path / "sample.tif", cube, ENERGIES))
+    np.testing.assert_array_equal(np.asarray(stack.data[key]), cube[key])
+
+
 def test_read_stack_reads_no_pixels_up_front(tmp_path, cube):
     path = write_stack(tmp_path / "sample.tif", cube, ENERGIES)
     stack = read_stack(path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .forest import predict_proba
-from .lcf import fit_fractions
+from .lcf import fractions_from_moments, spectrum_moments
 from .synthesize import Classes, synthesize_spectra
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "classify",
     "compute_features",
     "feature_distance",
+    "label_features",
     "train_classifier",
 ]
 
@@ -127,6 +128,16 @@ def feature_distance(features, centroids, *, metric: str = "euclidean") -> np.nd
         divergence = 0.5 * (_kl(p, m) + _kl(q, m))
         return np.sqrt(np.clip(divergence, 0, 1)).astype(np.float32)
     raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+
+
+def _distance(x, centroids, best, metric):
+    from .forest import has_numba
+
+    if has_numba():
+        from .kernels import distance_to_class
+
+        return distance_to_class(x, centroids, best, metric=metric)
+    return feature_distance(x, centroids[best], metric=metric)
 
 
 def _as_distribution(x: np.ndarray) -> np.ndarray:
@@ -246,7 +257,6 @@ def train_classifier(
     Classifier
     """
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.metrics import confusion_matrix
 
     rng = np.random.default_rng(rng)
     references = np.asarray(references, dtype=np.float64)
@@ -266,7 +276,8 @@ def train_classifier(
         n_estimators=n_trees, max_samples=max_samples, n_jobs=n_jobs, random_state=int(rng.integers(2**31))
     )
     forest.fit(x[~is_test], labels[~is_test])
-    predicted = forest.predict(x[is_test])
+    predicted = forest.classes_[np.argmax(predict_proba(forest, x[is_test]), axis=1)]
+    n_classes = len(classes)
     importances = np.zeros(energies.size)
     importances[window[0] : window[1]] = forest.feature_importances_
     centroids = _features((classes.compositions @ references).T, energies, **spec)
@@ -281,7 +292,8 @@ def train_classifier(
         centroids=centroids,
         noise=np.atleast_1d(np.asarray(noise, dtype=np.float64)),
         accuracy=float(np.mean(predicted == labels[is_test])),
-        confusion=confusion_matrix(labels[is_test], predicted, labels=np.arange(len(classes))),
+        confusion=np.bincount(labels[is_test] * n_classes + predicted, minlength=n_classes**2).reshape(
+            n_classes, n_classes),
         importances=importances,
         params=dict(n_per_class=n_per_class, n_trees=n_trees, spread=spread, max_samples=max_samples,
                     test_fraction=test_fraction),
@@ -348,24 +360,14 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
         x = classifier.features_of(flat[:, good])
     else:
         x = np.asarray(features, dtype=np.float32).reshape(-1, classifier.centroids.shape[1])[good]
+    moments = spectrum_moments(flat[:, good], classifier.references) if fit else None
+    found = label_features(classifier, x, metric=metric, moments=moments)
     n, k = flat.shape[1], classifier.references.shape[0]
     labels = np.zeros(n, np.uint16)
-    probability = np.full(n, np.nan, np.float32)
-    distance = np.full(n, np.nan, np.float32)
-    allowed = None
-    if x.shape[0]:
-        proba = predict_proba(classifier.forest, x)
-        present = classifier.classes.compositions > 0
-        allowed = ((proba >= SUPPORT_PROBABILITY).astype(np.float32) @ present).T > 0
-        allowed[:, proba.max(axis=1) < SUPPORT_PROBABILITY] = True
-        best = np.argmax(proba, axis=1)
-        labels[good] = best + 1
-        probability[good] = proba[np.arange(best.size), best]
-        distance[good] = feature_distance(x, classifier.centroids[best], metric=metric)
+    probability, distance, residual = (np.full(n, np.nan, np.float32) for _ in range(3))
     fractions = np.full((k, n), np.nan, np.float32)
-    residual = np.full(n, np.nan, np.float32)
-    if fit and x.shape[0]:
-        fractions[:, good], residual[good] = fit_fractions(flat[:, good], classifier.references, allowed=allowed)
+    labels[good], probability[good], distance[good] = found.labels, found.probability, found.distance
+    fractions[:, good], residual[good] = found.fractions, found.residual
     return Classification(
         labels=labels.reshape(shape),
         probability=probability.reshape(shape),
@@ -373,3 +375,46 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
         fractions=fractions.reshape(k, *shape),
         residual=residual.reshape(shape),
     )
+
+
+def label_features(classifier: Classifier, features, *, metric: str = "euclidean", moments=None,
+                   parallel: bool = True) -> Classification:
+    """:func:`classify` from the features of finite spectra (and their LCF moments).
+
+    Parameters
+    ----------
+    classifier : Classifier
+    features : ndarray, shape (n, F)
+        The classifier's features of n finite normalized spectra.
+    metric : {'euclidean', 'manhattan', 'jensen-shannon'}
+    moments : (ndarray (K, n), ndarray (n,)), optional
+        ``references @ y`` and ``y . y`` of each normalized spectrum
+        (:func:`~xafsmap.core.lcf.spectrum_moments`); without them fractions and
+        residual are NaN.
+    parallel : bool
+        Spread the forest over threads (False: callers that run one band per core).
+
+    Returns
+    -------
+    Classification
+        Arrays of shape (n,) (fractions (K, n)).
+    """
+    x = np.asarray(features, dtype=np.float32)
+    n, k = x.shape[0], classifier.references.shape[0]
+    labels = np.zeros(n, np.uint16)
+    probability, distance, residual = (np.full(n, np.nan, np.float32) for _ in range(3))
+    fractions = np.full((k, n), np.nan, np.float32)
+    if n:
+        proba = predict_proba(classifier.forest, x, parallel=parallel)
+        best = np.argmax(proba, axis=1)
+        labels[:] = best + 1
+        probability[:] = proba[np.arange(n), best]
+        distance[:] = _distance(x, classifier.centroids, best, metric)
+        if moments is not None:
+            present = classifier.classes.compositions > 0
+            allowed = ((proba >= SUPPORT_PROBABILITY).astype(np.float32) @ present).T > 0
+            allowed[:, proba.max(axis=1) < SUPPORT_PROBABILITY] = True
+            w, r = fractions_from_moments(*moments, classifier.references, allowed=allowed)
+            fractions[:], residual[:] = w, r
+    return Classification(labels=labels, probability=probability, distance=distance, fractions=fractions,
+                          residual=residual)

@@ -14,7 +14,7 @@ import itertools
 
 import numpy as np
 
-__all__ = ["fit_fractions"]
+__all__ = ["fit_fractions", "fractions_from_moments", "spectrum_moments"]
 
 #: Above this many references the subset search (2**K - 1 subsets) gives way to
 #: scipy's active-set NNLS, one pixel at a time.
@@ -73,31 +73,81 @@ def fit_fractions(
     good = np.all(np.isfinite(y), axis=0)
     if not good.all():
         y = np.where(good, y, 0)
-    # Everything below works on K x K and K x P numbers: the (E, P) spectra are read
-    # once, by one matrix product, in their own precision.
-    gram = references @ references.T
-    aty = (references.astype(y.dtype) @ y).astype(np.float64)
-    yy = np.einsum("ij,ij->j", y, y, dtype=np.float64)
-    if sum_to_one:  # the extra equation weight * sum(w) = weight
-        gram_fit = gram + weight**2
-        aty_fit = aty + weight**2
-        yy_fit = yy + weight**2
-    else:
-        gram_fit, aty_fit, yy_fit = gram, aty, yy
+    aty, yy = spectrum_moments(y, references)
     if allowed is not None:
         allowed = np.asarray(allowed, bool).reshape(k, -1)
-    if k <= MAX_SUBSET_REFERENCES:
-        w = _nnls_subsets(gram_fit, aty_fit, yy_fit, allowed)
-    elif allowed is not None:
-        raise ValueError(f"a restricted fit supports at most {MAX_SUBSET_REFERENCES} references, got {k}")
-    else:
+    if k > MAX_SUBSET_REFERENCES and allowed is None:
         w = _nnls_loop(references, y, sum_to_one=sum_to_one, weight=weight)
-    # ||y - R^T w||^2 = y.y - 2 w.(R y) + w.(R R^T) w
-    misfit2 = yy - 2 * np.einsum("ij,ij->j", w, aty) + np.einsum("ij,ij->j", w, gram @ w)
-    residual = np.sqrt(np.clip(misfit2, 0, None) / n_energies)
+        residual = _rms_misfit(w, aty, yy, references)
+    else:
+        w, residual = fractions_from_moments(aty, yy, references, sum_to_one=sum_to_one, weight=weight,
+                                             allowed=allowed)
     w[:, ~good] = np.nan
     residual[~good] = np.nan
     return w.astype(np.float32).reshape(k, *shape), residual.astype(np.float32).reshape(shape)
+
+
+def spectrum_moments(spectra, references) -> tuple[np.ndarray, np.ndarray]:
+    """The moments ``R y`` (K, P) and ``y . y`` (P,) of spectra (E, P), float64.
+
+    Everything an exact NNLS fit needs of a spectrum: the (E, P) spectra are read once,
+    by one matrix product in their own precision, and the fit works on K x P numbers.
+    """
+    references = np.asarray(references, dtype=np.float64)
+    aty = (references.astype(spectra.dtype) @ spectra).astype(np.float64)
+    return aty, np.einsum("ij,ij->j", spectra, spectra, dtype=np.float64)
+
+
+def fractions_from_moments(aty, yy, references, *, sum_to_one: bool = True, weight: float = 10.0,
+                           allowed=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_fractions` from each spectrum's moments ``R y`` and ``y . y``.
+
+    The exact NNLS needs nothing else of a spectrum, so a caller that streams pixels
+    (the fused band kernel) accumulates the moments without keeping the spectra.
+
+    Parameters
+    ----------
+    aty : ndarray, shape (K, P)
+        ``references @ y`` per spectrum.
+    yy : ndarray, shape (P,)
+        ``y @ y`` per spectrum.
+    references : ndarray, shape (K, E)
+    sum_to_one, weight, allowed
+        As :func:`fit_fractions` (``allowed`` shape (K, P)).
+
+    Returns
+    -------
+    fractions : ndarray, shape (K, P), float64
+    residual : ndarray, shape (P,), float64
+        Root-mean-square misfit per energy point.
+
+    Examples
+    --------
+    >>> refs = np.array([[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    >>> y = (0.3 * refs[0] + 0.7 * refs[1])[:, None]
+    >>> w, r = fractions_from_moments(refs @ y, np.sum(y * y, axis=0), refs)
+    >>> [round(float(v), 3) for v in w[:, 0]]
+    [0.3, 0.7]
+    """
+    references = np.asarray(references, dtype=np.float64)
+    k = references.shape[0]
+    aty = np.asarray(aty, dtype=np.float64).reshape(k, -1)
+    yy = np.asarray(yy, dtype=np.float64).reshape(-1)
+    if k > MAX_SUBSET_REFERENCES:
+        raise ValueError(f"a restricted or moment-based fit supports at most {MAX_SUBSET_REFERENCES} "
+                         f"references, got {k}")
+    gram = references @ references.T
+    if sum_to_one:  # the extra equation weight * sum(w) = weight
+        w = _nnls_subsets(gram + weight**2, aty + weight**2, yy + weight**2, allowed)
+    else:
+        w = _nnls_subsets(gram, aty, yy, allowed)
+    return w, _rms_misfit(w, aty, yy, references)
+
+
+def _rms_misfit(w, aty, yy, references):
+    # ||y - R^T w||^2 = y.y - 2 w.(R y) + w.(R R^T) w
+    misfit2 = yy - 2 * np.einsum("ij,ij->j", w, aty) + np.einsum("ij,ij->j", w, (references @ references.T) @ w)
+    return np.sqrt(np.clip(misfit2, 0, None) / references.shape[1])
 
 
 def _nnls_subsets(gram: np.ndarray, aty: np.ndarray, yy: np.ndarray, allowed=None) -> np.ndarray:

@@ -125,11 +125,29 @@ def _normalize_2d(mu, energies, e0, params, flatten):
     return sub, step
 
 
-def _normalize_shared(mu, energies, e0: float, params, flatten):
-    """Every spectrum with the same e0 and windows: normalization is linear up to the
-    division by the edge step, so each fit is one matrix product (no per-pixel
-    systems) in the input's precision. Same result as :func:`_normalize_2d`.
-    Returns None where the shared windows are too short (the general path decides)."""
+@dataclass(frozen=True)
+class SharedFit:
+    """Normalization of spectra that share e0 and the fit windows, as linear operators.
+
+    ``pre = pinv_pre @ mu[p1:p2]`` are the pre-edge line's coefficients over
+    ``powers[:, :pre.size]``; ``post = pinv_post @ (mu - pre_edge)[q1:q2]`` the
+    post-edge polynomial's (of ``mu - pre_edge``); the edge step is that polynomial at
+    ``ie0``. ``powers`` (E, D) are the powers of the conditioned energy axis.
+    """
+
+    p1: int
+    p2: int
+    q1: int
+    q2: int
+    ie0: int
+    powers: np.ndarray
+    pinv_pre: np.ndarray
+    pinv_post: np.ndarray
+
+
+def shared_fit(energies, e0: float, params) -> SharedFit | None:
+    """The :class:`SharedFit` of resolved ``params`` around ``e0``, or None where the
+    shared windows are too short (the per-pixel path decides then)."""
     x = (energies - energies.mean()) / np.ptp(energies)
     p1, p2, const, q1, q2 = (int(v[0]) for v in _fit_windows(energies, np.array([e0]), params))
     if p2 - p1 < 2 or q2 - q1 < 2:
@@ -140,12 +158,27 @@ def _normalize_shared(mu, energies, e0: float, params, flatten):
     if p2 - p1 <= pre_degree or q2 - q1 <= post_degree:
         return None
     powers = x[:, None] ** np.arange(max(pre_degree, post_degree) + 1)
-    fit_pre = powers[:, : pre_degree + 1] @ np.linalg.pinv(powers[p1:p2, : pre_degree + 1])
-    fit_post = powers[:, : post_degree + 1] @ np.linalg.pinv(powers[q1:q2, : post_degree + 1])
+    return SharedFit(
+        p1=p1, p2=p2, q1=q1, q2=q2, ie0=int(_nearest(energies, np.array([e0]))[0]), powers=powers,
+        pinv_pre=np.linalg.pinv(powers[p1:p2, : pre_degree + 1]),
+        pinv_post=np.linalg.pinv(powers[q1:q2, : post_degree + 1]),
+    )
+
+
+def _normalize_shared(mu, energies, e0: float, params, flatten):
+    """Every spectrum with the same e0 and windows: normalization is linear up to the
+    division by the edge step, so each fit is one matrix product (no per-pixel
+    systems) in the input's precision. Same result as :func:`_normalize_2d`.
+    Returns None where the shared windows are too short (the general path decides)."""
+    fit = shared_fit(energies, e0, params)
+    if fit is None:
+        return None
+    fit_pre = fit.powers[:, : fit.pinv_pre.shape[0]] @ fit.pinv_pre
+    fit_post = fit.powers[:, : fit.pinv_post.shape[0]] @ fit.pinv_post
     dtype = mu.dtype
-    sub = mu - fit_pre.astype(dtype) @ mu[p1:p2]
-    curve = fit_post.astype(dtype) @ sub[q1:q2]  # post_edge - pre_edge
-    ie0 = int(_nearest(energies, np.array([e0]))[0])
+    sub = mu - fit_pre.astype(dtype) @ mu[fit.p1 : fit.p2]
+    curve = fit_post.astype(dtype) @ sub[fit.q1 : fit.q2]  # post_edge - pre_edge
+    ie0 = fit.ie0
     step = curve[ie0].copy()
     step[step == 0] = np.nan
     sub /= step

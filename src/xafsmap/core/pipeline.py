@@ -8,6 +8,8 @@ rows (all energies) in flight plus the 2-D maps, whatever the size of the stack.
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classify import METRICS, Classifier, classify, compute_features, train_classifier
-from .normalize import background_mask, estimate_noise, normalize
+from .classify import METRICS, Classifier, classify, compute_features, label_features, train_classifier
+from .kernels import band_plan, reduce_band
+from .normalize import background_mask, estimate_noise, find_e0, normalize
 from .references import resample_reference
 from .synthesize import make_classes
 
@@ -24,6 +27,7 @@ __all__ = [
     "MapResult",
     "Model",
     "band_rows",
+    "check_maps",
     "drive",
     "iter_classify",
     "iter_map",
@@ -39,8 +43,11 @@ __all__ = [
 #: bands are processed at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
 BAND_BYTES = 16 * 2**20
 BANDS_IN_FLIGHT = 2
-#: Pixels read for the survey that sets the mask threshold, e0 and noise level.
+#: Pixels read for the survey that sets the mask threshold, e0 and noise level, and
+#: how many of its sample pixels vote for the stack's e0.
 SURVEY_PIXELS = 20_000
+E0_PIXELS = 2_000
+SURVEY_ASPECT = 16
 #: mask.tif values.
 MASK_BACKGROUND, MASK_SAMPLE, MASK_INVALID = 0, 1, 2
 #: flags.tif bits, with the legend written to flags.csv.
@@ -125,19 +132,31 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
         pixels under that normalization.
     """
     _, rows, cols = data.shape
-    stride = max(1, int(np.sqrt(rows * cols / n_pixels)))
-    sample = np.asarray(data[:, stride // 2 :: stride, stride // 2 :: stride], dtype=np.float32)
+    # A regular grid, SURVEY_ASPECT times sparser in rows than in columns: a file is
+    # read a row of a page at a time, so fewer rows cost fewer reads for the same pixels
+    stride = np.sqrt(rows * cols / n_pixels)
+    row_stride = max(1, int(stride * np.sqrt(SURVEY_ASPECT)))
+    col_stride = max(1, int(stride / np.sqrt(SURVEY_ASPECT)))
+    sample = np.asarray(data[:, row_stride // 2 :: row_stride, col_stride // 2 :: col_stride], dtype=np.float32)
     flat = sample.reshape(sample.shape[0], -1)
     flat = flat[:, np.all(np.isfinite(flat), axis=0)]
     if flat.shape[1] == 0:
         raise ValueError("every surveyed pixel has a NaN or infinite value: the stack holds no usable spectrum")
     given = dict(norm_params or {})
-    result = normalize(flat, energies, **given)
-    is_sample, used = _sample_pixels(result.edge_step, threshold)
-    # One e0 for every spectrum (as Athena users set one for a data set): with shared
-    # fit windows, normalizing a mixture equals mixing normalized references, so
+    # The mean spectrum's e0 windows a first shared normalization that finds the sample
+    # pixels; the stack's e0 is then the median of Larch's e0 over up to E0_PIXELS of
+    # them. One e0 for every spectrum (as Athena users set one for a data set): with
+    # shared fit windows, normalizing a mixture equals mixing normalized references, so
     # fractions carry no bias from per-pixel windows. e0 per pixel is still mapped.
-    e0 = float(given.get("e0", np.median(result.e0[is_sample])))
+    first = given.get("e0", float(find_e0(flat.mean(axis=1), energies)))
+    result = normalize(flat, energies, **{**given, "e0": first})
+    is_sample, used = _sample_pixels(result.edge_step, threshold)
+    if "e0" in given:
+        e0 = float(given["e0"])
+    else:
+        pick = np.flatnonzero(is_sample)
+        pick = pick[:: max(1, pick.size // E0_PIXELS)]
+        e0 = float(np.median(find_e0(flat[:, pick], energies)))
     final = {**(pre_edge_window(energies, e0) if pre_edge else {}), **given, "e0": e0}
     result = normalize(flat, energies, **final)
     is_sample, used = _sample_pixels(result.edge_step, threshold)
@@ -322,6 +341,8 @@ def train_model(
     if data.shape[0] != energies.size:
         raise ValueError(f"stack has {data.shape[0]} energies but {energies.size} energies are given")
     params = _norm_params(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
+    # scikit-learn takes ~1 s to import: let it load while the survey waits on the disk
+    threading.Thread(target=importlib.import_module, args=("sklearn.ensemble",), daemon=True).start()
     found = survey(data, energies, threshold=threshold, norm_params=params)
     params = found.normalization
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
@@ -360,7 +381,9 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     """Classify every pixel of a stack with a trained :class:`Model`, band by band.
 
     Pixels whose absorbance exceeds ``thick`` at some energy are flagged too thick
-    (their spectra are distorted) but still mapped.
+    (their spectra are distorted) but still mapped. ``maps`` (a dict like
+    :func:`new_maps`'s, e.g. :func:`~xafsmap.core.zarrmaps.open_map_store`'s zarr arrays)
+    receives the maps instead of new in-memory arrays; the result then holds them.
 
     Yields
     ------
@@ -379,7 +402,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
         raise ValueError("the model was trained on other energies than this stack's")
     band = band_rows(data.shape, band_bytes)
     total = _n_bands(data.shape, band_bytes)
-    # maps: in memory, or writable arrays given (zarr.open_map_store: maps larger than memory)
+    # maps: in memory, or arrays given (zarrmaps.open_map_store: maps larger than memory)
     k = model.classifier.references.shape[0]
     maps = new_maps(k, rows, cols) if maps is None else check_maps(maps, k, rows, cols, band=band)
     tic = time.perf_counter()
@@ -407,8 +430,9 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
 
 
 def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-             thick: float = THICK_LIMIT, **options):
-    """Train for a stack (see :func:`train_model` for the options), then map it.
+             thick: float = THICK_LIMIT, maps: dict | None = None, **options):
+    """Train for a stack (see :func:`train_model` for the options), then map it
+    (into ``maps`` if given, see :func:`iter_classify`).
 
     Yields
     ------
@@ -508,6 +532,39 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float =
     dict
         The maps of :func:`new_maps` for these rows (``fractions`` (K, rows, N)).
     """
+    plan = band_plan(model.classifier, model.normalization)
+    if plan is None:
+        return _map_band_numpy(band, energies, model=model, metric=metric, thick=thick)
+    reduced = reduce_band(band, plan, thick=thick)
+    classifier = model.classifier
+    rows, cols = band.shape[1:]
+    out = new_maps(classifier.references.shape[0], rows, cols)
+    finite, step = reduced["finite"], reduced["edge_step"]
+    out["edge_step"][:] = step
+    window = energies[plan.window[0] : plan.window[1]]
+    out["e0"][:] = np.where(reduced["e0_index"] >= 0, window[np.maximum(reduced["e0_index"], 0)], np.nan)
+    _mask_band(out, finite, step > model.survey.threshold, reduced["thick"])
+    sample = out["mask"] == MASK_SAMPLE
+    pick = sample.ravel()
+    found = label_features(classifier, reduced["features"][pick], metric=metric, parallel=False,
+                           moments=(reduced["aty"][:, pick], reduced["yy"][pick]))
+    for name in ("labels", "probability", "distance", "residual"):
+        out[name][sample] = getattr(found, name)
+    out["fractions"][:, sample] = found.fractions
+    return out
+
+
+def _mask_band(out, finite, sample, too_thick):
+    sample = finite & sample
+    out["mask"][:] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
+    out["flags"][:] = (
+        (finite & ~sample) * FLAG_NO_SAMPLE + (finite & too_thick) * FLAG_THICK + ~finite * FLAG_INVALID
+    ).astype(np.uint8)
+
+
+def _map_band_numpy(band, energies, *, model, metric, thick):
+    """:func:`map_band` in numpy: the reference for the fused kernel, and the path
+    without numba."""
     rows, cols = band.shape[1:]
     out = new_maps(model.classifier.references.shape[0], rows, cols)
     finite = np.all(np.isfinite(band), axis=0)
@@ -522,12 +579,8 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float =
     slope = compute_features(result.norm[start:stop], energies[start:stop], kind="derivative",
                              smooth=classifier.smooth)
     out["e0"][:] = np.where(finite, energies[start:stop][np.argmax(slope, axis=-1)], np.nan)
-    sample = finite & (result.edge_step > model.survey.threshold)
-    out["mask"][:] = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID)
-    too_thick = finite & (band.max(axis=0) > thick)
-    out["flags"][:] = (
-        (finite & ~sample) * FLAG_NO_SAMPLE + too_thick * FLAG_THICK + ~finite * FLAG_INVALID
-    ).astype(np.uint8)
+    _mask_band(out, finite, result.edge_step > model.survey.threshold, band.max(axis=0) > thick)
+    sample = out["mask"] == MASK_SAMPLE
     features = slope[sample] if classifier.features == "derivative" else None
     found = classify(classifier, result.norm[:, sample], metric=metric, features=features)
     for name in ("labels", "probability", "distance", "residual"):
@@ -551,5 +604,5 @@ def drive(generator, progress=None):
 
 
 def map_stack(stack, references, **options) -> MapResult:
-    """Run :func:`iter_map` to the end and return its :class:`MapResult`."""
+    """Run :func:`iter_map` to the end and return its :class:`MapResult` (``maps=`` too)."""
     return drive(iter_map(stack, references, **options))

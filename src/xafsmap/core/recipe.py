@@ -18,6 +18,7 @@ Layout (every section but ``[input]`` and ``[[reference]]`` is optional)::
     [classes]          # mixtures = "pairs", or names = [...] and compositions = [[...], ...];
                        # noise = 0.01 (edge steps; default: measured per pixel)
     [classifier]       # features, smooth, n_per_class, n_trees, fit_range, metric, seed
+    [output]           # zarr = true: map band by band into maps.ome.zarr (maps larger than memory)
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class Recipe:
     fit_range: tuple[float, float] = tuple(_TRAIN["fit_range"])
     metric: str = _METRIC
     seed: int = 0
+    zarr: bool = False
 
 
 # section -> key -> kind of value (see _check_value); ranges and choices below
@@ -118,6 +120,7 @@ _SCHEMA = {
     "classes": {"mixtures": "str", "names": "strs", "compositions": "matrix", "noise": "float"},
     "classifier": {"features": "str", "smooth": "int", "n_per_class": "int", "n_trees": "int",
                    "fit_range": "pair", "metric": "str", "seed": "int"},
+    "output": {"zarr": "bool"},
 }
 _REFERENCE_KEYS = {"spec": "path", "name": "str", "offset": "float"}
 _ATTRIBUTE = {("classes", "names"): "class_names"}
@@ -359,7 +362,7 @@ def recipe_to_dict(recipe: Recipe) -> dict:
         for key in keys:
             attribute = _ATTRIBUTE.get((section, key), key)
             value = recipe.normalization.get(key) if section == "normalization" else getattr(recipe, attribute)
-            if value is not None and not (key == "register" and value is False):
+            if value is not None and not (key in ("register", "zarr") and value is False):
                 table[key] = [list(r) for r in value] if key == "compositions" else value
         if table:
             out[section] = table
@@ -574,13 +577,15 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, c
     progress : callable, optional
         ``progress(done, total)`` after each band of rows is mapped (training comes first).
     client : distributed.Client, optional
-        Map the bands on this dask.distributed cluster (same maps; the stack must be
-        mapped as stored in its files: no ROI, binning, calibration or drift).
+        Map the bands on this dask.distributed cluster (same maps; workers re-read the
+        measurement's files and redo its registration, calibration, ROI and binning).
 
     Returns
     -------
     Path
-        ``out``; its report.json holds the recipe under ``"recipe"``.
+        ``out``; its report.json holds the recipe under ``"recipe"``. With
+        ``[output] zarr = true`` the bands are mapped straight into
+        ``out/maps.ome.zarr`` (see :func:`~xafsmap.core.output.map_output`).
 
     Raises
     ------
@@ -589,7 +594,8 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, c
     ValueError
         From reading, training or writing (existing ``out`` without ``overwrite``).
     """
-    from .output import check_output_folder, write_maps
+    from .output import check_output_folder, map_output, write_map_files
+    from .pipeline import band_rows
 
     missing = missing_paths(recipe)
     if missing:
@@ -598,14 +604,18 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, c
     stack, shift_map, extra = _recipe_prepared(recipe)
     references = recipe_references(recipe)
     model = train_recipe(recipe, stack, references)
-    if client is None:
-        result = drive(iter_classify(stack, model, metric=recipe.metric), progress)
-    else:
-        from .parallel import iter_map_distributed
-
-        result = drive(iter_map_distributed(stack, model, client=client, metric=recipe.metric), progress)
     inputs = {p: getattr(recipe, p) for p in (*_PATHS, "sample", *_PREPARE_PATHS) if getattr(recipe, p)}
     inputs["references"] = [ref.spec for ref in recipe.references]
-    return write_maps(result, out, overwrite=overwrite, inputs=inputs, extra={**extra, "recipe": recipe_to_dict(recipe)},
-                      shift_map=shift_map)
+    _, rows, cols = stack.data.shape
+    with map_output(out, k=len(references), rows=rows, cols=cols, band=band_rows(stack.data.shape),
+                    zarr=recipe.zarr, overwrite=overwrite) as (folder, maps):
+        if client is None:
+            result = drive(iter_classify(stack, model, metric=recipe.metric, maps=maps), progress)
+        else:
+            from .parallel import iter_map_distributed
+
+            result = drive(iter_map_distributed(stack, model, client=client, metric=recipe.metric), progress)
+        write_map_files(result, folder, maps=maps, inputs=inputs, extra={**extra, "recipe": recipe_to_dict(recipe)},
+                        shift_map=shift_map)
+    return Path(out)
 

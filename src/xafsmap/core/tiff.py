@@ -63,27 +63,37 @@ class _ContiguousTiff:
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
-        if len(key) == 3 and all(isinstance(k, slice) and k.step in (None, 1) for k in key):
-            return self._read_band(*(k.indices(n)[:2] for k, n in zip(key, self.shape)))
+        if len(key) == 3 and all(isinstance(k, slice) for k in key) and key[0].step in (None, 1):
+            (e0, e1, _), rows, (c0, c1, c_step) = (k.indices(n) for k, n in zip(key, self.shape))
+            return self._read_rows((e0, e1), rows)[:, :, c0:c1:c_step].astype(np.float32, copy=False)
         image = np.memmap(self.path, self.file_dtype, "r", self.offset, self.shape)
         return np.array(image[key], dtype=np.float32)
 
-    def _read_band(self, energies, rows, cols) -> np.ndarray:
-        (e0, e1), (r0, r1), (c0, c1) = energies, rows, cols
+    def _read_rows(self, energies, rows) -> np.ndarray:
+        """Whole rows ``range(*rows)`` of pages ``range(*energies)``: one positioned read
+        per page for a run of rows, one per row when they are strided (a memory map
+        would read ahead around every strided row, i.e. most of the file)."""
+        (e0, e1), (r0, r1, step) = energies, rows
         _, m, n = self.shape
-        out = np.empty((max(e1 - e0, 0), max(r1 - r0, 0), n), dtype=self.file_dtype)
+        picked = range(r0, r1, step)
+        out = np.empty((max(e1 - e0, 0), len(picked), n), dtype=self.file_dtype)
         size = self.file_dtype.itemsize
+        runs = [(r0, out.shape[1])] if step == 1 else [(r, 1) for r in picked]
+        if out.size == 0:
+            return out
         with open(self.path, "rb", buffering=0) as file:
-            for i, e in enumerate(range(e0, e1)):  # one positioned read per page, not per pixel
-                start, view = self.offset + (e * m + r0) * n * size, memoryview(out[i]).cast("B")
-                if hasattr(os, "preadv"):
-                    got = os.preadv(file.fileno(), [view], start)
-                else:
-                    file.seek(start)
-                    got = file.readinto(view)
-                if got != out[i].nbytes:
-                    raise ValueError(f"cannot read {self.path}: page {e} is truncated")
-        return out[:, :, c0:c1].astype(np.float32, copy=False)
+            for i, e in enumerate(range(e0, e1)):
+                for j, (row, count) in enumerate(runs):
+                    start = self.offset + (e * m + row) * n * size
+                    view = memoryview(out[i, j : j + count]).cast("B")
+                    if hasattr(os, "preadv"):
+                        got = os.preadv(file.fileno(), [view], start)
+                    else:
+                        file.seek(start)
+                        got = file.readinto(view)
+                    if got != view.nbytes:
+                        raise ValueError(f"cannot read {self.path}: page {e} is truncated")
+        return out
 
 
 def _read_page(path: str, index: int) -> np.ndarray:
