@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 __all__ = ["main"]
@@ -247,19 +248,26 @@ def run_map(args) -> Path:
         features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
         threshold=args.threshold, noise=args.noise, rng=args.seed, **_normalization(args),
     )
-    inputs = _inputs(stack, args.reference)
+    # sha256 of the inputs (seconds for GB) runs beside the job: it reads the files
+    # sequentially, at the disk's own speed, while training leaves a core idle
+    hasher = ThreadPoolExecutor(max_workers=1)
+    inputs = hasher.submit(_inputs, stack, args.reference)
     _, rows, cols = stack.data.shape
-    with map_output(args.out, k=len(references), rows=rows, cols=cols, band=band_rows(stack.data.shape),
-                    zarr=args.zarr, overwrite=args.overwrite) as (folder, maps):
-        if args.scheduler or args.workers:
-            result = _map_distributed(args, stack, references, options)
-        else:
-            generator = iter_map(stack, references, metric=args.metric, thick=args.thick, maps=maps, **options)
-            result = drive(generator, _progress(args))
-        result.timings["total_s"] = time.perf_counter() - tic
-        extra["command"] = sys.argv[1:]
-        write_map_files(result, folder, maps=maps, inputs=inputs, extra=extra, shift_map=shift_map)
-        counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())  # before the store moves
+    try:
+        with map_output(args.out, k=len(references), rows=rows, cols=cols, band=band_rows(stack.data.shape),
+                        zarr=args.zarr, overwrite=args.overwrite) as (folder, maps):
+            if args.scheduler or args.workers:
+                result = _map_distributed(args, stack, references, options)
+            else:
+                generator = iter_map(stack, references, metric=args.metric, thick=args.thick, maps=maps,
+                                     **options)
+                result = drive(generator, _progress(args))
+            result.timings["total_s"] = time.perf_counter() - tic
+            extra["command"] = sys.argv[1:]
+            write_map_files(result, folder, maps=maps, inputs=inputs.result(), extra=extra, shift_map=shift_map)
+            counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())  # before the store moves
+    finally:
+        hasher.shutdown(wait=False, cancel_futures=True)
     out = Path(args.out)
     if not args.quiet:
         print(f"xafsmap: wrote {out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",

@@ -236,60 +236,10 @@ def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS, parallel: bool = T
     return out
 
 
-_KERNELS = None
 _KERNEL_LOCK = threading.Lock()
 
 
 def _kernels():
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _build_kernels()
-    return _KERNELS
+    from . import _jit
 
-
-def _build_kernels():
-    """(serial, parallel) numba kernels that add each tree's leaf to ``out``, then average."""
-    import numba
-
-    @numba.njit(nogil=True, cache=True)
-    def walk_block(x, feature, thresholds, children, code, table, roots, depths, r0, r1, node, out):
-        # pragma: no cover - compiled
-        n_features, n_classes, n_trees = x.shape[1], out.shape[1], roots.size
-        flat = x.reshape(-1)
-        m = r1 - r0
-        base = np.uint64(r0) * np.uint64(n_features)
-        for t in range(n_trees):
-            node[:m] = roots[t]
-            for _ in range(depths[t]):  # to full depth: no data-dependent branch
-                row = base
-                for i in range(m):
-                    k = np.uint64(node[i])
-                    go_right = flat[row + np.uint64(feature[k])] > thresholds[k]
-                    node[i] = children[np.uint64(2) * k + np.uint64(go_right)]
-                    row += np.uint64(n_features)
-            for i in range(m):
-                leaf = code[node[i]]
-                if leaf >= 0:
-                    out[r0 + i, leaf] += 1.0
-                else:
-                    for c in range(n_classes):
-                        out[r0 + i, c] += table[-1 - leaf, c]
-        for i in range(r0, r1):
-            for c in range(n_classes):
-                out[i, c] /= n_trees
-
-    @numba.njit(nogil=True, cache=True)
-    def serial(x, feature, thresholds, children, code, table, roots, depths, block, out):  # pragma: no cover
-        node = np.empty(block, np.uint32)
-        for r0 in range(0, x.shape[0], block):
-            walk_block(x, feature, thresholds, children, code, table, roots, depths, r0,
-                       min(x.shape[0], r0 + block), node, out)
-
-    @numba.njit(parallel=True, nogil=True, cache=True)
-    def parallel(x, feature, thresholds, children, code, table, roots, depths, block, out):  # pragma: no cover
-        for b in numba.prange((x.shape[0] + block - 1) // block):
-            node = np.empty(block, np.uint32)
-            walk_block(x, feature, thresholds, children, code, table, roots, depths, b * block,
-                       min(x.shape[0], (b + 1) * block), node, out)
-
-    return serial, parallel
+    return _jit.forest_serial, _jit.forest_parallel

@@ -43,10 +43,12 @@ __all__ = [
 #: bands are processed at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
 BAND_BYTES = 16 * 2**20
 BANDS_IN_FLIGHT = 2
-#: Pixels read for the survey that sets the mask threshold, e0 and noise level, and
-#: how many of its sample pixels vote for the stack's e0.
+#: Pixels read for the survey that sets the mask threshold, e0 and noise level; how
+#: many of its sample pixels vote for the stack's e0, and how many give noise levels
+#: (the training spectra draw theirs from them).
 SURVEY_PIXELS = 20_000
-E0_PIXELS = 2_000
+E0_PIXELS = 1_000
+NOISE_PIXELS = 5_000
 SURVEY_ASPECT = 16
 #: mask.tif values.
 MASK_BACKGROUND, MASK_SAMPLE, MASK_INVALID = 0, 1, 2
@@ -154,15 +156,18 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
     if "e0" in given:
         e0 = float(given["e0"])
     else:
-        pick = np.flatnonzero(is_sample)
-        pick = pick[:: max(1, pick.size // E0_PIXELS)]
-        e0 = float(np.median(find_e0(flat[:, pick], energies)))
+        e0 = float(np.median(find_e0(flat[:, _spread(np.flatnonzero(is_sample), E0_PIXELS)], energies)))
     final = {**(pre_edge_window(energies, e0) if pre_edge else {}), **given, "e0": e0}
     result = normalize(flat, energies, **final)
     is_sample, used = _sample_pixels(result.edge_step, threshold)
-    noise = estimate_noise(result.norm[:, is_sample], energies, e0=e0)
+    noise = estimate_noise(result.norm[:, _spread(np.flatnonzero(is_sample), NOISE_PIXELS)], energies, e0=e0)
     noise = noise[np.isfinite(noise)]
     return Survey(e0=e0, threshold=float(used), noise=noise, n_pixels=int(flat.shape[1]), normalization=final)
+
+
+def _spread(indices, n):
+    """About ``n`` of ``indices``, evenly spread."""
+    return indices[:: max(1, indices.size // n)]
 
 
 def _sample_pixels(edge_step, threshold):

@@ -1,0 +1,212 @@
+"""The compiled (numba) kernels: imported only when numba is installed and a fast path runs.
+
+Module-level functions, so numba's on-disk cache (``cache=True``) finds them again in
+the next process instead of compiling for ~2 s (functions built inside other functions
+and calling each other are not found again). Their wrappers, with the documentation of
+what they compute, are :func:`xafsmap.core.forest.predict_proba`,
+:func:`xafsmap.core.kernels.reduce_band` and :func:`xafsmap.core.kernels.distance_to_class`.
+"""
+
+import numba
+import numpy as np
+
+
+@numba.njit(nogil=True, cache=True)
+def walk_block(x, feature, thresholds, children, code, table, roots, depths, r0, r1, node, out):
+    n_features, n_classes, n_trees = x.shape[1], out.shape[1], roots.size
+    flat = x.reshape(-1)
+    m = r1 - r0
+    base = np.uint64(r0) * np.uint64(n_features)
+    for t in range(n_trees):
+        node[:m] = roots[t]
+        for _ in range(depths[t]):  # to full depth: no data-dependent branch
+            row = base
+            for i in range(m):
+                k = np.uint64(node[i])
+                go_right = flat[row + np.uint64(feature[k])] > thresholds[k]
+                node[i] = children[np.uint64(2) * k + np.uint64(go_right)]
+                row += np.uint64(n_features)
+        for i in range(m):
+            leaf = code[node[i]]
+            if leaf >= 0:
+                out[r0 + i, leaf] += 1.0
+            else:
+                for c in range(n_classes):
+                    out[r0 + i, c] += table[-1 - leaf, c]
+    for i in range(r0, r1):
+        for c in range(n_classes):
+            out[i, c] /= n_trees
+
+
+@numba.njit(nogil=True, cache=True)
+def forest_serial(x, feature, thresholds, children, code, table, roots, depths, block, out):
+    node = np.empty(block, np.uint32)
+    for r0 in range(0, x.shape[0], block):
+        walk_block(x, feature, thresholds, children, code, table, roots, depths, r0,
+                   min(x.shape[0], r0 + block), node, out)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def forest_parallel(x, feature, thresholds, children, code, table, roots, depths, block, out):
+    for b in numba.prange((x.shape[0] + block - 1) // block):
+        node = np.empty(block, np.uint32)
+        walk_block(x, feature, thresholds, children, code, table, roots, depths, b * block,
+                   min(x.shape[0], (b + 1) * block), node, out)
+
+
+# Every stage loops over energies (or features) outside and over the block's pixels
+# inside: the inner loops are contiguous and independent, so they compile to SIMD.
+@numba.njit(nogil=True, cache=True)
+def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_post, post_of_pre,
+           start, f_start, f_weights, s_start, s_weights, refs, block,
+           finite, too_thick, edge_step, e0_index, features, aty, yy):
+    n_energies, n = mu.shape
+    d_pre, d_post = pinv_pre.shape[0], pinv_post.shape[0]
+    n_features, n_slopes, n_refs = f_start.size, s_start.size, refs.shape[0]
+    same = n_features == n_slopes and np.array_equal(f_start, s_start) and np.array_equal(f_weights, s_weights)
+    powers32 = powers.astype(np.float32)
+    pre = np.empty((d_pre, block), np.float32)
+    post = np.empty((d_post, block), np.float32)
+    norm = np.empty((n_energies, block), np.float32)
+    feat = np.empty((n_features, block), np.float32)
+    slope = feat if same else np.empty((n_slopes, block), np.float32)
+    moments = np.empty((n_refs, block), np.float64)
+    total = np.empty(block, np.float64)
+    step = np.empty(block, np.float32)
+    top = np.empty(block, np.float32)
+    ok = np.empty(block, np.bool_)
+    best = np.empty(block, np.float32)
+    where = np.empty(block, np.int32)
+    for p0 in range(0, n, block):
+        m = min(n, p0 + block) - p0
+        y = mu[:, p0 : p0 + m]
+        ok[:m] = True
+        top[:m] = -np.inf
+        for e in range(n_energies):
+            for i in range(m):
+                v = y[e, i]
+                ok[i] &= (v - v) == 0  # False for NaN and infinities
+                top[i] = v if v > top[i] else top[i]
+        for j in range(d_pre):
+            pre[j, :m] = 0
+            for e in range(p1, p2):
+                c = np.float32(pinv_pre[j, e - p1])
+                for i in range(m):
+                    pre[j, i] += c * y[e, i]
+        for j in range(d_post):
+            post[j, :m] = 0
+            for e in range(q1, q2):
+                c = np.float32(pinv_post[j, e - q1])
+                for i in range(m):
+                    post[j, i] += c * y[e, i]
+            for d in range(d_pre):
+                c = np.float32(post_of_pre[j, d])
+                for i in range(m):
+                    post[j, i] -= c * pre[d, i]
+        step[:m] = 0
+        for j in range(d_post):
+            c = powers32[ie0, j]
+            for i in range(m):
+                step[i] += c * post[j, i]
+        # norm = (mu - pre_edge - [flat above e0] (post_edge - step)) / step
+        for e in range(n_energies):
+            for i in range(m):
+                norm[e, i] = y[e, i]
+            for d in range(d_pre):
+                c = powers32[e, d]
+                for i in range(m):
+                    norm[e, i] -= c * pre[d, i]
+            if flatten and e >= ie0:
+                for j in range(d_post):
+                    c = powers32[e, j]
+                    for i in range(m):
+                        norm[e, i] -= c * post[j, i]
+                for i in range(m):
+                    norm[e, i] += step[i]
+            for i in range(m):
+                norm[e, i] /= step[i]
+        total[:m] = 0
+        moments[:, :m] = 0
+        for e in range(n_energies):
+            for i in range(m):
+                total[i] += np.float64(norm[e, i]) * np.float64(norm[e, i])
+            for r in range(n_refs):
+                c = refs[r, e]
+                for i in range(m):
+                    moments[r, i] += c * np.float64(norm[e, i])
+        for f in range(n_features):
+            feat[f, :m] = 0
+            for w in range(f_weights.shape[1]):
+                c = np.float32(f_weights[f, w])
+                row = start + f_start[f] + w
+                for i in range(m):
+                    feat[f, i] += c * norm[row, i]
+        if not same:
+            for f in range(n_slopes):
+                slope[f, :m] = 0
+                for w in range(s_weights.shape[1]):
+                    c = np.float32(s_weights[f, w])
+                    row = start + s_start[f] + w
+                    for i in range(m):
+                        slope[f, i] += c * norm[row, i]
+        best[:m] = -np.inf
+        where[:m] = 0
+        for f in range(n_slopes):
+            for i in range(m):
+                if slope[f, i] > best[i]:
+                    best[i] = slope[f, i]
+                    where[i] = f
+        for i in range(m):
+            p = p0 + i
+            if not ok[i]:
+                continue
+            finite[p] = True
+            too_thick[p] = top[i] > thick
+            if step[i] == 0 or not np.isfinite(step[i]):
+                continue
+            edge_step[p] = step[i]
+            e0_index[p] = where[i]
+            yy[p] = total[i]
+            for r in range(n_refs):
+                aty[r, p] = moments[r, i]
+            for f in range(n_features):
+                features[p, f] = feat[f, i]
+
+
+@numba.njit(nogil=True, cache=True)
+def class_distance(x, centroids, best, metric, out):
+    n, n_features = x.shape
+    p = np.empty(n_features, np.float32)
+    q = np.empty(n_features, np.float32)
+    for i in range(n):
+        c = centroids[best[i]]
+        if metric == 0:  # Euclidean
+            acc = np.float32(0)
+            for f in range(n_features):
+                d = x[i, f] - c[f]
+                acc += d * d
+            out[i] = np.sqrt(acc)
+        elif metric == 1:  # Manhattan
+            acc = np.float32(0)
+            for f in range(n_features):
+                acc += abs(x[i, f] - c[f])
+            out[i] = acc
+        else:  # Jensen-Shannon of the clipped, unit-sum vectors (log base 2)
+            sp = np.float32(0)
+            sq = np.float32(0)
+            for f in range(n_features):
+                p[f] = max(x[i, f], np.float32(0))
+                q[f] = max(c[f], np.float32(0))
+                sp += p[f]
+                sq += q[f]
+            for f in range(n_features):
+                p[f] = p[f] / sp if sp > 0 else np.float32(1.0 / n_features)
+                q[f] = q[f] / sq if sq > 0 else np.float32(1.0 / n_features)
+            divergence = np.float32(0)
+            for f in range(n_features):
+                m = np.float32(0.5) * (p[f] + q[f])
+                if p[f] > 0 and m > 0:
+                    divergence += np.float32(0.5) * p[f] * np.log2(p[f] / m)
+                if q[f] > 0 and m > 0:
+                    divergence += np.float32(0.5) * q[f] * np.log2(q[f] / m)
+            out[i] = np.sqrt(min(max(divergence, np.float32(0)), np.float32(1)))
