@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dask.array as da
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from xafsmap.core import tiff
+from xafsmap.core.io import read_stack, write_stack
 from xafsmap.core.register import correct_drift, drift_report, measure_drift
 
 E, M, N, PAD = 40, 72, 72, 20
@@ -99,6 +103,93 @@ def test_dask_equals_numpy(scan):
     out = correct_drift(lazy, drift)
     assert isinstance(out, da.Array) and out.chunks == lazy.chunks and out.dtype == np.float32
     np.testing.assert_array_equal(out.compute(), correct_drift(stack, drift))
+
+
+def _scipy_correct(stack: np.ndarray, drift: np.ndarray) -> np.ndarray:
+    """The previous implementation: scipy's bilinear shift of each whole image."""
+    dtype = np.result_type(stack.dtype, np.float32)
+    return np.stack([
+        ndimage.shift(np.asarray(img, dtype), -d, order=1, mode="constant", cval=np.nan, prefilter=False)
+        for img, d in zip(stack, drift)
+    ])
+
+
+DRIFTS = {
+    "fractional": [[0.3, -0.7], [-1.45, 2.2], [0.0, 0.0], [2.9, -0.05]],
+    "integer": [[1.0, -2.0], [-3.0, 0.0], [0.0, 0.0], [2.0, 3.0]],
+    "tiny": [[1e-9, -1e-12], [-1e-9, 0.999999], [4.0 - 1e-13, -4.0 + 1e-13], [0.5, -0.5]],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.float64])
+@pytest.mark.parametrize("kind", list(DRIFTS))
+def test_correct_drift_equals_scipy_whole_image_shift(kind, dtype):
+    """Bit-identical to the previous per-image scipy shift, NaN included, numpy and dask."""
+    rng = np.random.default_rng(3)
+    stack = (rng.random((4, 23, 17)) * 1000).astype(dtype)
+    if stack.dtype.kind == "f":
+        stack[rng.random(stack.shape) < 0.05] = np.nan
+    drift = np.array(DRIFTS[kind])
+    expected = _scipy_correct(stack, drift)
+    out = correct_drift(stack, drift)
+    assert out.dtype == expected.dtype == np.result_type(dtype, np.float32)
+    np.testing.assert_array_equal(out, expected)
+    assert np.isnan(out).any() and np.isfinite(out).any()
+    # uneven chunks, some thinner than the margin, columns split too
+    for chunks in [(4, 23, 17), (3, (5, 1, 2, 9, 6), (8, 9)), (1, 1, 17), (2, 7, 1)]:
+        lazy = correct_drift(da.from_array(stack, chunks=chunks), drift)
+        assert lazy.chunks == da.from_array(stack, chunks=chunks).chunks and lazy.dtype == expected.dtype
+        np.testing.assert_array_equal(lazy.compute(), expected)
+
+
+def test_nan_spreads_to_neighbours_only():
+    image = np.ones((1, 12, 12), np.float32)
+    image[0, 6, 6] = np.nan
+    out = correct_drift(image, np.array([[0.4, -0.3]]))[0]
+    inside = np.isfinite(out[:-1, 1:])  # the last row and first column have no source
+    assert (~inside).sum() == 4 and np.isnan(out[5:7, 6:8]).all()
+
+
+def test_lazy_correction_is_deterministic_for_the_cluster_check():
+    lazy = da.from_array(np.zeros((3, 10, 10), np.float32), chunks=(3, 4, 10))
+    drift = np.array([[0.5, 0.0], [0.0, -1.5], [1.0, 1.0]])
+    assert correct_drift(lazy, drift).name == correct_drift(lazy, drift.copy()).name
+    assert correct_drift(lazy, drift).name != correct_drift(lazy, drift + 0.1).name
+
+
+def _bytes_read() -> int:
+    for line in open("/proc/self/io"):
+        if line.startswith("rchar"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_band_of_a_drift_corrected_file_reads_only_its_rows(tmp_path, monkeypatch):
+    """A band of rows reads the reader's chunks under it plus the drift margin, not the stack."""
+    if not Path("/proc/self/io").exists():
+        pytest.skip("counting the bytes a process reads needs Linux /proc/self/io")
+    e, m, n = 12, 160, 50
+    rng = np.random.default_rng(5)
+    path = write_stack(tmp_path / "stack.tif", rng.random((e, m, n)).astype(np.float32),
+                       np.linspace(7100.0, 7200.0, e))
+    # the reader's row bands (96 MB in use): 16 rows here, so the file has 10 of them
+    monkeypatch.setattr(tiff, "BAND_BYTES", e * 16 * n * 4)
+    stack = read_stack(path)
+    assert stack.data.chunks[1] == (16,) * 10
+    drift = np.column_stack([np.linspace(-2.6, 2.6, e), np.linspace(1.2, -0.4, e)])  # margin 4 rows
+    corrected = correct_drift(stack.data, drift)
+    assert corrected.chunks == stack.data.chunks
+    whole = correct_drift(np.asarray(stack.data), drift)
+    row_bytes = e * n * 4
+    for r0, r1 in [(64, 80), (70, 75), (0, 16), (150, 160)]:
+        before = _bytes_read()
+        band = corrected[:, r0:r1].compute(scheduler="synchronous")
+        read = _bytes_read() - before
+        np.testing.assert_array_equal(band, whole[:, r0:r1])
+        lo, hi = 16 * (r0 // 16), min(m, 16 * -(-r1 // 16))  # the reader's chunks under the band
+        need = (min(m, hi + 4) - max(0, lo - 4)) * row_bytes
+        assert need <= read <= need + 64 * 1024, (r0, r1, read, need)
+        assert read < 0.2 * m * row_bytes  # the previous implementation read the whole stack
 
 
 def test_correct_drift_integer_shift_known_answer():
