@@ -112,3 +112,11 @@ def test_distance_kernel_equals_feature_distance(metric):
     want = feature_distance(x, centroids[best], metric=metric)
     got = distance_to_class(x, centroids, best, metric=metric)
     assert np.allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def test_an_empty_band_is_background_not_a_crash(model, small_sample):
+    # exact zeros everywhere: edge step 0, every division by zero (numba's Python error
+    # model raised ZeroDivisionError here)
+    zeros = np.zeros((small_sample.energies.size, 3, 7), np.float32)
+    got = map_band(zeros, small_sample.energies, model=model)
+    assert (got["mask"] == 0).all() and (got["labels"] == 0).all() and np.isnan(got["edge_step"]).all()

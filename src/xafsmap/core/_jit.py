@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def walk_block(x, feature, thresholds, children, code, table, roots, depths, r0, r1, node, out):
     n_features, n_classes, n_trees = x.shape[1], out.shape[1], roots.size
     flat = x.reshape(-1)
@@ -38,7 +38,7 @@ def walk_block(x, feature, thresholds, children, code, table, roots, depths, r0,
             out[i, c] /= n_trees
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def forest_serial(x, feature, thresholds, children, code, table, roots, depths, block, out):
     node = np.empty(block, np.uint32)
     for r0 in range(0, x.shape[0], block):
@@ -46,7 +46,7 @@ def forest_serial(x, feature, thresholds, children, code, table, roots, depths, 
                    min(x.shape[0], r0 + block), node, out)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def forest_parallel(x, feature, thresholds, children, code, table, roots, depths, block, out):
     for b in numba.prange((x.shape[0] + block - 1) // block):
         node = np.empty(block, np.uint32)
@@ -56,7 +56,7 @@ def forest_parallel(x, feature, thresholds, children, code, table, roots, depths
 
 # Every stage loops over energies (or features) outside and over the block's pixels
 # inside: the inner loops are contiguous and independent, so they compile to SIMD.
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_post, post_of_pre,
            start, f_start, f_weights, s_start, s_weights, refs, block,
            finite, too_thick, edge_step, e0_index, features, aty, yy):
@@ -173,7 +173,7 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
                 features[p, f] = feat[f, i]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def class_distance(x, centroids, best, metric, out):
     n, n_features = x.shape
     p = np.empty(n_features, np.float32)

@@ -22,6 +22,7 @@ from .kernels import band_plan, reduce_band
 from .normalize import background_mask, estimate_noise, find_e0, normalize
 from .references import resample_reference
 from .synthesize import make_classes
+from .tiff import BAND_BYTES
 
 __all__ = [
     "MapResult",
@@ -39,9 +40,8 @@ __all__ = [
     "train_model",
 ]
 
-#: Bytes of one band of rows (all energies) read and processed at a time, and how many
-#: bands are processed at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
-BAND_BYTES = 16 * 2**20
+#: Bands are processed :data:`~xafsmap.core.tiff.BAND_BYTES` (of all energies) at a
+#: time, BANDS_IN_FLIGHT at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
 BANDS_IN_FLIGHT = 2
 #: Pixels read for the survey that sets the mask threshold, e0 and noise level; how
 #: many of its sample pixels vote for the stack's e0, and how many give noise levels

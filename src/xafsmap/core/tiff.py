@@ -23,8 +23,11 @@ from .energies import _is_glob, _validate_energies, natural_sort_key
 
 __all__ = ["write_stack"]
 
-#: Target size of one row band (E, rows, N) of float32 for streamed per-pixel work.
-BAND_BYTES = 96 * 2**20
+#: Target size of one row band (E, rows, N) of float32 for streamed per-pixel work: the
+#: row chunks of a stack read from a TIFF, and the bands the mapping pipeline processes.
+#: Equal, so a band computed through a derived graph (drift, calibration, binning)
+#: computes no reader chunk more than about twice.
+BAND_BYTES = 16 * 2**20
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
