@@ -74,19 +74,13 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
     total = np.empty(block, np.float64)
     step = np.empty(block, np.float32)
     top = np.empty(block, np.float32)
-    ok = np.empty(block, np.bool_)
+    bad = np.empty(block, np.float32)
+    inverse = np.empty(block, np.float32)
     best = np.empty(block, np.float32)
     where = np.empty(block, np.int32)
     for p0 in range(0, n, block):
         m = min(n, p0 + block) - p0
         y = mu[:, p0 : p0 + m]
-        ok[:m] = True
-        top[:m] = -np.inf
-        for e in range(n_energies):
-            for i in range(m):
-                v = y[e, i]
-                ok[i] &= (v - v) == 0  # False for NaN and infinities
-                top[i] = v if v > top[i] else top[i]
         for j in range(d_pre):
             pre[j, :m] = 0
             for e in range(p1, p2):
@@ -108,10 +102,20 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
             c = powers32[ie0, j]
             for i in range(m):
                 step[i] += c * post[j, i]
-        # norm = (mu - pre_edge - [flat above e0] (post_edge - step)) / step
+        for i in range(m):
+            inverse[i] = np.float32(1) / step[i]
+        # norm = (mu - pre_edge - [flat above e0] (post_edge - step)) / step, and with each
+        # energy's row still in cache: the finite test, the maximum, the LCF moments
+        bad[:m] = 0
+        top[:m] = -np.inf
+        total[:m] = 0
+        moments[:, :m] = 0
         for e in range(n_energies):
             for i in range(m):
-                norm[e, i] = y[e, i]
+                v = y[e, i]
+                bad[i] += v - v  # stays 0 unless a value is NaN or infinite
+                top[i] = v if v > top[i] else top[i]
+                norm[e, i] = v
             for d in range(d_pre):
                 c = powers32[e, d]
                 for i in range(m):
@@ -124,11 +128,7 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
                 for i in range(m):
                     norm[e, i] += step[i]
             for i in range(m):
-                norm[e, i] /= step[i]
-        total[:m] = 0
-        moments[:, :m] = 0
-        for e in range(n_energies):
-            for i in range(m):
+                norm[e, i] *= inverse[i]
                 total[i] += np.float64(norm[e, i]) * np.float64(norm[e, i])
             for r in range(n_refs):
                 c = refs[r, e]
@@ -158,7 +158,7 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
                     where[i] = f
         for i in range(m):
             p = p0 + i
-            if not ok[i]:
+            if bad[i] != 0:
                 continue
             finite[p] = True
             too_thick[p] = top[i] > thick
