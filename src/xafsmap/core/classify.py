@@ -258,8 +258,6 @@ def train_classifier(
     -------
     Classifier
     """
-    from sklearn.ensemble import RandomForestClassifier
-
     rng = np.random.default_rng(rng)
     references = np.asarray(references, dtype=np.float64)
     energies = np.asarray(energies, dtype=np.float64)
@@ -274,6 +272,10 @@ def train_classifier(
     spec = dict(window=window, features=features, smooth=smooth)
     x = _features(spectra, energies, **spec)
     is_test = np.tile(np.arange(n_per_class + n_test) >= n_per_class, len(classes))
+    # imported only now: the spectra above are made while scikit-learn's ~1 s import
+    # finishes in the thread train_model started
+    from sklearn.ensemble import RandomForestClassifier
+
     forest = RandomForestClassifier(
         n_estimators=n_trees, max_samples=max_samples, n_jobs=n_jobs, random_state=int(rng.integers(2**31))
     )
