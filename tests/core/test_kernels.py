@@ -120,3 +120,31 @@ def test_an_empty_band_is_background_not_a_crash(model, small_sample):
     zeros = np.zeros((small_sample.energies.size, 3, 7), np.float32)
     got = map_band(zeros, small_sample.energies, model=model)
     assert (got["mask"] == 0).all() and (got["labels"] == 0).all() and np.isnan(got["edge_step"]).all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "jensen-shannon"])
+def test_fused_labelling_equals_the_numpy_steps(band, model, metric):
+    from xafsmap.core.classify import SUPPORT_PROBABILITY, feature_distance
+    from xafsmap.core.forest import predict_proba
+    from xafsmap.core.kernels import label_pixels
+    from xafsmap.core.lcf import fractions_from_moments
+
+    classifier = model.classifier
+    reduced = reduce_band(band, band_plan(classifier, model.normalization), thick=4.0)
+    pick = (reduced["finite"] & (reduced["edge_step"] > 0.05)).ravel()
+    x, aty, yy = reduced["features"][pick], reduced["aty"][:, pick], reduced["yy"][pick]
+    proba = predict_proba(classifier.forest, x)
+    labels, probability, distance, fractions, residual = label_pixels(
+        classifier, x, proba, aty, yy, metric=metric, support=SUPPORT_PROBABILITY)
+    best = np.argmax(proba, axis=1)
+    present = classifier.classes.compositions > 0
+    allowed = ((proba >= SUPPORT_PROBABILITY).astype(np.float32) @ present).T > 0
+    allowed[:, proba.max(axis=1) < SUPPORT_PROBABILITY] = True
+    want_w, want_r = fractions_from_moments(aty, yy, classifier.references, allowed=allowed)
+    assert np.array_equal(labels, best + 1)
+    assert np.array_equal(probability, proba.max(axis=1).astype(np.float32))
+    assert np.allclose(distance, feature_distance(x, classifier.centroids[best], metric=metric), rtol=2e-5,
+                       atol=2e-6)
+    assert np.max(np.abs(fractions - want_w)) < 1e-5
+    assert np.allclose(residual, want_r, rtol=1e-4, atol=1e-6)
+    assert allowed.sum(axis=0).min() < classifier.references.shape[0]  # the restriction is exercised

@@ -130,6 +130,14 @@ def feature_distance(features, centroids, *, metric: str = "euclidean") -> np.nd
     raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
 
 
+def _fused(k: int) -> bool:
+    """The compiled labelling applies: numba, and few enough references for subsets."""
+    from .forest import has_numba
+    from .lcf import MAX_SUBSET_REFERENCES
+
+    return k <= MAX_SUBSET_REFERENCES and has_numba()
+
+
 def _distance(x, centroids, best, metric):
     from .forest import has_numba
 
@@ -408,6 +416,12 @@ def label_features(classifier: Classifier, features, *, metric: str = "euclidean
     labels = np.zeros(n, np.uint16)
     probability, distance, residual = (np.full(n, np.nan, np.float32) for _ in range(3))
     fractions = np.full((k, n), np.nan, np.float32)
+    if n and moments is not None and _fused(k):
+        from .kernels import label_pixels
+
+        proba = predict_proba(classifier.forest, x, parallel=parallel)
+        found = label_pixels(classifier, x, proba, *moments, metric=metric, support=SUPPORT_PROBABILITY)
+        return Classification(*found)
     if n:
         proba = predict_proba(classifier.forest, x, parallel=parallel)
         best = np.argmax(proba, axis=1)

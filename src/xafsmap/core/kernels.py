@@ -23,7 +23,7 @@ import numpy as np
 from .classify import _feature_operator
 from .normalize import SharedFit, _check_windows, _resolve_params, shared_fit
 
-__all__ = ["BandPlan", "band_plan", "distance_to_class", "reduce_band"]
+__all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band"]
 
 #: Pixels transposed into a pixel-major scratch block at a time.
 BLOCK_PIXELS = 64
@@ -188,4 +188,47 @@ def distance_to_class(features, centroids, best, *, metric: str = "euclidean") -
 
     class_distance(features, np.ascontiguousarray(centroids, dtype=np.float32),
                        np.asarray(best, dtype=np.int64), METRICS.index(metric), out)
+    return out
+
+
+def label_pixels(classifier, features, proba, aty, yy, *, metric: str, support: float, weight: float = 10.0):
+    """Labels, distances and NNLS fractions of pixels from their forest probabilities,
+    in one compiled pass: :func:`~xafsmap.core.classify.label_features`'s numpy steps
+    (argmax, distance to the class, references allowed by the likely classes,
+    :func:`~xafsmap.core.lcf.fractions_from_moments` with sum-to-one) per pixel.
+
+    Parameters
+    ----------
+    classifier : Classifier
+    features : ndarray, shape (n, F)
+    proba : ndarray, shape (n, C)
+        Forest probabilities.
+    aty, yy : ndarray, shapes (K, n) and (n,)
+        LCF moments of the normalized spectra.
+    metric : str
+    support : float
+        Classes at least this probable lend their references to the fit.
+    weight : float
+        Weight of the sum-to-one equation.
+
+    Returns
+    -------
+    labels, probability, distance, fractions, residual
+        uint16 (n,), float32 (n,), float32 (n,), float32 (K, n), float32 (n,).
+    """
+    from . import _jit
+    from .classify import METRICS
+    from .lcf import subset_solvers
+
+    references = np.asarray(classifier.references, dtype=np.float64)
+    k, n = references.shape[0], proba.shape[0]
+    gram = references @ references.T
+    members, solvers = subset_solvers(gram + weight**2)
+    out = (np.zeros(n, np.uint16), np.empty(n, np.float32), np.empty(n, np.float32),
+           np.empty((k, n), np.float32), np.empty(n, np.float32))
+    _jit.label_pixels(np.ascontiguousarray(features, dtype=np.float32), np.ascontiguousarray(proba),
+                      np.ascontiguousarray(classifier.centroids, dtype=np.float32), METRICS.index(metric),
+                      np.ascontiguousarray(classifier.classes.compositions > 0), float(support),
+                      np.ascontiguousarray(aty, dtype=np.float64), np.ascontiguousarray(yy, dtype=np.float64),
+                      members, solvers, gram, float(weight**2), references.shape[1], *out)
     return out

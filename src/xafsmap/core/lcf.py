@@ -150,24 +150,46 @@ def _rms_misfit(w, aty, yy, references):
     return np.sqrt(np.clip(misfit2, 0, None) / references.shape[1])
 
 
+def subset_solvers(gram) -> tuple[np.ndarray, np.ndarray]:
+    """Every non-empty subset of the K references and its least-squares solver.
+
+    Parameters
+    ----------
+    gram : ndarray, shape (K, K)
+        Normal-equation matrix (``R R^T``, plus the sum-to-one term).
+
+    Returns
+    -------
+    members : ndarray of bool, shape (S, K)
+        Subsets by size, each size in :func:`itertools.combinations` order.
+    solvers : ndarray, shape (S, K, K)
+        ``pinv(gram[S, S])`` placed in a K x K zero matrix: ``solvers[s] @ (R y)`` is the
+        unconstrained optimum on subset s (0 outside it).
+    """
+    k = gram.shape[0]
+    subsets = [list(c) for size in range(1, k + 1) for c in itertools.combinations(range(k), size)]
+    members = np.zeros((len(subsets), k), bool)
+    solvers = np.zeros((len(subsets), k, k))
+    for s, rows in enumerate(subsets):
+        members[s, rows] = True
+        solvers[s][np.ix_(rows, rows)] = np.linalg.pinv(gram[np.ix_(rows, rows)])
+    return members, solvers
+
+
 def _nnls_subsets(gram: np.ndarray, aty: np.ndarray, yy: np.ndarray, allowed=None) -> np.ndarray:
     """Best non-negative least-squares solution over all subsets, from normal equations."""
-    k = gram.shape[0]
-    best_w = np.zeros((k, aty.shape[1]))
+    members, solvers = subset_solvers(gram)
+    best_w = np.zeros(aty.shape)
     best_cost = np.full(aty.shape[1], np.inf)
-    for size in range(1, k + 1):
-        for subset in itertools.combinations(range(k), size):
-            rows = list(subset)
-            b = aty[rows]
-            w = np.linalg.pinv(gram[np.ix_(rows, rows)]) @ b
-            cost = yy - np.einsum("ij,ij->j", w, b)  # at the least-squares optimum
-            feasible = np.all(w >= 0, axis=0)
-            if allowed is not None:
-                feasible &= np.all(allowed[rows], axis=0)
-            better = np.flatnonzero(feasible & (cost < best_cost))
-            best_cost[better] = cost[better]
-            best_w[:, better] = 0.0
-            best_w[np.ix_(subset, better)] = w[:, better]
+    for inside, solver in zip(members, solvers):
+        w = solver @ aty
+        cost = yy - np.einsum("ij,ij->j", w, aty)  # at the least-squares optimum
+        feasible = np.all(w[inside] >= 0, axis=0)
+        if allowed is not None:
+            feasible &= np.all(allowed[inside], axis=0)
+        better = np.flatnonzero(feasible & (cost < best_cost))
+        best_cost[better] = cost[better]
+        best_w[:, better] = w[:, better]
     return best_w
 
 
