@@ -111,3 +111,13 @@ def test_a_stack_without_any_edge_is_refused(small_sample):
     flat = Stack(np.zeros_like(small_sample.stack) + 0.1, small_sample.energies, {})
     with pytest.raises(ValueError, match="no pixel has an edge step above"):
         map_stack(flat, small_sample.references, n_per_class=20, n_trees=2)
+
+
+@pytest.mark.parametrize("chunks", [(-1, 5, -1), (-1, 7, -1), (-1, 5, 4)])
+def test_bands_read_the_same_rows_from_chunks_or_slices(chunks):
+    from xafsmap.core.pipeline import _band_reader
+
+    cube = np.arange(3 * 23 * 8, dtype=np.float32).reshape(3, 23, 8)
+    read = _band_reader(da.from_array(cube, chunks=chunks), 5)
+    for r0 in range(0, 23, 5):
+        assert np.array_equal(read(r0, min(23, r0 + 5)), cube[:, r0 : r0 + 5])
