@@ -54,6 +54,30 @@ def forest_parallel(x, feature, thresholds, children, code, table, roots, depths
                    min(x.shape[0], (b + 1) * block), node, out)
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def fit_window(out, pinv, y, first, m):
+    """out[j, :m] = pinv[j] @ y[first : first + pinv.shape[1], :m] (one least-squares fit
+    per pixel of a block, pixels innermost)."""
+    for j in range(pinv.shape[0]):
+        out[j, :m] = 0
+        for e in range(pinv.shape[1]):
+            c = np.float32(pinv[j, e])
+            for i in range(m):
+                out[j, i] += c * y[first + e, i]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def apply_banded(out, starts, weights, src, offset, m):
+    """out[f, :m] = weights[f] @ src[offset + starts[f] : ... + W, :m] (a band matrix)."""
+    for f in range(starts.size):
+        out[f, :m] = 0
+        for w in range(weights.shape[1]):
+            c = np.float32(weights[f, w])
+            row = offset + starts[f] + w
+            for i in range(m):
+                out[f, i] += c * src[row, i]
+
+
 # Every stage loops over energies (or features) outside and over the block's pixels
 # inside: the inner loops are contiguous and independent, so they compile to SIMD.
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -81,18 +105,9 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
     for p0 in range(0, n, block):
         m = min(n, p0 + block) - p0
         y = mu[:, p0 : p0 + m]
-        for j in range(d_pre):
-            pre[j, :m] = 0
-            for e in range(p1, p2):
-                c = np.float32(pinv_pre[j, e - p1])
-                for i in range(m):
-                    pre[j, i] += c * y[e, i]
+        fit_window(pre, pinv_pre, y, p1, m)
+        fit_window(post, pinv_post, y, q1, m)
         for j in range(d_post):
-            post[j, :m] = 0
-            for e in range(q1, q2):
-                c = np.float32(pinv_post[j, e - q1])
-                for i in range(m):
-                    post[j, i] += c * y[e, i]
             for d in range(d_pre):
                 c = np.float32(post_of_pre[j, d])
                 for i in range(m):
@@ -134,21 +149,9 @@ def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_
                 c = refs[r, e]
                 for i in range(m):
                     moments[r, i] += c * np.float64(norm[e, i])
-        for f in range(n_features):
-            feat[f, :m] = 0
-            for w in range(f_weights.shape[1]):
-                c = np.float32(f_weights[f, w])
-                row = start + f_start[f] + w
-                for i in range(m):
-                    feat[f, i] += c * norm[row, i]
+        apply_banded(feat, f_start, f_weights, norm, start, m)
         if not same:
-            for f in range(n_slopes):
-                slope[f, :m] = 0
-                for w in range(s_weights.shape[1]):
-                    c = np.float32(s_weights[f, w])
-                    row = start + s_start[f] + w
-                    for i in range(m):
-                        slope[f, i] += c * norm[row, i]
+            apply_banded(slope, s_start, s_weights, norm, start, m)
         best[:m] = -np.inf
         where[:m] = 0
         for f in range(n_slopes):
