@@ -81,10 +81,11 @@ def test_fused_band_maps_equal_the_numpy_maps(band, model, small_sample):
         assert np.nanmax(np.abs(a - b)[..., same]) < tolerance, name
 
 
-def test_spectrum_features_use_their_own_operator(small_sample, model):
+@pytest.mark.parametrize("smooth", [0, 9])
+def test_spectrum_features_use_their_own_operator(small_sample, model, smooth):
     from dataclasses import replace
 
-    classifier = replace(model.classifier, features="spectrum")
+    classifier = replace(model.classifier, features="spectrum", smooth=smooth)
     plan = band_plan(classifier, model.normalization)
     band = small_sample.stack[:, :4]
     got = reduce_band(band, plan, thick=4.0)
@@ -148,3 +149,19 @@ def test_fused_labelling_equals_the_numpy_steps(band, model, metric):
     assert np.max(np.abs(fractions - want_w)) < 1e-5
     assert np.allclose(residual, want_r, rtol=1e-4, atol=1e-6)
     assert allowed.sum(axis=0).min() < classifier.references.shape[0]  # the restriction is exercised
+
+
+def test_label_features_numpy_fallback_equals_the_fused_path(band, model, monkeypatch):
+    import xafsmap.core.classify as classify_module
+
+    classifier = model.classifier
+    reduced = reduce_band(band, band_plan(classifier, model.normalization), thick=4.0)
+    pick = (reduced["finite"] & (reduced["edge_step"] > 0.05)).ravel()
+    args = (classifier, reduced["features"][pick])
+    moments = (reduced["aty"][:, pick], reduced["yy"][pick])
+    fused = classify_module.label_features(*args, moments=moments)
+    monkeypatch.setattr(classify_module, "_fused", lambda k: False)  # as without numba
+    plain = classify_module.label_features(*args, moments=moments)
+    assert np.array_equal(fused.labels, plain.labels)
+    for name in ("probability", "distance", "fractions", "residual"):
+        assert np.allclose(getattr(fused, name), getattr(plain, name), rtol=1e-4, atol=1e-5), name
