@@ -27,7 +27,8 @@ from xafsmap.core.classify import compute_features, feature_distance
 from xafsmap.core.io import Stack
 from xafsmap.core.lcf import fit_fractions
 from xafsmap.core.normalize import normalize
-from xafsmap.core.pipeline import map_stack, prepare_references, survey
+from xafsmap.core.pipeline import map_stack
+from xafsmap.core.training import prepare_references, survey
 from xafsmap.core.sample import make_sample
 from xafsmap.core.synthesize import make_classes, synthesize_spectra
 

@@ -282,7 +282,8 @@ def _map_distributed(args, stack, references, options):
     files and redo that preparation (the drift and shift map travel to them once).
     """
     from .core.parallel import iter_map_distributed, open_client
-    from .core.pipeline import drive, train_model
+    from .core.pipeline import drive
+    from .core.training import train_model
 
     tic = time.perf_counter()
     model = train_model(stack, references, **options)

@@ -10,7 +10,8 @@ from xafsmap.core.io import Stack
 from xafsmap.core.kernels import band_plan, reduce_band
 from xafsmap.core.lcf import spectrum_moments
 from xafsmap.core.normalize import normalize
-from xafsmap.core.pipeline import _map_band_numpy, map_band, train_model
+from xafsmap.core.pipeline import _map_band_numpy, map_band
+from xafsmap.core.training import train_model
 
 pytestmark = pytest.mark.skipif(not has_numba(), reason="the fused kernel needs numba")
 

@@ -19,7 +19,8 @@ from xafsmap.core.parallel import (  # noqa: E402
     stack_source,
     train_model_distributed,
 )
-from xafsmap.core.pipeline import band_rows, iter_classify, train_model  # noqa: E402
+from xafsmap.core.pipeline import band_rows, iter_classify  # noqa: E402
+from xafsmap.core.training import train_model  # noqa: E402
 from xafsmap.core.prepare import prepare_stack  # noqa: E402
 from xafsmap.core.sample import bundled_references  # noqa: E402
 

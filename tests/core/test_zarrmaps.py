@@ -13,7 +13,8 @@ from xafsmap.cli import main
 from xafsmap.core import zarrmaps
 from xafsmap.core.io import Stack
 from xafsmap.core.output import map_output, write_map_files, write_tiff
-from xafsmap.core.pipeline import band_rows, check_maps, drive, iter_classify, new_maps, train_model
+from xafsmap.core.pipeline import band_rows, check_maps, drive, iter_classify, new_maps
+from xafsmap.core.training import train_model
 from xafsmap.core.quicklook import label_colors
 from xafsmap.core.recipe import Recipe, RecipeReference, read_recipe, run_recipe, write_recipe
 from xafsmap.core.sample import bundled_reference_paths

@@ -24,7 +24,7 @@ PREVIEW_PER_CLASS = 3
 def preview_training(stack, references, offsets, classes, *, recipe):
     """Worker: survey the stack, then a few synthetic training spectra per class, normalized."""
     from ..core.normalize import normalize
-    from ..core.pipeline import prepare_references, survey
+    from ..core.training import prepare_references, survey
     from ..core.synthesize import synthesize_spectra
 
     params = recipe.normalization

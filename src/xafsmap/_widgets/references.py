@@ -34,7 +34,7 @@ def read_entries(path) -> list[Entry]:
 def compare_spectra(stack, references, offsets, norm_params: dict):
     """Worker: normalized mean spectrum of (a subgrid of) the stack and the references on its energies."""
     from ..core.normalize import normalize
-    from ..core.pipeline import prepare_references
+    from ..core.training import prepare_references
 
     _, rows, cols = stack.data.shape
     stride = max(1, int(np.ceil(np.sqrt(rows * cols / MEAN_PIXELS))))

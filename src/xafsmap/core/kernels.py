@@ -68,7 +68,7 @@ def band_plan(classifier, normalization: dict, *, flatten: bool = True) -> BandP
     classifier : xafsmap.core.classify.Classifier
     normalization : dict
         Larch-named normalization parameters with a scalar ``e0`` (a
-        :class:`~xafsmap.core.pipeline.Model`'s).
+        :class:`~xafsmap.core.training.Model`'s).
     flatten : bool
 
     Returns

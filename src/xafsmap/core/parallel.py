@@ -8,7 +8,7 @@ of interest, binning: the :func:`~xafsmap.core.prepare.prepare_stack` steps reco
 on the :class:`~xafsmap.core.io.Stack`), reads its band, runs the very same per-band
 code (:func:`~xafsmap.core.pipeline._map_band`) and returns the band's small 2-D maps,
 which the client places into the full maps. The trained
-:class:`~xafsmap.core.pipeline.Model` (a few MB) and the stack's description (with
+:class:`~xafsmap.core.training.Model` (a few MB) and the stack's description (with
 the preparation's arrays: per-energy drift, per-pixel shift map) are scattered to
 every worker once. Bands are independent and per-pixel, so the maps equal the
 single-process run's exactly.
@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .classify import METRICS
-from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, Model, band_rows, _map_band, new_maps
+from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, band_rows, _map_band, new_maps
+from .training import Model
 
 __all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "stack_source",
            "train_model_distributed"]
@@ -235,7 +236,7 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
         A stack read from files, perhaps prepared with
         :func:`~xafsmap.core.prepare.prepare_stack` (see :func:`stack_source`).
     model : Model
-        Trained for this stack (:func:`~xafsmap.core.pipeline.train_model` or
+        Trained for this stack (:func:`~xafsmap.core.training.train_model` or
         :func:`train_model_distributed`).
     client : distributed.Client
     metric : {'euclidean', 'manhattan', 'jensen-shannon'}
@@ -307,7 +308,7 @@ def map_distributed(stack, model: Model, *, client, **options) -> MapResult:
 
 
 def _train_from_file(source: StackSource, references, options: dict) -> Model:
-    from .pipeline import train_model
+    from .training import train_model
 
     return train_model(_open(source), references, **options)
 
@@ -316,8 +317,8 @@ def train_model_distributed(stack, references, *, client, **options) -> Model:
     """Train on a worker, which reads the survey pixels from the file itself.
 
     For clients that do not see the stack's files (a laptop driving a cluster); the
-    options are :func:`~xafsmap.core.pipeline.train_model`'s, the result is the same
-    :class:`~xafsmap.core.pipeline.Model` (same seed, same model).
+    options are :func:`~xafsmap.core.training.train_model`'s, the result is the same
+    :class:`~xafsmap.core.training.Model` (same seed, same model).
     """
     source = stack if isinstance(stack, StackSource) else stack_source(stack)
     return client.submit(_train_from_file, source, list(references), options, pure=False).result()

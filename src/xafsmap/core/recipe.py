@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_file
-from .pipeline import drive, iter_classify, train_model
+from .pipeline import drive, iter_classify
+from .training import train_model
 from .prepare import prepare_stack
 
 __all__ = [
@@ -518,7 +519,7 @@ def recipe_references(recipe: Recipe) -> list:
 
 
 def train_recipe(recipe: Recipe, stack, references):
-    """Train the recipe's :class:`~xafsmap.core.pipeline.Model` for a (prepared) stack."""
+    """Train the recipe's :class:`~xafsmap.core.training.Model` for a (prepared) stack."""
     mixtures = recipe.mixtures if recipe.compositions is None else np.array(recipe.compositions, dtype=float)
     model = train_model(
         stack, references, offsets=[ref.offset for ref in recipe.references], mixtures=mixtures,

@@ -24,7 +24,8 @@ import numpy as np
 
 from .lcf import fit_fractions
 from .normalize import estimate_noise, normalize
-from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive, prepare_references, survey
+from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive
+from .training import prepare_references, survey
 
 __all__ = [
     "FitSetup",
