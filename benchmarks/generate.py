@@ -9,6 +9,13 @@ smoothly varying edge step 0.6–1.4, a sloped pre-edge background, Gaussian noi
 ever in memory (~0.25 GB for 4000 x 1700), never the stack.
 
     python benchmarks/generate.py /tmp/xafsmap-bench/stack-1000.tif --rows 1000 --cols 1700 --energies 210
+
+``--drift PX`` moves the sample during the scan: page ``e`` is the still page moved by
+a seeded sub-pixel random walk ``drift[e] = (dy, dx)`` (0 at the first energy, the
+largest component ``PX`` pixels on each axis) before the noise is added (the detector
+does not move), by a Fourier shift (periodic at the borders); the true drift goes to
+``<stem>.drift.txt`` (E rows of ``dy dx``, pixels, the convention of
+:func:`xafsmap.core.register.measure_drift`).
 """
 
 from __future__ import annotations
@@ -55,10 +62,29 @@ def compositions(n_grains: int, rng) -> np.ndarray:
     return comp
 
 
+def random_drift(n_energies: int, largest: float, rng) -> np.ndarray:
+    """(E, 2) random walk (dy, dx) px from 0, scaled so each axis's largest |value| is ``largest``."""
+    steps = np.random.default_rng(rng).standard_normal((n_energies, 2))
+    steps[0] = 0.0
+    walk = np.cumsum(steps, axis=0)
+    return walk * (largest / np.maximum(np.abs(walk).max(axis=0), 1e-12))
+
+
+def shift_page(page: np.ndarray, drift) -> np.ndarray:
+    """``page`` moved by ``+drift`` (rows, columns; sub-pixel), periodic: a Fourier shift, float32."""
+    import scipy.fft
+    from scipy import ndimage
+
+    spectrum = scipy.fft.rfft2(page, workers=-1)
+    moved = ndimage.fourier_shift(spectrum, drift, n=page.shape[1])
+    return scipy.fft.irfft2(moved, s=page.shape, workers=-1).astype(np.float32, copy=False)
+
+
 class SyntheticStack:
     """Array-like (E, M, N) float32 that computes the pages it is sliced for."""
 
-    def __init__(self, rows: int, cols: int, energies: np.ndarray, *, n_grains: int, noise: float, rng: int):
+    def __init__(self, rows: int, cols: int, energies: np.ndarray, *, n_grains: int, noise: float, rng: int,
+                 drift: np.ndarray | None = None):
         from xafsmap.core.normalize import normalize
         from xafsmap.core.references import resample_reference
         from xafsmap.core.sample import bundled_references
@@ -77,7 +103,7 @@ class SyntheticStack:
         self.weights[:, ~has_sample[grains]] = 0.0
         self.offset = (0.3 + 0.1 * yy / rows).astype(np.float32)
         del yy, xx, step, grains
-        self.energies, self.noise, self.seed = energies, noise, rng
+        self.energies, self.noise, self.seed, self.drift = energies, noise, rng, drift
         self.dead = (gen.integers(0, rows, 20), gen.integers(0, cols, 20), gen.integers(0, energies.size, 20))
         self.shape, self.dtype, self.ndim = (energies.size, rows, cols), np.dtype(np.float32), 3
 
@@ -86,6 +112,8 @@ class SyntheticStack:
         slope = np.float32(-2e-4 * (self.energies[e] - self.energies[0]))
         page = np.tensordot(self.spectra[:, e], self.weights, axes=1)
         page += self.offset + slope
+        if self.drift is not None and np.any(self.drift[e]):
+            page = shift_page(page, self.drift[e])
         page += gen.standard_normal(page.shape, dtype=np.float32) * np.float32(self.noise)
         rows, cols, pages = self.dead
         hit = pages == e
@@ -106,6 +134,9 @@ def main(argv=None) -> Path:
     parser.add_argument("--grains", type=int, default=300)
     parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--drift", type=float, default=0.0,
+                        help="move the sample during the scan by a random walk up to this many px per axis; "
+                             "the true drift goes to <stem>.drift.txt")
     args = parser.parse_args(argv)
 
     from xafsmap.core.io import write_stack
@@ -113,8 +144,13 @@ def main(argv=None) -> Path:
 
     energies = sample_energies(n_edge=args.energies - 61)  # 61 points off the edge region
     tic = time.perf_counter()
-    stack = SyntheticStack(args.rows, args.cols, energies, n_grains=args.grains, noise=args.noise, rng=args.seed)
+    drift = random_drift(energies.size, args.drift, [args.seed, 1]) if args.drift > 0 else None
+    stack = SyntheticStack(args.rows, args.cols, energies, n_grains=args.grains, noise=args.noise, rng=args.seed,
+                           drift=drift)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if drift is not None:
+        np.savetxt(args.out.with_name(f"{args.out.stem}.drift.txt"), drift, fmt="%.6f",
+                   header="true drift per energy (px): dy dx; page = still page moved by +drift")
     path = write_stack(args.out, stack, energies)
     size = path.stat().st_size
     print(f"wrote {path} {stack.shape} {size / 1e9:.2f} GB in {time.perf_counter() - tic:.1f} s")
