@@ -25,7 +25,7 @@ from .normalize import SharedFit, _check_windows, _resolve_params, shared_fit
 
 __all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band"]
 
-#: Pixels transposed into a pixel-major scratch block at a time.
+#: Pixels processed together, innermost in every loop (so they fill the SIMD lanes).
 BLOCK_PIXELS = 64
 
 
