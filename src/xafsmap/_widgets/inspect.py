@@ -1,7 +1,7 @@
 """Dock 6, Inspect: click a pixel (or pick a shape) to see its spectra, class and fractions.
 
-With an energy-shift map the pixel's spectrum is calibrated as the prepared stack is
-(drift correction is not applied to the single spectrum read here).
+With a measured drift (and registration chosen) and an energy-shift map, the pixel's
+spectrum is drift-corrected and calibrated as the prepared stack is.
 Only the clicked pixel's spectrum is read (all energies, one pixel or bin), in a worker;
 while one read runs, later clicks replace each other and the newest is read next, so the
 viewer never waits for a lazy multi-GB stack.
@@ -21,16 +21,29 @@ from ._plot import PlotCanvas
 SHOWN_FRACTION = 0.1
 
 
-def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, shift=None, kept=None):
+def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, shift=None, kept=None,
+                  drift=None):
     """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization.
 
-    With the block's energy ``shift`` (eV, from the shift map) the spectrum is put on the
-    nominal energies as the calibrated stack is, keeping the energies ``kept``.
-    Returns ``(energies, spectrum, normalized or None)``.
+    With ``drift`` (E, 2) the pixels are drift-corrected first, as
+    :func:`~xafsmap.core.register.correct_drift` does the whole stack (from the pixels
+    around them, a margin of the largest drift). With the block's energy ``shift`` (eV,
+    from the shift map) the spectrum is put on the nominal energies as the calibrated
+    stack is, keeping the energies ``kept``. Returns ``(energies, spectrum, normalized or None)``.
     """
     from ..core.normalize import normalize
 
-    if rows.stop - rows.start == 1 and cols.stop - cols.start == 1:  # one positioned read per page
+    if drift is not None:
+        from ..core.register import correct_drift
+
+        _, n_rows, n_cols = stack.data.shape
+        margin = int(np.ceil(np.abs(drift).max())) + 1
+        r0, c0 = max(rows.start - margin, 0), max(cols.start - margin, 0)
+        around = np.asarray(stack.data[:, r0 : min(rows.stop + margin, n_rows), c0 : min(cols.stop + margin, n_cols)],
+                            dtype=np.float32)
+        block = correct_drift(around, drift)[:, rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
+        block = block.reshape(block.shape[0], -1)
+    elif rows.stop - rows.start == 1 and cols.stop - cols.start == 1:  # one positioned read per page
         from ..core.cache import read_spectrum as read_pixel
 
         block = read_pixel(stack, rows.start, cols.start)[:, None]
@@ -139,8 +152,9 @@ class InspectWidget(Dock):
         if self.session.shift_map is not None:
             shift = float(np.nanmean(self.session.shift_map.shift[block]))
             kept = self.session.prepared_stack().energies
+        drift = self.session.drift if self.session.choices.get("register") else None
         worker = self.launch(read_spectrum, self.session.stack, self.session.stack.energies, *block, params,
-                             shift, kept, done=lambda value: self._draw(value, title, pixel),
+                             shift, kept, drift, done=lambda value: self._draw(value, title, pixel),
                              what="Reading the spectrum")
         worker.finished.connect(self._next)
 
