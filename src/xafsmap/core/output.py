@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_file
+from .zarrmaps import value_counts
 
 __all__ = [
     "atomic_folder",
@@ -143,7 +144,7 @@ def write_classes_csv(path, names, compositions=None, references=()) -> Path:
 def make_report(result, *, inputs: dict | None = None, extra: dict | None = None) -> dict:
     """Everything needed to trust and reproduce a map, as JSON-ready data."""
     classifier = result.classifier
-    mask = _value_counts(result.mask, 3)
+    mask = value_counts(result.mask, 3)
     rows, cols = result.labels.shape
     return {
         "xafsmap_report": 1,
@@ -244,7 +245,7 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
         describe_map_store(folder / MAPS_ZARR, classes)
     for name in ("labels", "probability", "distance", "fractions", "residual", "edge_step", "e0", "mask", "flags"):
         write_tiff(folder / f"{name}.tif", getattr(result, name))
-    flags = _value_counts(result.flags, 256)
+    flags = value_counts(result.flags, 256)
     write_rows(folder / "flags.csv", ["bit", "meaning", "pixels"],
                [[bit, meaning, int(flags[np.arange(256) & bit > 0].sum())] for bit, meaning in FLAGS.items()])
     if shift_map is not None:
@@ -268,16 +269,6 @@ def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = No
                     zarr=zarr, overwrite=overwrite) as (tmp, maps):
         write_map_files(result, tmp, maps=maps, inputs=inputs, extra=extra, shift_map=shift_map)
     return Path(out)
-
-
-def _value_counts(array, n: int) -> np.ndarray:
-    """Pixels of each value 0..n-1 of an integer map, counted in row blocks."""
-    from .zarrmaps import row_blocks
-
-    counts = np.zeros(n, np.int64)
-    for _, block in row_blocks(array):
-        counts += np.bincount(block.ravel(), minlength=n)[:n]
-    return counts
 
 
 def write_rows(path, header, rows) -> None:

@@ -73,12 +73,9 @@ class MapResult:
     @property
     def class_counts(self) -> dict[str, int]:
         """Pixels per class name (counted in row blocks: the labels may be larger than memory)."""
-        from .zarrmaps import row_blocks
+        from .zarrmaps import value_counts
 
-        n = len(self.classifier.classes) + 1
-        counts = np.zeros(n, np.int64)
-        for _, block in row_blocks(self.labels):
-            counts += np.bincount(block.ravel(), minlength=n)[:n]
+        counts = value_counts(self.labels, len(self.classifier.classes) + 1)
         return {name: int(c) for name, c in zip(self.classifier.classes.names, counts[1:])}
 
 

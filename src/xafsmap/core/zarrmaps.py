@@ -31,6 +31,7 @@ __all__ = [
     "open_map_store",
     "read_map_store",
     "row_blocks",
+    "value_counts",
 ]
 
 #: Name of the store inside an output folder.
@@ -241,6 +242,18 @@ def row_blocks(array, *, rows: int | None = None):
     rows = rows or block_rows(array)
     for r0 in range(0, array.shape[-2], rows):
         yield r0, np.asarray(array[..., r0 : r0 + rows, :])
+
+
+def value_counts(array, n: int) -> np.ndarray:
+    """Pixels of each value 0..n-1 of an integer map, counted in :func:`row_blocks`.
+
+    >>> value_counts(np.array([[0, 2], [2, 1]]), 3).tolist()
+    [1, 1, 2]
+    """
+    counts = np.zeros(n, np.int64)
+    for _, block in row_blocks(array):
+        counts += np.bincount(block.ravel(), minlength=n)[:n]
+    return counts
 
 
 def copy_maps(source, maps: dict) -> None:
