@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classify import METRICS, Classifier, classify, compute_features, label_features
-from .kernels import band_plan, reduce_band
+from .kernels import reduce_band
 from .normalize import normalize
 from .tiff import BAND_BYTES
 from .training import Model, Survey, train_model
@@ -252,7 +252,7 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float =
     dict
         The maps of :func:`new_maps` for these rows (``fractions`` (K, rows, N)).
     """
-    plan = band_plan(model.classifier, model.normalization)
+    plan = model.band_plan
     if plan is None:
         return _map_band_numpy(band, energies, model=model, metric=metric, thick=thick)
     reduced = reduce_band(band, plan, thick=thick)

@@ -9,6 +9,7 @@ synthetic training spectra and the forest, and returns the :class:`Model` that
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classify import Classifier, train_classifier
+from .kernels import band_plan
 from .normalize import background_mask, estimate_noise, find_e0, normalize
 from .references import resample_reference
 from .synthesize import make_classes
@@ -217,6 +219,12 @@ class Model:
     survey: Survey
     normalization: dict
     params: dict
+
+    @functools.cached_property
+    def band_plan(self):
+        """The fused kernel's :class:`~xafsmap.core.kernels.BandPlan` for this model (None
+        where only the numpy path applies), built once rather than once per band."""
+        return band_plan(self.classifier, self.normalization)
 
 
 def train_model(
