@@ -269,10 +269,19 @@ def run_map(args) -> Path:
     finally:
         hasher.shutdown(wait=False, cancel_futures=True)
     out = Path(args.out)
+    _print_warnings(result.warnings)
     if not args.quiet:
         print(f"xafsmap: wrote {out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
               file=sys.stderr)
     return out
+
+
+def _print_warnings(warnings) -> None:
+    """Warnings go to stderr whatever --quiet says: they are about the result."""
+    start = "\n" if sys.stderr.isatty() else ""
+    for warning in warnings:
+        print(f"{start}xafsmap: warning: {warning}", file=sys.stderr)
+        start = ""
 
 
 def _map_distributed(args, stack, references, options):

@@ -121,3 +121,20 @@ def test_bands_read_the_same_rows_from_chunks_or_slices(chunks):
     read = _band_reader(da.from_array(cube, chunks=chunks), 5)
     for r0 in range(0, 23, 5):
         assert np.array_equal(read(r0, min(23, r0 + 5)), cube[:, r0 : r0 + 5])
+
+
+def test_indistinguishable_references_are_warned_about_in_the_report(small_sample, tmp_path):
+    """Two copies of one standard cannot be told apart: the map is written, with a warning."""
+    from dataclasses import replace
+
+    from xafsmap.core.output import write_maps
+
+    fe = small_sample.references[0]
+    refs = [fe, replace(fe, name="Fe copy"), small_sample.references[2]]
+    result = map_stack(as_stack(small_sample), refs, rng=1, mixtures="none", **FAST)
+    assert result.classifier.accuracy < 0.8
+    assert any("held-out accuracy" in w and "'Fe'" in w for w in result.warnings)
+    import json
+
+    report = json.loads((write_maps(result, tmp_path / "maps") / "report.json").read_text())
+    assert report["warnings"] == list(result.warnings)

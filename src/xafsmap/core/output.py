@@ -150,6 +150,7 @@ def make_report(result, *, inputs: dict | None = None, extra: dict | None = None
         "xafsmap_report": 1,
         "inputs": inputs or {},
         "parameters": result.params,
+        "warnings": list(result.warnings),
         "versions": library_versions(),
         "timings_s": {name: round(value, 3) for name, value in result.timings.items()},
         "grid": {"rows": int(rows), "columns": int(cols)},

@@ -294,7 +294,8 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
         where.release()
     timings = {"map_s": time.perf_counter() - tic, "workers": len(client.scheduler_info()["workers"])}
     params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
-    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)
+    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings,
+                     warnings=model.warnings, **maps)
 
 
 def map_distributed(stack, model: Model, *, client, **options) -> MapResult:

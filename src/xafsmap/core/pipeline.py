@@ -53,7 +53,8 @@ class MapResult:
     ``labels`` uint16 (0 = no sample or invalid, 1..C = class), ``mask`` uint8
     (0 = no sample, 1 = sample, 2 = invalid: a non-finite value at some energy),
     ``fractions`` (K, rows, columns); ``flags`` uint8 bits (:data:`FLAGS`); the
-    others float32 (rows, columns).
+    others float32 (rows, columns). ``warnings`` are the model's (see
+    :attr:`~xafsmap.core.training.Model.warnings`).
     """
 
     labels: np.ndarray
@@ -69,6 +70,7 @@ class MapResult:
     survey: Survey
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def class_counts(self) -> dict[str, int]:
@@ -130,7 +132,8 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
                 yield done, total
     timings = {"map_s": time.perf_counter() - tic}
     params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
-    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings, **maps)
+    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings,
+                     warnings=model.warnings, **maps)
 
 
 def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import model_warnings
 from .classify import Classifier, train_classifier
 from .kernels import band_plan
 from .normalize import background_mask, estimate_noise, find_e0, normalize
@@ -213,12 +214,17 @@ class Model:
         from each spectrum.
     params : dict
         Every training choice, seed included (for report.json and recipes).
+    warnings : tuple of str
+        What the survey, the references or the held-out test say may make the map
+        wrong (:func:`~xafsmap.core.checks.model_warnings`); report.json lists them and
+        the command line prints them.
     """
 
     classifier: Classifier
     survey: Survey
     normalization: dict
     params: dict
+    warnings: tuple[str, ...] = ()
 
     @functools.cached_property
     def band_plan(self):
@@ -320,4 +326,5 @@ def train_model(
         threshold=threshold, fit_range=list(fit_range), normalization=params, seed=seed,
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
-    return Model(classifier=classifier, survey=found, normalization=params, params=settings)
+    warnings = model_warnings(classifier)
+    return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings)
