@@ -77,12 +77,13 @@ def test_region_mean_spectrum_is_the_missing_phase(sample, found, refs):
     """Up to baseline and scale (normalization differences), the region is magnetite."""
     magnetite = found.setup.prepare(_normalized_on(refs["Fe3O4"], sample.energies)[:, None])[:, 0]
     start, stop = found.setup.window
-    for spectrum, size in zip(found.spectra, found.sizes):
-        _, rss = found.setup.fit(spectrum[start:stop], magnetite[None])
-        _, rss_known = found.setup.fit(spectrum[start:stop])
-        # noise of the mean spectrum is 0.02 / sqrt(size); allow 3 times that
-        assert np.sqrt(rss / (stop - start)) < 3 * 0.03 / np.sqrt(size)
-        assert rss < 0.05 * rss_known
+    for spectrum, variance, size in zip(found.spectra, found.spectra_variance, found.sizes):
+        y, var = spectrum[start:stop, None], variance[start:stop, None]
+        _, chi2 = found.setup.fit(y, var, magnetite[None, start:stop])
+        _, chi2_known = found.setup.fit(y, var)
+        # the mean is explained by magnetite at its noise (chi-square per point ~ 1)
+        assert chi2[0] / (stop - start) < 2.0
+        assert chi2[0] < 0.05 * chi2_known[0]
 
 
 def test_null_model_matches_explained_pixels(sample, found):
@@ -104,15 +105,19 @@ def test_every_reference_present_flags_nothing(refs):
     assert result.sizes.size == 0 and not result.regions.any()
 
 
-def test_fit_misfit_removes_baseline_and_scale():
-    from xafsmap.core.unexplained import fit_misfit
+def test_trust_fit_removes_baseline_and_scale():
+    from xafsmap.core.lcf import fit_weighted, weighted_moments
+    from xafsmap.core.unexplained import BASELINE_TERMS, baseline
 
     e = np.linspace(7100.0, 7170.0, 71)
     edge = np.stack([1 / (1 + np.exp(-(e - 7120) / 2)), 1 / (1 + np.exp(-(e - 7126) / 3))])
     y = 1.1 * (0.4 * edge[0] + 0.6 * edge[1]) + 0.03 - 0.001 * np.minimum(e - 7122, 0)
-    w, rss = fit_misfit(np.stack([y, y + 0.05 * np.exp(-((e - 7114) / 1.5) ** 2)], axis=1), edge, e, e0=7122.0)
-    assert np.allclose(w[:, 0], [0.44, 0.66], atol=1e-6)
-    assert rss[0] < 1e-12 < 1e-3 < rss[1]
+    spectra = np.stack([y, y + 0.05 * np.exp(-((e - 7114) / 1.5) ** 2)], axis=1)
+    columns = np.vstack([edge, baseline(e, 7122.0)])
+    fit = fit_weighted(*weighted_moments(spectra, columns, np.full(spectra.shape, 1e4)), n_points=71,
+                       sum_to_one=False, free=BASELINE_TERMS)
+    assert np.allclose(fit.fractions[:, 0], [0.44, 0.66], atol=1e-6)
+    assert fit.chi2[0] < 1e-8 < 1.0 < fit.chi2[1]
 
 
 def test_pooling_adds_degrees_of_freedom():
@@ -139,16 +144,6 @@ def test_find_regions_orders_and_drops_small():
     regions = find_regions(flags, min_size=2)
     assert regions[4, 5] == 1 and regions[0, 0] == 2 and regions[0, 7] == 0
     assert regions.max() == 2
-
-
-def test_smooth_noise_works_in_absorbance_units():
-    from xafsmap.core.unexplained import smooth_noise
-
-    step = np.array([[0.5, 1.0, 2.0]] * 3)
-    noise = 0.02 / step  # absorbance noise 0.02 everywhere
-    noise[1, 1] = np.nan
-    out = smooth_noise(noise, step, size=3)
-    assert np.allclose(out * step, 0.02, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +178,7 @@ def test_library_ranks_magnetite_first(found, library):
     assert len(library) == 65
     candidates = prepare_candidates(library, found.setup)
     assert not candidates.skipped
-    for table in rank_candidates(found.spectra, found.setup, candidates):
+    for table in rank_candidates(found.spectra, found.setup, candidates, found.spectra_variance):
         assert table[0]["name"] == "magnetite syn FeEXAFS TEY001"
         assert table[0]["score"] > 0.95 and table[0]["weight"] > 0.9
         assert table[0]["score"] - table[1]["score"] > 0.05
@@ -209,7 +204,8 @@ def test_library_finds_a_shifted_distinct_mineral(sample, library):
     stack = Stack((sample.stack + swap * sample.fractions[3][None]).astype(np.float32), sample.energies, {})
     result = find_unexplained(stack, sample.references, n_calibration=3000, rng=0)
     assert result.sizes.size >= 1
-    tables = rank_candidates(result.spectra, result.setup, prepare_candidates(library, result.setup))
+    tables = rank_candidates(result.spectra, result.setup, prepare_candidates(library, result.setup),
+                             result.spectra_variance)
     for table in tables:
         assert table[0]["name"].startswith("Siderite"), [row["name"] for row in table[:3]]
         assert table[0]["offset"] == pytest.approx(1.0)

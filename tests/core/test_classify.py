@@ -34,8 +34,10 @@ def test_features_keep_pixel_shape():
 def test_distances_known_values():
     a = np.array([[1.0, 0.0, 0.0]])
     b = np.array([[0.0, 1.0, 0.0]])
-    assert feature_distance(a, b)[0] == pytest.approx(np.sqrt(2))
-    assert feature_distance(a, b, metric="manhattan")[0] == pytest.approx(2)
+    assert feature_distance(a, b)[0] == pytest.approx(np.sqrt(2 / 3))  # root mean square
+    assert feature_distance(a, b, metric="manhattan")[0] == pytest.approx(2 / 3)  # mean absolute
+    sd = np.array([[0.5, 2.0, 1.0]])  # in units of each feature's noise
+    assert feature_distance(a, b, metric="manhattan", sd=sd)[0] == pytest.approx((2 + 0.5) / 3)
     assert feature_distance(a, b, metric="jensen-shannon")[0] == pytest.approx(1)
     assert feature_distance(a, a, metric="jensen-shannon")[0] == pytest.approx(0, abs=1e-6)
 

@@ -34,7 +34,7 @@ def mapped(tmp_path_factory, small_sample_file, refs):
 def test_map_writes_every_documented_file(mapped, small_sample):
     names = {p.name for p in mapped.iterdir()}
     assert names == {"labels.tif", "classes.csv", "probability.tif", "distance.tif", "fractions.tif",
-                     "residual.tif", "edge_step.tif", "e0.tif", "mask.tif", "flags.tif", "flags.csv", "report.json"}
+                     "fraction_sigma.tif", "residual.tif", "edge_step.tif", "e0.tif", "mask.tif", "flags.tif", "flags.csv", "report.json"}
     shape = small_sample.stack.shape[1:]
     assert tifffile.imread(mapped / "labels.tif").dtype == np.uint16
     assert tifffile.imread(mapped / "mask.tif").dtype == np.uint8
@@ -42,6 +42,8 @@ def test_map_writes_every_documented_file(mapped, small_sample):
         image = tifffile.imread(mapped / f"{name}.tif")
         assert image.shape == shape and image.dtype == np.float32
     assert tifffile.imread(mapped / "fractions.tif").shape == (3, *shape)
+    sigma = tifffile.imread(mapped / "fraction_sigma.tif")
+    assert sigma.shape == (3, *shape) and sigma.dtype == np.float32
 
 
 def test_classes_csv_lists_compositions(mapped):

@@ -14,10 +14,10 @@ import pytest
 
 from xafsmap.core.normalize import (
     Normalized,
-    background_mask,
     estimate_noise,
     find_e0,
     normalize,
+    step_weights,
 )
 
 FE_K = ["fe_metal_rt", "feo_rt1", "fe2o3_rt", "fe3c_rt", "fen_rt"]
@@ -286,26 +286,31 @@ def test_estimate_noise_on_non_uniform_grid_with_slope():
     assert estimate_noise(base, energy, e0=7112.0) < 1e-9
 
 
-def test_background_mask_recovers_holes():
+def test_edge_mask_keeps_thin_grains_at_five_sigma():
+    """Edge steps 0.05-2.4 (thin rims and thick grains) with noise 0.008: every grain is
+    sample and no hole is, where a histogram split cut into the thin grains."""
     rng = np.random.default_rng(11)
     yy, xx = np.mgrid[:96, :96]
     truth = np.zeros((96, 96), bool)
     for cy, cx, r in rng.uniform([10, 10, 6], [86, 86, 18], (12, 3)):
         truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-    step = np.where(truth, rng.uniform(0.5, 1.5, truth.shape), 0.0)
-    step += rng.normal(0, 0.08, truth.shape)
+    sigma = np.full(truth.shape, 0.008)
+    step = np.where(truth, np.exp(rng.uniform(np.log(0.05), np.log(2.4), truth.shape)), 0.0)
+    step += rng.normal(0, 1, truth.shape) * sigma
     step[0, :3] = [np.nan, np.inf, -np.inf]
-    mask, thr = background_mask(step)
-    assert 0.2 < thr < 0.45
+    from xafsmap.core.mask import edge_mask
+
+    mask = edge_mask(step, sigma)
     assert mask.dtype == bool and mask.shape == truth.shape
     assert not mask[0, :3].any()
-    assert (mask == truth).mean() > 0.99
-    mask0, thr0 = background_mask(step, threshold=-1.0)
-    assert thr0 == -1.0
+    assert (mask == truth).mean() > 0.999
+    manual = edge_mask(step, sigma, threshold=-1.0)
     positive = np.isfinite(step) & (step > 0)
-    assert not mask0[~positive].any() and mask0[positive].all()
+    assert not manual[~positive].any() and manual[positive].all()
 
 
-def test_background_mask_needs_two_values():
-    with pytest.raises(ValueError, match="need at least 2 distinct finite edge steps"):
-        background_mask(np.full((3, 3), 0.7))
+def test_step_weights_give_the_edge_step_of_shared_windows():
+    e = np.linspace(7000.0, 7400.0, 401)
+    mu = np.stack([0.1 + s / (1 + np.exp(-(e - 7112.0) / 2.0)) for s in (0.3, 1.0, 2.0)], axis=1)
+    result = normalize(mu, e, e0=7112.0)
+    np.testing.assert_allclose(step_weights(e, 7112.0, result.params) @ mu, result.edge_step, rtol=1e-10)

@@ -30,7 +30,7 @@ def preview_training(stack, references, offsets, classes, *, recipe):
     params = recipe.normalization
     found = survey(stack.data, stack.energies, threshold=recipe.threshold, norm_params=params)
     refs = prepare_references(references, stack.energies, e0=found.e0, offsets=offsets, norm_params=params)
-    noise = found.noise if recipe.noise is None else recipe.noise
+    noise = found.profiles if recipe.noise is None else recipe.noise
     spectra, labels, _ = synthesize_spectra(refs, classes.compositions, noise=noise,
                                             n_per_class=PREVIEW_PER_CLASS, rng=recipe.seed)
     norm = np.asarray(normalize(spectra.T, stack.energies, **params).norm).T

@@ -6,23 +6,10 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from ._base import Dock, notify_errors, set_layer
+from ._plot import PlotCanvas
 from .calibration import CalibrationPanel
 
-#: Pixels read for the mask preview (a regular subgrid of the prepared stack).
-PREVIEW_PIXELS = 40_000
 MASK_LAYER = "mask preview"
-
-
-def preview_edge_step(stack, norm_params: dict):
-    """Worker: edge step of a regular subgrid of the stack; returns (edge_step, stride)."""
-    from ..core.normalize import normalize
-
-    _, rows, cols = stack.data.shape
-    stride = max(1, int(np.ceil(np.sqrt(rows * cols / PREVIEW_PIXELS))))
-    block = np.asarray(stack.data[:, ::stride, ::stride], dtype=np.float32)
-    finite = np.all(np.isfinite(block), axis=0)
-    result = normalize(np.where(finite, block, 0.0).astype(np.float32), stack.energies, **norm_params)
-    return np.where(finite, np.asarray(result.edge_step), np.nan).astype(np.float32), stride
 
 
 class PrepareWidget(Dock):
@@ -45,7 +32,9 @@ class PrepareWidget(Dock):
         self.bin_spin.setRange(1, 64)
         self.bin_spin.setToolTip("average n × n neighbouring pixels (better S/N, fewer pixels)")
         self.form.addRow("Binning n × n", self.bin_spin)
-        self.auto_box = QCheckBox("automatic")
+        self.auto_box = QCheckBox("edge significance")
+        self.auto_box.setToolTip("sample = an edge step at least 5 of its own noise sigmas above zero; "
+                                 "untick for a manual edge-step threshold")
         self.auto_box.setChecked(True)
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setDecimals(4)
@@ -57,16 +46,18 @@ class PrepareWidget(Dock):
         line.setContentsMargins(0, 0, 0, 0)
         line.addWidget(self.auto_box)
         line.addWidget(self.threshold_spin)
-        self.form.addRow("Edge-step threshold", row)
+        self.form.addRow("Mask", row)
         self.preview_button = self.button("Preview mask", self.preview_mask,
                                           tip="edge step of a subgrid and the no-sample mask, as a layer")
         self.form.addRow(self.preview_button)
+        self.histogram = PlotCanvas(height=1.8)
+        self.histogram.hide()
+        self.layout().addWidget(self.histogram)
         self.calibration = CalibrationPanel(self)
         self.layout().addWidget(self.calibration)
         self.layout().addWidget(self.status)
         self.layout().addStretch()
-        self.edge_step = None
-        self.stride = 1
+        self.preview = None
         self.bin_spin.valueChanged.connect(lambda v: self.session.update("prepare", bin=int(v)))
         self.auto_box.toggled.connect(self._threshold_changed)
         self.threshold_spin.valueChanged.connect(self._threshold_changed)
@@ -122,40 +113,60 @@ class PrepareWidget(Dock):
 
     @notify_errors("Mask preview")
     def preview_mask(self):
-        """Edge step of a subgrid of the prepared stack (worker), then the mask as a layer."""
-        stack = self.session.prepared_stack()
-        self.launch(preview_edge_step, stack, self.session.choices["normalization"], done=self._previewed,
-                    what="Mask preview", buttons=(self.preview_button,))
+        """Noise model, edge steps and their significance on a subgrid (worker), then the mask as a layer."""
+        from ..core.mask import preview_mask
 
-    def _previewed(self, value):
-        self.edge_step, self.stride = value
+        stack = self.session.prepared_stack()
+        self.launch(preview_mask, stack, norm_params=self.session.choices["normalization"], done=self._previewed,
+                    what="Mask preview", buttons=(self.preview_button,), total=0)
+
+    def _previewed(self, preview):
+        self.preview = preview
         self._show_mask()
 
     def _show_mask(self):
-        from ..core.normalize import background_mask
+        from ..core.mask import SIGNIFICANCE, dropped_regions
 
-        if self.edge_step is None:
+        if self.preview is None:
             return
-        finite = np.isfinite(self.edge_step)
-        mask, used = background_mask(np.where(finite, self.edge_step, 0.0),
-                                     threshold=self.session.choices["threshold"])
-        if self.auto_box.isChecked():
-            self.threshold_spin.blockSignals(True)
-            self.threshold_spin.setValue(float(used))
-            self.threshold_spin.blockSignals(False)
+        preview, threshold = self.preview, self.session.choices["threshold"]
+        mask = preview.mask(threshold)
+        stride = preview.stride
         transform = self.session.map_transform()
-        scale = tuple(s * self.stride for s in transform["scale"])
-        translate = tuple(t + (self.stride - 1) / 2 * s for t, s in zip(transform["translate"], transform["scale"]))
-        labels = (mask & finite).astype(np.uint8)
+        scale = tuple(s * stride for s in transform["scale"])
+        translate = tuple(t + (stride - 1) / 2 * s for t, s in zip(transform["translate"], transform["scale"]))
+        labels = mask.astype(np.uint8)
         set_layer(self.viewer, labels, kind="labels", update=True, name=MASK_LAYER, scale=scale, translate=translate,
                   opacity=0.4, colormap={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.8, 1.0, 1.0)})
-        self.report(f"threshold {used:.4g} ({'automatic' if self.auto_box.isChecked() else 'chosen'}): "
-                    f"{100 * labels.mean():.0f} % of the previewed pixels hold sample "
-                    + ("(all pixels read)" if self.stride == 1 else f"(1 pixel in {self.stride}² read)"))
+        self._draw_histogram(preview, threshold)
+        rule = (f"edge step above {threshold:.4g}" if threshold is not None else
+                f"edge at least {SIGNIFICANCE:g} of its noise sigmas above zero")
+        lines = [f"{rule}: {100 * labels.mean():.0f} % of the previewed pixels hold sample "
+                 + ("(all pixels read)" if stride == 1 else f"(1 pixel in {stride}² read)")]
+        lines += [f"⚠ {w}" for w in dropped_regions(preview.jump, preview.jump_sigma, mask)]
+        self.report("\n".join(lines))
+
+    def _draw_histogram(self, preview, threshold):
+        """Histogram of the edge significance (or of the edge step, with a manual cut) and the cut."""
+        from ..core.mask import SIGNIFICANCE
+
+        [ax] = self.histogram.clear()
+        if threshold is None:
+            values = preview.significance
+            values = np.log10(np.clip(values[np.isfinite(values)], 0.1, None))
+            cut, label = np.log10(SIGNIFICANCE), "log10 (edge jump / its sigma)"
+        else:
+            values, cut, label = preview.edge_step[np.isfinite(preview.edge_step)], threshold, "edge step"
+        ax.hist(values, bins=80, color="#8fb4d9")
+        ax.axvline(cut, color="#ff6e4a", lw=1.5)
+        ax.set_xlabel(label)
+        ax.set_ylabel("pixels")
+        self.histogram.show()
+        self.histogram.draw()
 
     def _on_session(self, part: str):
         if part == "measurement":
-            self.edge_step = None
+            self.preview = None
         if part not in ("recipe", "measurement", "prepare"):
             return
         roi = self.session.choices["roi"]

@@ -44,7 +44,8 @@ def search_library(paths, found):
     if not library:
         raise ValueError(f"no readable reference spectrum in {', '.join(map(str, paths))}")
     candidates = prepare_candidates(library, found.setup)
-    tables = rank_candidates(found.spectra, found.setup, candidates) if found.sizes.size and candidates.names else []
+    tables = (rank_candidates(found.spectra, found.setup, candidates, found.spectra_variance)
+              if found.sizes.size and candidates.names else [])
     by_name = {}
     for ref in library:
         by_name.setdefault(ref.name, ref)

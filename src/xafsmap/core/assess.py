@@ -57,8 +57,8 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
         Called with ``(done, total)``.
     **map_options
         Options of :func:`~xafsmap.core.unexplained.iter_unexplained`
-        (``false_alarm``, ``pool``, ``noise_window``, ``min_size``, ``rng``,
-        ``offsets``, ``threshold``, ``fit_range``, normalization parameters).
+        (``false_alarm``, ``pool``, ``min_size``, ``rng``, ``offsets``, ``threshold``,
+        ``significance``, ``fit_range``, ``thick``, normalization parameters).
 
     Returns
     -------
@@ -82,7 +82,8 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
     found = drive(iter_unexplained(stack, references, **map_options), progress)
     candidates = prepare_candidates(candidates_in, found.setup)
     skipped = [*skipped, *candidates.skipped]
-    tables = rank_candidates(found.spectra, found.setup, candidates) if found.sizes.size and candidates.names else []
+    tables = (rank_candidates(found.spectra, found.setup, candidates, found.spectra_variance)
+              if found.sizes.size and candidates.names else [])
     tables = tables or [[] for _ in found.sizes]
     sample = int(np.count_nonzero(found.mask == 1))
     summary = {
@@ -161,7 +162,7 @@ def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=
         Called with ``(done, total)``.
     **options
         Options of :func:`~xafsmap.core.parsimony.iter_compare` (``criterion``,
-        ``noise_window``, ``threshold``, ``fit_range``, normalization parameters).
+        ``threshold``, ``significance``, ``fit_range``, normalization parameters).
 
     Returns
     -------

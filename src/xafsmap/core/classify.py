@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .forest import predict_proba
-from .lcf import fractions_from_moments, spectrum_moments
+from .lcf import spectrum_moments
 from .synthesize import Classes, synthesize_spectra
 
 __all__ = [
@@ -93,17 +93,22 @@ def _feature_operator(energies_bytes: bytes, kind: str, smooth: int):
     return operator.astype(np.float32)
 
 
-def feature_distance(features, centroids, *, metric: str = "euclidean") -> np.ndarray:
-    """Distance between each feature vector and its own centroid.
+def feature_distance(features, centroids, *, metric: str = "euclidean", sd=None) -> np.ndarray:
+    """Distance between each feature vector and its own centroid, in units of the noise.
 
     Parameters
     ----------
     features, centroids : ndarray, shape (n, F)
         Row i of ``features`` is compared with row i of ``centroids``.
     metric : {'euclidean', 'manhattan', 'jensen-shannon'}
+        Euclidean is the root mean square and Manhattan the mean absolute difference per
+        feature, each in units of that feature's noise ``sd`` (about 1 and 0.8 for a
+        spectrum its class explains at its noise, whatever the thickness or dose).
         Jensen–Shannon compares the features as distributions: negative values are
         clipped to 0 and each vector is scaled to unit sum; the result is the
         Jensen–Shannon distance (square root of the divergence, log base 2, 0…1).
+    sd : ndarray, shape (n, F), optional
+        Noise standard deviation of every feature (default 1).
 
     Returns
     -------
@@ -113,14 +118,15 @@ def feature_distance(features, centroids, *, metric: str = "euclidean") -> np.nd
     --------
     >>> a = np.array([[0.0, 3.0]]); b = np.array([[4.0, 0.0]])
     >>> feature_distance(a, b).tolist(), feature_distance(a, b, metric="manhattan").tolist()
-    ([5.0], [7.0])
+    ([3.535533905029297], [3.5])
     """
     features = np.asarray(features, dtype=np.float32)
     centroids = np.asarray(centroids, dtype=np.float32)
+    sd = np.float32(1) if sd is None else np.asarray(sd, dtype=np.float32)
     if metric == "euclidean":
-        return np.sqrt(np.sum((features - centroids) ** 2, axis=-1))
+        return np.sqrt(np.mean(((features - centroids) / sd) ** 2, axis=-1))
     if metric == "manhattan":
-        return np.sum(np.abs(features - centroids), axis=-1)
+        return np.mean(np.abs(features - centroids) / sd, axis=-1)
     if metric == "jensen-shannon":
         p = _as_distribution(features)
         q = _as_distribution(centroids)
@@ -138,14 +144,14 @@ def _fused(k: int) -> bool:
     return k <= MAX_SUBSET_REFERENCES and has_numba()
 
 
-def _distance(x, centroids, best, metric):
+def _distance(x, sd, centroids, best, metric):
     from .forest import has_numba
 
     if has_numba():
         from .kernels import distance_to_class
 
-        return distance_to_class(x, centroids, best, metric=metric)
-    return feature_distance(x, centroids[best], metric=metric)
+        return distance_to_class(x, sd, centroids, best, metric=metric)
+    return feature_distance(x, centroids[best], metric=metric, sd=sd)
 
 
 def _as_distribution(x: np.ndarray) -> np.ndarray:
@@ -178,7 +184,7 @@ class Classifier:
     centroids : ndarray, shape (C, F)
         Features of each class's noise-free spectrum.
     noise : ndarray
-        Noise levels the training spectra were drawn with.
+        Noise levels (n,) or per-energy profiles (n, E) the training spectra were drawn with.
     accuracy : float
         Accuracy on a held-out synthetic test set.
     confusion : ndarray, shape (C, C)
@@ -210,6 +216,17 @@ class Classifier:
             np.asarray(norm)[start:stop], self.energies[start:stop], kind=self.features, smooth=self.smooth
         )
 
+    def feature_sd_of(self, variance) -> np.ndarray:
+        """Noise standard deviation of the features of spectra whose points have
+        ``variance`` (E, ...) -> (..., F): the feature operator squared applied to it."""
+        start, stop = self.window
+        variance = np.asarray(variance, dtype=np.float32)[start:stop]
+        operator = _feature_operator(self.energies[start:stop].tobytes(), self.features, int(self.smooth or 0))
+        if operator is not None:
+            shape = variance.shape
+            variance = ((operator**2) @ variance.reshape(shape[0], -1)).reshape(shape)
+        return np.sqrt(np.moveaxis(variance, 0, -1))
+
 
 def train_classifier(
     references,
@@ -239,7 +256,9 @@ def train_classifier(
     classes : Classes
         Class compositions over the K references.
     noise : float or array_like
-        Noise level(s) per energy point in edge-step units, as measured in the data.
+        Noise level(s) per energy point in edge-step units, as measured in the data: a
+        level, levels (n,) or per-energy profiles (n, E) of measured pixels (see
+        :func:`~xafsmap.core.synthesize.synthesize_spectra`).
     prepare : callable, optional
         Applied to the noisy spectra, shape (E, n), before features are computed —
         the same normalization the measured pixels go through, so training and
@@ -302,7 +321,7 @@ def train_classifier(
         features=features,
         smooth=smooth,
         centroids=centroids,
-        noise=np.atleast_1d(np.asarray(noise, dtype=np.float64)),
+        noise=np.atleast_1d(np.asarray(noise, dtype=np.float32)),
         accuracy=float(np.mean(predicted == labels[is_test])),
         confusion=np.bincount(labels[is_test] * n_classes + predicted, minlength=n_classes**2).reshape(
             n_classes, n_classes),
@@ -322,14 +341,19 @@ class Classification:
     """Per-pixel results; every array has the pixel shape ``(...)`` of the input.
 
     ``labels`` is uint16 with 0 = not classified (non-finite spectrum) and 1..C the
-    classes; ``fractions`` has the reference axis first, shape (K, ...).
+    classes; ``fractions`` and ``fraction_sigma`` (the 1-sigma uncertainty of each
+    fraction) have the reference axis first, shape (K, ...); ``residual`` is the RMS
+    misfit of the fit in edge-step units and ``chi2`` its reduced chi-square under the
+    noise model (about 1 where the references explain the pixel at its noise).
     """
 
     labels: np.ndarray
     probability: np.ndarray
     distance: np.ndarray
     fractions: np.ndarray
+    fraction_sigma: np.ndarray
     residual: np.ndarray
+    chi2: np.ndarray
 
 
 #: Classes at least this probable contribute their references to a pixel's LCF.
@@ -337,7 +361,7 @@ SUPPORT_PROBABILITY = 0.2
 
 
 def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bool = True,
-             features=None) -> Classification:
+             features=None, variance=None) -> Classification:
     """Label normalized spectra and measure how well their class explains them.
 
     Parameters
@@ -346,17 +370,25 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     norm : ndarray, shape (E, ...)
         Normalized spectra on the classifier's energies.
     metric : {'euclidean', 'manhattan', 'jensen-shannon'}
-        Distance in feature space between a pixel and its class's noise-free spectrum.
+        Distance in feature space between a pixel and its class's noise-free spectrum,
+        in units of the features' noise (Euclidean: root mean square, Manhattan: mean
+        absolute, over the features; Jensen–Shannon is scale-free).
     fit : bool
         Also fit the non-negative reference fractions (LCF) over all energies (more
-        points than the feature window: a smaller variance of the fractions).
-        The forest chooses which references a pixel may use: those present in any
-        class with probability >= ``SUPPORT_PROBABILITY``; LCF then quantifies them.
-        Without that choice, noise gives every absent phase a small positive
-        fraction (NNLS cannot go below 0), a bias of about 0.4 sigma per phase.
+        points than the feature window: a smaller variance of the fractions), each
+        point weighted by its inverse variance. The forest chooses which references a
+        pixel may use: those present in any class with probability >=
+        ``SUPPORT_PROBABILITY``; LCF then quantifies them. Without that choice, noise
+        gives every absent phase a small positive fraction (NNLS cannot go below 0), a
+        bias of about 0.4 sigma per phase.
     features : ndarray, shape (..., F), optional
         The classifier's features of ``norm`` when the caller already has them
         (:meth:`Classifier.features_of`); computed here otherwise.
+    variance : ndarray, shape (E, ...), optional
+        Variance of every point in edge-step units squared (the stack's noise model,
+        :meth:`~xafsmap.core.noise.NoiseModel.variance` divided by the edge step
+        squared); default white noise at each spectrum's
+        :func:`~xafsmap.core.normalize.estimate_noise`.
 
     Returns
     -------
@@ -368,29 +400,41 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
     shape = norm.shape[1:]
     flat = norm.reshape(norm.shape[0], -1)
     good = np.all(np.isfinite(flat), axis=0)
+    y = flat[:, good]
+    if variance is None:
+        from .normalize import estimate_noise
+
+        var = np.broadcast_to(estimate_noise(y, classifier.energies) ** 2, y.shape)
+    else:
+        var = np.asarray(variance, dtype=np.float64).reshape(flat.shape)[:, good]
     if features is None:
-        x = classifier.features_of(flat[:, good])
+        x = classifier.features_of(y)
     else:
         x = np.asarray(features, dtype=np.float32).reshape(-1, classifier.centroids.shape[1])[good]
-    moments = spectrum_moments(flat[:, good], classifier.references) if fit else None
-    found = label_features(classifier, x, metric=metric, moments=moments)
+    moments = None
+    if fit:
+        from .lcf import weighted_moments
+
+        gram_w, atwy, ywy = weighted_moments(y, classifier.references, 1.0 / var)
+        aty, yy = spectrum_moments(y, classifier.references)
+        moments = dict(aty=aty, yy=yy, gram_w=gram_w, atwy=atwy, ywy=ywy)
+    found = label_features(classifier, x, metric=metric, moments=moments,
+                           feature_sd=classifier.feature_sd_of(var))
     n, k = flat.shape[1], classifier.references.shape[0]
     labels = np.zeros(n, np.uint16)
-    probability, distance, residual = (np.full(n, np.nan, np.float32) for _ in range(3))
-    fractions = np.full((k, n), np.nan, np.float32)
-    labels[good], probability[good], distance[good] = found.labels, found.probability, found.distance
-    fractions[:, good], residual[good] = found.fractions, found.residual
-    return Classification(
-        labels=labels.reshape(shape),
-        probability=probability.reshape(shape),
-        distance=distance.reshape(shape),
-        fractions=fractions.reshape(k, *shape),
-        residual=residual.reshape(shape),
-    )
+    floats = {name: np.full(n, np.nan, np.float32) for name in ("probability", "distance", "residual", "chi2")}
+    fractions, sigma = np.full((k, n), np.nan, np.float32), np.full((k, n), np.nan, np.float32)
+    labels[good] = found.labels
+    for name, values in floats.items():
+        values[good] = getattr(found, name)
+    fractions[:, good], sigma[:, good] = found.fractions, found.fraction_sigma
+    return Classification(labels=labels.reshape(shape), fractions=fractions.reshape(k, *shape),
+                          fraction_sigma=sigma.reshape(k, *shape),
+                          **{name: values.reshape(shape) for name, values in floats.items()})
 
 
-def label_features(classifier: Classifier, features, *, metric: str = "euclidean", moments=None,
-                   parallel: bool = True) -> Classification:
+def label_features(classifier: Classifier, features, *, metric: str = "euclidean", moments: dict | None = None,
+                   feature_sd=None, parallel: bool = True) -> Classification:
     """:func:`classify` from the features of finite spectra (and their LCF moments).
 
     Parameters
@@ -399,40 +443,79 @@ def label_features(classifier: Classifier, features, *, metric: str = "euclidean
     features : ndarray, shape (n, F)
         The classifier's features of n finite normalized spectra.
     metric : {'euclidean', 'manhattan', 'jensen-shannon'}
-    moments : (ndarray (K, n), ndarray (n,)), optional
-        ``references @ y`` and ``y . y`` of each normalized spectrum
-        (:func:`~xafsmap.core.lcf.spectrum_moments`); without them fractions and
-        residual are NaN.
+    moments : dict, optional
+        Of each normalized spectrum y: ``aty`` = ``R y`` (K, n) and ``yy`` = ``y . y`` (n,)
+        (:func:`~xafsmap.core.lcf.spectrum_moments`), and weighted by the inverse
+        variance W of every point ``gram_w`` = ``R W R^T`` ((n, K, K), or (n, K (K+1)/2)
+        columns of :func:`~xafsmap.core.kernels.reference_pairs`), ``atwy`` = ``R W y``
+        and ``ywy`` = ``y W y`` (:func:`~xafsmap.core.lcf.weighted_moments`); without
+        them fractions, their sigma, residual and chi2 are NaN.
+    feature_sd : ndarray, shape (n, F), optional
+        Noise standard deviation of every feature (distances are in its units); default 1.
     parallel : bool
         Spread the forest over threads (False: callers that run one band per core).
 
     Returns
     -------
     Classification
-        Arrays of shape (n,) (fractions (K, n)).
+        Arrays of shape (n,) (fractions and their sigma (K, n)).
     """
     x = np.asarray(features, dtype=np.float32)
     n, k = x.shape[0], classifier.references.shape[0]
+    sd = np.ones_like(x) if feature_sd is None else np.asarray(feature_sd, dtype=np.float32)
     labels = np.zeros(n, np.uint16)
-    probability, distance, residual = (np.full(n, np.nan, np.float32) for _ in range(3))
-    fractions = np.full((k, n), np.nan, np.float32)
+    probability, distance, residual, chi2 = (np.full(n, np.nan, np.float32) for _ in range(4))
+    fractions, sigma = np.full((k, n), np.nan, np.float32), np.full((k, n), np.nan, np.float32)
     if n and moments is not None and _fused(k):
         from .kernels import label_pixels
 
         proba = predict_proba(classifier.forest, x, parallel=parallel)
-        found = label_pixels(classifier, x, proba, *moments, metric=metric, support=SUPPORT_PROBABILITY)
+        moments = dict(moments, gram_w=_pair_columns(moments["gram_w"], k))
+        found = label_pixels(classifier, x, sd, proba, moments, metric=metric, support=SUPPORT_PROBABILITY)
         return Classification(*found)
     if n:
         proba = predict_proba(classifier.forest, x, parallel=parallel)
         best = np.argmax(proba, axis=1)
         labels[:] = best + 1
         probability[:] = proba[np.arange(n), best]
-        distance[:] = _distance(x, classifier.centroids, best, metric)
+        distance[:] = _distance(x, sd, classifier.centroids, best, metric)
         if moments is not None:
+            from .lcf import fit_weighted
+
             present = classifier.classes.compositions > 0
             allowed = ((proba >= SUPPORT_PROBABILITY).astype(np.float32) @ present).T > 0
             allowed[:, proba.max(axis=1) < SUPPORT_PROBABILITY] = True
-            w, r = fractions_from_moments(*moments, classifier.references, allowed=allowed)
-            fractions[:], residual[:] = w, r
+            n_points = classifier.references.shape[1]
+            found = fit_weighted(_full_gram(moments["gram_w"], k), moments["atwy"], moments["ywy"],
+                                 n_points=n_points, allowed=allowed)
+            w = found.fractions
+            fractions[:], sigma[:] = w, found.sigma
+            dof = np.maximum(n_points - found.support.sum(axis=0) + 1, 1)
+            chi2[:] = found.chi2 / dof
+            refs = classifier.references
+            misfit = (moments["yy"] - 2 * np.einsum("ij,ij->j", w, moments["aty"])
+                      + np.einsum("ij,ij->j", w, (refs @ refs.T) @ w))
+            residual[:] = np.sqrt(np.clip(misfit, 0, None) / n_points)
     return Classification(labels=labels, probability=probability, distance=distance, fractions=fractions,
-                          residual=residual)
+                          fraction_sigma=sigma, residual=residual, chi2=chi2)
+
+
+def _pair_columns(gram, k):
+    """A weighted Gram matrix per pixel as (n, K (K+1)/2) pair columns (the kernel's layout)."""
+    gram = np.asarray(gram, dtype=np.float64)
+    if gram.ndim == 3:
+        rows, cols = np.triu_indices(k)
+        return gram[:, rows, cols]
+    return gram
+
+
+def _full_gram(gram, k):
+    """(n, K, K) from pair columns (or as given)."""
+    gram = np.asarray(gram, dtype=np.float64)
+    if gram.ndim == 3:
+        return gram
+    rows, cols = np.triu_indices(k)
+    full = np.empty((gram.shape[0], k, k))
+    full[:, rows, cols] = gram
+    full[:, cols, rows] = gram
+    return full

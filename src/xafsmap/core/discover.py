@@ -84,7 +84,7 @@ def _derivative_correlation(a: np.ndarray, b: np.ndarray, energies: np.ndarray) 
         return (db @ da) / np.sqrt((db**2).sum(axis=-1) * (da**2).sum())
 
 
-def rank_candidates(spectra, setup, candidates: Candidates) -> list[list[dict]]:
+def rank_candidates(spectra, setup, candidates: Candidates, variance) -> list[list[dict]]:
     """Rank candidates by how much adding each to the references improves a fit.
 
     Parameters
@@ -94,6 +94,8 @@ def rank_candidates(spectra, setup, candidates: Candidates) -> list[list[dict]]:
     setup : xafsmap.core.unexplained.FitSetup
         The current references and fit window.
     candidates : Candidates
+    variance : ndarray, same shape as ``spectra``
+        Variance of every point of the mean spectra (the fits weigh by its inverse).
 
     Returns
     -------
@@ -102,8 +104,8 @@ def rank_candidates(spectra, setup, candidates: Candidates) -> list[list[dict]]:
         ``1 - RSS_with / RSS_without``, 0…1), ``offset`` (eV, the best of the
         tried offsets), ``weight`` (the candidate's share of the fitted amplitudes),
         ``similarity`` (correlation of the derivatives of the region and of the
-        candidate alone over the fit window, -1…1) and ``rss`` (with it). Ties in
-        score are broken by similarity.
+        candidate alone over the fit window, -1…1) and ``rss`` (the weighted misfit
+        with it). Ties in score are broken by similarity.
 
     Notes
     -----
@@ -116,14 +118,15 @@ def rank_candidates(spectra, setup, candidates: Candidates) -> list[list[dict]]:
     start, stop = setup.window
     energies = setup.energies[start:stop]
     y = spectra[:, start:stop].T
-    _, base = setup.fit(y)
+    var = np.atleast_2d(np.asarray(variance, dtype=np.float64))[:, start:stop].T
+    _, base = setup.fit(y, var)
     n_cand, n_off, _ = candidates.spectra.shape
     k, n_regions = setup.references.shape[0], spectra.shape[0]
     rss = np.full((n_cand, n_off, n_regions), np.inf)
     share = np.zeros((n_cand, n_off, n_regions))
     for c in range(n_cand):  # a loop over library spectra (tens), not pixels
         for s in range(n_off):
-            w, rss[c, s] = setup.fit(y, np.vstack([setup.references, candidates.spectra[c, s]]))
+            w, rss[c, s] = setup.fit(y, var, np.vstack([setup.references, candidates.spectra[c, s]])[:, start:stop])
             total = w.sum(axis=0)
             share[c, s] = np.divide(w[k], total, out=np.zeros(n_regions), where=total > 0)
     tables = []

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classify import _feature_operator
+from .mask import jump_design
+from .noise import LEVEL_WIDTH
 from .normalize import SharedFit, _check_windows, _resolve_params, shared_fit
 
-__all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band"]
+__all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band", "reference_pairs"]
 
 #: Pixels processed together, innermost in every loop (so they fill the SIMD lanes).
 BLOCK_PIXELS = 64
@@ -48,6 +50,13 @@ class BandPlan:
         The same for the smoothed derivative whose argmax is the e0 map.
     references : ndarray, shape (K, E), float64
         For the LCF moments.
+    pairs : ndarray, shape (E, K (K + 1) / 2), float64
+        ``references[r] * references[t]`` per energy for ``r <= t`` (the weighted Gram
+        matrix of a pixel is ``pairs.T @ weights``); ``pair_of`` (K, K) their column.
+    noise : xafsmap.core.noise.NoiseModel
+        The stack's noise model (the variance of every point).
+    jump_design : ndarray, shape (E, 3)
+        The design of the edge-jump fit of the mask (:func:`~xafsmap.core.mask.jump_design`).
     """
 
     fit: SharedFit
@@ -58,9 +67,13 @@ class BandPlan:
     slope_start: np.ndarray
     slope_weights: np.ndarray
     references: np.ndarray
+    pairs: np.ndarray
+    pair_of: np.ndarray
+    noise: object
+    jump_design: np.ndarray
 
 
-def band_plan(classifier, normalization: dict, *, flatten: bool = True) -> BandPlan | None:
+def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True) -> BandPlan | None:
     """The :class:`BandPlan` of a trained classifier and its stack's normalization.
 
     Parameters
@@ -69,6 +82,7 @@ def band_plan(classifier, normalization: dict, *, flatten: bool = True) -> BandP
     normalization : dict
         Larch-named normalization parameters with a scalar ``e0`` (a
         :class:`~xafsmap.core.training.Model`'s).
+    noise : xafsmap.core.noise.NoiseModel
     flatten : bool
 
     Returns
@@ -95,10 +109,28 @@ def band_plan(classifier, normalization: dict, *, flatten: bool = True) -> BandP
     slope = _feature_operator(window, "derivative", int(classifier.smooth or 0))
     feature_start, feature_weights = _banded(feature, stop - start)
     slope_start, slope_weights = _banded(slope, stop - start)
+    references = np.ascontiguousarray(classifier.references, dtype=np.float64)
+    pairs, pair_of = reference_pairs(references)
     return BandPlan(fit=fit, flatten=bool(flatten), window=(int(start), int(stop)),
                     feature_start=feature_start, feature_weights=feature_weights,
-                    slope_start=slope_start, slope_weights=slope_weights,
-                    references=np.ascontiguousarray(classifier.references, dtype=np.float64))
+                    slope_start=slope_start, slope_weights=slope_weights, references=references,
+                    pairs=pairs, pair_of=pair_of, noise=noise,
+                    jump_design=np.ascontiguousarray(jump_design(energies, float(e0))))
+
+
+def reference_pairs(references) -> tuple[np.ndarray, np.ndarray]:
+    """``references[r] * references[t]`` for ``r <= t`` as (E, K (K + 1) / 2) columns, and
+    the (K, K) column index of each pair (symmetric).
+
+    >>> pairs, pair_of = reference_pairs(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    >>> pairs.tolist(), pair_of.tolist()
+    ([[1.0, 3.0, 9.0], [4.0, 8.0, 16.0]], [[0, 1], [1, 2]])
+    """
+    k = references.shape[0]
+    rows, cols = np.triu_indices(k)
+    pair_of = np.zeros((k, k), np.int64)
+    pair_of[rows, cols] = pair_of[cols, rows] = np.arange(rows.size)
+    return np.ascontiguousarray((references[rows] * references[cols]).T), pair_of
 
 
 def _banded(operator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +146,7 @@ def _banded(operator, size: int) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.int64), operator[np.arange(size)[:, None], rows].astype(np.float64)
 
 
-def reduce_band(band, plan: BandPlan, *, thick: float) -> dict:
+def reduce_band(band, plan: BandPlan, *, thick: float, scale) -> dict:
     """What the rest of the band pipeline needs of each pixel, in one pass.
 
     Parameters
@@ -124,15 +156,21 @@ def reduce_band(band, plan: BandPlan, *, thick: float) -> dict:
     plan : BandPlan
     thick : float
         Absorbance above which a pixel is too thick.
+    scale : ndarray, shape (...)
+        The noise model's per-pixel scale ``g`` (:meth:`~xafsmap.core.noise.NoiseModel.band_scale`).
 
     Returns
     -------
     dict
-        ``finite`` and ``thick`` (bool), ``edge_step`` (float32, NaN where not finite
-        or zero), ``e0_index`` (int32 index into the feature window of the steepest
-        smoothed rise, -1 where not finite), all of the pixel shape ``(...)``;
-        ``features`` (P, F) float32, ``aty`` (K, P) and ``yy`` (P,) float64 (the LCF
-        moments of the normalized spectrum), over the P pixels in C order.
+        Of the pixel shape ``(...)``: ``finite`` and ``thick`` (bool), ``edge_step``
+        (float32, NaN where not finite or zero), ``edge_jump`` and ``jump_sigma`` (the
+        mask's statistic, :func:`~xafsmap.core.mask.edge_jump`, float32), ``e0_index``
+        (int32 index into the feature window of the steepest smoothed rise, -1 where not
+        finite). Over the P pixels in C order: ``features``
+        and ``feature_sd`` (their noise standard deviation) (P, F) float32; the LCF
+        moments of the normalized spectrum y, plain ``aty`` (K, P) and ``yy`` (P,), and
+        weighted by each point's inverse variance ``gram_w`` (P, K (K + 1) / 2) (see
+        :func:`reference_pairs`), ``atwy`` (K, P) and ``ywy`` (P,), float64.
     """
     band = np.asarray(band)
     shape = band.shape[1:]
@@ -140,35 +178,45 @@ def reduce_band(band, plan: BandPlan, *, thick: float) -> dict:
     n = flat.shape[1]
     fit = plan.fit
     k = plan.references.shape[0]
+    n_features = plan.feature_start.size
     out = dict(
         finite=np.zeros(n, np.bool_), thick=np.zeros(n, np.bool_),
-        edge_step=np.full(n, np.nan, np.float32), e0_index=np.full(n, -1, np.int32),
-        features=np.zeros((n, plan.feature_start.size), np.float32),
-        aty=np.zeros((k, n), np.float64), yy=np.zeros(n, np.float64),
+        edge_step=np.full(n, np.nan, np.float32), edge_jump=np.full(n, np.nan, np.float32),
+        jump_sigma=np.full(n, np.nan, np.float32),
+        e0_index=np.full(n, -1, np.int32), features=np.zeros((n, n_features), np.float32),
+        feature_sd=np.ones((n, n_features), np.float32), aty=np.zeros((k, n), np.float64),
+        yy=np.zeros(n, np.float64), gram_w=np.zeros((n, plan.pairs.shape[1]), np.float64),
+        atwy=np.zeros((k, n), np.float64), ywy=np.zeros(n, np.float64),
     )
     # the post fit acts on mu - pre_edge: fold the pre-edge part into one matrix
     post_of_pre = fit.pinv_post @ fit.powers[fit.q1 : fit.q2, : fit.pinv_pre.shape[0]]
+    level0, inv_step, table = plan.noise.lookup()
     from ._jit import reduce_band as kernel
 
     kernel(flat, float(thick), fit.p1, fit.p2, fit.q1, fit.q2, fit.ie0, plan.flatten,
-              np.ascontiguousarray(fit.powers), np.ascontiguousarray(fit.pinv_pre),
-              np.ascontiguousarray(fit.pinv_post), np.ascontiguousarray(post_of_pre),
-              plan.window[0], plan.feature_start, plan.feature_weights, plan.slope_start,
-              plan.slope_weights, plan.references, BLOCK_PIXELS,
-              out["finite"], out["thick"], out["edge_step"], out["e0_index"], out["features"],
-              out["aty"], out["yy"])
-    for name in ("finite", "thick", "edge_step", "e0_index"):
+           np.ascontiguousarray(fit.powers), np.ascontiguousarray(fit.pinv_pre),
+           np.ascontiguousarray(fit.pinv_post), np.ascontiguousarray(post_of_pre),
+           plan.window[0], plan.feature_start, plan.feature_weights, plan.slope_start,
+           plan.slope_weights, plan.references, plan.pairs, BLOCK_PIXELS,
+           np.ascontiguousarray(np.broadcast_to(scale, shape), dtype=np.float32).reshape(-1),
+           np.ascontiguousarray(plan.noise.energy_profile, dtype=np.float32), np.float32(level0),
+           np.float32(inv_step), table, LEVEL_WIDTH, plan.jump_design,
+           out["finite"], out["thick"], out["edge_step"], out["edge_jump"], out["jump_sigma"], out["e0_index"],
+           out["features"],
+           out["feature_sd"], out["aty"], out["yy"], out["gram_w"], out["atwy"], out["ywy"])
+    for name in ("finite", "thick", "edge_step", "edge_jump", "jump_sigma", "e0_index"):
         out[name] = out[name].reshape(shape)
     return out
 
 
-def distance_to_class(features, centroids, best, *, metric: str = "euclidean") -> np.ndarray:
+def distance_to_class(features, sd, centroids, best, *, metric: str = "euclidean") -> np.ndarray:
     """:func:`~xafsmap.core.classify.feature_distance` of each row to its class's
     centroid, without gathering the (n, F) centroid rows.
 
     Parameters
     ----------
-    features : ndarray, shape (n, F), float32
+    features, sd : ndarray, shape (n, F), float32
+        Features and their noise standard deviations.
     centroids : ndarray, shape (C, F)
     best : ndarray of int, shape (n,)
         Class of each row.
@@ -186,49 +234,53 @@ def distance_to_class(features, centroids, best, *, metric: str = "euclidean") -
     out = np.empty(features.shape[0], np.float32)
     from ._jit import class_distance
 
-    class_distance(features, np.ascontiguousarray(centroids, dtype=np.float32),
-                       np.asarray(best, dtype=np.int64), METRICS.index(metric), out)
+    class_distance(features, np.ascontiguousarray(np.broadcast_to(sd, features.shape), dtype=np.float32),
+                   np.ascontiguousarray(centroids, dtype=np.float32), np.asarray(best, dtype=np.int64),
+                   METRICS.index(metric), out)
     return out
 
 
-def label_pixels(classifier, features, proba, aty, yy, *, metric: str, support: float, weight: float = 10.0):
-    """Labels, distances and NNLS fractions of pixels from their forest probabilities,
-    in one compiled pass: :func:`~xafsmap.core.classify.label_features`'s numpy steps
-    (argmax, distance to the class, references allowed by the likely classes,
-    :func:`~xafsmap.core.lcf.fractions_from_moments` with sum-to-one) per pixel.
+def label_pixels(classifier, features, sd, proba, moments: dict, *, metric: str, support: float,
+                 sum_to_one: bool = True):
+    """Labels, distances and weighted NNLS fractions of pixels from their forest
+    probabilities, in one compiled pass: :func:`~xafsmap.core.classify.label_features`'s
+    numpy steps (argmax, distance to the class in noise units, references allowed by the
+    likely classes, :func:`~xafsmap.core.lcf.fit_weighted` with sum-to-one) per pixel.
 
     Parameters
     ----------
     classifier : Classifier
-    features : ndarray, shape (n, F)
+    features, sd : ndarray, shape (n, F)
+        Features and their noise standard deviations.
     proba : ndarray, shape (n, C)
         Forest probabilities.
-    aty, yy : ndarray, shapes (K, n) and (n,)
-        LCF moments of the normalized spectra.
+    moments : dict
+        ``aty``, ``yy``, ``gram_w``, ``atwy``, ``ywy`` of :func:`reduce_band` for these pixels.
     metric : str
     support : float
         Classes at least this probable lend their references to the fit.
-    weight : float
-        Weight of the sum-to-one equation.
+    sum_to_one : bool
 
     Returns
     -------
-    labels, probability, distance, fractions, residual
-        uint16 (n,), float32 (n,), float32 (n,), float32 (K, n), float32 (n,).
+    labels, probability, distance, fractions, sigma, residual, chi2
+        uint16 (n,), float32 (n,), float32 (n,), float32 (K, n), float32 (K, n),
+        float32 (n,) (RMS misfit, edge-step units), float32 (n,) (reduced chi-square).
     """
     from . import _jit
     from .classify import METRICS
-    from .lcf import subset_solvers
 
     references = np.asarray(classifier.references, dtype=np.float64)
     k, n = references.shape[0], proba.shape[0]
-    gram = references @ references.T
-    members, solvers = subset_solvers(gram + weight**2)
+    _, pair_of = reference_pairs(references)
     out = (np.zeros(n, np.uint16), np.empty(n, np.float32), np.empty(n, np.float32),
-           np.empty((k, n), np.float32), np.empty(n, np.float32))
-    _jit.label_pixels(np.ascontiguousarray(features, dtype=np.float32), np.ascontiguousarray(proba),
-                      np.ascontiguousarray(classifier.centroids, dtype=np.float32), METRICS.index(metric),
-                      np.ascontiguousarray(classifier.classes.compositions > 0), float(support),
-                      np.ascontiguousarray(aty, dtype=np.float64), np.ascontiguousarray(yy, dtype=np.float64),
-                      members, solvers, gram, float(weight**2), references.shape[1], *out)
+           np.empty((k, n), np.float32), np.empty((k, n), np.float32), np.empty(n, np.float32),
+           np.empty(n, np.float32))
+    _jit.label_pixels(np.ascontiguousarray(features, dtype=np.float32),
+                      np.ascontiguousarray(np.broadcast_to(sd, np.shape(features)), dtype=np.float32),
+                      np.ascontiguousarray(proba), np.ascontiguousarray(classifier.centroids, dtype=np.float32),
+                      METRICS.index(metric), np.ascontiguousarray(classifier.classes.compositions > 0),
+                      float(support), *(np.ascontiguousarray(moments[name], dtype=np.float64)
+                                        for name in ("aty", "yy", "gram_w", "atwy", "ywy")),
+                      pair_of, references @ references.T, bool(sum_to_one), references.shape[1], *out)
     return out

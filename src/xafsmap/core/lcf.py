@@ -11,10 +11,12 @@ exact, because the NNLS optimum is the unconstrained optimum on its own support.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["fit_fractions", "fractions_from_moments", "spectrum_moments"]
+__all__ = ["WeightedFit", "fit_fractions", "fit_weighted", "fractions_from_moments", "spectrum_moments",
+           "weighted_moments"]
 
 #: Above this many references the subset search (2**K - 1 subsets) gives way to
 #: scipy's active-set NNLS, one pixel at a time.
@@ -201,3 +203,179 @@ def _nnls_loop(references: np.ndarray, y: np.ndarray, *, sum_to_one: bool, weigh
         a = np.vstack([a, np.full((1, a.shape[1]), weight)])
     columns = (np.append(column, weight) if sum_to_one else column for column in y.T.astype(np.float64))
     return np.stack([nnls(a, column)[0] for column in columns], axis=1)
+
+
+def weighted_moments(spectra, references, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a weighted LCF needs of each spectrum: ``R W R^T``, ``R W y`` and ``y W y``.
+
+    Parameters
+    ----------
+    spectra : ndarray, shape (E, P)
+    references : ndarray, shape (K, E)
+    weights : ndarray, shape (E, P)
+        Inverse variance of every point (``1 / sigma**2``; 0 leaves a point out).
+
+    Returns
+    -------
+    gram : ndarray, shape (P, K, K), float64
+    aty : ndarray, shape (K, P), float64
+    yy : ndarray, shape (P,), float64
+    """
+    references = np.asarray(references, dtype=np.float64)
+    y = np.asarray(spectra, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    wy = w * y
+    gram = np.einsum("ke,ep,le->pkl", references, w, references)
+    return gram, references @ wy, np.einsum("ep,ep->p", wy, y)
+
+
+@dataclass(frozen=True)
+class WeightedFit:
+    """Result of :func:`fit_weighted`, every array over P pixels.
+
+    ``fractions`` (K, P) non-negative (summing to 1 with ``sum_to_one``); ``chi2`` (P,) the
+    weighted misfit ``(y - R^T f)^T W (y - R^T f)``; ``sigma`` (K, P) the 1-sigma
+    uncertainty of each fraction (see :func:`fit_weighted`); ``support`` (K, P) bool,
+    the references with a free (non-zero) fraction.
+    """
+
+    fractions: np.ndarray
+    chi2: np.ndarray
+    sigma: np.ndarray
+    support: np.ndarray
+
+
+def fit_weighted(gram, aty, yy, *, n_points: int, allowed=None, sum_to_one: bool = True,
+                 free: int = 0) -> WeightedFit:
+    """Exact non-negative weighted least squares of every pixel, with its uncertainties.
+
+    Parameters
+    ----------
+    gram, aty, yy : ndarray, shapes (P, K, K), (K, P), (P,)
+        :func:`weighted_moments` of each pixel (each pixel has its own weights).
+    n_points : int
+        Energies in the fit (for the reduced chi-square).
+    allowed : ndarray of bool, shape (K - free, P), optional
+        References each pixel may use; default all.
+    sum_to_one : bool
+        Fractions of the references sum to exactly 1 (an equality constraint, Athena's
+        default).
+    free : int
+        The last ``free`` of the K columns are nuisance terms (e.g. a baseline) that
+        every fit includes, with either sign and outside the sum.
+
+    Returns
+    -------
+    WeightedFit
+        Over the K - free references (the nuisance coefficients are not returned).
+
+    Notes
+    -----
+    The non-negative optimum is the unconstrained optimum on its own support, so every
+    subset S of the allowed references is solved (``G_S u = b_S``; with sum-to-one also
+    ``G_S v = 1`` and ``f = u + v (1 - sum u) / sum v``) and the best feasible one kept.
+    The covariance of the fractions on S is ``G_S^-1`` (with sum-to-one ``G_S^-1 - v
+    v^T / sum v``), multiplied by the reduced chi-square where that exceeds 1 (a misfit
+    beyond the noise widens the uncertainty). A reference outside S gets the sigma it
+    would have if it were added to S: how much of it the data could hide. Singular
+    subsets (two identical references) are skipped.
+
+    Examples
+    --------
+    >>> refs = np.array([[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    >>> y = (0.3 * refs[0] + 0.7 * refs[1])[:, None]
+    >>> fit = fit_weighted(*weighted_moments(y, refs, np.full((4, 1), 100.0)), n_points=4)
+    >>> np.round(fit.fractions[:, 0], 3).tolist(), float(fit.chi2[0]) < 1e-9
+    ([0.3, 0.7], True)
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    aty = np.asarray(aty, dtype=np.float64)
+    yy = np.asarray(yy, dtype=np.float64)
+    n, total = gram.shape[0], gram.shape[1]
+    k = total - free
+    if k > MAX_SUBSET_REFERENCES:
+        raise ValueError(f"a weighted fit supports at most {MAX_SUBSET_REFERENCES} references, got {k}")
+    allowed = np.ones((k, n), bool) if allowed is None else np.asarray(allowed, bool).reshape(k, n)
+    nuisance = list(range(k, total))
+    best_w = np.zeros((k, n))
+    best_cost = np.full(n, np.inf)
+    best_subset = np.full(n, -1)
+    subsets = [list(c) for size in range(0 if free and not sum_to_one else 1, k + 1)
+               for c in itertools.combinations(range(k), size)]
+    for s, rows in enumerate(subsets):
+        ok = np.all(allowed[rows], axis=0) if rows else np.ones(n, bool)
+        if not ok.any():
+            continue
+        cols = rows + nuisance
+        w, cost = _solve_subset(gram[ok][:, cols][:, :, cols], aty[cols][:, ok], yy[ok], sum_to_one, len(rows))
+        feasible = np.all(w[: len(rows)] >= 0, axis=0) & np.isfinite(cost)
+        index = np.flatnonzero(ok)[feasible]
+        better = cost[feasible] < best_cost[index]
+        index = index[better]
+        best_cost[index] = cost[feasible][better]
+        best_subset[index] = s
+        best_w[:, index] = 0.0
+        best_w[np.ix_(rows, index)] = w[: len(rows), feasible][:, better]
+    chi2 = np.where(np.isfinite(best_cost), np.maximum(best_cost, 0.0), np.nan)
+    support = np.zeros((k, n), bool)
+    sigma = np.full((k, n), np.nan)
+    for s, rows in enumerate(subsets):
+        pick = np.flatnonzero(best_subset == s)
+        if not pick.size:
+            continue
+        support[np.ix_(rows, pick)] = True
+        cols = rows + nuisance
+        if rows:
+            sigma[np.ix_(rows, pick)] = _subset_sigma(gram[pick][:, cols][:, :, cols], sum_to_one, len(rows))
+        for extra in sorted(set(range(k)) - set(rows)):  # how much of an absent reference could hide
+            wider = sorted([*rows, extra])
+            cols = wider + nuisance
+            sigma[extra, pick] = _subset_sigma(gram[pick][:, cols][:, :, cols], sum_to_one,
+                                               len(wider))[wider.index(extra)]
+    dof = np.maximum(n_points - support.sum(axis=0) - free + int(sum_to_one), 1)
+    sigma *= np.sqrt(np.maximum(chi2 / dof, 1.0))
+    best_w[:, best_subset < 0] = np.nan
+    return WeightedFit(fractions=best_w, chi2=chi2, sigma=sigma, support=support)
+
+
+def _solve_subset(gram, aty, yy, sum_to_one, constrained):
+    """Unconstrained (or sum-to-one over the first ``constrained`` columns) optimum on one
+    subset for many pixels: (S, P) and cost (infinite where the subset matrix is singular)."""
+    with np.errstate(all="ignore"):
+        try:
+            u = _optimum(gram, aty, sum_to_one, constrained)
+        except np.linalg.LinAlgError:  # rare: a batch holding a singular system, pixel by pixel
+            u = np.full(aty.shape[::-1], np.nan)
+            for i in range(gram.shape[0]):
+                try:
+                    u[i] = _optimum(gram[i : i + 1], aty[:, i : i + 1], sum_to_one, constrained)[0]
+                except np.linalg.LinAlgError:
+                    continue
+        cost = yy - 2 * np.einsum("ps,sp->p", u, aty) + np.einsum("ps,pst,pt->p", u, gram, u)
+    return u.T, np.where(np.isfinite(cost), cost, np.inf)
+
+
+def _optimum(gram, aty, sum_to_one, constrained):
+    u = np.linalg.solve(gram, aty.T[..., None])[..., 0]
+    if sum_to_one and constrained:
+        ones = np.zeros(aty.shape[::-1])
+        ones[:, :constrained] = 1.0
+        v = np.linalg.solve(gram, ones[..., None])[..., 0]
+        shortfall = 1 - u[:, :constrained].sum(axis=1)
+        u = u + v * (shortfall / v[:, :constrained].sum(axis=1))[:, None]
+    return u
+
+
+def _subset_sigma(gram, sum_to_one, constrained):
+    """Standard deviations (S, P) of the first ``constrained`` coefficients of a subset
+    from the inverse Gram matrix (the others are free nuisance terms)."""
+    with np.errstate(all="ignore"):
+        try:
+            inverse = np.linalg.inv(gram)
+        except np.linalg.LinAlgError:
+            return np.full((constrained, gram.shape[0]), np.nan)
+        variance = np.einsum("pss->ps", inverse)[:, :constrained]
+        if sum_to_one:
+            v = inverse[:, :, :constrained].sum(axis=2)[:, :constrained]
+            variance = variance - v**2 / v.sum(axis=1, keepdims=True)
+    return np.sqrt(np.maximum(variance, 0.0)).T

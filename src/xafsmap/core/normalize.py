@@ -16,7 +16,7 @@ import numpy as np
 from ._arrays import is_dask
 from .edge import _at_or_below, _check, _nearest, find_e0
 
-__all__ = ["Normalized", "background_mask", "estimate_noise", "find_e0", "normalize"]
+__all__ = ["Normalized", "SharedFit", "estimate_noise", "find_e0", "normalize", "shared_fit", "step_weights"]
 
 _MAX_NNORM = 5  # Larch's cap on the post-edge polynomial degree
 
@@ -144,6 +144,17 @@ class SharedFit:
     pinv_pre: np.ndarray
     pinv_post: np.ndarray
 
+    @property
+    def step_weights(self) -> np.ndarray:
+        """(E,) weights c with ``edge_step = c @ mu``: the step is linear in the spectrum,
+        so its variance is ``sum(c**2 var(mu))`` for independent points."""
+        at_e0 = self.powers[self.ie0, : self.pinv_post.shape[0]] @ self.pinv_post  # on mu - pre_edge [q1:q2]
+        weights = np.zeros(self.powers.shape[0])
+        weights[self.q1 : self.q2] += at_e0
+        pre = at_e0 @ self.powers[self.q1 : self.q2, : self.pinv_pre.shape[0]] @ self.pinv_pre
+        weights[self.p1 : self.p2] -= pre
+        return weights
+
 
 def shared_fit(energies, e0: float, params) -> SharedFit | None:
     """The :class:`SharedFit` of resolved ``params`` around ``e0``, or None where the
@@ -163,6 +174,30 @@ def shared_fit(energies, e0: float, params) -> SharedFit | None:
         pinv_pre=np.linalg.pinv(powers[p1:p2, : pre_degree + 1]),
         pinv_post=np.linalg.pinv(powers[q1:q2, : post_degree + 1]),
     )
+
+
+def step_weights(energies, e0: float, params: dict) -> np.ndarray:
+    """(E,) weights ``c`` with ``edge_step = c @ mu`` for spectra sharing ``e0`` and the
+    resolved fit windows ``params`` (see :func:`shared_fit`).
+
+    Raises
+    ------
+    ValueError
+        If the shared windows are too short for a linear fit.
+
+    Examples
+    --------
+    >>> e = np.linspace(7000.0, 7400.0, 401)
+    >>> mu = 0.1 - 1e-4 * (e - 7000) + 2.0 / (1 + np.exp(-(e - 7112.0) / 2.0))
+    >>> params = normalize(mu, e).params
+    >>> round(float(step_weights(e, 7112.0, params) @ mu), 2)
+    2.0
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    fit = shared_fit(energies, float(e0), params)
+    if fit is None:
+        raise ValueError(f"the fit windows {params} around e0 = {e0:g} eV hold too few energies for a line")
+    return fit.step_weights
 
 
 def _normalize_shared(mu, energies, e0: float, params, flatten):
@@ -377,66 +412,3 @@ def estimate_noise(norm, energies, *, e0=None) -> np.ndarray:
     resid[:, ~enough] = 0.0  # all-NaN columns would warn
     sigma = 1.4826 * np.nanmedian(resid, axis=0)
     return np.where(enough, sigma, np.nan).reshape(norm.shape[1:])
-
-
-def background_mask(edge_step, *, threshold: float | None = None
-                    ) -> tuple[np.ndarray, float]:
-    """Separate sample pixels from holes / background by their edge step.
-
-    Parameters
-    ----------
-    edge_step : array_like, shape (M, N) (any shape)
-        Edge step per pixel (``normalize(...).edge_step``).
-    threshold : float, optional
-        Edge step below which a pixel is background; None uses Otsu's method.
-
-    Returns
-    -------
-    mask : ndarray of bool, same shape
-        True where there is sample: finite, positive and above the threshold.
-    threshold : float
-        The threshold used.
-
-    Raises
-    ------
-    ValueError
-        If ``threshold`` is None and fewer than 2 distinct finite edge steps exist.
-
-    Notes
-    -----
-    Otsu's cut of a 256-bin histogram of the finite steps (clipped to their 0.5-99.5
-    percentiles), lowered to median + 5 robust (MAD) sigmas of the values below it when
-    smaller: Otsu alone cuts into a broad sample class (steps 0.5-1.5 give ~0.5). Both
-    classes must be present; for an all-sample image pass ``threshold`` (e.g. 0).
-
-    Examples
-    --------
-    >>> step = np.array([[0.01, 0.9], [1.1, -0.02]])
-    >>> mask, thr = background_mask(step)
-    >>> mask.tolist()
-    [[False, True], [True, False]]
-    """
-    step = np.asarray(edge_step, dtype=np.float64)
-    finite = np.isfinite(step)
-    if threshold is None:
-        values = step[finite]
-        if np.unique(values).size < 2:
-            raise ValueError(f"need at least 2 distinct finite edge steps for Otsu's "
-                             f"threshold, got {np.unique(values).size}")
-        lo, hi = np.percentile(values, [0.5, 99.5])
-        if hi <= lo:
-            lo, hi = values.min(), values.max()
-        counts, edges = np.histogram(np.clip(values, lo, hi), bins=256, range=(lo, hi))
-        centers = 0.5 * (edges[:-1] + edges[1:])
-        w0 = np.cumsum(counts)[:-1]
-        w1 = values.size - w0
-        m0 = np.cumsum(counts * centers)[:-1]
-        m1 = (counts * centers).sum() - m0
-        between = w0 * w1 * (m0 / np.maximum(w0, 1) - m1 / np.maximum(w1, 1)) ** 2
-        otsu = edges[1:-1][np.argmax(between)]
-        low = values[values <= otsu]  # background: never cut above 5 of its sigmas
-        centre = np.median(low)
-        threshold = float(min(otsu, centre + 5 * 1.4826 * np.median(np.abs(low - centre))))
-    with np.errstate(invalid="ignore"):
-        mask = finite & (step > 0) & (step > threshold)
-    return mask, float(threshold)

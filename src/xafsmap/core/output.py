@@ -157,10 +157,14 @@ def make_report(result, *, inputs: dict | None = None, extra: dict | None = None
         "survey": {
             "pixels": result.survey.n_pixels,
             "e0_median_eV": round(result.survey.e0, 3),
-            "edge_step_threshold": result.survey.threshold,
+            "mask": ({"rule": "edge-step threshold", "threshold": result.survey.threshold}
+                     if result.survey.threshold is not None else
+                     {"rule": "edge significance", "significance": result.survey.significance}),
+            "sample_share": round(result.survey.sample_share, 4),
             "noise_median": float(np.median(result.survey.noise)) if result.survey.noise.size else None,
             "noise_quartiles": np.percentile(result.survey.noise, [25, 75]).tolist()
             if result.survey.noise.size else None,
+            "noise_model": result.survey.noise_model.info,
         },
         "classes": [
             {"label": i + 1, "name": name, "composition": dict(zip(classifier.classes.references, row.tolist()))}
@@ -225,7 +229,8 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
     """Write every map of a :class:`~xafsmap.core.pipeline.MapResult` into an existing folder.
 
     Files: ``labels.tif`` (uint16, 0 = no sample), ``classes.csv``, ``probability.tif``,
-    ``distance.tif``, ``fractions.tif`` (K pages in reference order), ``residual.tif``,
+    ``distance.tif``, ``fractions.tif`` and ``fraction_sigma.tif`` (K pages in reference
+    order: the fractions and their 1-sigma uncertainties), ``residual.tif``,
     ``edge_step.tif``, ``e0.tif``, ``mask.tif`` (uint8: 0 no sample, 1 sample,
     2 invalid), ``flags.tif`` (uint8 bits, legend in ``flags.csv``), ``report.json``
     and, with a ``shift_map`` (:class:`~xafsmap.core.calibrate.ShiftMap`), ``shift.tif``
@@ -244,7 +249,8 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
         if result.labels is not maps["labels"]:
             copy_maps(result, maps)
         describe_map_store(folder / MAPS_ZARR, classes)
-    for name in ("labels", "probability", "distance", "fractions", "residual", "edge_step", "e0", "mask", "flags"):
+    for name in ("labels", "probability", "distance", "fractions", "fraction_sigma", "residual", "edge_step", "e0",
+                 "mask", "flags"):
         write_tiff(folder / f"{name}.tif", getattr(result, name))
     flags = value_counts(result.flags, 256)
     write_rows(folder / "flags.csv", ["bit", "meaning", "pixels"],

@@ -222,7 +222,7 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
     # worker processes are daemons: joblib's process pool is not allowed there, threads are
     with parallel_config(backend="threading"):
         _map_band(np.asarray(data, dtype=np.float32), stack.energies, 0, r1 - r0, maps, model=model,
-                  metric=metric, thick=thick)
+                  metric=metric, thick=thick, origin=r0)
     return maps
 
 
@@ -293,7 +293,7 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
         shared.release()
         where.release()
     timings = {"map_s": time.perf_counter() - tic, "workers": len(client.scheduler_info()["workers"])}
-    params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
+    params = dict(model.params, metric=metric, thick_limit=thick)
     return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings,
                      warnings=model.warnings, **maps)
 

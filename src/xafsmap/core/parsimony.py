@@ -1,11 +1,11 @@
 """Parsimony: which set of references does the measurement support?
 
 Adding references always fits at least as well, so fit quality alone cannot choose the
-reference set. Each set is fitted to every sample pixel (the baseline-free non-negative
-fit of :func:`~xafsmap.core.unexplained.fit_misfit`, on the raw normalized spectra:
-smoothing would make neighbouring energies dependent and the chi-square meaningless),
-and its misfit ``chi2 = RSS / sigma**2`` at the pixel's noise ``sigma`` is penalized by
-the number of free parameters ``k``:
+reference set. Each set is fitted to every sample pixel (the weighted non-negative fit
+with a free baseline of :meth:`~xafsmap.core.unexplained.FitSetup.fit`, on the raw
+normalized spectra: smoothing would make neighbouring energies dependent and the
+chi-square meaningless), and its misfit ``chi2 = sum(r**2 / sigma**2)`` under the
+stack's noise model is penalized by the number of free parameters ``k``:
 
 ``AIC = chi2 + 2 k``, ``BIC = chi2 + k ln n`` (n = energies in the fit window).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pipeline import BAND_BYTES, MASK_SAMPLE, band_rows, drive
-from .unexplained import normalize_band, setup_fit, smooth_noise
+from .unexplained import normalize_band, setup_fit
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]
 
@@ -192,8 +192,7 @@ class Comparison:
     params: dict = field(default_factory=dict)
 
 
-def iter_compare(stack, sets: dict, *, criterion: str = "bic", noise_window: int = 5,
-                 band_bytes: int = BAND_BYTES, **fit_options):
+def iter_compare(stack, sets: dict, *, criterion: str = "bic", band_bytes: int = BAND_BYTES, **fit_options):
     """Fit every reference set to every sample pixel and judge them (see module notes).
 
     Parameters
@@ -202,8 +201,6 @@ def iter_compare(stack, sets: dict, *, criterion: str = "bic", noise_window: int
     sets : dict of str to sequence of Reference
         Named reference sets, in the order of the ``preferred`` map.
     criterion : {'bic', 'aic'}
-    noise_window : int
-        Neighbourhood of the noise estimate (see :func:`~xafsmap.core.unexplained.smooth_noise`).
     **fit_options
         ``threshold``, ``fit_range``, ``e0``, ``pre1`` ... of
         :func:`~xafsmap.core.unexplained.setup_fit` (not ``offsets``).
@@ -235,23 +232,22 @@ def iter_compare(stack, sets: dict, *, criterion: str = "bic", noise_window: int
     band = band_rows(data.shape, band_bytes)
     total = -(-rows // band)
     n_sets = len(members)
-    rss = np.full((n_sets, rows, cols), np.nan)
+    chi2 = np.full((n_sets, rows, cols), np.nan)
     k = np.zeros((n_sets, rows, cols), np.uint8)
     noise = np.full((rows, cols), np.nan, np.float32)
-    edge_step = np.full((rows, cols), np.nan, np.float32)
     mask = np.zeros((rows, cols), np.uint8)
     start, stop = setup.window
     for step, r0 in enumerate(range(0, rows, band), start=1):
         r1 = min(rows, r0 + band)
-        norm, edge_step[r0:r1], mask[r0:r1], noise[r0:r1] = normalize_band(
-            np.asarray(data[:, r0:r1], dtype=np.float32), setup)
-        sample = mask[r0:r1] == MASK_SAMPLE
+        out = normalize_band(np.asarray(data[:, r0:r1], dtype=np.float32), setup, origin=r0)
+        mask[r0:r1] = out["mask"]
+        sample = out["mask"] == MASK_SAMPLE
+        norm, variance = out["norm"][start:stop, sample], out["variance"][start:stop, sample]
+        noise[r0:r1][sample] = np.sqrt(np.median(variance, axis=0))
         for s, which in enumerate(members):
-            w, rss[s, r0:r1][sample] = setup.fit(norm[start:stop, sample], setup.references[which])
+            w, chi2[s, r0:r1][sample] = setup.fit(norm, variance, setup.references[which][:, start:stop])
             k[s, r0:r1][sample] = np.count_nonzero(w > 0, axis=0)
         yield step, total
-    sigma = np.where(mask == MASK_SAMPLE, smooth_noise(noise, edge_step, size=noise_window), np.nan)
-    chi2 = rss / sigma.astype(np.float64) ** 2
     used = (mask == MASK_SAMPLE) & np.all(np.isfinite(chi2), axis=0)
     names = tuple(sets)
     sizes = {name: len(refs) for name, refs in sets.items()}
@@ -266,11 +262,11 @@ def iter_compare(stack, sets: dict, *, criterion: str = "bic", noise_window: int
     margin = np.where(used, ordered[1] - ordered[0], np.nan).astype(np.float32)
     summary["undecided_pixels"] = float(np.mean(margin[used] < WEAK_MARGIN)) if used.any() else 0.0
     params = dict(sets={name: [ref.name for ref in refs] for name, refs in sets.items()}, criterion=criterion,
-                  noise_window=noise_window, e0=setup.e0, threshold=setup.threshold,
+                  e0=setup.e0, threshold=setup.survey.threshold, significance=setup.survey.significance,
                   fit_window_eV=[float(setup.energies[start]), float(setup.energies[stop - 1])],
                   normalization=setup.normalization)
     return Comparison(names=names, preferred=preferred, margin=margin, chi2=chi2.astype(np.float32), k=k,
-                      noise=sigma, mask=mask, summary=summary, params=params)
+                      noise=noise, mask=mask, summary=summary, params=params)
 
 
 def compare_sets(stack, sets: dict, **options) -> Comparison:

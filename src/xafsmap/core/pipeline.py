@@ -17,6 +17,7 @@ import numpy as np
 
 from .classify import METRICS, Classifier, classify, compute_features, label_features
 from .kernels import reduce_band
+from .mask import edge_jump, edge_mask
 from .normalize import normalize
 from .tiff import BAND_BYTES
 from .training import Model, Survey, train_model
@@ -44,6 +45,8 @@ FLAGS = {1: "no sample (edge step below threshold)", 2: "too thick (absorbance a
 FLAG_NO_SAMPLE, FLAG_THICK, FLAG_INVALID = 1, 2, 4
 #: Absorbance above which a transmission spectrum is distorted (harmonics, leakage).
 THICK_LIMIT = 4.0
+#: Maps with one channel per reference, (K, rows, columns).
+CHANNEL_MAPS = ("fractions", "fraction_sigma")
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ class MapResult:
 
     ``labels`` uint16 (0 = no sample or invalid, 1..C = class), ``mask`` uint8
     (0 = no sample, 1 = sample, 2 = invalid: a non-finite value at some energy),
-    ``fractions`` (K, rows, columns); ``flags`` uint8 bits (:data:`FLAGS`); the
-    others float32 (rows, columns). ``warnings`` are the model's (see
+    ``fractions`` and ``fraction_sigma`` (their 1-sigma uncertainty) (K, rows, columns);
+    ``flags`` uint8 bits (:data:`FLAGS`); the others float32 (rows, columns). ``warnings`` are the model's (see
     :attr:`~xafsmap.core.training.Model.warnings`).
     """
 
@@ -61,6 +64,7 @@ class MapResult:
     probability: np.ndarray
     distance: np.ndarray
     fractions: np.ndarray
+    fraction_sigma: np.ndarray
     residual: np.ndarray
     edge_step: np.ndarray
     e0: np.ndarray
@@ -116,7 +120,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
 
     def map_rows(r0):
         r1 = min(rows, r0 + band)
-        _map_band(read(r0, r1), energies, r0, r1, maps, model=model, metric=metric, thick=thick)
+        _map_band(read(r0, r1), energies, r0, r1, maps, model=model, metric=metric, thick=thick, origin=r0)
 
     # Two bands in flight: while one waits for the disk or runs the (parallel) forest,
     # the other's single-threaded numpy work uses the second core. Bands write
@@ -131,7 +135,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
                 done += 1
                 yield done, total
     timings = {"map_s": time.perf_counter() - tic}
-    params = dict(model.params, metric=metric, threshold_used=model.survey.threshold, thick_limit=thick)
+    params = dict(model.params, metric=metric, thick_limit=thick)
     return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings,
                      warnings=model.warnings, **maps)
 
@@ -174,6 +178,7 @@ def new_maps(k: int, rows: int, cols: int) -> dict:
         "mask": np.zeros((rows, cols), np.uint8),
         "flags": np.zeros((rows, cols), np.uint8),
         "fractions": np.full((k, rows, cols), np.nan, np.float32),
+        "fraction_sigma": np.full((k, rows, cols), np.nan, np.float32),
     }
     for name in ("probability", "distance", "residual", "edge_step", "e0"):
         maps[name] = np.full((rows, cols), np.nan, np.float32)
@@ -187,7 +192,7 @@ def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
     so the bands mapped at once never write the same chunk.
     """
     for name, empty in new_maps(k, 1, 1).items():
-        shape = (k, rows, cols) if name == "fractions" else (rows, cols)
+        shape = (k, rows, cols) if name in CHANNEL_MAPS else (rows, cols)
         if name not in maps or tuple(maps[name].shape) != shape or maps[name].dtype != empty.dtype:
             found = (tuple(maps[name].shape), str(maps[name].dtype)) if name in maps else "nothing"
             raise ValueError(f"maps[{name!r}] must be {shape} {empty.dtype}, got {found}")
@@ -224,19 +229,21 @@ def _n_bands(shape, band_bytes: int) -> int:
     return -(-shape[1] // band_rows(shape, band_bytes))
 
 
-def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT):
-    """Map rows ``r0:r1`` (``band`` holds them, all energies) and write every map of
-    ``maps`` with one assignment of whole rows, so any array with numpy slicing (numpy,
-    memmap, zarr chunks of whole bands) can receive them."""
-    out = map_band(band, energies, model=model, metric=metric, thick=thick)
+def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT, origin: int = 0):
+    """Map rows ``r0:r1`` of ``maps`` (``band`` holds them, all energies; ``origin`` is
+    the first row's row in the stack) and write every map with one assignment of whole
+    rows, so any array with numpy slicing (numpy, memmap, zarr chunks of whole bands)
+    can receive them."""
+    out = map_band(band, energies, model=model, metric=metric, thick=thick, origin=origin)
     for name, block in out.items():
-        if name == "fractions":
+        if name in CHANNEL_MAPS:
             maps[name][:, r0:r1] = block
         else:
             maps[name][r0:r1] = block
 
 
-def map_band(band, energies, *, model, metric: str = "euclidean", thick: float = THICK_LIMIT) -> dict:
+def map_band(band, energies, *, model, metric: str = "euclidean", thick: float = THICK_LIMIT,
+             origin: int = 0) -> dict:
     """Every map of one band of pixels.
 
     Parameters
@@ -249,32 +256,49 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float =
         Feature-space distance (see :data:`~xafsmap.core.classify.METRICS`).
     thick : float
         Absorbance above which a pixel is flagged too thick.
+    origin : int
+        Row of the stack where the band starts (for the noise model's field).
 
     Returns
     -------
     dict
-        The maps of :func:`new_maps` for these rows (``fractions`` (K, rows, N)).
+        The maps of :func:`new_maps` for these rows (``fractions`` and
+        ``fraction_sigma`` (K, rows, N)).
     """
+    rows, cols = band.shape[1:]
+    scale = model.survey.noise_model.band_scale(origin, origin + rows, cols)
     plan = model.band_plan
     if plan is None:
-        return _map_band_numpy(band, energies, model=model, metric=metric, thick=thick)
-    reduced = reduce_band(band, plan, thick=thick)
+        return _map_band_numpy(band, energies, model=model, metric=metric, thick=thick, scale=scale)
+    reduced = reduce_band(band, plan, thick=thick, scale=scale)
     classifier = model.classifier
-    rows, cols = band.shape[1:]
     out = new_maps(classifier.references.shape[0], rows, cols)
     finite, step = reduced["finite"], reduced["edge_step"]
     out["edge_step"][:] = step
     window = energies[plan.window[0] : plan.window[1]]
     out["e0"][:] = np.where(reduced["e0_index"] >= 0, window[np.maximum(reduced["e0_index"], 0)], np.nan)
-    _mask_band(out, finite, step > model.survey.threshold, reduced["thick"])
+    _mask_band(out, finite, _has_edge(reduced["edge_jump"], reduced["jump_sigma"], step, model.survey),
+               reduced["thick"])
     sample = out["mask"] == MASK_SAMPLE
     pick = sample.ravel()
+    moments = {name: reduced[name][..., pick] if name in ("aty", "atwy", "yy", "ywy") else reduced[name][pick]
+               for name in ("aty", "yy", "gram_w", "atwy", "ywy")}
     found = label_features(classifier, reduced["features"][pick], metric=metric, parallel=False,
-                           moments=(reduced["aty"][:, pick], reduced["yy"][pick]))
+                           moments=moments, feature_sd=reduced["feature_sd"][pick])
+    _put(out, sample, found)
+    return out
+
+
+def _put(out, sample, found):
     for name in ("labels", "probability", "distance", "residual"):
         out[name][sample] = getattr(found, name)
     out["fractions"][:, sample] = found.fractions
-    return out
+    out["fraction_sigma"][:, sample] = found.fraction_sigma
+
+
+def _has_edge(jump, jump_sigma, step, survey):
+    return edge_mask(jump, jump_sigma, significance=survey.significance, threshold=survey.threshold,
+                     edge_step=step)
 
 
 def _mask_band(out, finite, sample, too_thick):
@@ -285,7 +309,7 @@ def _mask_band(out, finite, sample, too_thick):
     ).astype(np.uint8)
 
 
-def _map_band_numpy(band, energies, *, model, metric, thick):
+def _map_band_numpy(band, energies, *, model, metric, thick, scale):
     """:func:`map_band` in numpy: the reference for the fused kernel, and the path
     without numba."""
     rows, cols = band.shape[1:]
@@ -293,6 +317,8 @@ def _map_band_numpy(band, energies, *, model, metric, thick):
     finite = np.all(np.isfinite(band), axis=0)
     band = np.where(finite, band, 0.0).astype(np.float32)
     result = normalize(band, energies, **model.normalization)
+    variance = model.survey.noise_model.variance(band, scale)
+    jump, jump_sigma = edge_jump(band, variance, energies, model.survey.e0)
     classifier = model.classifier
     out["edge_step"][:] = np.where(finite, result.edge_step, np.nan)
     # e0 map: the steepest rise of the smoothed normalized spectrum in the feature window
@@ -302,13 +328,12 @@ def _map_band_numpy(band, energies, *, model, metric, thick):
     slope = compute_features(result.norm[start:stop], energies[start:stop], kind="derivative",
                              smooth=classifier.smooth)
     out["e0"][:] = np.where(finite, energies[start:stop][np.argmax(slope, axis=-1)], np.nan)
-    _mask_band(out, finite, result.edge_step > model.survey.threshold, band.max(axis=0) > thick)
+    _mask_band(out, finite, _has_edge(jump, jump_sigma, result.edge_step, model.survey), band.max(axis=0) > thick)
     sample = out["mask"] == MASK_SAMPLE
     features = slope[sample] if classifier.features == "derivative" else None
-    found = classify(classifier, result.norm[:, sample], metric=metric, features=features)
-    for name in ("labels", "probability", "distance", "residual"):
-        out[name][sample] = getattr(found, name)
-    out["fractions"][:, sample] = found.fractions
+    found = classify(classifier, result.norm[:, sample], metric=metric, features=features,
+                     variance=variance[:, sample] / result.edge_step[sample] ** 2)
+    _put(out, sample, found)
     return out
 
 

@@ -189,10 +189,12 @@ def synthesize_spectra(
     compositions : ndarray, shape (C, K)
         Class compositions (rows sum to 1).
     noise : float or array_like
-        Noise standard deviation per energy point, in units of the edge step. An
-        array is a sample of the per-pixel noise levels measured in the data; each
-        synthetic spectrum draws its level from it, so the training set covers the
-        range of S/N present in the measurement.
+        Noise standard deviation per energy point, in units of the edge step. A 1-D
+        array is a sample of per-pixel noise levels; a 2-D array (P, E) is a sample of
+        the noise profiles of P measured pixels, energy by energy (the stack's noise
+        model: larger above the edge and in thick grains). Each synthetic spectrum
+        draws its level or profile from it, so the training set covers the range of S/N
+        present in the measurement.
     n_per_class : int
         Spectra per class.
     spread : float
@@ -232,11 +234,21 @@ def synthesize_spectra(
         other = (labels + rng.integers(1, n_classes, labels.size)) % n_classes
         t = rng.uniform(0, spread, (labels.size, 1))
         fractions = (1 - t) * fractions + t * compositions[other]
-    levels = np.asarray(noise, dtype=np.float64).ravel()
-    levels = levels[np.isfinite(levels)]
-    if levels.size == 0:
-        raise ValueError("no finite noise level to synthesize with")
-    sigma = rng.choice(levels, size=(labels.size, 1)) if levels.size > 1 else levels[0]
+    noise = np.asarray(noise, dtype=np.float64)
+    if noise.ndim == 2:
+        if noise.shape[1] != references.shape[1]:
+            raise ValueError(f"noise profiles have {noise.shape[1]} energies but the references have "
+                             f"{references.shape[1]}")
+        profiles = noise[np.all(np.isfinite(noise), axis=1)]
+        if profiles.shape[0] == 0:
+            raise ValueError("no finite noise profile to synthesize with")
+        sigma = profiles[rng.integers(0, profiles.shape[0], labels.size)]
+    else:
+        levels = noise.ravel()
+        levels = levels[np.isfinite(levels)]
+        if levels.size == 0:
+            raise ValueError("no finite noise level to synthesize with")
+        sigma = rng.choice(levels, size=(labels.size, 1)) if levels.size > 1 else levels[0]
     spectra = fractions @ references
     spectra += sigma * rng.standard_normal(spectra.shape)
     return spectra.astype(np.float32), labels, fractions

@@ -1,7 +1,7 @@
 """Training for one measurement: survey the stack, prepare the references, fit the forest.
 
-:func:`survey` reads a sparse grid of pixels for the stack's e0, background threshold and
-noise levels; :func:`prepare_references` puts the standards on the measurement's
+:func:`survey` reads a sparse grid of pixels for the stack's noise model, e0 and sample
+pixels; :func:`prepare_references` puts the standards on the measurement's
 energies with the same normalization; :func:`train_model` makes the classes, the
 synthetic training spectra and the forest, and returns the :class:`Model` that
 :mod:`xafsmap.core.pipeline` maps every pixel with.
@@ -19,7 +19,9 @@ import numpy as np
 from .checks import model_warnings
 from .classify import Classifier, train_classifier
 from .kernels import band_plan
-from .normalize import background_mask, estimate_noise, find_e0, normalize
+from .noise import NoiseModel, fit_noise_model
+from .mask import SIGNIFICANCE, edge_jump, edge_mask
+from .normalize import find_e0, normalize
 from .references import resample_reference
 from .synthesize import make_classes
 
@@ -35,17 +37,44 @@ SURVEY_ASPECT = 16
 
 @dataclass(frozen=True)
 class Survey:
-    """What a sparse sample of pixels says about the whole stack."""
+    """What a sparse sample of pixels says about the whole stack.
+
+    Attributes
+    ----------
+    e0 : float
+        Median edge energy of the sample pixels, eV.
+    threshold : float or None
+        The manual edge-step cut of the mask, or None for the significance rule.
+    significance : float
+        Edge steps this many standard deviations above zero are sample.
+    noise : ndarray, shape (P,)
+        Median noise (edge-step units) of each surveyed sample pixel's points.
+    profiles : ndarray, shape (P, E), float32
+        Noise of every point (edge-step units) of surveyed sample pixels: what the
+        training spectra draw their noise from, energy by energy.
+    noise_model : xafsmap.core.noise.NoiseModel
+        The variance of every point of the stack.
+    n_pixels : int
+        Finite pixels surveyed.
+    sample_share : float
+        Share of them that are sample.
+    normalization : dict
+        The normalization parameters every spectrum of the stack shares.
+    """
 
     e0: float
-    threshold: float
+    threshold: float | None
+    significance: float
     noise: np.ndarray
+    profiles: np.ndarray
+    noise_model: NoiseModel
     n_pixels: int
+    sample_share: float
     normalization: dict = field(default_factory=dict)
 
 
-def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_PIXELS,
-           pre_edge: bool = True) -> Survey:
+def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE, norm_params=None,
+           n_pixels=SURVEY_PIXELS, pre_edge: bool = True) -> Survey:
     """Normalize a regular grid of about ``n_pixels`` pixels to learn the stack's levels.
 
     Parameters
@@ -54,8 +83,10 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
         The stack (numpy or dask: only the sampled pixels are read).
     energies : ndarray, shape (E,)
     threshold : float, optional
-        Edge-step threshold of the background mask; default automatic
-        (see :func:`~xafsmap.core.normalize.background_mask`).
+        A manual edge-step cut for the mask; default the significance rule
+        (:func:`~xafsmap.core.mask.edge_mask`).
+    significance : float
+        Edge steps this many of their standard deviations above zero are sample.
     norm_params : dict, optional
         Keyword arguments for :func:`~xafsmap.core.normalize.normalize`.
     pre_edge : bool
@@ -65,10 +96,11 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
     Returns
     -------
     Survey
-        Median e0 of the sample pixels, the normalization parameters every spectrum
-        of the stack shares (``e0`` and the :func:`pre_edge_window` unless given), the
-        mask threshold and the per-pixel noise levels (edge-step units) of the sample
-        pixels under that normalization.
+        The noise model (:func:`~xafsmap.core.noise.fit_noise_model`, from every finite
+        surveyed pixel, holes included), the median e0 of the sample pixels, the
+        normalization parameters every spectrum of the stack shares (``e0`` and the
+        :func:`pre_edge_window` unless given), the mask rule and the noise of the
+        sample pixels under that normalization.
     """
     _, rows, cols = data.shape
     # A regular grid, SURVEY_ASPECT times sparser in rows than in columns: a file is
@@ -77,8 +109,11 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
     row_stride = max(1, int(stride * np.sqrt(SURVEY_ASPECT)))
     col_stride = max(1, int(stride / np.sqrt(SURVEY_ASPECT)))
     sample = np.asarray(data[:, row_stride // 2 :: row_stride, col_stride // 2 :: col_stride], dtype=np.float32)
+    grid_rows, grid_cols = np.meshgrid(np.arange(row_stride // 2, rows, row_stride),
+                                       np.arange(col_stride // 2, cols, col_stride), indexing="ij")
     flat = sample.reshape(sample.shape[0], -1)
-    flat = flat[:, np.all(np.isfinite(flat), axis=0)]
+    finite = np.all(np.isfinite(flat), axis=0)
+    flat, grid_rows, grid_cols = flat[:, finite], grid_rows.ravel()[finite], grid_cols.ravel()[finite]
     if flat.shape[1] == 0:
         raise ValueError("every surveyed pixel has a NaN or infinite value: the stack holds no usable spectrum")
     given = dict(norm_params or {})
@@ -88,18 +123,22 @@ def survey(data, energies, *, threshold=None, norm_params=None, n_pixels=SURVEY_
     # shared fit windows, normalizing a mixture equals mixing normalized references, so
     # fractions carry no bias from per-pixel windows. e0 per pixel is still mapped.
     first = given.get("e0", float(find_e0(flat.mean(axis=1), energies)))
+    model = fit_noise_model(flat, energies, e0=first, rows=grid_rows, cols=grid_cols)
+    variance = model.variance(flat, model.scale(grid_rows, grid_cols))
     result = normalize(flat, energies, **{**given, "e0": first})
-    is_sample, used = _sample_pixels(result.edge_step, threshold)
+    is_sample = _sample_pixels(flat, result, energies, variance, threshold, significance)
     if "e0" in given:
         e0 = float(given["e0"])
     else:
         e0 = float(np.median(find_e0(flat[:, _spread(np.flatnonzero(is_sample), E0_PIXELS)], energies)))
     final = {**(pre_edge_window(energies, e0) if pre_edge else {}), **given, "e0": e0}
     result = normalize(flat, energies, **final)
-    is_sample, used = _sample_pixels(result.edge_step, threshold)
-    noise = estimate_noise(result.norm[:, _spread(np.flatnonzero(is_sample), NOISE_PIXELS)], energies, e0=e0)
-    noise = noise[np.isfinite(noise)]
-    return Survey(e0=e0, threshold=float(used), noise=noise, n_pixels=int(flat.shape[1]), normalization=final)
+    is_sample = _sample_pixels(flat, result, energies, variance, threshold, significance)
+    pick = _spread(np.flatnonzero(is_sample), NOISE_PIXELS)
+    profiles = (np.sqrt(variance[:, pick]) / result.edge_step[pick]).T.astype(np.float32)
+    return Survey(e0=e0, threshold=threshold, significance=float(significance),
+                  noise=np.median(profiles, axis=1), profiles=profiles, noise_model=model,
+                  n_pixels=int(flat.shape[1]), sample_share=float(is_sample.mean()), normalization=final)
 
 
 def _spread(indices, n):
@@ -107,15 +146,17 @@ def _spread(indices, n):
     return indices[:: max(1, indices.size // n)]
 
 
-def _sample_pixels(edge_step, threshold):
-    if np.count_nonzero(np.isfinite(edge_step) & (edge_step > 0)) < 2:
+def _sample_pixels(flat, result, energies, variance, threshold, significance):
+    step = result.edge_step
+    if np.count_nonzero(np.isfinite(step) & (step > 0)) < 2:
         raise ValueError("no pixel has an edge step above 0: is this the right edge, and is it absorbance?")
-    is_sample, used = background_mask(edge_step, threshold=threshold)
+    jump, sigma = edge_jump(flat, variance, energies, float(np.median(result.e0)))
+    is_sample = edge_mask(jump, sigma, significance=significance, threshold=threshold, edge_step=step)
     if not np.any(is_sample):
-        raise ValueError(
-            f"no pixel has an edge step above the background threshold {used:.3g}: is this the right edge?"
-        )
-    return is_sample, used
+        rule = (f"an edge step above {threshold:.3g}" if threshold is not None else
+                f"an edge {significance:g} times its noise")
+        raise ValueError(f"no surveyed pixel has {rule}: is this the right edge?")
+    return is_sample
 
 
 def prepare_references(
@@ -230,7 +271,7 @@ class Model:
     def band_plan(self):
         """The fused kernel's :class:`~xafsmap.core.kernels.BandPlan` for this model (None
         where only the numpy path applies), built once rather than once per band."""
-        return band_plan(self.classifier, self.normalization)
+        return band_plan(self.classifier, self.normalization, self.survey.noise_model)
 
 
 def train_model(
@@ -244,6 +285,7 @@ def train_model(
     n_per_class: int = 1000,
     n_trees: int = 100,
     threshold: float | None = None,
+    significance: float = SIGNIFICANCE,
     fit_range: tuple[float, float] = (-30.0, 70.0),
     e0: float | None = None,
     pre1: float | None = None,
@@ -271,7 +313,10 @@ def train_model(
     n_per_class, n_trees : int
         Training spectra per class, trees in the forest.
     threshold : float, optional
-        Edge-step threshold of the no-sample mask; default automatic.
+        A manual edge-step cut of the no-sample mask; default the significance rule.
+    significance : float
+        Edge steps this many of their standard deviations above zero are sample
+        (:func:`~xafsmap.core.mask.edge_mask`).
     fit_range : (float, float)
         Energies relative to the stack's median e0 used for features and LCF, eV.
     e0, pre1, pre2, norm1, norm2, nnorm : optional
@@ -296,7 +341,7 @@ def train_model(
     params = _norm_params(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
     # scikit-learn takes ~1 s to import: let it load while the survey waits on the disk
     threading.Thread(target=importlib.import_module, args=("sklearn.ensemble",), daemon=True).start()
-    found = survey(data, energies, threshold=threshold, norm_params=params)
+    found = survey(data, energies, threshold=threshold, significance=significance, norm_params=params)
     params = found.normalization
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
@@ -309,7 +354,7 @@ def train_model(
         refs,
         energies,
         classes,
-        noise=found.noise if noise is None else noise,
+        noise=found.profiles if noise is None else noise,
         prepare=lambda spectra: normalize(spectra, energies, **params).norm,
         window=(int(inside[0]), int(inside[-1]) + 1),
         n_per_class=n_per_class,
@@ -323,7 +368,8 @@ def train_model(
         offsets=[float(v) for v in offsets] if offsets is not None else [0.0] * len(references),
         mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
         features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
-        threshold=threshold, fit_range=list(fit_range), normalization=params, seed=seed,
+        threshold=threshold, significance=significance, fit_range=list(fit_range), normalization=params,
+        seed=seed, noise_model=found.noise_model.info,
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
     warnings = model_warnings(classifier)

@@ -1,14 +1,16 @@
 """Unexplained pixels: where no mixture of the references reproduces the spectrum.
 
 A classifier always answers, even where none of its references is present. Here every
-sample pixel is fitted with non-negative mixtures of the references (the LCF of
-:func:`~xafsmap.core.lcf.fit_fractions`, on the raw normalized spectrum) and its misfit
-``chi2 = RSS / sigma**2`` is measured against the pixel's own noise ``sigma``. Which
-``chi2`` is "too large" is learned, not assumed: synthetic mixtures of the references
-with noise at the measured levels go through the very same normalization, noise
-estimate and fit, and the distribution of their ``chi2`` (a scaled chi-square
-``a * chi2(d)`` fitted by moments at each noise level) turns every pixel's misfit into a
-p-value. Pixels below the chosen false-alarm rate are *unexplained*; connected groups of
+sample pixel is fitted with non-negative mixtures of the references plus a free
+baseline, each point weighted by its inverse variance under the stack's noise model
+(:mod:`xafsmap.core.noise`), so the misfit ``chi2 = sum(r**2 / sigma**2)`` means the
+same in thin and thick grains, bright and dim parts of the field. Which ``chi2`` is
+"too large" is learned, not assumed: synthetic mixtures of the references with noise
+drawn like the data's, energy by energy, go through the very same normalization and fit,
+and the distribution of their ``chi2`` (a scaled chi-square ``a * chi2(d)`` fitted by
+moments at each noise level) turns every pixel's misfit into a p-value. Pixels below the
+chosen false-alarm rate are *unexplained*, except those too thick to trust (harmonics and
+scattered light flatten their spectra: that is not a new phase); connected groups of
 them are regions, each with its mean normalized spectrum (the input of
 :mod:`xafsmap.core.discover`).
 
@@ -22,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lcf import fit_fractions
-from .normalize import estimate_noise, normalize
-from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive
+from .lcf import fit_weighted, weighted_moments
+from .mask import edge_jump, edge_mask
+from .normalize import normalize
+from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, THICK_LIMIT, band_rows, drive
 from .training import prepare_references, survey
 
 __all__ = [
@@ -34,15 +37,17 @@ __all__ = [
     "calibrate_misfit",
     "find_regions",
     "find_unexplained",
-    "fit_misfit",
     "iter_unexplained",
+    "normalize_band",
+    "region_spectra",
     "score_misfit",
     "setup_fit",
-    "smooth_noise",
 ]
 
 #: Default false-alarm rate: the fraction of well-explained pixels flagged by chance.
 FALSE_ALARM = 1e-3
+#: Nuisance terms of every fit: a + b min(E - e0, 0) + c max(E - e0, 0).
+BASELINE_TERMS = 3
 
 
 @dataclass(frozen=True)
@@ -57,38 +62,67 @@ class FitSetup:
     names : tuple of str
     window : (int, int)
         Energy indices ``[start, stop)`` of the fits.
-    e0 : float
-        Median edge energy of the sample pixels, eV.
-    threshold : float
-        Edge-step threshold of the no-sample mask.
-    survey_noise : ndarray
-        Noise levels (edge-step units) of the surveyed sample pixels.
+    survey : xafsmap.core.training.Survey
+        The stack's survey: e0, mask rule, noise model and noise profiles.
     normalization : dict
-        Normalization parameters given (Larch names); missing ones are derived.
+        The normalization parameters every spectrum shares (Larch names).
+    thick : float
+        Absorbance above which a pixel is too thick to judge.
     """
 
     energies: np.ndarray
     references: np.ndarray
     names: tuple
     window: tuple
-    e0: float
-    threshold: float
-    survey_noise: np.ndarray
+    survey: object
     normalization: dict
+    thick: float = THICK_LIMIT
 
-    def fit(self, spectra, references=None):
-        """:func:`fit_misfit` of (window E, ...) spectra with these (or other) references."""
+    @property
+    def e0(self) -> float:
+        return self.survey.e0
+
+    def fit(self, spectra, variance, references=None):
+        """Weighted non-negative fit with a free baseline of (window E, n) spectra whose
+        points have ``variance`` (window E, n), with these (or other (K, window E)) references.
+
+        Returns
+        -------
+        weights : ndarray, shape (K, n)
+            Non-negative amplitudes (not forced to sum to 1).
+        chi2 : ndarray, shape (n,)
+            ``sum(r**2 / variance)`` at the optimum.
+        """
         start, stop = self.window
-        refs = self.references if references is None else np.asarray(references)
-        return fit_misfit(spectra, refs[:, start:stop], self.energies[start:stop], e0=self.e0)
+        refs = self.references[:, start:stop] if references is None else np.asarray(references)
+        columns = np.vstack([refs, baseline(self.energies[start:stop], self.e0)])
+        spectra = np.asarray(spectra, dtype=np.float64)
+        found = fit_weighted(*weighted_moments(spectra, columns, 1.0 / np.asarray(variance, np.float64)),
+                             n_points=stop - start, sum_to_one=False, free=BASELINE_TERMS)
+        return found.fractions, found.chi2
 
     def prepare(self, spectra: np.ndarray) -> np.ndarray:
         """Normalize (E, n) spectra exactly as the measured pixels are."""
         return normalize(spectra, self.energies, **self.normalization).norm
 
 
-def setup_fit(stack, references, *, offsets=None, threshold=None, fit_range=(-30.0, 70.0),
-              e0=None, pre1=None, pre2=None, norm1=None, norm2=None, nnorm=None) -> FitSetup:
+def baseline(energies, e0: float) -> np.ndarray:
+    """The (3, E) baseline terms ``1``, ``min(x, 0)``, ``max(x, 0)``, ``x = (E - e0) / 50 eV``.
+
+    What the normalization of a noisy spectrum gets wrong is of this form: the pre-edge
+    line's error extrapolated to the edge, a kink from the post-edge fit and the
+    flattening; none of it is chemistry, so every trust fit absorbs it.
+
+    >>> baseline(np.array([7100.0, 7150.0, 7200.0]), 7150.0).tolist()
+    [[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    x = (np.asarray(energies, dtype=np.float64) - e0) / 50.0
+    return np.stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)])
+
+
+def setup_fit(stack, references, *, offsets=None, threshold=None, significance=None, fit_range=(-30.0, 70.0),
+              thick: float = THICK_LIMIT, e0=None, pre1=None, pre2=None, norm1=None, norm2=None,
+              nnorm=None) -> FitSetup:
     """Survey a stack and put the references on its energies, as the mapping does.
 
     Parameters
@@ -98,9 +132,13 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, fit_range=(-30
     offsets : sequence of float, optional
         Energy offset per reference, eV.
     threshold : float, optional
-        Edge-step threshold of the no-sample mask; default automatic.
+        A manual edge-step cut of the mask; default the significance rule.
+    significance : float, optional
+        Edge steps this many of their standard deviations above zero are sample.
     fit_range : (float, float)
         Energies relative to the median e0 used by the fits, eV.
+    thick : float
+        Absorbance above which a pixel is too thick to judge.
     e0, pre1, pre2, norm1, norm2, nnorm : optional
         Normalization parameters with Larch's meaning.
 
@@ -115,129 +153,42 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, fit_range=(-30
         raise ValueError(f"stack has {stack.data.shape[0]} energies but {energies.size} energies are given")
     given = dict(e0=e0, pre1=pre1, pre2=pre2, norm1=norm1, norm2=norm2, nnorm=nnorm)
     params = {name: value for name, value in given.items() if value is not None}
-    # one e0 for every spectrum (module notes); Larch's windows: the free baseline of
-    # the fits absorbs the pre-edge line, and the misfit null model is calibrated on them
-    found = survey(stack.data, energies, threshold=threshold, norm_params=params, pre_edge=False)
+    rule = {} if significance is None else {"significance": significance}
+    found = survey(stack.data, energies, threshold=threshold, norm_params=params, **rule)
     params = found.normalization
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
-    if inside.size < 5:
+    if inside.size < 5 + BASELINE_TERMS:
         raise ValueError(f"only {inside.size} energies lie within {tuple(fit_range)} eV of the edge at {found.e0:.1f} eV")
     return FitSetup(energies=energies, references=refs, names=tuple(r.name for r in references),
-                    window=(int(inside[0]), int(inside[-1]) + 1), e0=found.e0, threshold=found.threshold,
-                    survey_noise=found.noise, normalization=params)
+                    window=(int(inside[0]), int(inside[-1]) + 1), survey=found, normalization=params,
+                    thick=float(thick))
 
 
-def fit_misfit(spectra, references, energies, *, e0: float, baseline: bool = True):
-    """Non-negative mixture fit with a free baseline: the misfit the references leave.
-
-    Parameters
-    ----------
-    spectra : ndarray, shape (E, ...)
-        Normalized spectra on ``energies`` (usually the fit window only).
-    references : ndarray, shape (K, E)
-        Normalized references on the same energies.
-    energies : ndarray, shape (E,)
-    e0 : float
-        Edge energy of the normalization, eV.
-    baseline : bool
-        Fit, besides the references, a free baseline ``a + b min(E - e0, 0) +
-        c max(E - e0, 0)``.
+def normalize_band(band: np.ndarray, setup: FitSetup, *, origin: int = 0) -> dict:
+    """Normalize one band (E, m, N) starting at stack row ``origin``.
 
     Returns
     -------
-    weights : ndarray, shape (K, ...), float32
-        Non-negative amplitudes (not forced to sum to 1).
-    rss : ndarray, shape (...), float64
-        Residual sum of squares over the E energies (edge-step units squared).
-
-    Notes
-    -----
-    Why the baseline and the free amplitudes: with noise, the pre-edge line of the
-    normalization is fitted to a few points and extrapolated to the edge, its error
-    adds ``-(a + b min(E, e0))`` to the normalized spectrum (the post-edge fit and
-    flattening absorb it above e0, leaving a constant), the post-edge fit adds a
-    kink ``b' max(E - e0, 0)`` and the edge step a scale error of a few %. None of
-    that is chemistry, yet it misfits by several sigma over tens of points; leaving
-    it in makes the misfit of explained spectra heavy-tailed. The baseline is
-    removed by projection (Frisch–Waugh–Lovell), which is exact for a free linear
-    term, then the amplitudes are the non-negative least squares of the rest.
-
-    Examples
-    --------
-    >>> e = np.linspace(7100.0, 7160.0, 61)
-    >>> refs = np.stack([1 / (1 + np.exp(-(e - 7120) / 2)), 1 / (1 + np.exp(-(e - 7125) / 2))])
-    >>> y = 0.3 * refs[0] + 0.8 * refs[1] + 0.05 + 0.001 * (e - 7120)
-    >>> w, rss = fit_misfit(y, refs, e, e0=7120.0)
-    >>> np.round(w.astype(float), 3).tolist(), float(rss) < 1e-12
-    ([0.3, 0.8], True)
+    dict
+        ``norm`` (E, m, N), ``variance`` (E, m, N) of every normalized point (edge-step
+        units squared), ``edge_step`` (m, N), ``mask`` (m, N) uint8 (0 no sample, 1
+        sample, 2 invalid), ``thick`` (m, N) bool.
     """
-    spectra = np.asarray(spectra)
-    references = np.asarray(references, dtype=np.float64)
-    energies = np.asarray(energies, dtype=np.float64)
-    shape = spectra.shape[1:]
-    y = spectra.reshape(spectra.shape[0], -1).astype(np.float64)
-    a = references.T
-    if baseline:
-        x = (energies - e0) / 50.0
-        q, _ = np.linalg.qr(np.stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)], axis=1))
-        y = y - q @ (q.T @ np.where(np.isfinite(y), y, 0.0)) + np.where(np.isfinite(y), 0.0, np.nan)
-        a = a - q @ (q.T @ a)
-    weights, residual = fit_fractions(y, a.T, sum_to_one=False)
-    rss = energies.size * residual.astype(np.float64) ** 2
-    return weights.reshape(references.shape[0], *shape), rss.reshape(shape)
-
-
-def normalize_band(band: np.ndarray, setup: FitSetup):
-    """Normalize one band (E, m, N): returns norm, edge_step, e0, mask (0/1/2), noise."""
+    rows, cols = band.shape[1:]
     finite = np.all(np.isfinite(band), axis=0)
-    result = normalize(np.where(finite, band, 0.0).astype(np.float32), setup.energies, **setup.normalization)
-    sample = finite & (result.edge_step > setup.threshold)
+    band = np.where(finite, band, 0.0).astype(np.float32)
+    result = normalize(band, setup.energies, **setup.normalization)
+    model = setup.survey.noise_model
+    variance = model.variance(band, model.band_scale(origin, origin + rows, cols))
+    jump, jump_sigma = edge_jump(band, variance, setup.energies, setup.e0)
+    sample = finite & edge_mask(jump, jump_sigma, significance=setup.survey.significance,
+                                threshold=setup.survey.threshold, edge_step=result.edge_step)
     mask = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID).astype(np.uint8)
-    noise = np.full(sample.shape, np.nan, np.float32)
-    noise[sample] = estimate_noise(result.norm[:, sample], setup.energies, e0=result.e0[sample])
-    return result.norm, np.where(finite, result.edge_step, np.nan).astype(np.float32), mask, noise
-
-
-def smooth_noise(noise, edge_step, *, size: int = 5) -> np.ndarray:
-    """Average the per-pixel noise over ``size x size`` neighbours, in absorbance units.
-
-    The noise of one pixel's estimate (a robust deviation from ~50 smooth points) is
-    itself uncertain by ~15 %, enough to make a chi-square test on its own noise heavy
-    tailed. Absorbance noise varies slowly across an image while the edge step (and
-    so the noise in edge-step units) varies from pixel to pixel; so the variance
-    ``(sigma * edge_step)**2`` is averaged over the neighbours that have one, and
-    divided by each pixel's own edge step again.
-
-    Parameters
-    ----------
-    noise, edge_step : ndarray, shape (M, N)
-        Per-pixel noise (edge-step units, NaN where unknown) and edge step.
-    size : int
-        Window side in pixels; 1 returns ``noise`` unchanged.
-
-    Returns
-    -------
-    ndarray, shape (M, N), float32
-
-    Examples
-    --------
-    >>> noise = np.array([[0.02, 0.04], [np.nan, 0.02]]); step = np.array([[1.0, 0.5], [1.0, 1.0]])
-    >>> np.round(smooth_noise(noise, step, size=3).astype(float), 3).tolist()
-    [[0.02, 0.04], [0.02, 0.02]]
-    """
-    from scipy.ndimage import uniform_filter
-
-    noise = np.asarray(noise, dtype=np.float64)
-    if size <= 1:
-        return noise.astype(np.float32)
-    variance = (noise * np.asarray(edge_step, dtype=np.float64)) ** 2
-    known = np.isfinite(variance)
-    total = uniform_filter(np.where(known, variance, 0.0), size, mode="constant")
-    count = uniform_filter(known.astype(np.float64), size, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
-        smoothed = np.sqrt(total / count) / edge_step
-    return np.where(count > 0, smoothed, np.nan).astype(np.float32)
+        variance = variance / result.edge_step[None] ** 2
+    return dict(norm=result.norm, variance=variance, edge_step=np.where(finite, result.edge_step, np.nan).astype(
+        np.float32), mask=mask, thick=finite & (band.max(axis=0) > setup.thick))
 
 
 @dataclass(frozen=True)
@@ -261,23 +212,18 @@ class NullModel:
         return np.interp(x, grid, self.scale), np.interp(x, grid, self.dof)
 
 
-def calibrate_misfit(setup: FitSetup, *, noise=None, n_spectra: int = 6000, n_levels: int = 3,
-                     per_pixel_noise: bool = False, rng=None) -> NullModel:
+def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 3, rng=None) -> NullModel:
     """Learn the misfit distribution of spectra the references *do* explain.
 
     Parameters
     ----------
     setup : FitSetup
-        References, energies, window and normalization of the measurement.
-    noise : array_like, optional
-        Noise levels (edge-step units) to cover; default the survey's. The levels
-        simulated are ``n_levels`` geometric steps between its 2nd and 98th percentile.
+        References, energies, window, normalization and noise profiles of the measurement.
     n_spectra : int
         Synthetic spectra in all.
-    per_pixel_noise : bool
-        Divide each synthetic misfit by the spectrum's own noise estimate (as for data
-        whose noise is not smoothed, ``noise_window=1``) instead of the estimator's
-        typical value at that level.
+    n_levels : int
+        Noise levels (geometric steps of the profiles' median noise between its 2nd and
+        98th percentile) at which the distribution is fitted.
     rng : int or Generator, optional
 
     Returns
@@ -287,31 +233,31 @@ def calibrate_misfit(setup: FitSetup, *, noise=None, n_spectra: int = 6000, n_le
     Notes
     -----
     Compositions are drawn from a Dirichlet(0.5) over the references (mostly one or
-    two dominant phases, as in real samples), noise is white in edge-step units,
-    then each spectrum is normalized, its noise estimated and its LCF residual
-    computed exactly as for a pixel. ``scale`` and ``dof`` match the mean ``m`` and
-    variance ``v`` of its ``chi2``: ``scale = v / (2 m)``, ``dof = 2 m**2 / v``.
+    two dominant phases, as in real samples); each spectrum takes the noise profile of
+    a surveyed sample pixel, energy by energy (scaled to the level simulated), is
+    normalized and fitted exactly as a pixel, with the same profile as its variance.
+    ``scale`` and ``dof`` match the mean ``m`` and variance ``v`` of its ``chi2``:
+    ``scale = v / (2 m)``, ``dof = 2 m**2 / v``.
     """
     rng = np.random.default_rng(rng)
-    levels = np.asarray(setup.survey_noise if noise is None else noise, dtype=np.float64).ravel()
-    levels = levels[np.isfinite(levels) & (levels > 0)]
-    if levels.size == 0:
-        raise ValueError("no finite positive noise level to calibrate the misfit with")
-    lo, hi = np.percentile(levels, [2, 98])
+    profiles = np.asarray(setup.survey.profiles, dtype=np.float64)
+    profiles = profiles[np.all(np.isfinite(profiles) & (profiles > 0), axis=1)]
+    if profiles.shape[0] == 0:
+        raise ValueError("no finite noise profile to calibrate the misfit with")
+    start, stop = setup.window
+    typical = np.median(profiles[:, start:stop], axis=1)
+    lo, hi = np.percentile(typical, [2, 98])
     grid = np.geomspace(lo, max(hi, lo * 1.001), max(int(n_levels), 1))
     per_level = max(int(n_spectra) // grid.size, 50)
-    k, n_energies = setup.references.shape
-    start, stop = setup.window
+    k = setup.references.shape[0]
     scale, dof = [], []
-    for sigma in grid:
+    for level in grid:
         weights = rng.dirichlet(np.full(k, 0.5), per_level)
-        clean = weights @ setup.references
-        noisy = (clean + sigma * rng.standard_normal(clean.shape)).T
-        result = normalize(noisy, setup.energies, **setup.normalization)
-        estimated = estimate_noise(result.norm, setup.energies, e0=result.e0)
-        _, rss = setup.fit(result.norm[start:stop])
-        used = estimated if per_pixel_noise else sigma * np.nanmedian(estimated / sigma)
-        chi2 = rss / used**2
+        shape = profiles[rng.integers(0, profiles.shape[0], per_level)]
+        sigma = shape * (level / np.median(shape[:, start:stop], axis=1, keepdims=True))
+        noisy = (weights @ setup.references + sigma * rng.standard_normal(sigma.shape)).T
+        norm = setup.prepare(noisy)
+        _, chi2 = setup.fit(norm[start:stop], (sigma.T ** 2)[start:stop])
         chi2 = chi2[np.isfinite(chi2)]
         mean, var = chi2.mean(), chi2.var()
         scale.append(var / (2 * mean))
@@ -326,9 +272,10 @@ def score_misfit(chi2, noise, null: NullModel, *, pool: int = 1) -> tuple[np.nda
     Parameters
     ----------
     chi2 : ndarray, shape (M, N)
-        Misfit ``RSS / sigma**2`` per pixel, NaN where there is no sample.
+        Weighted misfit ``sum(r**2 / sigma**2)`` per pixel, NaN where there is no sample.
     noise : ndarray, shape (M, N)
-        The noise level each ``chi2`` was computed with (edge-step units).
+        Each pixel's noise level (median noise of its points in the fit window,
+        edge-step units), where the null model is read.
     null : NullModel
     pool : int
         Pool the evidence of ``pool x pool`` neighbouring sample pixels (1 = none):
@@ -414,17 +361,20 @@ class Unexplained:
 
     ``p_value`` (float64), ``z``, ``chi2``, ``noise``, ``residual``, ``edge_step``
     (float32) and ``mask`` (uint8, 0 no sample / 1 sample / 2 invalid) are (M, N);
-    ``fractions`` (K, M, N); ``flags`` bool (M, N) = p below the false-alarm rate;
-    ``regions`` uint16 (M, N) (0 = explained); ``spectra`` (R, E) the mean normalized
-    spectrum of each region with ``sizes`` (R,) its pixel count.
+    ``fractions`` (K, M, N); ``thick`` bool (M, N) = too thick to judge; ``flags`` bool
+    (M, N) = p below the false-alarm rate and not too thick; ``regions`` uint16 (M, N)
+    (0 = explained); ``spectra`` (R, E) the mean normalized spectrum of each region,
+    ``spectra_variance`` (R, E) the variance of that mean, ``sizes`` (R,) its pixel count.
     """
 
     p_value: np.ndarray
     z: np.ndarray
     chi2: np.ndarray
     flags: np.ndarray
+    thick: np.ndarray
     regions: np.ndarray
     spectra: np.ndarray
+    spectra_variance: np.ndarray
     sizes: np.ndarray
     noise: np.ndarray
     residual: np.ndarray
@@ -436,9 +386,8 @@ class Unexplained:
     params: dict = field(default_factory=dict)
 
 
-def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, pool: int = 1,
-                     noise_window: int = 5, min_size: int = 5, n_calibration: int = 6000,
-                     band_bytes: int = BAND_BYTES, rng=0, **fit_options):
+def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, pool: int = 1, min_size: int = 5,
+                     n_calibration: int = 6000, band_bytes: int = BAND_BYTES, rng=0, **fit_options):
     """Flag the pixels no mixture of ``references`` explains (see module notes).
 
     Parameters
@@ -450,8 +399,6 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
         Per-pixel probability of flagging a spectrum the references explain.
     pool : int
         Pool the evidence of ``pool x pool`` pixels (see :func:`score_misfit`).
-    noise_window : int
-        Neighbourhood over which the noise is averaged (see :func:`smooth_noise`).
     min_size : int
         Smallest region kept, pixels.
     n_calibration : int
@@ -459,7 +406,8 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
     rng : int or Generator
         Seed of the null model.
     **fit_options
-        ``offsets``, ``threshold``, ``fit_range``, ``e0``, ``pre1`` ... of :func:`setup_fit`.
+        ``offsets``, ``threshold``, ``significance``, ``fit_range``, ``thick``, ``e0``,
+        ``pre1`` ... of :func:`setup_fit`.
 
     Yields
     ------
@@ -477,68 +425,77 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
     _, rows, cols = data.shape
     band = band_rows(data.shape, band_bytes)
     total = 2 + -(-rows // band)
-    null = calibrate_misfit(setup, n_spectra=n_calibration, per_pixel_noise=noise_window <= 1, rng=rng)
+    null = calibrate_misfit(setup, n_spectra=n_calibration, rng=rng)
     yield 1, total
     start, stop = setup.window
     k = setup.references.shape[0]
-    rss = np.full((rows, cols), np.nan, np.float64)
+    chi2 = np.full((rows, cols), np.nan, np.float64)
     noise = np.full((rows, cols), np.nan, np.float32)
     edge_step = np.full((rows, cols), np.nan, np.float32)
     mask = np.zeros((rows, cols), np.uint8)
+    thick = np.zeros((rows, cols), bool)
     fractions = np.full((k, rows, cols), np.nan, np.float32)
     for step, r0 in enumerate(range(0, rows, band), start=2):
         r1 = min(rows, r0 + band)
-        norm, edge_step[r0:r1], mask[r0:r1], noise[r0:r1] = normalize_band(
-            np.asarray(data[:, r0:r1], dtype=np.float32), setup)
-        sample = mask[r0:r1] == MASK_SAMPLE
-        w, rss[r0:r1][sample] = setup.fit(norm[start:stop, sample])
+        out = normalize_band(np.asarray(data[:, r0:r1], dtype=np.float32), setup, origin=r0)
+        edge_step[r0:r1], mask[r0:r1], thick[r0:r1] = out["edge_step"], out["mask"], out["thick"]
+        sample = out["mask"] == MASK_SAMPLE
+        variance = out["variance"][start:stop, sample]
+        w, chi2[r0:r1][sample] = setup.fit(out["norm"][start:stop, sample], variance)
+        noise[r0:r1][sample] = np.sqrt(np.median(variance, axis=0))
         with np.errstate(invalid="ignore", divide="ignore"):
             fractions[:, r0:r1][:, sample] = w / w.sum(axis=0)
         yield step, total
-    sigma = smooth_noise(noise, edge_step, size=noise_window)
-    sigma = np.where(mask == MASK_SAMPLE, sigma, np.nan)
-    chi2 = rss / sigma.astype(np.float64) ** 2
-    p_value, z = score_misfit(chi2, sigma, null, pool=pool)
-    flags = np.nan_to_num(p_value, nan=1.0) < false_alarm
+    p_value, z = score_misfit(chi2, noise, null, pool=pool)
+    flags = (np.nan_to_num(p_value, nan=1.0) < false_alarm) & ~thick
     regions = find_regions(flags, min_size=min_size)
-    spectra, sizes = region_spectra(stack, regions, setup, band_bytes=band_bytes)
+    spectra, spectra_variance, sizes = region_spectra(stack, regions, setup, band_bytes=band_bytes)
     yield total, total
-    params = dict(references=list(setup.names), false_alarm=false_alarm, pool=pool, noise_window=noise_window,
-                  min_size=min_size, n_calibration=null.n_spectra, seed=rng if isinstance(rng, int) else None,
+    params = dict(references=list(setup.names), false_alarm=false_alarm, pool=pool, min_size=min_size,
+                  n_calibration=null.n_spectra, seed=rng if isinstance(rng, int) else None,
                   fit_window_eV=[float(setup.energies[start]), float(setup.energies[stop - 1])],
-                  e0=setup.e0, threshold=setup.threshold, normalization=setup.normalization)
-    return Unexplained(p_value=p_value, z=z, chi2=chi2.astype(np.float32), flags=flags, regions=regions,
-                       spectra=spectra, sizes=sizes, noise=sigma, residual=np.sqrt(rss / (stop - start)).astype(np.float32),
-                       fractions=fractions, edge_step=edge_step, mask=mask, setup=setup, null=null, params=params)
+                  e0=setup.e0, threshold=setup.survey.threshold, significance=setup.survey.significance,
+                  thick_limit=setup.thick, too_thick_pixels=int(np.count_nonzero(thick & (mask == MASK_SAMPLE))),
+                  normalization=setup.normalization, noise_model=setup.survey.noise_model.info)
+    residual = np.sqrt(chi2 / (stop - start)) * noise
+    return Unexplained(p_value=p_value, z=z, chi2=chi2.astype(np.float32), flags=flags, thick=thick,
+                       regions=regions, spectra=spectra, spectra_variance=spectra_variance, sizes=sizes,
+                       noise=noise, residual=residual.astype(np.float32), fractions=fractions,
+                       edge_step=edge_step, mask=mask, setup=setup, null=null, params=params)
 
 
 def region_spectra(stack, regions, setup: FitSetup, *, band_bytes: int = BAND_BYTES):
-    """Mean normalized spectrum of each labelled region, reading only bands that hold one.
+    """Inverse-variance weighted mean normalized spectrum of each labelled region,
+    reading only bands that hold one.
 
     Returns
     -------
     spectra : ndarray, shape (R, E), float64
+    variance : ndarray, shape (R, E), float64
+        Variance of each mean (``1 / sum(1 / variance)`` over the region's pixels).
     sizes : ndarray, shape (R,), int
     """
     n_regions = int(regions.max()) if regions.size else 0
     n_energies = setup.energies.size
     sums = np.zeros((n_regions + 1, n_energies))
+    weights = np.zeros((n_regions + 1, n_energies))
     counts = np.zeros(n_regions + 1)
     band = band_rows(stack.data.shape, band_bytes)
     for r0 in range(0, regions.shape[0], band):
         labels = regions[r0 : r0 + band]
         if not labels.any():
             continue
-        norm, *_ = normalize_band(np.asarray(stack.data[:, r0 : r0 + band], dtype=np.float32), setup)
+        out = normalize_band(np.asarray(stack.data[:, r0 : r0 + band], dtype=np.float32), setup, origin=r0)
         inside = labels.ravel() > 0
         lab = labels.ravel()[inside]
-        flat = norm.reshape(n_energies, -1)[:, inside].astype(np.float64)
+        y = out["norm"].reshape(n_energies, -1)[:, inside].astype(np.float64)
+        w = 1.0 / out["variance"].reshape(n_energies, -1)[:, inside].astype(np.float64)
         counts += np.bincount(lab, minlength=n_regions + 1)
         for i in range(n_energies):  # a loop over energies, not pixels
-            sums[:, i] += np.bincount(lab, weights=flat[i], minlength=n_regions + 1)
+            sums[:, i] += np.bincount(lab, weights=w[i] * y[i], minlength=n_regions + 1)
+            weights[:, i] += np.bincount(lab, weights=w[i], minlength=n_regions + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        spectra = sums[1:] / counts[1:, None]
-    return spectra, counts[1:].astype(int)
+        return sums[1:] / weights[1:], 1.0 / weights[1:], counts[1:].astype(int)
 
 
 def find_unexplained(stack, references, **options) -> Unexplained:

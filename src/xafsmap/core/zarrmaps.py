@@ -11,6 +11,7 @@ flight never write the same chunk. Layout (every group carries ``ome`` metadata)
         classes/0           uint16 class labels (image-label: colours and class names)
         mask/0  flags/0     uint8 (image-label: meanings)
       fractions/0           image (c, y, x): one channel per reference
+      fraction_sigma/0      image (c, y, x): the 1-sigma uncertainty of each fraction
       probability/0  distance/0  residual/0  e0/0     float32 images (y, x)
 
 Zarr is imported inside the functions: ``import xafsmap`` does not load it.
@@ -43,6 +44,7 @@ PATHS = {
     "mask": "labels/mask/0",
     "flags": "labels/flags/0",
     "fractions": "fractions/0",
+    "fraction_sigma": "fraction_sigma/0",
     "probability": "probability/0",
     "distance": "distance/0",
     "residual": "residual/0",
@@ -113,7 +115,7 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
     """
     import zarr
 
-    from .pipeline import new_maps
+    from .pipeline import CHANNEL_MAPS, new_maps
 
     if min(k, rows, cols, band) < 1:
         raise ValueError(f"a map store needs k, rows, cols and band >= 1, got {k}, {rows}, {cols}, {band}")
@@ -139,11 +141,12 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
             if label:
                 ome["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
             root.create_group(group, attributes={"ome": ome})
-        shape = (k, rows, cols) if name == "fractions" else (rows, cols)
-        chunks = (1, band, cols) if name == "fractions" else (band, cols)
+        channels = name in CHANNEL_MAPS
+        shape = (k, rows, cols) if channels else (rows, cols)
+        chunks = (1, band, cols) if channels else (band, cols)
         maps[name] = root.create_array(
             where, shape=shape, dtype=template[name].dtype, chunks=chunks, fill_value=template[name].flat[0],
-            compressors=compressors, dimension_names=[a["name"] for a in _axes(name == "fractions")],
+            compressors=compressors, dimension_names=[a["name"] for a in _axes(channels)],
         )
     return maps
 
@@ -180,12 +183,13 @@ def describe_map_store(path, classes) -> None:
     flag_rgb = label_colors(7).tolist()
     _set_label(root["labels/flags"], [{"label-value": v, "rgba": [*flag_rgb[v], 255 * (v > 0)]} for v in range(8)],
                [{"label-value": 0, "flags": []}, *flags])
-    fractions = root["fractions"]
-    ome = dict(fractions.attrs["ome"])
-    ome["omero"] = {"channels": [{"label": name, "active": True, "color": "FFFFFF",
-                                  "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}}
-                                 for name in classes.references]}
-    fractions.attrs["ome"] = ome
+    for name in ("fractions", "fraction_sigma"):
+        group = root[name]
+        ome = dict(group.attrs["ome"])
+        ome["omero"] = {"channels": [{"label": ref, "active": True, "color": "FFFFFF",
+                                      "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}}
+                                     for ref in classes.references]}
+        group.attrs["ome"] = ome
     root.attrs["xafsmap"] = {**root.attrs["xafsmap"], "classes": list(classes.names),
                              "references": list(classes.references)}
 
