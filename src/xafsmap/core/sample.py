@@ -6,8 +6,8 @@ holes with no sample, thickness (edge step) and matrix absorption varying smooth
 across the field, Gaussian noise in absorbance and a few dead pixels. Used by the
 napari sample, ``xafsmap demo`` and the known-answer tests.
 
-The grain machinery (:func:`voronoi_grains`, :func:`grain_compositions`,
-:func:`smooth_field`, :func:`reference_spectra`) is shared with the physical generator of
+The grains come from :mod:`xafsmap.core.specimen` and the spectra from
+:func:`reference_spectra`, both shared with the physical generator of
 :mod:`xafsmap.core.simulate` (counts, flats, darks, thick and thin grains).
 """
 
@@ -21,20 +21,15 @@ import numpy as np
 
 from .normalize import normalize
 from .references import Reference, read_reference, resample_reference
+from .specimen import HOLE, SAMPLE, grain_compositions, smooth_field, voronoi_grains
 
 __all__ = [
-    "HOLE",
-    "MATRIX",
-    "SAMPLE",
     "Sample",
     "bundled_reference_paths",
     "bundled_references",
-    "grain_compositions",
     "make_sample",
     "reference_spectra",
     "sample_energies",
-    "smooth_field",
-    "voronoi_grains",
 ]
 
 #: Phases present in the default sample; the last is left out of its references.
@@ -112,124 +107,15 @@ class Sample:
         """True where there is sample."""
         return self.edge_step > 0
 
+    @property
+    def truth(self):
+        """The :class:`~xafsmap.core.scores.Truth` of this sample, for scoring maps of it."""
+        from .scores import Truth
 
-#: Kinds of pixel in a phase field: nothing (hole, crack), matrix without the edge's
-#: element, sample with it.
-HOLE, MATRIX, SAMPLE = 0, 1, 2
-
-
-def smooth_field(shape: tuple[int, int], lo: float, hi: float, *, rng=None) -> np.ndarray:
-    """A smooth random field spanning exactly ``lo`` to ``hi`` (a tilt, a saddle and a wave).
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Rows and columns.
-    lo, hi : float
-        Minimum and maximum of the field.
-    rng : int or Generator
-        Draws 5 uniform numbers.
-
-    Returns
-    -------
-    ndarray, shape (M, N), float64
-
-    Examples
-    --------
-    >>> f = smooth_field((4, 5), 0.2, 1.2, rng=0)
-    >>> round(float(f.min()), 3), round(float(f.max()), 3)
-    (0.2, 1.2)
-    """
-    rng = np.random.default_rng(rng)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / max(shape)
-    a = rng.uniform(-1, 1, 5)
-    field = a[0] * xx + a[1] * yy + a[2] * xx * yy + a[3] * np.sin(3 * xx + a[4]) * np.cos(2 * yy)
-    field = (field - field.min()) / (np.ptp(field) or 1.0)
-    return lo + (hi - lo) * field
-
-
-def voronoi_grains(shape: tuple[int, int], n_grains: int, *, rng=None) -> np.ndarray:
-    """Label every pixel with its nearest of ``n_grains`` random centres (Voronoi grains).
-
-    Returns
-    -------
-    ndarray, shape (M, N), int
-        Grain index 0 .. n_grains - 1.
-
-    Examples
-    --------
-    >>> voronoi_grains((3, 4), 2, rng=0).shape
-    (3, 4)
-    """
-    rng = np.random.default_rng(rng)
-    rows, cols = shape
-    centres = rng.uniform(0, 1, (n_grains, 2)) * [rows, cols]
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    return np.argmin((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2, axis=-1)
-
-
-def grain_compositions(n_grains: int, phases, references, *, hole_fraction: float = 0.1,
-                       unexplained_grains: int = 3, matrix_fraction: float = 0.0,
-                       rng=None) -> tuple[np.ndarray, np.ndarray]:
-    """Give every grain a kind and a composition of ``phases``.
-
-    In a random order of the grains: ``hole_fraction`` of them are holes,
-    ``matrix_fraction`` matrix without the element, ``unexplained_grains`` pure grains
-    of the phases not in ``references``; of the rest every third is a 25:75, 50:50 or
-    75:25 mixture of two references and the others pure grains cycling through the
-    references.
-
-    Parameters
-    ----------
-    n_grains : int
-    phases : sequence of str
-        Every phase that can appear.
-    references : sequence of str
-        Those given to the user as references.
-    hole_fraction, matrix_fraction : float
-        Shares of the grains that are holes / matrix only.
-    unexplained_grains : int
-    rng : int or Generator
-
-    Returns
-    -------
-    compositions : ndarray, shape (n_grains, len(phases)), float64
-        Fractions of each phase per grain (rows sum to 1, or 0 for holes and matrix).
-    kinds : ndarray, shape (n_grains,), uint8
-        :data:`HOLE`, :data:`MATRIX` or :data:`SAMPLE`.
-
-    Examples
-    --------
-    >>> comp, kinds = grain_compositions(6, ("Fe", "FeO"), ("Fe",), unexplained_grains=1, rng=0)
-    >>> sorted(comp.sum(axis=1).tolist()), sorted(kinds.tolist())
-    ([0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0, 2, 2, 2, 2, 2])
-    """
-    rng = np.random.default_rng(rng)
-    known = [i for i, name in enumerate(phases) if name in references]
-    unknown = [i for i, name in enumerate(phases) if name not in references]
-    compositions = np.zeros((n_grains, len(phases)))
-    kinds = np.full(n_grains, SAMPLE, np.uint8)
-    order = rng.permutation(n_grains)
-    n_holes = int(round(hole_fraction * n_grains))
-    n_matrix = int(round(matrix_fraction * n_grains))
-    pure = 0  # pure grains cycle through every reference phase
-    for rank, g in enumerate(order):  # a loop over grains (tens), not pixels
-        if rank < n_holes:
-            kinds[g] = HOLE
-            continue
-        if rank < n_holes + n_matrix:
-            kinds[g] = MATRIX
-            continue
-        if rank < n_holes + n_matrix + unexplained_grains and unknown:
-            compositions[g, rng.choice(unknown)] = 1.0
-        elif rank % 3 == 0 and len(known) > 1:
-            i, j = rng.choice(known, 2, replace=False)
-            f = rng.choice([0.25, 0.5, 0.75])
-            compositions[g, i], compositions[g, j] = f, 1 - f
-        else:
-            compositions[g, known[pure % len(known)]] = 1.0
-            pure += 1
-    return compositions, kinds
+        kind = np.where(self.mask, SAMPLE, HOLE).astype(np.uint8)
+        return Truth(phases=self.phases, references=tuple(r.name for r in self.references),
+                     fractions=self.fractions, edge_step=self.edge_step, kind=kind,
+                     distorted=np.zeros(self.edge_step.shape, bool))
 
 
 def reference_spectra(phases, energies) -> tuple[list[Reference], np.ndarray]:
