@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xafsmap.core.measurement import detection_power, fraction_crlb
 from xafsmap.core.sample import make_sample
 from xafsmap.core.specimen import HOLE, MATRIX, SAMPLE
 from xafsmap.core.scores import (
@@ -49,6 +50,9 @@ def test_mask_iou_counts_misses_and_extras(truth):
     mask[0, 2] = False          # one sample pixel missed
     mask[0, 1] = True           # one matrix pixel taken
     assert mask_iou(mask, truth.sample) == pytest.approx(11 / 13)
+    scores = score_maps(truth, mask=mask)
+    assert scores["mask_dropped"] == pytest.approx(1 / 12) and scores["mask_extra"] == pytest.approx(1 / 8)
+    assert scores["mask_dropped_left_out"] == 0.0
     assert np.isnan(mask_iou(np.zeros(3, bool), np.zeros(3, bool)))
 
 
@@ -147,3 +151,54 @@ def test_make_sample_truth_scores_its_own_maps():
     assert t.phases == s.phases and t.references == ("Fe", "FeO", "Fe2O3")
     assert np.array_equal(t.sample, s.mask) and not t.distorted.any()
     assert score_maps(t, mask=s.mask)["mask_iou"] == 1.0
+
+
+def test_detection_power_matches_a_simulated_chi_square_test():
+    from scipy.stats import chi2
+
+    rng = np.random.default_rng(3)
+    dof, lam = 60, 40.0
+    direction = rng.standard_normal(dof)
+    residual = np.sqrt(lam) * direction / np.linalg.norm(direction)   # sum(residual**2) = lam
+    stat = ((residual + rng.standard_normal((20000, dof))) ** 2).sum(axis=1)
+    found = np.mean(stat > chi2.isf(1e-2, dof))
+    assert float(detection_power(np.array(lam), dof, false_alarm=1e-2)) == pytest.approx(found, abs=0.015)
+    assert float(detection_power(np.array(0.0), dof, false_alarm=1e-2)) == pytest.approx(1e-2)
+    # pooling 3 x 3 alike pixels raises the power
+    assert detection_power(np.array(lam / 4), dof, pool=3) > detection_power(np.array(lam / 4), dof)
+
+
+def test_fraction_crlb_is_the_spread_of_a_least_squares_fit():
+    """Fit (constant, line, u s1 + v s2 + w s3) by weighted least squares, f = (u, v, w) / sum:
+    the spread of f over noise draws is the Cramer-Rao bound (the fit is efficient)."""
+    from xafsmap.core.sample import reference_spectra, sample_energies
+
+    energies = sample_energies()
+    _, spectra = reference_spectra(("Fe", "FeO", "Fe2O3"), energies)
+    f_true, step = np.array([0.2, 0.5, 0.3]), 0.8
+    sigma = 0.01 * (1 + spectra.sum(axis=0))           # noise that varies with energy
+    bound = fraction_crlb(spectra, np.array(step), f_true, sigma)
+    rng = np.random.default_rng(4)
+    line = np.linspace(-1, 1, energies.size)
+    design = np.column_stack([np.ones(energies.size), line, spectra.T]) / sigma[:, None]
+    clean = 0.3 + 0.05 * line + step * f_true @ spectra
+    y = (clean + sigma * rng.standard_normal((4000, energies.size))) / sigma
+    amplitudes = np.linalg.lstsq(design, y.T, rcond=None)[0][2:]
+    found = amplitudes / amplitudes.sum(axis=0)
+    assert found.std(axis=1) == pytest.approx(bound, rel=0.05)
+    # twice the noise, twice the bound; no edge, no information
+    assert fraction_crlb(spectra, np.array(step), f_true, 2 * sigma) == pytest.approx(2 * bound)
+    assert np.all(np.isnan(fraction_crlb(spectra, np.array(0.0), f_true, sigma)))
+
+
+def test_score_maps_with_the_limits(truth):
+    est = truth.reference_fractions.copy()
+    crlb = np.full(est.shape, 0.02)
+    power = np.where(truth.left_out, 0.95, 0.001)
+    power[0, 4] = 0.5                                  # one left-out pixel hard to find
+    flags = truth.left_out.copy()
+    flags[1, 4] = False                                # a detectable one missed
+    scores = score_maps(truth, fractions=est, unexplained=flags, fraction_sigma=2 * crlb, crlb=crlb, power=power)
+    assert scores["fraction_crlb"] == pytest.approx(0.02) and scores["sigma_over_crlb"] == pytest.approx(2.0)
+    assert scores["ideal_detection"] == pytest.approx((0.5 + 3 * 0.95) / 4)
+    assert scores["detectable_share"] == 0.75 and scores["unexplained_left_out_detectable"] == pytest.approx(2 / 3)

@@ -27,6 +27,7 @@ import numpy as np
 from .specimen import SAMPLE
 
 __all__ = [
+    "DETECTABLE",
     "TARGETS",
     "THICKNESS_BINS",
     "Truth",
@@ -58,6 +59,8 @@ TARGETS = {
     "coverage_1sigma": (0.5, 0.85),
     "coverage_2sigma": (0.85, 1.0),
 }
+#: Left-out pixels an ideal test finds with a power of at least DETECTABLE are "detectable".
+DETECTABLE = 0.9
 #: Fraction RMSE allowed at low dose (<= LOW_DOSE counts per pixel per energy).
 LOW_DOSE, LOW_DOSE_RMSE = 1000.0, 0.04
 
@@ -299,7 +302,7 @@ def unexplained_rates(flags, truth: Truth, *, bins=THICKNESS_BINS) -> dict:
 
 
 def score_maps(truth: Truth, *, mask=None, fractions=None, distance=None, unexplained=None,
-               fraction_sigma=None, min_fraction: float = 0.7) -> dict:
+               fraction_sigma=None, crlb=None, power=None, min_fraction: float = 0.7) -> dict:
     """Every score of the maps given, against ``truth``.
 
     Parameters
@@ -316,24 +319,44 @@ def score_maps(truth: Truth, *, mask=None, fractions=None, distance=None, unexpl
         Pixels flagged unexplained.
     fraction_sigma : ndarray, shape (K, M, N), optional
         Stated 1-sigma of the fractions.
+    crlb : ndarray, shape (K, M, N), optional
+        Cramér-Rao bound of the fractions' 1-sigma for an unconstrained fit
+        (:meth:`~xafsmap.core.measurement.Measurement.fraction_crlb`).
+    power : ndarray, shape (M, N), optional
+        Power of an ideal test for a misfit
+        (:meth:`~xafsmap.core.measurement.Measurement.detection_power`).
     min_fraction : float
         See :func:`dominant_accuracy`.
 
     Returns
     -------
     dict
-        Only the scores the given maps allow: ``mask_iou``; ``dominant_accuracy``,
+        Only the scores the given maps allow: ``mask_iou``, ``mask_dropped`` (share of
+        the sample outside the mask), ``mask_dropped_left_out`` (of the left-out
+        phase), ``mask_extra`` (share of the background inside it); ``dominant_accuracy``,
         ``fraction_rmse`` and ``scored_pixels`` (known, undistorted, mapped pixels),
         ``unmapped_known`` (known undistorted pixels without fractions);
         ``distance_auc`` (left-out pixels against the known undistorted ones, mapped
         pixels only); ``unexplained_*`` (see :func:`unexplained_rates`, the thickness
         breakdown as ``unexplained_by_thickness``); ``coverage_1sigma`` and
-        ``coverage_2sigma``.
+        ``coverage_2sigma``. With ``crlb``: ``fraction_crlb`` (its RMS over the
+        known, undistorted pixels: the RMSE of an efficient unconstrained fit; fits
+        constrained to non-negative fractions of a few phases do better on pure and
+        binary pixels) and, with ``fraction_sigma`` too, ``sigma_over_crlb`` (median
+        ratio of the stated sigma to the bound: 1 for a weighted LCF's covariance).
+        With ``power``: ``ideal_detection`` (mean power over
+        the left-out pixels), ``detectable_share`` (share of them with power at least
+        :data:`DETECTABLE`) and ``unexplained_left_out_detectable`` (flagged share of
+        those).
     """
     scores = {}
     known = truth.known & ~truth.distorted
     if mask is not None:
+        mask = np.asarray(mask, bool)
         scores["mask_iou"] = mask_iou(mask, truth.sample)
+        scores["mask_dropped"] = _rate(~mask, truth.sample)
+        scores["mask_dropped_left_out"] = _rate(~mask, truth.left_out)
+        scores["mask_extra"] = _rate(mask, ~truth.sample)
     if fractions is not None:
         true = truth.reference_fractions
         mapped = np.all(np.isfinite(fractions), axis=0)
@@ -344,6 +367,18 @@ def score_maps(truth: Truth, *, mask=None, fractions=None, distance=None, unexpl
         if fraction_sigma is not None:
             for k in (1, 2):
                 scores[f"coverage_{k}sigma"] = coverage(fractions, fraction_sigma, true, known, k=k)
+    if crlb is not None:
+        crlb = np.asarray(crlb, dtype=np.float64)
+        scores["fraction_crlb"] = float(np.sqrt(np.nanmean(crlb[:, known] ** 2))) if known.any() else np.nan
+        if fraction_sigma is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scores["sigma_over_crlb"] = float(np.nanmedian((np.asarray(fraction_sigma) / crlb)[:, known]))
+    if power is not None:
+        detectable = truth.left_out & (np.nan_to_num(power) >= DETECTABLE)
+        scores["ideal_detection"] = float(np.nanmean(power[truth.left_out])) if truth.left_out.any() else np.nan
+        scores["detectable_share"] = _rate(detectable, truth.left_out)
+        if unexplained is not None:
+            scores["unexplained_left_out_detectable"] = _rate(np.asarray(unexplained, bool), detectable)
     if distance is not None:
         distance = np.asarray(distance, dtype=np.float64)
         scores["distance_auc"] = roc_auc(distance[known], distance[truth.left_out])

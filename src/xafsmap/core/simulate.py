@@ -16,7 +16,9 @@ grains of matrix without Fe), then measures it:
   background(E, p))``, normalized by the incident beam (uniform), dilute (no
   self-absorption), no ``-ln``.
 
-The references handed to the user (:attr:`Measurement.references`) sit ``offset`` eV
+The result is a :class:`~xafsmap.core.measurement.Measurement`: raw data, settings,
+truth and what follows from them (absorbance, its true noise, ideal limits). The
+references handed to the user (``Measurement.references``) sit ``offset`` eV
 below the stack's energy scale, as those of another beamline; the truth is built on the
 stack's own scale. :func:`write_measurement` puts the raw files in a folder for
 ``xafsmap map stack.tif --flat flat.tif --dark dark.tif --reference ...``.
@@ -26,165 +28,21 @@ stack's own scale. :func:`write_measurement` puts the raw files in a folder for
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .io import Stack
+from .measurement import MATRIX_ENERGY, Measurement
 from .normalize import find_e0, normalize
 from .references import Reference
 from .sample import SAMPLE_PHASES, SAMPLE_REFERENCES, reference_spectra, sample_energies
 from .scores import Truth
 from .specimen import HOLE, make_specimen, smooth_field
 
-__all__ = ["CONDITIONS", "MATRIX_ENERGY", "Measurement", "simulate_measurement", "write_measurement"]
+__all__ = ["CONDITIONS", "simulate_measurement", "write_measurement"]
 
-#: Energy (eV) at which the matrix absorbance is stated; it falls as E**-3 from there.
-MATRIX_ENERGY = 7112.0
 MODES = ("transmission", "fluorescence")
-
-
-@dataclass(frozen=True, eq=False)
-class Measurement:
-    """A simulated measurement: raw data, how it was taken, and the truth.
-
-    Attributes
-    ----------
-    mode : str
-        ``"transmission"`` or ``"fluorescence"``.
-    counts : ndarray, shape (E, M, N)
-        Transmission: transmitted counts I including the dark current (uint16, or
-        uint32 above 65535). Fluorescence: counts (float32).
-    flat : ndarray, shape (E, M, N), float32, or None
-        Flat (incident beam) F including the dark current, the average of
-        ``flat_frames`` frames.
-    dark : ndarray, shape (M, N), float32, or None
-        Dark image D, the average of ``dark_frames`` frames.
-    energies : ndarray, shape (E,)
-        The stack's energies, eV.
-    references : list of Reference
-        What the user is given: the bundled standards of ``truth.references``, their
-        energies shifted by ``-offset``.
-    truth : Truth
-    spectra : ndarray, shape (P, E), float64
-        Normalized spectrum of every phase of ``truth.phases`` on ``energies``.
-    matrix : ndarray, shape (M, N), float32
-        Matrix absorbance at :data:`MATRIX_ENERGY` (0 in holes).
-    illumination : ndarray, shape (M, N), float32
-        Beam profile, 1 at its maximum (ones in fluorescence).
-    beam : ndarray, shape (E,), float64
-        Incident spectrum, mean 1 (ones in fluorescence).
-    background : ndarray, shape (M, N), float32
-        Fluorescence background at :data:`MATRIX_ENERGY` as a share of ``dose``
-        (zeros in transmission).
-    dark_level : ndarray, shape (M, N), float32
-        Mean dark counts per frame (zeros in fluorescence).
-    dose : float
-        Transmission: flat counts per pixel per energy at the illumination maximum
-        (times ``beam``). Fluorescence: counts of the edge jump of an edge step of 1.
-    leak, offset : float
-        Harmonic leak fraction; energy offset of the stack over the references, eV.
-    flat_frames, dark_frames : int
-    params : dict
-        Every option of :func:`simulate_measurement`, for the record.
-    """
-
-    mode: str
-    counts: np.ndarray | None
-    flat: np.ndarray | None
-    dark: np.ndarray | None
-    energies: np.ndarray
-    references: list
-    truth: Truth
-    spectra: np.ndarray
-    matrix: np.ndarray
-    illumination: np.ndarray
-    beam: np.ndarray
-    background: np.ndarray
-    dark_level: np.ndarray
-    dose: float
-    leak: float = 0.0
-    offset: float = 0.0
-    flat_frames: int = 1
-    dark_frames: int = 1
-    params: dict = field(default_factory=dict)
-
-    def _edge_absorbance(self) -> np.ndarray:
-        fe = np.einsum("pe,pmn->emn", self.spectra, self.truth.fractions.astype(np.float64))
-        return self.truth.edge_step[None].astype(np.float64) * fe
-
-    def true_absorbance(self) -> np.ndarray:
-        """(E, M, N) float32: the sample's total mu*t (leak-free, noise-free)."""
-        decay = (self.energies / MATRIX_ENERGY) ** -3.0
-        return (self.matrix[None] * decay[:, None, None] + self._edge_absorbance()).astype(np.float32)
-
-    def flat_mean(self) -> np.ndarray:
-        """(E, M, N) float64: the true incident counts F0 per pixel and energy (no dark)."""
-        return self.dose * self.beam[:, None, None] * self.illumination[None].astype(np.float64)
-
-    def mean_counts(self) -> np.ndarray:
-        """(E, M, N) float64: the true mean of the recorded signal, without dark current.
-
-        Transmission ``F0 ((1 - leak) exp(-mu_t) + leak)``; fluorescence
-        ``dose (edge part of mu_t + background (E / 7112 eV)**2)``.
-        """
-        if self.mode == "fluorescence":
-            rise = (self.energies / MATRIX_ENERGY)[:, None, None] ** 2
-            return self.dose * (self._edge_absorbance() + self.background[None] * rise)
-        mu = self.true_absorbance().astype(np.float64)
-        return self.flat_mean() * ((1 - self.leak) * np.exp(-mu) + self.leak)
-
-    def expected(self) -> np.ndarray:
-        """(E, M, N) float32: the noise-free signal a user maps.
-
-        Transmission: ``-ln((1 - leak) exp(-mu_t) + leak)``; fluorescence: mean counts.
-        """
-        if self.mode == "fluorescence":
-            return self.mean_counts().astype(np.float32)
-        return (-np.log(self.mean_counts() / self.flat_mean())).astype(np.float32)
-
-    def absorbance(self) -> np.ndarray:
-        """(E, M, N) float32: ``-ln((I - D) / (F - D))``, NaN where I - D or F - D <= 0.
-
-        The same float32 arithmetic as :func:`~xafsmap.core.io.absorbance_from_transmission`,
-        so the files of :func:`write_measurement` read back to the same numbers.
-
-        Raises
-        ------
-        ValueError
-            For a fluorescence measurement (counts, not absorbance: use :meth:`stack`).
-        """
-        if self.mode != "transmission":
-            raise ValueError("a fluorescence measurement holds counts, not absorbance: use .stack()")
-        counts = self.counts.astype(np.float32) - self.dark
-        flat = self.flat - self.dark
-        with np.errstate(divide="ignore", invalid="ignore"):
-            od = -np.log(counts / flat)
-        return np.where((counts > 0) & (flat > 0), od, np.float32(np.nan)).astype(np.float32)
-
-    def sigma(self) -> np.ndarray:
-        """(E, M, N) float32: the standard deviation of the mapped signal, from the true means.
-
-        Transmission, to first order in the counts (S = I - D and R = F - D their true
-        means, D0 the dark per frame, n and m the flat and dark frames)::
-
-            var(A) = (S + D0) / S**2 + (R + D0) / (n R**2) + (D0 / m) (1/S - 1/R)**2
-
-        which is ``1/S + 1/(n R)`` without dark current. Fluorescence: ``sqrt(counts)``.
-        """
-        s = self.mean_counts()
-        if self.mode == "fluorescence":
-            return np.sqrt(s).astype(np.float32)
-        r = self.flat_mean()
-        d0 = self.dark_level.astype(np.float64)[None]
-        var = (s + d0) / s**2 + (r + d0) / (self.flat_frames * r**2) + d0 / self.dark_frames * (1 / s - 1 / r) ** 2
-        return np.sqrt(var).astype(np.float32)
-
-    def stack(self) -> Stack:
-        """The stack a user maps: absorbance (transmission) or counts (fluorescence)."""
-        data = self.absorbance() if self.mode == "transmission" else self.counts
-        return Stack(data, self.energies, {"stack": "<array>"})
 
 
 def simulate_measurement(
