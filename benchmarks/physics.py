@@ -132,6 +132,7 @@ def run_condition(name: str, seed: int, *, shape, library, quick: bool, workdir:
                                                          for k, v in options.items()},
             "scores": scores, "verdicts": verdicts, "library": lib, "read_equal": read_equal,
             "paths_agree": agree, "threshold": mapped.survey.threshold, "e0": mapped.survey.e0,
+            "warnings": list(mapped.warnings),
             "distorted_pixels": int(m.truth.distorted.sum()), "sample_pixels": int(m.truth.sample.sum()),
             "seconds": round(time.perf_counter() - tic, 1)}
 
