@@ -5,6 +5,10 @@ deliberately *not* among the references: the phase a map should flag as unexplai
 holes with no sample, thickness (edge step) and matrix absorption varying smoothly
 across the field, Gaussian noise in absorbance and a few dead pixels. Used by the
 napari sample, ``xafsmap demo`` and the known-answer tests.
+
+The grains come from :mod:`xafsmap.core.specimen` and the spectra from
+:func:`reference_spectra`, both shared with the physical generator of
+:mod:`xafsmap.core.simulate` (counts, flats, darks, thick and thin grains).
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ import numpy as np
 
 from .normalize import normalize
 from .references import Reference, read_reference, resample_reference
+from .specimen import HOLE, SAMPLE, grain_compositions, smooth_field, voronoi_grains
 
-__all__ = ["Sample", "bundled_reference_paths", "bundled_references", "make_sample", "sample_energies"]
+__all__ = [
+    "Sample",
+    "bundled_reference_paths",
+    "bundled_references",
+    "make_sample",
+    "reference_spectra",
+    "sample_energies",
+]
 
 #: Phases present in the default sample; the last is left out of its references.
 SAMPLE_PHASES = ("Fe", "FeO", "Fe2O3", "Fe3O4")
@@ -95,13 +107,39 @@ class Sample:
         """True where there is sample."""
         return self.edge_step > 0
 
+    @property
+    def truth(self):
+        """The :class:`~xafsmap.core.scores.Truth` of this sample, for scoring maps of it."""
+        from .scores import Truth
 
-def _smooth_field(shape, rng, lo, hi):
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / max(shape)
-    a = rng.uniform(-1, 1, 5)
-    field = a[0] * xx + a[1] * yy + a[2] * xx * yy + a[3] * np.sin(3 * xx + a[4]) * np.cos(2 * yy)
-    field = (field - field.min()) / (np.ptp(field) or 1.0)
-    return lo + (hi - lo) * field
+        kind = np.where(self.mask, SAMPLE, HOLE).astype(np.uint8)
+        return Truth(phases=self.phases, references=tuple(r.name for r in self.references),
+                     fractions=self.fractions, edge_step=self.edge_step, kind=kind,
+                     distorted=np.zeros(self.edge_step.shape, bool))
+
+
+def reference_spectra(phases, energies) -> tuple[list[Reference], np.ndarray]:
+    """The bundled standards of ``phases`` and their normalized spectra on ``energies``.
+
+    Returns
+    -------
+    references : list of Reference
+        As read from the bundled files.
+    spectra : ndarray, shape (len(phases), E), float64
+        Each normalized (:func:`~xafsmap.core.normalize.normalize` on its own
+        energies) and interpolated onto ``energies``.
+
+    Examples
+    --------
+    >>> refs, spectra = reference_spectra(("Fe", "FeO"), sample_energies())
+    >>> spectra.shape[0], refs[1].name
+    (2, 'FeO')
+    """
+    refs = bundled_references(tuple(phases))
+    spectra = np.array(
+        [resample_reference(r, energies, mu=normalize(r.mu, r.energies).norm) for r in refs]
+    )
+    return refs, spectra
 
 
 def make_sample(
@@ -161,37 +199,16 @@ def make_sample(
     rng = np.random.default_rng(rng)
     energies = sample_energies() if energies is None else np.asarray(energies, dtype=np.float64)
     phases = tuple(phases)
-    refs = bundled_references(phases)
-    spectra = np.array(
-        [resample_reference(r, energies, mu=normalize(r.mu, r.energies).norm) for r in refs]
-    )
+    refs, spectra = reference_spectra(phases, energies)
     known = [i for i, name in enumerate(phases) if name in references]
-    unknown = [i for i, name in enumerate(phases) if name not in references]
-
     rows, cols = shape
-    centres = rng.uniform(0, 1, (n_grains, 2)) * [rows, cols]
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    grain = np.argmin((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2, axis=-1)
-    compositions = np.zeros((n_grains, len(phases)))
-    kinds = rng.permutation(n_grains)
-    n_holes = int(round(hole_fraction * n_grains))
-    pure = 0  # pure grains cycle through every reference phase
-    for rank, g in enumerate(kinds):
-        if rank < n_holes:
-            continue
-        if rank < n_holes + unexplained_grains and unknown:
-            compositions[g, rng.choice(unknown)] = 1.0
-        elif rank % 3 == 0 and len(known) > 1:
-            i, j = rng.choice(known, 2, replace=False)
-            f = rng.choice([0.25, 0.5, 0.75])
-            compositions[g, i], compositions[g, j] = f, 1 - f
-        else:
-            compositions[g, known[pure % len(known)]] = 1.0
-            pure += 1
+    grain = voronoi_grains(shape, n_grains, rng=rng)
+    compositions, _ = grain_compositions(n_grains, phases, references, hole_fraction=hole_fraction,
+                                         unexplained_grains=unexplained_grains, rng=rng)
     fractions = np.moveaxis(compositions[grain], -1, 0)
     present = fractions.sum(axis=0) > 0
-    step = np.where(present, _smooth_field(shape, rng, *edge_step), 0.0)
-    matrix = np.where(present, _smooth_field(shape, rng, 0.2, 1.2), 0.02)  # holes: nothing but air
+    step = np.where(present, smooth_field(shape, *edge_step, rng=rng), 0.0)
+    matrix = np.where(present, smooth_field(shape, 0.2, 1.2, rng=rng), 0.02)  # holes: nothing but air
     decay = (energies / energies[0]) ** -3.0
     stack = (
         matrix[None] * decay[:, None, None]
