@@ -68,11 +68,14 @@ TARGET_COLUMNS = [("iou", "mask_iou", "{:.3f}"), ("drop", "mask_dropped", "{:.0%
                   ("dom", "dominant_accuracy", "{:.3f}"), ("rmse", "fraction_rmse", "{:.3f}"),
                   ("auc", "distance_auc", "{:.3f}"), ("fa", "unexplained_known", "{:.1%}"),
                   ("det", "unexplained_left_out", "{:.0%}"), ("fa^", "unexplained_known_worst_bin", "{:.0%}"),
-                  ("det_", "unexplained_left_out_worst_bin", "{:.0%}")]
+                  ("det_", "unexplained_left_out_worst_bin", "{:.0%}"), ("cov1", "coverage_1sigma", "{:.2f}"),
+                  ("cov2", "coverage_2sigma", "{:.2f}")]
 LIMIT_COLUMNS = [("rmse", "fraction_rmse", "{:.3f}"), ("crlb", "fraction_crlb", "{:.3f}"),
                  ("det", "unexplained_left_out", "{:.0%}"), ("ideal", "ideal_detection", "{:.0%}"),
                  ("ideal_", "ideal_detection_worst_bin", "{:.0%}"), ("ideal3", "ideal_detection_pool3", "{:.0%}"),
-                 ("dtct", "detectable_share", "{:.0%}"), ("det_d", "unexplained_left_out_detectable", "{:.0%}")]
+                 ("dtct", "detectable_share", "{:.0%}"), ("det_d", "unexplained_left_out_detectable", "{:.0%}"),
+                 ("fa3", "pool3_known", "{:.1%}"), ("det3", "pool3_left_out", "{:.0%}"),
+                 ("s/crlb", "sigma_over_crlb", "{:.2f}")]
 
 
 def read_back(folder: Path, measurement):
@@ -90,7 +93,8 @@ def library_ranking(found, truth, library) -> dict:
     out = {"regions": int(found.sizes.size), "top": None, "left_out_rank": None}
     if not found.sizes.size or not library:
         return out
-    tables = rank_candidates(found.spectra, found.setup, prepare_candidates(library, found.setup))
+    tables = rank_candidates(found.spectra, found.setup, prepare_candidates(library, found.setup),
+                             found.spectra_variance)
     largest = int(np.argmax(found.sizes))
     out["top"] = tables[largest][0]["name"]
     left_share = np.array([truth.left_out[found.regions == r + 1].mean() for r in range(found.sizes.size)])
@@ -117,9 +121,15 @@ def run_condition(name: str, seed: int, *, shape, library, quick: bool, workdir:
         agree = bool(np.array_equal(again.labels, mapped.labels)
                      and np.array_equal(again.fractions, mapped.fractions, equal_nan=True))
     found = find_unexplained(in_memory, references, rng=seed)
+    pooled = find_unexplained(in_memory, references, rng=seed, pool=3)
     power = m.detection_power()
     scores = score_maps(m.truth, mask=mapped.mask == MASK_SAMPLE, fractions=mapped.fractions,
-                        distance=mapped.distance, unexplained=found.flags, crlb=m.fraction_crlb(), power=power)
+                        distance=mapped.distance, unexplained=found.flags, fraction_sigma=mapped.fraction_sigma,
+                        crlb=m.fraction_crlb(), power=power)
+    pooled_scores = score_maps(m.truth, mask=mapped.mask == MASK_SAMPLE, fractions=mapped.fractions,
+                               distance=mapped.distance, unexplained=pooled.flags)
+    scores["pool3_known"] = pooled_scores["unexplained_known"]
+    scores["pool3_left_out"] = pooled_scores["unexplained_left_out"]
     steps, left_out = m.truth.edge_step, m.truth.left_out
     bins = [power[left_out & (steps >= lo) & (steps < hi)] for lo, hi in zip(THICKNESS_BINS[:-1], THICKNESS_BINS[1:])]
     scores["ideal_detection_worst_bin"] = float(min((b.mean() for b in bins if b.size >= 20), default=np.nan))

@@ -200,17 +200,18 @@ class InspectWidget(Dock):
         classes, energies = classifier.classes, classifier.energies
         label = int(result.labels[pixel])
         if label == 0:
-            return ["no sample (below the edge-step threshold)" if result.mask[pixel] == 0
+            return ["no sample (no significant edge)" if result.mask[pixel] == 0
                     else "invalid: a NaN or infinite value at some energy"]
         colors = label_colors(len(classes)) / 255.0
         ax.plot(energies, classes.compositions[label - 1] @ classifier.references, color=colors[label], lw=1.5,
                 label=f"class {classes.names[label - 1]}")
         fractions = result.fractions[(slice(None), *pixel)]
+        sigma = result.fraction_sigma[(slice(None), *pixel)]
         for k in np.argsort(fractions)[::-1]:
             if fractions[k] >= SHOWN_FRACTION:
                 ax.plot(energies, classifier.references[k], lw=0.8, ls="--",
-                        label=f"{classes.references[k]} ({fractions[k]:.2f})")
-        shares = ", ".join(f"{name} {f:.2f}" for name, f in zip(classes.references, fractions))
+                        label=f"{classes.references[k]} ({fractions[k]:.2f} ± {sigma[k]:.2f})")
+        shares = ", ".join(f"{name} {f:.2f} ± {s:.2f}" for name, f, s in zip(classes.references, fractions, sigma))
         return [f"class {label}: {classes.names[label - 1]}",
                 f"probability {result.probability[pixel]:.3f}, distance {result.distance[pixel]:.3g}",
                 f"fractions {shares} (residual {result.residual[pixel]:.3g})"]

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WeightedFit", "fit_fractions", "fit_weighted", "fractions_from_moments", "spectrum_moments",
+__all__ = ["BASELINE_TERMS", "WeightedFit", "baseline", "fit_fractions", "fit_weighted", "fractions_from_moments", "spectrum_moments",
            "weighted_moments"]
+
+#: Nuisance terms of a trust fit: a + b min(E - e0, 0) + c max(E - e0, 0) (:func:`baseline`).
+BASELINE_TERMS = 3
 
 #: Above this many references the subset search (2**K - 1 subsets) gives way to
 #: scipy's active-set NNLS, one pixel at a time.
@@ -379,3 +382,19 @@ def _subset_sigma(gram, sum_to_one, constrained):
             v = inverse[:, :, :constrained].sum(axis=2)[:, :constrained]
             variance = variance - v**2 / v.sum(axis=1, keepdims=True)
     return np.sqrt(np.maximum(variance, 0.0)).T
+
+
+def baseline(energies, e0: float) -> np.ndarray:
+    """The (3, E) baseline terms ``1``, ``min(x, 0)``, ``max(x, 0)``, ``x = (E - e0) / 50 eV``.
+
+    What the normalization of a noisy spectrum gets wrong is of this form: the pre-edge
+    line's error extrapolated to the edge, a kink from the post-edge fit and the
+    flattening; none of it is chemistry, so every trust fit (unexplained pixels, model
+    comparison, library search, thickness) carries these as free nuisance columns
+    (``fit_weighted(..., free=BASELINE_TERMS)``).
+
+    >>> baseline(np.array([7100.0, 7150.0, 7200.0]), 7150.0).tolist()
+    [[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    x = (np.asarray(energies, dtype=np.float64) - e0) / 50.0
+    return np.stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)])

@@ -24,16 +24,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lcf import fit_weighted, weighted_moments
+from .lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_moments
 from .mask import edge_jump, edge_mask
 from .normalize import normalize
 from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, THICK_LIMIT, band_rows, drive
 from .training import prepare_references, survey
 
 __all__ = [
+    "BASELINE_TERMS",
     "FitSetup",
     "NullModel",
     "Unexplained",
+    "baseline",
     "calibrate_misfit",
     "find_regions",
     "find_unexplained",
@@ -46,8 +48,6 @@ __all__ = [
 
 #: Default false-alarm rate: the fraction of well-explained pixels flagged by chance.
 FALSE_ALARM = 1e-3
-#: Nuisance terms of every fit: a + b min(E - e0, 0) + c max(E - e0, 0).
-BASELINE_TERMS = 3
 
 
 @dataclass(frozen=True)
@@ -104,20 +104,6 @@ class FitSetup:
     def prepare(self, spectra: np.ndarray) -> np.ndarray:
         """Normalize (E, n) spectra exactly as the measured pixels are."""
         return normalize(spectra, self.energies, **self.normalization).norm
-
-
-def baseline(energies, e0: float) -> np.ndarray:
-    """The (3, E) baseline terms ``1``, ``min(x, 0)``, ``max(x, 0)``, ``x = (E - e0) / 50 eV``.
-
-    What the normalization of a noisy spectrum gets wrong is of this form: the pre-edge
-    line's error extrapolated to the edge, a kink from the post-edge fit and the
-    flattening; none of it is chemistry, so every trust fit absorbs it.
-
-    >>> baseline(np.array([7100.0, 7150.0, 7200.0]), 7150.0).tolist()
-    [[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
-    """
-    x = (np.asarray(energies, dtype=np.float64) - e0) / 50.0
-    return np.stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)])
 
 
 def setup_fit(stack, references, *, offsets=None, threshold=None, significance=None, fit_range=(-30.0, 70.0),
