@@ -107,6 +107,9 @@ MAP_VALUES_PER_PIXEL = 8
 
 #: Largest Athena project (decompressed) or reference file read, bytes.
 MAX_PROJECT_BYTES = 64 * 2**20
+#: Most values (numbers, strings) one Athena project may hold: 200 records of 10 000
+#: points in two arrays need 4 M; as Python objects they take ~250 MB.
+MAX_PROJECT_VALUES = 4_000_000
 #: Seconds one reference file may take to parse.
 PARSE_SECONDS = 20.0
 #: Deepest nesting of lists in a project file or a recipe.
@@ -288,7 +291,7 @@ def check_maps_memory(*, rows: int, cols: int, k: int, zarr: bool = False) -> No
 
     >>> check_maps_memory(rows=100_000, cols=100_000, k=3)
     Traceback (most recent call last):
-    ValueError: the maps of 100000 x 100000 pixels need 410.0 GiB of memory ...
+    ValueError: the maps of 100000 x 100000 pixels need 409.8 GiB of memory ...
     """
     need = 4 * rows * cols * (MAP_VALUES_PER_PIXEL + k)
     have = MEMORY_SHARE * machine_memory()
