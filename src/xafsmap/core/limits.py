@@ -291,7 +291,7 @@ def check_maps_memory(*, rows: int, cols: int, k: int, zarr: bool = False) -> No
 
     >>> check_maps_memory(rows=100_000, cols=100_000, k=3)
     Traceback (most recent call last):
-    ValueError: the maps of 100000 x 100000 pixels need 409.8 GiB of memory ...
+    ValueError: the maps of 100000 x 100000 pixels need 409.8 GiB of memory, more than the ...GiB this machine allows: ...
     """
     need = 4 * rows * cols * (MAP_VALUES_PER_PIXEL + k)
     have = MEMORY_SHARE * machine_memory()
