@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from xafsmap.core.athena import athena_records
-from xafsmap.core.limits import MAX_PROJECT_BYTES
+from xafsmap.core.limits import ENERGY_RANGE_EV, MAX_PROJECT_BYTES
 
 __all__ = [
     "Reference",
@@ -78,6 +78,10 @@ def _make_reference(name: str, energies, mu, source: str, where: str) -> Referen
         if bad.size:
             raise ValueError(f"{where}: reference {name!r} has {bad.size} non-finite "
                              f"{what} (first at data row {bad[0] + 1})")
+    low, high = ENERGY_RANGE_EV
+    if e.size and not (low <= e.min() and e.max() <= high):
+        raise ValueError(f"{where}: reference {name!r} has energies {e.min():g}–{e.max():g} eV; energies must lie "
+                         f"between {low:g} and {high:g} eV")
     order = np.argsort(e, kind="stable")
     e, m = e[order], m[order]
     keep = np.concatenate([[True], np.diff(e) > 0])
