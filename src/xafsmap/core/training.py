@@ -326,5 +326,5 @@ def train_model(
         threshold=threshold, fit_range=list(fit_range), normalization=params, seed=seed,
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
-    warnings = model_warnings(classifier)
+    warnings = model_warnings(classifier, data=data)
     return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings)
