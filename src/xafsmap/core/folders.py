@@ -343,9 +343,7 @@ def atomic_folder(out, *, sources=(), overwrite: bool = False):
         try:
             yield tmp
         except OSError as error:
-            if error.filename is None and error.strerror:
-                raise OSError(error.errno, error.strerror, str(out)) from error
-            raise
+            raise _named(error, tmp, out) from error
         _write_marker(fd, {**marker, "state": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            "entries": sorted(_entries(tmp))})
         with _locked(out):
@@ -363,6 +361,17 @@ def atomic_folder(out, *, sources=(), overwrite: bool = False):
         raise
     finally:
         os.close(fd)
+
+
+def _named(error: OSError, tmp: Path, out: Path) -> OSError:
+    """The error naming the output the user gave, not the temporary folder (and, for a short
+    write that says nothing else, what it likely means)."""
+    name = os.fspath(error.filename) if error.filename is not None else None
+    if name is not None and not name.startswith(str(tmp)):
+        return error
+    shown = str(out) if name is None else str(out) + name[len(str(tmp)):]
+    what = error.strerror or f"writing failed ({error}; is the disk full?)"
+    return OSError(error.errno, what, shown)
 
 
 def _replace(tmp: Path, out: Path, run: str) -> None:
