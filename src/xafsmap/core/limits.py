@@ -273,17 +273,17 @@ def check_training(*, n_classes: int, n_per_class: int, n_energies: int, n_trees
     Traceback (most recent call last):
     ValueError: training 12 classes x 1000000 spectra x 10 trees needs ...
     """
-    need, have = training_bytes(n_classes=n_classes, n_per_class=n_per_class, n_energies=n_energies,
-                                n_trees=n_trees), MEMORY_SHARE * machine_memory()
     counts = f"{n_classes} classes x {n_per_class} spectra x {n_trees} trees"
-    if need > have:
-        raise ValueError(f"training {counts} needs up to {_gib(need)} of memory at {n_energies} energies; "
-                         f"this machine allows {_gib(have)} (half its memory): lower --spectra-per-class "
-                         "or --trees")
     work = n_trees * n_classes * n_per_class
     if work > MAX_TRAINING_WORK:
         raise ValueError(f"training {counts} is {work:.2g} tree-spectra, more than the {MAX_TRAINING_WORK:.0g} "
                          "(about an hour) allowed: lower --spectra-per-class or --trees")
+    need = training_bytes(n_classes=n_classes, n_per_class=n_per_class, n_energies=n_energies, n_trees=n_trees)
+    have = MEMORY_SHARE * machine_memory()
+    if need > have:
+        raise ValueError(f"training {counts} needs up to {_gib(need)} of memory at {n_energies} energies; "
+                         f"this machine allows {_gib(have)} (half its memory): lower --spectra-per-class "
+                         "or --trees")
 
 
 def check_maps_memory(*, rows: int, cols: int, k: int, zarr: bool = False) -> None:
