@@ -227,13 +227,13 @@ def test_an_error_exit_does_not_wait_for_the_hash_of_a_huge_input(small_sample_f
     energies = np.loadtxt(small_sample_file.with_suffix(".energies.txt"))
     for image, energy in zip(stack, energies):
         tifffile.imwrite(folder / f"img_{energy:.2f}eV.tif", image)
-    with open(folder / "big.raw", "wb") as f:  # 16 GB that take a minute to hash, sparse on disk
-        f.truncate(16 * 2**30)
+    with open(folder / "big.raw", "wb") as f:  # 64 GB, sparse on disk: 20 s to hash even at 3 GB/s
+        f.truncate(64 * 2**30)
     narrow = tmp_path / "narrow.dat"
     np.savetxt(narrow, np.column_stack([np.linspace(7200, 7300, 50), np.linspace(1, 2, 50)]))
     run = xafsmap_cli(["map", folder, "--reference", narrow, "--out", tmp_path / "maps", *FAST])
     assert run.code == 1 and len(run.lines) == 1 and "narrow" in run.lines[0]
-    assert run.seconds < 10
+    assert run.seconds < 20  # 5-7 s measured on a shared 2-core machine; hashing alone takes 190 s there
 
 
 def test_claim_names_what_it_refuses(tmp_path, monkeypatch):
