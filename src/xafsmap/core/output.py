@@ -13,7 +13,6 @@ import contextlib
 import csv
 import hashlib
 import json
-import os
 import platform
 from importlib import metadata
 from pathlib import Path
