@@ -199,4 +199,4 @@ def parse_offset(item) -> tuple[str, float]:
         number = float(value)
     except ValueError:
         raise ValueError(f"--offset {item!r}: {value!r} is not a number of eV") from None
-    return name, check_value("offset", number, where=f"--offset {name}=")
+    return name, check_value("offset", number, where=f"--offset {name}={{}}")

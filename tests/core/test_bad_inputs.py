@@ -147,7 +147,7 @@ CASES = {
     # late or unclear messages
     "--mixtures Fe=nan,FeO=50": (lambda w, r: _map(w, r, "--mixtures", "Fe=nan,FeO=50"), r"'nan' is not a finite"),
     "--thick nan": (lambda w, r: _map(w, r, "--thick", "nan"), r"--thick nan is not a finite number"),
-    "--offset Fe=nan": (lambda w, r: _map(w, r, "--offset", "Fe=nan"), r"--offset Fe= nan is not a finite number"),
+    "--offset Fe=nan": (lambda w, r: _map(w, r, "--offset", "Fe=nan"), r"--offset Fe=nan is not a finite number"),
     "--seed -1": (lambda w, r: _map(w, r, "--seed", "-1"), r"--seed -1 is out of range: it must lie between 0"),
     "--spectra-per-class 0": (lambda w, r: _map(w, r, "--spectra-per-class", "0"),
                               r"--spectra-per-class 0 is out of range: it must lie between 20 and"),

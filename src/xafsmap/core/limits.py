@@ -132,8 +132,9 @@ def check_value(name: str, value, *, where: str | None = None):
         Key of :data:`LIMITS` (e.g. ``"n_trees"``).
     value : int or float
     where : str, optional
-        How the user wrote it, the value follows (``"--trees"``,
-        ``"r.toml: [classifier] n_trees ="``); default ``name``.
+        How the user wrote it; the value follows, or takes the place of ``{}``
+        (``"--trees"``, ``"r.toml: [classifier] n_trees ="``, ``"--offset Fe={}"``);
+        default ``name``.
 
     Raises
     ------
@@ -149,15 +150,16 @@ def check_value(name: str, value, *, where: str | None = None):
     ValueError: --trees 1000000000 is out of range: it must lie between 1 and 10000
     """
     limit, where = LIMITS[name], where or name
+    shown = where.replace("{}", str(value)) if "{}" in where else f"{where} {value}"
     what = "a whole number" if limit.kind is int else "a finite number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where} {value} is not {what}")
+        raise ValueError(f"{shown} is not {what}")
     if limit.kind is int and value != int(value):
-        raise ValueError(f"{where} {value} is not {what}")
+        raise ValueError(f"{shown} is not {what}")
     below = value <= limit.low if limit.open_low else value < limit.low
     above = value >= limit.high if limit.open_high else value > limit.high
     if below or above:
-        raise ValueError(f"{where} {value} is out of range: it must {limit.describe()}")
+        raise ValueError(f"{shown} is out of range: it must {limit.describe()}")
     return limit.kind(value)
 
 
