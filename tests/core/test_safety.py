@@ -250,3 +250,23 @@ def test_claim_names_what_it_refuses(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="holds the input"):
         claim_output(tmp_path / "a", sources=[str(tmp_path / "a" / "scan" / "*.tif")])
     assert claim_output(tmp_path / "new") == tmp_path / "new"
+
+
+def test_recovery_on_staged_states(tmp_path):
+    out = tmp_path / "maps"
+    with atomic_folder(out) as tmp:
+        (tmp / "labels.tif").write_bytes(b"first")
+    shutil.copytree(out, tmp_path / ".maps.old-1")  # left by a kill after the second rename
+    assert recover_output(out) == ["removed .maps.old-1, the previous result of maps that an interrupted job left"]
+    os.rename(out, tmp_path / ".maps.old-2")  # a kill between the renames ...
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's")  # ... then the user took the name
+    assert recover_output(out) == [] and (tmp_path / ".maps.old-2" / "labels.tif").read_bytes() == b"first"
+    shutil.rmtree(out)
+    assert recover_output(out) == [f"put back the previous result in {out} from .maps.old-2 (a job was stopped "
+                                   "while replacing it)"]
+    assert (out / "labels.tif").read_bytes() == b"first" and leftovers(tmp_path, "maps") == []
+    (tmp_path / ".maps.partial-x").mkdir()  # a kill before the marker was written: empty, removed quietly
+    (tmp_path / ".maps.partial-y").mkdir()
+    (tmp_path / ".maps.partial-y" / "theirs.txt").write_text("not ours: no marker")
+    assert recover_output(out) == [] and leftovers(tmp_path, "maps") == [".maps.partial-y"]

@@ -217,8 +217,8 @@ def recover_output(out) -> list[str]:
 
     Call under the lock of ``out`` (:func:`claim_output` and :func:`atomic_folder` do).
     A missing ``out`` with a complete ``.NAME.old-*`` beside it (a job killed between
-    its two renames) gets that old result back; other old folders of ours and partial
-    folders of ours that no running job holds are deleted. Folders without our marker
+    its two renames) gets that old result back; other old folders of ours (when ``out``
+    is ours) and partial folders of ours that no running job holds are deleted. Folders without our marker
     are never touched (an empty ``.NAME.partial-*`` left by a kill before its marker
     was written is removed: it holds nothing).
 
@@ -238,6 +238,8 @@ def recover_output(out) -> list[str]:
         notes.append(f"put back the previous result in {out} from {olds[0].name} (a job was stopped while "
                      "replacing it)")
         olds = olds[1:]
+    if (_read_marker(out) or {}).get("state") != "complete":
+        olds = []  # out is someone else's now: the old results stay where they are
     for old in olds:
         _remove(old)
         notes.append(f"removed {old.name}, the previous result of {out.name} that an interrupted job left")
