@@ -8,134 +8,19 @@ demo is asked to open a viewer.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
+import logging
 import os
-import shutil
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .cli_options import build_parser, check_options, option_sources, parse_offset
+
 __all__ = ["main"]
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _stack_options(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
-    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, or STXM .hdr")
-    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column)")
-    parser.add_argument("--flat", help="flat (I0) image(s): the stack is then transmitted counts")
-    parser.add_argument("--dark", help="dark image(s), subtracted from stack and flat")
-    parser.add_argument("--i0", help="incident-intensity spectrum (energy, counts), e.g. STXM i0.xsp")
-    if not prepare:
-        return
-    parser.add_argument("--roi", help="region ROW0:ROW1,COL0:COL1 in pixels (half-open)")
-    parser.add_argument("--bin", type=int, default=1, help="average N x N neighbouring pixels (default 1)")
-    parser.add_argument("--calibration", metavar="FOIL_STACK",
-                        help="calibration stack (uniform foil) to measure the energy-shift map from")
-    parser.add_argument("--calibration-reference", metavar="REF",
-                        help="reference spectrum of the foil (absolute calibration; default relative)")
-    parser.add_argument("--shift-map", metavar="FILE", help="reuse an energy-shift map (shift.tif)")
-    parser.add_argument("--register", action="store_true",
-                        help="measure and correct image drift across energies")
-
-
-def _map_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reference", action="append", required=True, metavar="REF",
-                        help="reference file, or FILE:NAME for one record of a .prj/.nor (repeat)")
-    parser.add_argument("--offset", action="append", default=[], metavar="NAME=EV",
-                        help="energy offset of one reference in eV, added to its energies (repeat)")
-    parser.add_argument("--threshold", type=float, help="edge-step threshold of the no-sample mask")
-    for name in ("e0", "pre1", "pre2", "norm1", "norm2"):
-        parser.add_argument(f"--{name}", type=float, help=f"normalization {name} (eV, Larch meaning)")
-    parser.add_argument("--nnorm", type=int, help="post-edge polynomial degree (Larch meaning)")
-
-
-def _output_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument("--out", required=required, help="output folder (must not exist or be empty)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-
-
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", metavar="ADDRESS",
-                         help="map the bands on a running dask.distributed scheduler (tcp://host:8786 or a "
-                              "scheduler file .json); workers read the stack files themselves")
-    cluster.add_argument("--workers", type=int, metavar="N", help="map the bands on N local worker processes")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xafsmap", description="Chemical-state maps from imaging-XAFS stacks.")
-    parser.add_argument("--version", action="version", version=f"xafsmap {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    mapper = commands.add_parser("map", help="map a stack into classes, fractions and trust maps")
-    _stack_options(mapper)
-    _map_options(mapper)
-    _output_options(mapper)
-    mapper.add_argument("--mixtures", default="pairs",
-                        help="'pairs' (25/50/75 %%, default), 'pairs:20,40,60,80', 'none', "
-                             "or 'A=50,B=50;B=25,C=75'")
-    mapper.add_argument("--metric", default="euclidean", choices=("euclidean", "manhattan", "jensen-shannon"))
-    mapper.add_argument("--features", default="derivative", choices=("derivative", "spectrum"))
-    mapper.add_argument("--smooth", type=int, default=9, help="Savitzky-Golay window before features (points)")
-    mapper.add_argument("--spectra-per-class", type=int, default=1000, dest="n_per_class")
-    mapper.add_argument("--trees", type=int, default=100, dest="n_trees")
-    mapper.add_argument("--noise", type=float,
-                        help="noise per energy point of the training spectra, in edge-step units "
-                             "(default: measured in the data, pixel by pixel)")
-    mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
-    mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
-    mapper.add_argument("--zarr", action="store_true",
-                        help="map band by band into OUT/maps.ome.zarr (OME-Zarr 0.5) for maps larger than memory; "
-                             "the TIFFs are written from it in row blocks")
-    _cluster_options(mapper)
-
-    info = commands.add_parser("info", help="describe a stack without reading its pixels")
-    _stack_options(info, prepare=False)
-    info.add_argument("--json", action="store_true", help="print JSON")
-
-    calibration = commands.add_parser("calibrate", help="measure the energy-shift map from a foil stack")
-    _stack_options(calibration, prepare=False)
-    _output_options(calibration)
-    calibration.add_argument("--reference", metavar="REF", help="foil reference spectrum (absolute calibration)")
-    calibration.add_argument("--degree", type=int, default=3, help="degree of the smooth 2-D polynomial (default 3)")
-    calibration.add_argument("--bin-size", type=int, default=4, help="pixels per side of a measuring bin")
-
-    search = commands.add_parser("search-references", help="flag unexplained pixels, rank library candidates")
-    _stack_options(search)
-    _map_options(search)
-    _output_options(search)
-    search.add_argument("--library", action="append", required=True, metavar="DIR_OR_FILE",
-                        help="folder or file of candidate spectra (repeat)")
-    search.add_argument("--false-alarm", type=float, default=1e-3, help="per-pixel false-alarm rate")
-    search.add_argument("--pool", type=int, default=1, help="pool N x N pixels for sensitivity")
-
-    compare = commands.add_parser("compare-models", help="compare reference sets for parsimony (BIC)")
-    _stack_options(compare)
-    _output_options(compare)
-    compare.add_argument("--set", action="append", required=True, metavar="NAME=REF,REF",
-                         help="a named set of references (repeat)")
-    compare.add_argument("--criterion", default="bic", choices=("bic", "aic"))
-
-    run = commands.add_parser("run", help="reproduce a recipe exported from the napari docks")
-    run.add_argument("recipe", help="recipe TOML file")
-    _output_options(run)
-    run.add_argument("--zarr", action="store_true", help="also write maps.ome.zarr, as [output] zarr = true")
-    _cluster_options(run)
-
-    demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
-    _output_options(demo, required=False)
-    demo.set_defaults(out="demo-output")
-    demo.add_argument("--no-view", action="store_true", help="do not open napari even with a display")
-    demo.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def _progress(args, what: str = "mapping"):
@@ -147,6 +32,12 @@ def _progress(args, what: str = "mapping"):
                   file=sys.stderr, flush=True)
 
     return report
+
+
+def _claim(args) -> Path:
+    from .core.output import claim_output
+
+    return claim_output(args.out, sources=option_sources(args), overwrite=args.overwrite)
 
 
 def _read_stack(args):
@@ -192,13 +83,10 @@ def _prepared_stack(args):
 def _offsets(items, names) -> list[float]:
     offsets = dict.fromkeys(names, 0.0)
     for item in items:
-        name, eq, value = item.rpartition("=")
-        if not eq or name not in offsets:
+        name, value = parse_offset(item)
+        if name not in offsets:
             raise ValueError(f"--offset {item!r} must read NAME=EV with NAME one of {list(names)}")
-        try:
-            offsets[name] = float(value)
-        except ValueError:
-            raise ValueError(f"--offset {item!r}: {value!r} is not a number of eV") from None
+        offsets[name] = value
     return list(offsets.values())
 
 
@@ -216,7 +104,9 @@ def _normalization(args) -> dict:
     return {name: getattr(args, name) for name in ("e0", "pre1", "pre2", "norm1", "norm2", "nnorm")}
 
 
-def _inputs(stack, reference_specs) -> dict:
+def _inputs(stack, reference_specs, stop, moved=None) -> dict:
+    """sha256 of every input file (stops early once ``stop`` is set); ``moved`` = (tmp, out)
+    records files written into a temporary output folder at their final place."""
     from .core.output import file_sha256
     from .core.references import split_spec
 
@@ -225,9 +115,60 @@ def _inputs(stack, reference_specs) -> dict:
         path = Path(path)
         files = sorted(path.parent.glob(path.name) if "*" in path.name else
                        path.iterdir() if path.is_dir() else [path])
-        inputs[role] = {"path": str(path), "sha256": {f.name: file_sha256(f) for f in files if f.is_file()}}
-    inputs["references"] = [{"spec": spec, "sha256": file_sha256(split_spec(spec)[0])} for spec in reference_specs]
+        shown = str(path) if moved is None else str(path).replace(str(moved[0]), str(moved[1]))
+        inputs[role] = {"path": shown, "sha256": {f.name: file_sha256(f, stop=stop) for f in files if f.is_file()}}
+    inputs["references"] = [{"spec": spec, "sha256": file_sha256(split_spec(spec)[0], stop=stop)}
+                            for spec in reference_specs]
     return inputs
+
+
+def _map_job(args) -> dict:
+    """Read and check everything a map needs (headers and references; no pixel) before any work."""
+    from .core.limits import check_maps_memory, check_training
+    from .core.synthesize import make_classes
+
+    stack, shift_map, extra = _prepared_stack(args)
+    references = _references(args.reference)
+    names = [r.name for r in references]
+    options = dict(
+        offsets=_offsets(args.offset, names), mixtures=args.mixtures,
+        features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
+        threshold=args.threshold, noise=args.noise, rng=args.seed, **_normalization(args),
+    )
+    e, rows, cols = stack.data.shape
+    check_training(n_classes=len(make_classes(names, mixtures=args.mixtures)), n_per_class=args.n_per_class,
+                   n_energies=e, n_trees=args.n_trees)
+    distributed = bool(args.scheduler or args.workers)
+    check_maps_memory(rows=rows, cols=cols, k=len(references), zarr=args.zarr and not distributed)
+    return dict(stack=stack, shift_map=shift_map, extra=extra, references=references, options=options)
+
+
+def _map_into(args, job, folder, maps, *, moved=None):
+    """Map as ``job`` says and write the result into ``folder``; returns (result, class counts)."""
+    from .core.output import write_map_files
+    from .core.pipeline import drive, iter_map
+
+    tic = time.perf_counter()
+    stack, references, options = job["stack"], job["references"], job["options"]
+    # sha256 of the inputs (seconds for GB) runs beside the job: it reads the files
+    # sequentially, at the disk's own speed, while training leaves a core idle
+    stop = threading.Event()
+    hasher = ThreadPoolExecutor(max_workers=1)
+    inputs = hasher.submit(_inputs, stack, args.reference, stop, moved)
+    try:
+        if args.scheduler or args.workers:
+            result = _map_distributed(args, stack, references, options)
+        else:
+            generator = iter_map(stack, references, metric=args.metric, thick=args.thick, maps=maps, **options)
+            result = drive(generator, _progress(args))
+        result.timings["total_s"] = time.perf_counter() - tic
+        extra = {**job["extra"], "command": sys.argv[1:]}
+        write_map_files(result, folder, maps=maps, inputs=inputs.result(), extra=extra, shift_map=job["shift_map"])
+        counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())  # before the store moves
+    finally:
+        stop.set()  # an error exit does not wait for the hash of a huge input
+        hasher.shutdown(wait=False, cancel_futures=True)
+    return result, counts
 
 
 def run_map(args) -> Path:
@@ -236,44 +177,20 @@ def run_map(args) -> Path:
     With ``--zarr`` the bands are mapped straight into ``maps.ome.zarr`` in the (still
     temporary) output folder, so the maps never are in memory whole.
     """
-    from .core.output import check_output_folder, map_output, write_map_files
-    from .core.pipeline import band_rows, drive, iter_map
+    from .core.output import map_output
+    from .core.pipeline import band_rows
 
-    check_output_folder(args.out, overwrite=args.overwrite)
-    tic = time.perf_counter()
-    stack, shift_map, extra = _prepared_stack(args)
-    references = _references(args.reference)
-    options = dict(
-        offsets=_offsets(args.offset, [r.name for r in references]), mixtures=args.mixtures,
-        features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
-        threshold=args.threshold, noise=args.noise, rng=args.seed, **_normalization(args),
-    )
-    # sha256 of the inputs (seconds for GB) runs beside the job: it reads the files
-    # sequentially, at the disk's own speed, while training leaves a core idle
-    hasher = ThreadPoolExecutor(max_workers=1)
-    inputs = hasher.submit(_inputs, stack, args.reference)
-    _, rows, cols = stack.data.shape
-    try:
-        with map_output(args.out, k=len(references), rows=rows, cols=cols, band=band_rows(stack.data.shape),
-                        zarr=args.zarr, overwrite=args.overwrite) as (folder, maps):
-            if args.scheduler or args.workers:
-                result = _map_distributed(args, stack, references, options)
-            else:
-                generator = iter_map(stack, references, metric=args.metric, thick=args.thick, maps=maps,
-                                     **options)
-                result = drive(generator, _progress(args))
-            result.timings["total_s"] = time.perf_counter() - tic
-            extra["command"] = sys.argv[1:]
-            write_map_files(result, folder, maps=maps, inputs=inputs.result(), extra=extra, shift_map=shift_map)
-            counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())  # before the store moves
-    finally:
-        hasher.shutdown(wait=False, cancel_futures=True)
-    out = Path(args.out)
+    out = _claim(args)
+    job = _map_job(args)
+    _, rows, cols = job["stack"].data.shape
+    with map_output(out, k=len(job["references"]), rows=rows, cols=cols, band=band_rows(job["stack"].data.shape),
+                    zarr=args.zarr, overwrite=args.overwrite, sources=option_sources(args)) as (folder, maps):
+        result, counts = _map_into(args, job, folder, maps)
     _print_warnings(result.warnings)
     if not args.quiet:
-        print(f"xafsmap: wrote {out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
+        print(f"xafsmap: wrote {args.out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
               file=sys.stderr)
-    return out
+    return Path(args.out)
 
 
 def _print_warnings(warnings) -> None:
@@ -287,6 +204,7 @@ def _print_warnings(warnings) -> None:
 def _map_distributed(args, stack, references, options):
     """Train here, then map the bands on a dask.distributed cluster (same maps).
 
+    The cluster is reached first, so an unreachable scheduler fails before training.
     The stack may be registered, calibrated, cropped and binned: workers re-read the
     files and redo that preparation (the drift and shift map travel to them once).
     """
@@ -294,10 +212,10 @@ def _map_distributed(args, stack, references, options):
     from .core.pipeline import drive
     from .core.training import train_model
 
-    tic = time.perf_counter()
-    model = train_model(stack, references, **options)
-    train_s = time.perf_counter() - tic
     with open_client(scheduler=args.scheduler, workers=args.workers) as client:
+        tic = time.perf_counter()
+        model = train_model(stack, references, **options)
+        train_s = time.perf_counter() - tic
         result = drive(iter_map_distributed(stack, model, client=client, metric=args.metric, thick=args.thick),
                        _progress(args))
     result.timings["train_s"] = train_s
@@ -320,10 +238,10 @@ def run_info(args) -> dict:
 def run_calibrate(args) -> Path:
     """``xafsmap calibrate``: shift.tif (with uncertainty), measured shifts and a report."""
     from .core.calibrate import calibrate, write_shift_map
-    from .core.output import atomic_folder, check_output_folder, library_versions, write_tiff
+    from .core.output import atomic_folder, library_versions, write_tiff
     from .core.references import read_reference
 
-    check_output_folder(args.out, overwrite=args.overwrite)
+    _claim(args)
     foil = _read_stack(args)
     ref = read_reference(args.reference) if args.reference else None
     shift_map = calibrate(foil.data, foil.energies, reference=None if ref is None else ref.mu,
@@ -334,7 +252,7 @@ def run_calibrate(args) -> Path:
               "bin": args.bin_size, "residual_rms_eV": shift_map.residual_rms, "model": shift_map.model,
               "shift_range_eV": [float(shift_map.shift.min()), float(shift_map.shift.max())],
               "versions": library_versions()}
-    with atomic_folder(args.out, overwrite=args.overwrite) as tmp:
+    with atomic_folder(args.out, overwrite=args.overwrite, sources=option_sources(args)) as tmp:
         write_shift_map(tmp / "shift.tif", shift_map)
         write_tiff(tmp / "shift_measured.tif", shift_map.measured)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float))
@@ -348,11 +266,12 @@ def run_search(args) -> dict:
     """``xafsmap search-references``: unexplained regions and library candidates."""
     from .core.assess import search_references
 
+    _claim(args)
     stack, _, _ = _prepared_stack(args)
     references = _references(args.reference)
     summary = search_references(
         stack, references, args.library, out=args.out, overwrite=args.overwrite, progress=_progress(args),
-        false_alarm=args.false_alarm, pool=args.pool, threshold=args.threshold,
+        sources=option_sources(args), false_alarm=args.false_alarm, pool=args.pool, threshold=args.threshold,
         offsets=_offsets(args.offset, [r.name for r in references]), **_normalization(args),
     )
     print(f"{summary['flagged_pixels']} of {summary['sample_pixels']} sample pixels unexplained "
@@ -360,6 +279,8 @@ def run_search(args) -> dict:
     for region in summary["regions"]:
         best = ", ".join(f"{c['name']} ({c['score']:.3f})" for c in region["candidates"][:3])
         print(f"region {region['region']} ({region['pixels']} px): {best or 'no candidate covers the edge'}")
+    for item in summary["skipped"]:
+        print(f"xafsmap: note: skipped {item['source']}: {item['reason']}", file=sys.stderr)
     return summary
 
 
@@ -367,6 +288,7 @@ def run_compare(args) -> dict:
     """``xafsmap compare-models``: per-pixel and whole-image preferred reference set."""
     from .core.assess import compare_models
 
+    _claim(args)
     sets = {}
     for item in args.set:
         name, eq, specs = item.partition("=")
@@ -377,7 +299,7 @@ def run_compare(args) -> dict:
         sets[name] = _references(specs.split(","))
     stack, _, _ = _prepared_stack(args)
     summary = compare_models(stack, sets, out=args.out, overwrite=args.overwrite, progress=_progress(args),
-                             criterion=args.criterion)
+                             sources=option_sources(args), criterion=args.criterion)
     print(f"preferred: {summary['preferred']}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}")
@@ -385,42 +307,52 @@ def run_compare(args) -> dict:
 
 
 def run_recipe_command(args) -> Path:
-    """``xafsmap run``: reproduce a recipe's maps."""
-    from .core.recipe import read_recipe, run_recipe
+    """``xafsmap run``: reproduce a recipe's maps, and print the warnings its report records."""
+    from .core.recipe import read_recipe, recipe_paths, run_recipe
 
     recipe = read_recipe(args.recipe)
     if args.zarr:
         from dataclasses import replace
 
         recipe = replace(recipe, zarr=True)
-    if not (args.scheduler or args.workers):
-        return run_recipe(recipe, out=args.out, overwrite=args.overwrite, progress=_progress(args))
-    from .core.parallel import open_client
+    sources = [args.recipe, *recipe_paths(recipe)]
+    out = _claim(args)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.scheduler or args.workers:
+            from .core.parallel import open_client
 
-    with open_client(scheduler=args.scheduler, workers=args.workers) as client:
-        return run_recipe(recipe, out=args.out, overwrite=args.overwrite, progress=_progress(args), client=client)
+            client = stack.enter_context(open_client(scheduler=args.scheduler, workers=args.workers))
+        run_recipe(recipe, out=out, overwrite=args.overwrite, progress=_progress(args), client=client,
+                   sources=sources)
+    _print_warnings(json.loads((out / "report.json").read_text()).get("warnings", []))
+    return out
 
 
 def run_demo(args) -> Path:
-    """``xafsmap demo``: write the sample measurement, map it like ``xafsmap map``, show it."""
+    """``xafsmap demo``: write the sample measurement, map it like ``xafsmap map``, show it.
+
+    Everything (the measurement in ``input/``, the maps, ``labels.png``) is written
+    into one temporary folder that replaces ``--out`` when complete.
+    """
     from .core.io import write_stack
-    from .core.output import check_output_folder
+    from .core.output import atomic_folder
     from .core.quicklook import write_label_png
     from .core.sample import bundled_reference_paths, make_sample
 
-    out = check_output_folder(args.out, overwrite=args.overwrite)
+    out = _claim(args)
     sample = make_sample(rng=args.seed)
-    inputs = out.absolute().parent / f".{out.name}.inputs"
-    shutil.rmtree(inputs, ignore_errors=True)
-    inputs.mkdir(parents=True)
-    stack_path = write_stack(inputs / "sample.tif", sample.stack, sample.energies)
     paths = bundled_reference_paths()
-    argv = ["map", str(stack_path), "--out", str(out), "--seed", str(args.seed)]
-    argv += [arg for ref in sample.references for arg in ("--reference", str(paths[ref.name]))]
-    argv += ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
-    run_map(_parser().parse_args(argv))
-    shutil.move(str(inputs), str(out / "input"))
-    write_label_png(out / "labels.png", out / "labels.tif", out / "classes.csv")
+    with atomic_folder(out, overwrite=args.overwrite) as tmp:
+        (tmp / "input").mkdir()
+        stack_path = write_stack(tmp / "input" / "sample.tif", sample.stack, sample.energies)
+        argv = ["map", str(stack_path), "--out", str(out), "--seed", str(args.seed)]
+        argv += [arg for ref in sample.references for arg in ("--reference", str(paths[ref.name]))]
+        map_args = build_parser().parse_args(argv + ["--quiet"] * args.quiet)
+        check_options(map_args)
+        result, _ = _map_into(map_args, _map_job(map_args), tmp, None, moved=(tmp, out))
+        write_label_png(tmp / "labels.png", tmp / "labels.tif", tmp / "classes.csv")
+    _print_warnings(result.warnings)
     print(f"xafsmap: demo maps in {out}/ (quick-look: {out}/labels.png)", file=sys.stderr)
     if not args.no_view and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         from ._view import view_maps
@@ -440,11 +372,28 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _notes():
+    """Notes of the core (``xafsmap`` logger: a repaired output folder) as ``xafsmap: note:`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("xafsmap: note: %(message)s"))
+    logger = logging.getLogger("xafsmap")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def main(argv=None) -> int:
     """Entry point of the ``xafsmap`` command."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with _notes():
+            check_options(args)
+            COMMANDS[args.command](args)
     except (ValueError, OSError) as error:
         message = str(error)
         if isinstance(error, OSError) and error.filename and error.strerror:

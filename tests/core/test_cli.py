@@ -34,7 +34,8 @@ def mapped(tmp_path_factory, small_sample_file, refs):
 def test_map_writes_every_documented_file(mapped, small_sample):
     names = {p.name for p in mapped.iterdir()}
     assert names == {"labels.tif", "classes.csv", "probability.tif", "distance.tif", "fractions.tif",
-                     "fraction_sigma.tif", "residual.tif", "edge_step.tif", "e0.tif", "mask.tif", "flags.tif", "flags.csv", "report.json"}
+                     "fraction_sigma.tif", "residual.tif", "edge_step.tif", "e0.tif", "mask.tif", "flags.tif",
+                     "flags.csv", "report.json", ".xafsmap-output.json"}
     shape = small_sample.stack.shape[1:]
     assert tifffile.imread(mapped / "labels.tif").dtype == np.uint16
     assert tifffile.imread(mapped / "mask.tif").dtype == np.uint8
@@ -86,11 +87,10 @@ def test_existing_folder_is_kept_without_overwrite(mapped, small_sample_file, re
 
 def test_overwrite_replaces_the_folder_whole(tmp_path, small_sample_file, refs):
     out = tmp_path / "maps"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    args = ["map", str(small_sample_file), *reference_args(refs), "--out", str(out), *FAST, "--overwrite"]
-    assert main(args) == 0
-    assert not (out / "old.txt").exists() and (out / "labels.tif").exists()
+    args = ["map", str(small_sample_file), *reference_args(refs), "--out", str(out), *FAST]
+    assert main([*args, "--zarr"]) == 0
+    assert main([*args, "--overwrite"]) == 0
+    assert not (out / "maps.ome.zarr").exists() and (out / "labels.tif").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["maps"]
 
 

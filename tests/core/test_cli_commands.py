@@ -71,7 +71,7 @@ def test_flags_mark_invalid_and_background_pixels(small_sample_file, small_sampl
 @pytest.mark.parametrize("argv, match", [
     (["--roi", "0:100,0:10"], "does not fit in the 48 x 64 image"),
     (["--roi", "a:b"], "ROW0:ROW1,COL0:COL1"),
-    (["--bin", "0"], "positive whole number"),
+    (["--bin", "0"], "--bin 0 is out of range: it must lie between 1 and 64"),
 ])
 def test_bad_preparation_options(small_sample_file, paths, tmp_path, capsys, argv, match):
     code = main(["map", str(small_sample_file), *refs(paths), *argv, "--out", str(tmp_path / "o"), *FAST])

@@ -40,7 +40,7 @@ def _library(library) -> tuple[list[Reference], list[tuple[str, str]]]:
 
 
 def search_references(stack, references, library, *, out, overwrite: bool = False, progress=None,
-                      **map_options) -> dict:
+                      sources=(), **map_options) -> dict:
     """Find unexplained regions and rank library spectra that could explain them.
 
     Parameters
@@ -53,8 +53,11 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
     out : path
         Output folder (must be absent or empty unless ``overwrite``).
     overwrite : bool
+        Replace a folder xafsmap wrote (see :mod:`~xafsmap.core.folders`).
     progress : callable, optional
         Called with ``(done, total)``.
+    sources : sequence of path, optional
+        The job's input files and folders: ``out`` may not be or hold one.
     **map_options
         Options of :func:`~xafsmap.core.unexplained.iter_unexplained`
         (``false_alarm``, ``pool``, ``min_size``, ``rng``, ``offsets``, ``threshold``,
@@ -77,7 +80,9 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
     """
     from .output import check_output_folder
 
-    check_output_folder(out, overwrite=overwrite)  # fail before the work
+    named = [library] if isinstance(library, (str, os.PathLike)) else [p for p in library if not isinstance(p, Reference)]
+    sources = [*sources, *named]
+    check_output_folder(out, overwrite=overwrite, sources=sources)  # fail before the work
     candidates_in, skipped = _library(library)
     found = drive(iter_unexplained(stack, references, **map_options), progress)
     candidates = prepare_candidates(candidates_in, found.setup)
@@ -97,7 +102,7 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
         "sample_pixels": sample,
         "skipped": [{"source": str(src), "reason": reason} for src, reason in skipped],
     }
-    with atomic_folder(out, overwrite=overwrite) as tmp:
+    with atomic_folder(out, overwrite=overwrite, sources=sources) as tmp:
         write_tiff(tmp / "unexplained.tif", found.regions)
         write_tiff(tmp / "z.tif", found.z)
         write_rows(tmp / "candidates.csv", ["region", "rank", "name", "score", "offset_eV", "weight", "similarity"],
@@ -147,7 +152,8 @@ def _plot_candidates(path: Path, found, candidates, tables, *, n_regions: int = 
     plt.close(fig)
 
 
-def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=None, **options) -> dict:
+def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=None, sources=(),
+                   **options) -> dict:
     """Compare named reference sets for parsimony and write the verdict.
 
     Parameters
@@ -158,8 +164,11 @@ def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=
     out : path
         Output folder (must be absent or empty unless ``overwrite``).
     overwrite : bool
+        Replace a folder xafsmap wrote (see :mod:`~xafsmap.core.folders`).
     progress : callable, optional
         Called with ``(done, total)``.
+    sources : sequence of path, optional
+        The job's input files and folders: ``out`` may not be or hold one.
     **options
         Options of :func:`~xafsmap.core.parsimony.iter_compare` (``criterion``,
         ``threshold``, ``significance``, ``fit_range``, normalization parameters).
@@ -180,13 +189,13 @@ def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=
     """
     from .output import check_output_folder
 
-    check_output_folder(out, overwrite=overwrite)
+    check_output_folder(out, overwrite=overwrite, sources=sources)
     result = drive(iter_compare(stack, sets, **options), progress)
     summary = dict(result.summary, order=list(result.names), parameters=result.params,
                    versions=library_versions())
     if summary["warnings"]:
         summary["warning"] = " ".join(summary["warnings"])
-    with atomic_folder(out, overwrite=overwrite) as tmp:
+    with atomic_folder(out, overwrite=overwrite, sources=sources) as tmp:
         write_tiff(tmp / "preferred.tif", result.preferred)
         write_tiff(tmp / "margin.tif", result.margin)
         (tmp / "comparison.json").write_text(json.dumps(summary, indent=1, default=float))

@@ -12,14 +12,20 @@ statements. Each data group is a record::
 Only string, number, ``undef``, list ``(...)``/``[...]`` and hash ``{...}``
 literals are understood; anything else (a function call, backticks, an
 unknown statement) is a ``ValueError`` naming the line. Nothing is executed.
+Parsing is bounded: at most :data:`~xafsmap.core.limits.MAX_PROJECT_VALUES` values,
+lists nested at most :data:`~xafsmap.core.limits.MAX_NESTING` deep, and
+:data:`~xafsmap.core.limits.PARSE_SECONDS` seconds.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import numpy as np
+
+from .limits import MAX_NESTING, MAX_PROJECT_VALUES, PARSE_SECONDS
 
 __all__ = ["parse_athena_project", "athena_records"]
 
@@ -36,13 +42,33 @@ _TOKEN = re.compile(
 )
 _ASSIGN = re.compile(r"^([$@%])(\w+)\s*=\s*(.*);$", re.S)
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
+#: Tokens of one statement read by the general parser (number arrays take a faster path).
+MAX_STATEMENT_TOKENS = 1_000_000
 _WANTED = {("$", "old_group"), ("@", "args"), ("@", "x"), ("@", "y")}
 # Athena's group flags for data that is not mu(E); see Demeter's Data attributes.
+_NUMBER_ITEM = re.compile(r"\s*(?:'([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)'|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))\s*")
 _NOT_MU_FLAGS = {"is_chi": "chi(k)", "is_rsp": "chi(R)", "is_qsp": "chi(q)", "not_data": "detector/non-data"}
 _MU_DATATYPES = {"xmu", "xanes", "norm", "xmudat"}
 
 
-def _tokens(text: str, where: str) -> list[tuple[str, str]]:
+class _Budget:
+    """What is left of a project's parse: values and time."""
+
+    def __init__(self, label: str):
+        self.label, self.values = label, MAX_PROJECT_VALUES
+        self.deadline = time.monotonic() + PARSE_SECONDS
+
+    def spend(self, n: int) -> None:
+        self.values -= n
+        if self.values < 0:
+            raise ValueError(f"{self.label} holds more than {MAX_PROJECT_VALUES} values: too large for a "
+                             "reference project (or damaged)")
+        if time.monotonic() > self.deadline:
+            raise ValueError(f"{self.label} takes more than {PARSE_SECONDS:g} s to read: too large for a "
+                             "reference project (or damaged)")
+
+
+def _tokens(text: str, where: str, budget: _Budget | None = None) -> list[tuple[str, str]]:
     out, pos, text = [], 0, text.rstrip()
     while pos < len(text):
         m = _TOKEN.match(text, pos)
@@ -52,6 +78,31 @@ def _tokens(text: str, where: str) -> list[tuple[str, str]]:
                              "(project files are parsed as data, never run)")
         out.append((m.lastgroup, m.group(m.lastgroup)))
         pos = m.end()
+        if budget is not None and len(out) % 4096 == 0:
+            budget.spend(4096)
+            if len(out) > MAX_STATEMENT_TOKENS:  # ~110 MB as tuples; an array is read by _number_list
+                raise ValueError(f"{where}: a statement of more than {MAX_STATEMENT_TOKENS} items; not an "
+                                 "Athena project, or a damaged one")
+    if budget is not None:
+        budget.spend(len(out) % 4096)
+    return out
+
+
+def _number_list(rhs: str) -> list | None:
+    """``('1.5','2',3)`` as ``['1.5', '2', 3.0]`` without tokenizing (the arrays are most of a
+    project); None for anything else, which the general parser then reads."""
+    body = rhs.strip()
+    if len(body) < 2 or body[0] != "(" or body[-1] != ")" or any(c in body[1:-1] for c in "()[]{}\"\\=>"):
+        return None
+    items = body[1:-1].split(",")
+    if items and not items[-1].strip():
+        items.pop()  # a trailing comma
+    out = []
+    for item in items:
+        m = _NUMBER_ITEM.fullmatch(item)
+        if m is None:
+            return None
+        out.append(m[1] if m[1] is not None else float(m[2]))
     return out
 
 
@@ -62,7 +113,10 @@ def _unquote(kind: str, tok: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
 
 
-def _parse_value(toks: list[tuple[str, str]], i: int, where: str) -> tuple[Any, int]:
+def _parse_value(toks: list[tuple[str, str]], i: int, where: str, depth: int = 0) -> tuple[Any, int]:
+    if depth > MAX_NESTING:
+        raise ValueError(f"{where}: lists nested more than {MAX_NESTING} levels deep (not an Athena project, "
+                         "or a damaged one)")
     if i >= len(toks):
         raise ValueError(f"{where}: statement ends in the middle of a value")
     kind, tok = toks[i]
@@ -83,7 +137,7 @@ def _parse_value(toks: list[tuple[str, str]], i: int, where: str) -> tuple[Any, 
             if toks[i][0] == "arrow" or toks[i] == ("punct", ","):
                 i += 1
                 continue
-            value, i = _parse_value(toks, i, where)
+            value, i = _parse_value(toks, i, where, depth + 1)
             items.append(value)
         if i >= len(toks):
             raise ValueError(f"{where}: unbalanced {tok!r}")
@@ -93,8 +147,15 @@ def _parse_value(toks: list[tuple[str, str]], i: int, where: str) -> tuple[Any, 
     raise ValueError(f"{where}: unexpected {tok!r}")
 
 
-def _parse_rhs(rhs: str, where: str) -> Any:
-    toks = _tokens(rhs, where)
+def _parse_rhs(rhs: str, where: str, budget: _Budget | None = None) -> Any:
+    if budget is not None:
+        if rhs.count(",") > budget.values:  # refused before any list is built
+            budget.spend(rhs.count(","))
+        fast = _number_list(rhs)
+        if fast is not None:
+            budget.spend(len(fast))
+            return fast
+    toks = _tokens(rhs, where, budget)
     value, end = _parse_value(toks, 0, where)
     if end != len(toks):
         raise ValueError(f"{where}: unexpected {toks[end][1]!r} after the value")
@@ -122,7 +183,8 @@ def parse_athena_project(text: str, *, label: str = "project") -> list[dict[str,
     ------
     ValueError
         For any line that is not a comment, an assignment of a literal, the
-        ``[record]`` marker or ``1;``; the message names the line.
+        ``[record]`` marker or ``1;`` (the message names the line), and for a project
+        beyond the parser's bounds (values, nesting, time).
 
     Examples
     --------
@@ -133,6 +195,7 @@ def parse_athena_project(text: str, *, label: str = "project") -> list[dict[str,
     """
     records: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
+    budget = _Budget(label)
     for lineno, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s or s.startswith("#") or s == "1;":
@@ -152,7 +215,7 @@ def parse_athena_project(text: str, *, label: str = "project") -> list[dict[str,
             continue  # journal, plot features, LCF state, $xdi: not needed
         if current is None:
             current = {"group": "", "args": {}, "line": lineno}
-        value = _parse_rhs(rhs, where)
+        value = _parse_rhs(rhs, where, budget)
         if var == "old_group":
             current["group"] = str(value)
         elif var == "args":

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .limits import ENERGY_RANGE_EV
+
 __all__ = ["find_energies_file", "natural_sort_key", "read_energies"]
 
 SIDECARS = ("energies.txt", "energy.txt")
+#: Largest energies file read (a million energies with comments fit easily).
+MAX_ENERGIES_BYTES = 64 * 2**20
 _ENERGY_COLUMN = re.compile(r"^(e|energy|energies)([_ ]?\(?\[?ev\]?\)?)?$")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _NUMBER_EV = re.compile(r"(\d+(?:\.\d+)?)\s*[-_]?ev(?![a-z])", re.I)
@@ -38,9 +42,11 @@ def _validate_energies(values, *, source: str) -> np.ndarray:
     energies = np.asarray(values, dtype=np.float64)
     if energies.ndim != 1 or energies.size == 0:
         raise ValueError(f"{source}: energies must be a non-empty 1-D list, got shape {energies.shape}")
-    bad = np.flatnonzero(~np.isfinite(energies))
+    low, high = ENERGY_RANGE_EV
+    bad = np.flatnonzero(~(np.isfinite(energies) & (energies >= low) & (energies <= high)))
     if bad.size:
-        raise ValueError(f"{source}: energy {bad[0]} is {energies[bad[0]]}; energies must be finite numbers in eV")
+        raise ValueError(f"{source}: energy {bad[0]} is {energies[bad[0]]}; energies must be finite numbers in eV "
+                         f"between {low:g} and {high:g}")
     step = np.diff(energies)
     if np.any(step <= 0):
         i = int(np.flatnonzero(step <= 0)[0])
@@ -92,6 +98,9 @@ def read_energies(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"energies file not found: {path}")
+    if path.stat().st_size > MAX_ENERGIES_BYTES:
+        raise ValueError(f"{path.name} is {path.stat().st_size} bytes, too large for an energies file "
+                         f"(at most {MAX_ENERGIES_BYTES}); is it the right file?")
     rows = []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         fields = _split_fields(line.split("#", 1)[0].strip())

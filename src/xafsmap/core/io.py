@@ -117,7 +117,11 @@ def _read_i0(value, energies: np.ndarray, *, sources: dict) -> np.ndarray:
         if not path.is_file():
             raise FileNotFoundError(f"i0 file not found: {path}")
         sources["i0"], name = str(path), path.name
-        table = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
+        try:
+            table = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
+        except ValueError as error:  # numpy names the row, not the file
+            raise ValueError(f"{name}: {error}; an i0 file holds two columns of numbers (energy in eV, "
+                             "counts)") from None
     else:
         sources["i0"], name = "<array>", "i0"
         table = np.asarray(value, dtype=np.float64)

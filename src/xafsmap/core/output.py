@@ -1,8 +1,8 @@
 """Writing maps: TIFFs, the class legend and report.json, all-or-nothing.
 
 Everything is written into a temporary folder beside the destination and moved into
-place only when complete, so an interrupted or failed run never leaves half a result,
-and an existing result is replaced only with ``overwrite`` (and only at the very end).
+place only when complete, so an interrupted or failed run never leaves half a result;
+what may be replaced, and how, is the rule of :mod:`xafsmap.core.folders`.
 Maps larger than memory are mapped straight into ``maps.ome.zarr`` inside that folder
 (:func:`map_output`), and their TIFFs are written from it in row blocks.
 """
@@ -13,21 +13,20 @@ import contextlib
 import csv
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from ._files import atomic_file
+from .folders import atomic_folder, claim_output
 from .zarrmaps import value_counts
 
 __all__ = [
     "atomic_folder",
     "check_output_folder",
+    "claim_output",
     "file_sha256",
     "library_versions",
     "make_report",
@@ -43,11 +42,17 @@ __all__ = [
 COPY_CHUNK_PIXELS = 2**20
 
 
-def file_sha256(path, *, chunk: int = 16 * 2**20) -> str:
-    """SHA-256 of a file, read in chunks (bounded memory)."""
+def file_sha256(path, *, chunk: int = 16 * 2**20, stop=None) -> str | None:
+    """SHA-256 of a file, read in chunks (bounded memory).
+
+    ``stop`` (a :class:`threading.Event`) is checked between chunks: once set, the
+    reading ends and None is returned, so an error exit does not wait for gigabytes.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
+            if stop is not None and stop.is_set():
+                return None
             digest.update(block)
     return digest.hexdigest()
 
@@ -61,34 +66,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def check_output_folder(out, *, overwrite: bool = False) -> Path:
-    """Refuse an existing non-empty folder unless ``overwrite``; refuse a file."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} exists and is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"output folder {out} exists and is not empty; choose another or pass --overwrite")
-    return out
-
-
-@contextlib.contextmanager
-def atomic_folder(out, *, overwrite: bool = False):
-    """Yield a temporary folder that replaces ``out`` only if the block succeeds."""
-    out = check_output_folder(out, overwrite=overwrite).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield tmp
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def check_output_folder(out, *, overwrite: bool = False, sources=()) -> Path:
+    """Check before any work that ``out`` may receive a result (see :func:`~xafsmap.core.folders.claim_output`)."""
+    return claim_output(out, sources=sources, overwrite=overwrite)
 
 
 def write_tiff(path, data) -> Path:
@@ -195,14 +175,16 @@ def make_report(result, *, inputs: dict | None = None, extra: dict | None = None
 
 
 @contextlib.contextmanager
-def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = False, overwrite: bool = False):
+def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = False, overwrite: bool = False,
+               sources=()):
     """Yield ``(folder, maps)``: the temporary output folder of a run, and where to map.
 
     ``maps`` is None (map in memory) or, with ``zarr``, the arrays of a new
     ``maps.ome.zarr`` store inside the folder (:func:`~xafsmap.core.zarrmaps.open_map_store`,
     chunks of ``band`` rows) to pass as ``iter_map(..., maps=maps)``. The folder
-    replaces ``out`` only if the block succeeds (see :func:`atomic_folder`), so a run
-    that fails part-way leaves no output, not even half a store. Write the result into
+    replaces ``out`` only if the block succeeds (see :func:`atomic_folder`; ``sources``
+    are the job's inputs, which ``out`` may not be or hold), so a run that fails
+    part-way leaves no output, not even half a store. Write the result into
     the folder with :func:`write_map_files` before the block ends: the zarr arrays
     point into the temporary folder, so after the block reopen the store with
     ``read_map_store(out / "maps.ome.zarr")``.
@@ -215,7 +197,7 @@ def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = Fal
     ...     maps["labels"].shape
     (4, 5)
     """
-    with atomic_folder(out, overwrite=overwrite) as tmp:
+    with atomic_folder(out, overwrite=overwrite, sources=sources) as tmp:
         maps = None
         if zarr:
             from .zarrmaps import MAPS_ZARR, open_map_store
@@ -265,15 +247,16 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
 
 
 def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = None,
-               extra: dict | None = None, shift_map=None, zarr: bool = False) -> Path:
+               extra: dict | None = None, shift_map=None, zarr: bool = False, sources=()) -> Path:
     """Write every map of a :class:`~xafsmap.core.pipeline.MapResult` into ``out``.
 
     The files of :func:`write_map_files`, plus ``maps.ome.zarr`` with ``zarr``.
-    Nothing appears in ``out`` unless all succeed.
+    Nothing appears in ``out`` unless all succeed; ``out`` may not be or hold one of
+    the ``sources`` (input paths), and is replaced only as :mod:`~xafsmap.core.folders` allows.
     """
     rows, cols = result.labels.shape
     with map_output(out, k=result.fractions.shape[0], rows=rows, cols=cols, band=max(1, COPY_CHUNK_PIXELS // cols),
-                    zarr=zarr, overwrite=overwrite) as (tmp, maps):
+                    zarr=zarr, overwrite=overwrite, sources=sources) as (tmp, maps):
         write_map_files(result, tmp, maps=maps, inputs=inputs, extra=extra, shift_map=shift_map)
     return Path(out)
 

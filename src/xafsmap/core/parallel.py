@@ -23,6 +23,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from .classify import METRICS
 from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, band_rows, _map_band, new_maps
 from .training import Model
 
-__all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "stack_source",
-           "train_model_distributed"]
+__all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "scheduler_address",
+           "stack_source", "train_model_distributed"]
 
 _ROLES = ("flat", "dark", "i0")
 
@@ -325,8 +326,43 @@ def train_model_distributed(stack, references, *, client, **options) -> Model:
     return client.submit(_train_from_file, source, list(references), options, pure=False).result()
 
 
+def scheduler_address(scheduler: str) -> str:
+    """The address of a scheduler: given as such, or read from a scheduler file ``*.json``.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, not JSON, or holds no ``"address"`` (naming the file).
+
+    Examples
+    --------
+    >>> scheduler_address("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    >>> scheduler_address("/nonexistent/scheduler.json")
+    Traceback (most recent call last):
+    ValueError: scheduler file /nonexistent/scheduler.json does not exist (write it with dask scheduler --scheduler-file)
+    """
+    import json
+
+    text = str(scheduler)
+    if not text.endswith(".json"):
+        return text
+    try:
+        data = json.loads(Path(text).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"scheduler file {text} does not exist (write it with dask scheduler "
+                         "--scheduler-file)") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"scheduler file {text} is not a readable JSON file ({error})") from None
+    address = data.get("address") if isinstance(data, dict) else None
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"scheduler file {text} names no scheduler address (no \"address\" in it)")
+    return address
+
+
 @contextlib.contextmanager
-def open_client(*, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1):
+def open_client(*, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1,
+                timeout: float | None = None):
     """A dask.distributed client: to a running scheduler, or to a new local cluster.
 
     Parameters
@@ -339,6 +375,9 @@ def open_client(*, scheduler: str | None = None, workers: int | None = None, thr
         (loopback only, no dashboard); closed on exit.
     threads_per_worker : int
         Threads per local worker.
+    timeout : float, optional
+        Seconds to wait for the scheduler to answer; default
+        :data:`~xafsmap.core.limits.CONNECT_SECONDS`.
 
     Yields
     ------
@@ -347,15 +386,26 @@ def open_client(*, scheduler: str | None = None, workers: int | None = None, thr
     Raises
     ------
     ValueError
-        If both or neither of ``scheduler`` and ``workers`` are given, or ``workers`` < 1.
+        If both or neither of ``scheduler`` and ``workers`` are given, ``workers`` < 1,
+        the scheduler file is missing or invalid, or the scheduler does not answer in time.
     """
     from distributed import Client, LocalCluster
+
+    from .limits import CONNECT_SECONDS
 
     if (scheduler is None) == (workers is None):
         raise ValueError("give either scheduler= (an address) or workers= (a number of local workers)")
     if scheduler is not None:
-        options = {"scheduler_file": scheduler} if str(scheduler).endswith(".json") else {"address": scheduler}
-        with Client(**options) as client:
+        address = scheduler_address(scheduler)
+        timeout = CONNECT_SECONDS if timeout is None else timeout
+        try:
+            client = Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as error:
+            raise ValueError(f"cannot reach the dask scheduler at {address} within {timeout:g} s ({error})") from None
+        except Exception as error:  # whatever a stranger at that port makes distributed raise
+            raise ValueError(f"what answers at {address} is not a dask scheduler ({type(error).__name__}: "
+                             f"{str(error)[:80]})") from None
+        with client:
             yield client
         return
     if workers < 1:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_file
+from .limits import LIMITS, MAX_RECIPE_BYTES, check_mixtures, check_training, check_value
 from .pipeline import drive, iter_classify
 from .training import train_model
 from .prepare import prepare_stack
@@ -45,6 +46,7 @@ __all__ = [
     "prepare_recipe",
     "read_recipe",
     "recipe_classes",
+    "recipe_paths",
     "recipe_stack",
     "recipe_references",
     "recipe_shift_map",
@@ -125,11 +127,6 @@ _SCHEMA = {
 }
 _REFERENCE_KEYS = {"spec": "path", "name": "str", "offset": "float"}
 _ATTRIBUTE = {("classes", "names"): "class_names"}
-_LIMITS = {  # attribute -> (low, high, inclusive description)
-    "bin": (1, 64), "threshold": (0.0, math.inf), "nnorm": (0, 5), "smooth": (1, 101),
-    "n_per_class": (2, 1_000_000), "n_trees": (1, 10_000), "seed": (0, 2**32 - 1), "offset": (-100.0, 100.0),
-    "noise": (0.0, 1.0),
-}
 _CHOICES = {"features": _FEATURES, "metric": _METRICS, "sample": SAMPLES}
 
 
@@ -186,10 +183,10 @@ def _absolute(path: str, base: Path | None) -> str:
 
 
 def _check_range(where: str, attribute: str, value) -> None:
-    if attribute in _LIMITS:
-        low, high = _LIMITS[attribute]
-        if not low <= value <= high:
-            raise ValueError(f"{where} = {value} is out of range: it must lie between {low:g} and {high:g}")
+    if attribute in LIMITS:
+        check_value(attribute, value, where=f"{where} =")
+    if attribute == "mixtures":
+        check_mixtures(value, where=where)
     if attribute in _CHOICES and value not in _CHOICES[attribute]:
         raise ValueError(f"{where} = {value!r} is not one of {list(_CHOICES[attribute])}")
 
@@ -312,10 +309,22 @@ def read_recipe(path) -> Recipe:
         import tomli as tomllib
 
     path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
+        raise ValueError(f"{path.name} is {path.stat().st_size} bytes, too large for a recipe "
+                         f"(at most {MAX_RECIPE_BYTES}); is it the right file?")
+    raw = path.read_bytes()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path.name} is not UTF-8 text (byte 0x{raw[error.start]:02x} at position "
+                         f"{error.start}); save the recipe as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path.name} is not valid TOML: {error}") from None
+    except RecursionError:  # tomllib recurses once per nested list or table
+        raise ValueError(f"{path.name} is not a recipe: its lists or tables are nested hundreds of levels "
+                         "deep") from None
     return recipe_from_dict(data, base=path.absolute().parent, where=path.name)
 
 
@@ -332,11 +341,19 @@ def _exists(spec: str) -> bool:
     return True
 
 
+def recipe_paths(recipe: Recipe) -> list[str]:
+    """Every file a recipe names: inputs, calibration, references (as specs, ``FILE:NAME`` kept).
+
+    >>> recipe_paths(Recipe(references=(RecipeReference("/refs/Fe.xdi"),), stack="/data/s.tif"))
+    ['/data/s.tif', '/refs/Fe.xdi']
+    """
+    named = [getattr(recipe, p) for p in (*_PATHS, *_PREPARE_PATHS) if getattr(recipe, p)]
+    return named + [ref.spec for ref in recipe.references]
+
+
 def missing_paths(recipe: Recipe) -> list[str]:
     """The files named by a recipe that do not exist now (reference specs without ``:NAME``)."""
-    named = [getattr(recipe, p) for p in (*_PATHS, *_PREPARE_PATHS) if getattr(recipe, p)]
-    named += [ref.spec for ref in recipe.references]
-    return [spec for spec in named if not _exists(spec)]
+    return [spec for spec in recipe_paths(recipe) if not _exists(spec)]
 
 
 def _toml(value) -> str:
@@ -521,6 +538,8 @@ def recipe_references(recipe: Recipe) -> list:
 def train_recipe(recipe: Recipe, stack, references):
     """Train the recipe's :class:`~xafsmap.core.training.Model` for a (prepared) stack."""
     mixtures = recipe.mixtures if recipe.compositions is None else np.array(recipe.compositions, dtype=float)
+    check_training(n_classes=len(recipe_classes(recipe, [ref.name for ref in references])),
+                   n_per_class=recipe.n_per_class, n_energies=len(stack.energies), n_trees=recipe.n_trees)
     model = train_model(
         stack, references, offsets=[ref.offset for ref in recipe.references], mixtures=mixtures,
         features=recipe.features, smooth=recipe.smooth, n_per_class=recipe.n_per_class, n_trees=recipe.n_trees,
@@ -564,7 +583,7 @@ def _rename_classes(model, recipe: Recipe):
     return replace(model, classifier=classifier, params=dict(model.params, class_names=list(classes.names)))
 
 
-def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, client=None) -> Path:
+def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, client=None, sources=()) -> Path:
     """Reproduce a recipe's maps headless and write them like ``xafsmap map``.
 
     Parameters
@@ -580,6 +599,9 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, c
     client : distributed.Client, optional
         Map the bands on this dask.distributed cluster (same maps; workers re-read the
         measurement's files and redo its registration, calibration, ROI and binning).
+    sources : sequence of path, optional
+        Inputs besides the recipe's own files (the recipe file itself): ``out`` may not
+        be or hold any of them (see :mod:`~xafsmap.core.folders`).
 
     Returns
     -------
@@ -601,7 +623,8 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, c
     missing = missing_paths(recipe)
     if missing:
         raise FileNotFoundError(f"the recipe names files that no longer exist: {', '.join(missing)}")
-    check_output_folder(out, overwrite=overwrite)
+    sources = [*sources, *recipe_paths(recipe)]
+    check_output_folder(out, overwrite=overwrite, sources=sources)
     stack, shift_map, extra = _recipe_prepared(recipe)
     references = recipe_references(recipe)
     model = train_recipe(recipe, stack, references)
@@ -609,7 +632,7 @@ def run_recipe(recipe: Recipe, *, out, overwrite: bool = False, progress=None, c
     inputs["references"] = [ref.spec for ref in recipe.references]
     _, rows, cols = stack.data.shape
     with map_output(out, k=len(references), rows=rows, cols=cols, band=band_rows(stack.data.shape),
-                    zarr=recipe.zarr, overwrite=overwrite) as (folder, maps):
+                    zarr=recipe.zarr, overwrite=overwrite, sources=sources) as (folder, maps):
         if client is None:
             result = drive(iter_classify(stack, model, metric=recipe.metric, maps=maps), progress)
         else:

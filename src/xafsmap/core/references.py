@@ -15,6 +15,7 @@ A *spec* names a file, or one record of it as ``FILE:NAME``
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import zlib
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from xafsmap.core.athena import athena_records
+from xafsmap.core.limits import ENERGY_RANGE_EV, MAX_PROJECT_BYTES
 
 __all__ = [
     "Reference",
@@ -76,6 +78,10 @@ def _make_reference(name: str, energies, mu, source: str, where: str) -> Referen
         if bad.size:
             raise ValueError(f"{where}: reference {name!r} has {bad.size} non-finite "
                              f"{what} (first at data row {bad[0] + 1})")
+    low, high = ENERGY_RANGE_EV
+    if e.size and not (low <= e.min() and e.max() <= high):
+        raise ValueError(f"{where}: reference {name!r} has energies {e.min():g}–{e.max():g} eV; energies must lie "
+                         f"between {low:g} and {high:g} eV")
     order = np.argsort(e, kind="stable")
     e, m = e[order], m[order]
     keep = np.concatenate([[True], np.diff(e) > 0])
@@ -216,17 +222,32 @@ def _read_columns(path: Path, text: str) -> list[Reference]:
     return [_make_reference(path.stem, energies, mu, str(path), where)]
 
 
+def _read_bytes(path: Path) -> tuple[bytes, bool]:
+    """The file's bytes, gunzipped if gzip'd (and whether it was); at most MAX_PROJECT_BYTES
+    are read or decompressed."""
+    size = path.stat().st_size
+    if size > MAX_PROJECT_BYTES:
+        raise ValueError(f"{path.name} is {size / 2**20:.0f} MB, too large for a reference file "
+                         f"(at most {MAX_PROJECT_BYTES // 2**20} MB)")
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw, False
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            raw = f.read(MAX_PROJECT_BYTES + 1)  # decompressed in bounded pieces
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{path.name}: damaged gzip file ({err})") from None
+    if len(raw) > MAX_PROJECT_BYTES:
+        raise ValueError(f"{path.name} decompresses to more than {MAX_PROJECT_BYTES // 2**20} MB, too large "
+                         "for a reference file (or a damaged one)")
+    return raw, True
+
+
 def _read_file(path: Path) -> tuple[list[Reference], list[tuple[str, str]]]:
     """All references of one file and the records skipped as (source, reason)."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(f"{path.name}: damaged gzip file ({err})") from None
-        if not raw.lstrip().startswith(b"# Athena project file") and path.suffix.lower() != ".prj":
-            raise ValueError(f"{path.name}: gzip-compressed but not an Athena project; "
-                             "not a recognised reference file")
+    raw, gzipped = _read_bytes(path)
+    if gzipped and not raw.lstrip().startswith(b"# Athena project file") and path.suffix.lower() != ".prj":
+        raise ValueError(f"{path.name}: gzip-compressed but not an Athena project; not a recognised reference file")
     if b"\x00" in raw[:65536]:
         raise ValueError(f"{path.name}: binary file; not a recognised reference file")
     text = raw.decode("utf-8", errors="replace")  # headers may hold Latin-1 bytes

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ __all__ = ["write_stack"]
 #: computes no reader chunk more than about twice.
 BAND_BYTES = 16 * 2**20
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: TIFF compression codes whose expansion is bounded: LZW, Deflate (two codes), PackBits.
+_BOUNDED_CODECS = (5, 8, 32946, 32773)
+#: What a codec or a damaged page raises while decoding.
+_DECODE_ERRORS = (ValueError, RuntimeError, zlib.error, struct.error, EOFError, IndexError, KeyError, OSError)
 
 
 class _TiffLogCatcher(logging.Handler):
@@ -49,7 +54,10 @@ def _tiff_errors(path: Path):
     logger.addHandler(catcher)
     try:
         yield
-    except (ValueError, struct.error, EOFError, IndexError, KeyError) as error:
+    except ZeroDivisionError:  # tifffile divides by the pixels of an image
+        raise ValueError(f"cannot read {path}: its header gives an image no pixels (a width or height of 0); "
+                         "the file is damaged") from None
+    except (ValueError, struct.error, EOFError, IndexError, KeyError, OverflowError) as error:
         raise ValueError(f"cannot read {path}: it is not a TIFF file or it is truncated ({error})") from None
     finally:
         logger.removeHandler(catcher)
@@ -102,19 +110,28 @@ class _ContiguousTiff:
 def _read_page(path: str, index: int) -> np.ndarray:
     import tifffile
 
-    return tifffile.imread(path, key=index).astype(np.float32)
+    try:
+        return tifffile.imread(path, key=index).astype(np.float32)
+    except _DECODE_ERRORS as error:
+        raise ValueError(f"cannot read {path}: page {index} is damaged or truncated ({error})") from None
 
 
 def _read_image(path: str, shape: tuple) -> np.ndarray:
     import tifffile
 
-    return tifffile.imread(path).reshape(shape).astype(np.float32)
+    try:
+        return tifffile.imread(path).reshape(shape).astype(np.float32)
+    except _DECODE_ERRORS as error:
+        raise ValueError(f"cannot read {path}: its image is damaged or truncated ({error})") from None
 
 
 def _read_series(path: str) -> np.ndarray:
     import tifffile
 
-    return tifffile.imread(path, series=0).astype(np.float32)
+    try:
+        return tifffile.imread(path, series=0).astype(np.float32)
+    except _DECODE_ERRORS as error:
+        raise ValueError(f"cannot read {path}: its images are damaged or truncated ({error})") from None
 
 
 def _open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
@@ -134,14 +151,25 @@ def _open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
         offset, pages = series.dataoffset, list(series.pages)
         ends = [max((o + c for o, c in zip(p.dataoffsets, p.databytecounts)), default=0) for p in pages if p]
         description = tif.pages[0].description
+        compression = int(getattr(pages[0], "compression", 1) or 1) if pages and pages[0] else 1
+        shapes = [tuple(p.shape) for p in tif.pages if not getattr(p, "is_reduced", False)]
+    if role == "stack" and len(pages) < len(shapes):
+        _check_page_shapes(path, shapes)
     stack_shape = shape if len(shape) == 3 else (1, *shape)
-    if len(stack_shape) != 3 or dtype.kind not in "fiub":
-        raise ValueError(f"{path.name} holds {dtype} images of shape {shape}; expected a stack (E, M, N) of numbers")
+    if len(stack_shape) != 3 or dtype.kind not in "fiu":
+        what = "true/false" if dtype.kind == "b" else str(dtype)
+        raise ValueError(f"{path.name} holds {what} images of shape {shape}; expected a stack (E, M, N) of "
+                         "absorbance or counts")
+    if 0 in stack_shape:
+        raise ValueError(f"{path.name} holds images of shape {shape}; a stack needs at least one energy, row and "
+                         "column (the file's header is damaged)")
     if offset is not None and offset + math.prod(shape) * dtype.itemsize > size or any(end > size for end in ends):
         raise ValueError(
             f"cannot read {path}: it is not a TIFF file or it is truncated "
             f"(image data end past the file's {size} bytes)"
         )
+    if offset is None:
+        _check_claim(path, stack_shape, dtype, size, compression)
     name = f"tiff-{tokenize(str(path.resolve()), size, path.stat().st_mtime_ns)}"
     e, m, n = stack_shape
     if offset is not None:
@@ -158,6 +186,35 @@ def _open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
     if len(shape) == 2 and role != "stack":
         data = data[0]
     return data, _metadata_energies(description)
+
+
+def _check_page_shapes(path: Path, shapes: list) -> None:
+    """Refuse full-resolution pages of different shapes (series 0 would hold only the first)."""
+    other = next((i for i, shape in enumerate(shapes) if shape != shapes[0]), None)
+    if other is not None:
+        raise ValueError(f"{path.name} has pages of different shapes: page 0 is {' x '.join(map(str, shapes[0]))} "
+                         f"but page {other} is {' x '.join(map(str, shapes[other]))}; every energy image must have "
+                         "the same shape")
+
+
+def _check_claim(path: Path, shape: tuple, dtype: np.dtype, size: int, compression: int) -> None:
+    """Refuse a compressed (or scattered) TIFF whose header claims more than memory or the data can hold.
+
+    Each such page is read whole, so one must fit in memory; and Deflate, LZW and
+    PackBits cannot expand data more than about :data:`~xafsmap.core.limits.MAX_COMPRESSION`
+    times, so a larger claim is a damaged or forged header.
+    """
+    from .limits import MAX_COMPRESSION, MEMORY_SHARE, machine_memory
+
+    e, m, n = shape
+    page, total = m * n * dtype.itemsize, e * m * n * dtype.itemsize
+    dims = f"{e} x {m} x {n} {dtype.name}"
+    if page > MEMORY_SHARE * machine_memory():
+        raise ValueError(f"{path.name} claims images of {m} x {n} {dtype.name} ({page / 2**30:.1f} GiB each once "
+                         f"decompressed), more than this machine's memory allows for one image")
+    if compression in _BOUNDED_CODECS and total > MAX_COMPRESSION * size:
+        raise ValueError(f"{path.name} claims {dims} images ({total / 2**30:.1f} GiB) in {size} bytes of "
+                         f"compressed data, more than compression can give: its header is damaged")
 
 
 def _metadata_energies(description: str | None):
@@ -191,7 +248,16 @@ def _open_tiff_files(files: list[Path]):
     shapes = []
     for file in files:
         with _tiff_errors(file), tifffile.TiffFile(file) as tif:
-            shape = tuple(tif.series[0].shape)
+            series = tif.series[0]
+            shape, dtype, page = tuple(series.shape), np.dtype(tif.byteorder + series.dtype.char), series.pages[0]
+            end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0) if page else 0
+            compression = int(getattr(page, "compression", 1) or 1)
+        size = file.stat().st_size
+        if end > size:
+            raise ValueError(f"cannot read {file}: it is truncated (image data end past the file's {size} bytes)")
+        if 0 in shape or dtype.kind not in "fiu":
+            raise ValueError(f"{file.name} holds a {dtype} image of shape {shape}; expected absorbance or counts")
+        _check_claim(file, (1, *shape[-2:]), dtype, size, compression)
         while len(shape) > 2 and shape[0] == 1:
             shape = shape[1:]
         if len(shape) != 2:

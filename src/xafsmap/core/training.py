@@ -372,5 +372,5 @@ def train_model(
         seed=seed, noise_model=found.noise_model.info,
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
-    warnings = model_warnings(classifier)
+    warnings = model_warnings(classifier, data=data)
     return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings)
