@@ -251,8 +251,8 @@ def test_written_files_read_back_as_the_user_would(tmp_path):
 
     m = simulate_measurement((24, 32), n_grains=8, unexplained_grains=1, offset=4.0, leak=0.03, rng=4)
     folder = write_measurement(m, tmp_path / "scan")
-    assert sorted(p.name for p in folder.iterdir()) == ["dark.tif", "energies.txt", "flat.tif", "references",
-                                                      "stack.tif", "truth.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == [".xafsmap-output.json", "dark.tif", "energies.txt",
+                                                      "flat.tif", "references", "stack.tif", "truth.npz"]
     stack = read_stack(folder / "stack.tif", flat=folder / "flat.tif", dark=folder / "dark.tif")
     assert np.array_equal(stack.energies, m.energies)
     assert np.array_equal(np.asarray(stack.data), m.absorbance(), equal_nan=True)

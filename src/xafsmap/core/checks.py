@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ALIKE_RMS", "FALLING_SHARE", "LOW_ACCURACY", "alike_references", "falling_edge", "model_warnings"]
+__all__ = ["ALIKE_RMS", "LOW_ACCURACY", "alike_references", "model_warnings"]
 
 #: Held-out accuracy below which the classes are too alike at the data's noise.
 LOW_ACCURACY = 0.8
 #: Two prepared references closer than this (RMS over the fit window, edge steps) are
 #: the same spectrum for the map.
 ALIKE_RMS = 0.01
-#: Share of the clearest surveyed spectra whose absorbance falls from the first to the
-#: last energies above which the stack is taken for transmission, not absorbance.
-FALLING_SHARE = 0.75
-#: Pixels per side of the grid read for the edge direction.
-EDGE_GRID = 24
 
 
 def alike_references(references, names, *, window=None) -> list[tuple[str, str, float]]:
@@ -57,55 +52,17 @@ def alike_references(references, names, *, window=None) -> list[tuple[str, str, 
     return pairs
 
 
-def falling_edge(data) -> float:
-    """Share of the clearest spectra of a sparse grid whose absorbance falls across the scan.
-
-    The mean of the last tenth of the energies is compared with the first tenth's
-    (post- and pre-edge in a XANES scan) in the half of a ``EDGE_GRID`` x ``EDGE_GRID``
-    grid of pixels with the largest change (the sample, not the background). Reads only
-    those pixels.
-
-    Parameters
-    ----------
-    data : array_like, shape (E, M, N)
-        The stack (numpy or dask).
-
-    Returns
-    -------
-    float
-        0 (every edge rises, absorbance) to 1 (every edge falls: transmitted counts or
-        a sign error); NaN when no pixel is finite.
-
-    Examples
-    --------
-    >>> rising = np.linspace(0, 1, 20)[:, None, None] * np.ones((1, 4, 4))
-    >>> falling_edge(rising), falling_edge(np.exp(-rising))
-    (0.0, 1.0)
-    """
-    e, m, n = data.shape
-    sample = np.asarray(data[:, max(1, m // EDGE_GRID) // 2 :: max(1, m // EDGE_GRID),
-                             max(1, n // EDGE_GRID) // 2 :: max(1, n // EDGE_GRID)], dtype=np.float64)
-    flat = sample.reshape(e, -1)
-    flat = flat[:, np.all(np.isfinite(flat), axis=0)]
-    if flat.shape[1] == 0:
-        return float("nan")
-    tenth = max(1, e // 10)
-    change = flat[-tenth:].mean(axis=0) - flat[:tenth].mean(axis=0)
-    clear = change[np.abs(change) >= np.median(np.abs(change))]
-    return float(np.mean(clear < 0))
-
-
-def model_warnings(classifier, *, data=None) -> tuple[str, ...]:
-    """Warnings about a trained :class:`~xafsmap.core.classify.Classifier` and its data.
+def model_warnings(classifier) -> tuple[str, ...]:
+    """Warnings about a trained :class:`~xafsmap.core.classify.Classifier`.
 
     Low held-out accuracy (naming the classes most confused) and references the map
     cannot tell apart (from the classifier's normalized references, over its window).
+    (A stack whose edge falls, transmission given as absorbance, is refused by the
+    survey: :func:`~xafsmap.core.training.survey`.)
 
     Parameters
     ----------
     classifier : Classifier
-    data : array_like, shape (E, M, N), optional
-        The stack: an edge that falls in most pixels means transmission, not absorbance.
 
     Examples
     --------
@@ -116,10 +73,6 @@ def model_warnings(classifier, *, data=None) -> tuple[str, ...]:
     'held-out accuracy is 0.450: at the noise measured in this st'
     """
     warnings = []
-    if data is not None and falling_edge(data) > FALLING_SHARE:
-        warnings.append(
-            "the absorbance falls across the edge in most sample pixels: is this stack transmitted counts "
-            "rather than absorbance? give the flat field (--flat) or the incident beam (--i0)")
     references = getattr(classifier, "references", None)
     if references is not None:
         for a, b, rms in alike_references(references, classifier.classes.references, window=classifier.window):

@@ -152,6 +152,11 @@ def _sample_pixels(flat, result, energies, variance, threshold, significance):
         raise ValueError("no pixel has an edge step above 0: is this the right edge, and is it absorbance?")
     jump, sigma = edge_jump(flat, variance, energies, float(np.median(result.e0)))
     is_sample = edge_mask(jump, sigma, significance=significance, threshold=threshold, edge_step=step)
+    falling = np.count_nonzero(jump < -significance * sigma)
+    if falling > max(np.count_nonzero(is_sample), 10):
+        raise ValueError(f"the absorbance falls across the edge in {100 * falling / jump.size:.0f} % of the surveyed "
+                         "pixels: is the stack transmission rather than absorbance? give --flat (or --i0) to "
+                         "take -ln(I/I0)")
     if not np.any(is_sample):
         rule = (f"an edge step above {threshold:.3g}" if threshold is not None else
                 f"an edge {significance:g} times its noise")
@@ -372,5 +377,5 @@ def train_model(
         seed=seed, noise_model=found.noise_model.info,
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
-    warnings = model_warnings(classifier, data=data)
+    warnings = model_warnings(classifier)
     return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings)
