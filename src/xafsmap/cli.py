@@ -27,8 +27,12 @@ def _version() -> str:
 
 
 def _stack_options(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
-    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, or STXM .hdr")
-    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column)")
+    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, STXM .hdr, HDF5/NeXus "
+                                      "file (FILE.h5 or FILE.h5:/path/to/dataset) or Zeiss/Xradia .txrm")
+    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column), or "
+                                           "FILE.h5:/path; overrides the energies an HDF5/Xradia file holds")
+    parser.add_argument("--axes", help="order of an HDF5 dataset's dimensions, a permutation of EYX (e.g. XYE) "
+                                       "when it is not (energy, row, column) or not stated in the file")
     parser.add_argument("--flat", help="flat (I0) image(s): the stack is then transmitted counts")
     parser.add_argument("--dark", help="dark image(s), subtracted from stack and flat")
     parser.add_argument("--i0", help="incident-intensity spectrum (energy, counts), e.g. STXM i0.xsp")
@@ -152,7 +156,8 @@ def _progress(args, what: str = "mapping"):
 def _read_stack(args):
     from .core.io import read_stack
 
-    return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0)
+    return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0,
+                      axes=args.axes)
 
 
 def _shift_map(args):

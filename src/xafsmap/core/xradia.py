@@ -162,6 +162,12 @@ def read_xradia(path, *, references: bool = True) -> RawStack:
     FileNotFoundError, ValueError
         Missing files, not OLE2, missing streams, images of different shapes, or
         energies missing in some ``.xrm`` files.
+
+    Examples
+    --------
+    >>> read_xradia("/nonexistent/scan.txrm")
+    Traceback (most recent call last):
+    FileNotFoundError: Xradia file not found: /nonexistent/scan.txrm
     """
     import dask
     import dask.array as da
