@@ -136,8 +136,8 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
             label = group.startswith("labels/")
             ome = {"version": NGFF_VERSION, "multiscales": _multiscales(group.rpartition("/")[2],
                                                                          template[name].ndim)}
-            if label:
-                ome["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
+            if label:  # NGFF 0.5: the version lives in "ome" only, image-label holds no "version"
+                ome["image-label"] = {"source": {"image": "../../"}}
             root.create_group(group, attributes={"ome": ome})
         shape = (k, rows, cols) if name == "fractions" else (rows, cols)
         chunks = (1, band, cols) if name == "fractions" else (band, cols)
