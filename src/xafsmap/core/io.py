@@ -248,7 +248,7 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
     elif kind == "files":
         files = _tiff_files(path)
         data = _open_tiff_files(files)
-    stack_name = Path(path).name
+    stack_name = Path(_file_of(path)).name
     if energies is not None:
         if isinstance(energies, (str, Path)) and format_kind(energies) == "hdf5":
             from .hdf5 import read_energies_dataset
@@ -275,7 +275,7 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
         sources["energies"], source = str(path), "its file names"
     else:
         raise ValueError(
-            f"no energies for {stack_name}: give energies=..., or put {Path(path).stem}.energies.txt "
+            f"no energies for {stack_name}: give energies=..., or put {Path(_file_of(path)).stem}.energies.txt "
             "or energies.txt beside it"
         )
     if values.size != data.shape[0]:
