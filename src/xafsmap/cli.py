@@ -446,151 +446,46 @@ def run_demo(args) -> Path:
     return out
 
 
-def _export_stack(args, report: dict, folder: Path):
-    """The stack of a map, on the map's grid: reopened from report.json (or --stack), then
-    cropped, binned, drift-corrected and energy-calibrated as the map's grid records."""
-    import numpy as np
-
-    from .core.formats import format_kind
-    from .core.hdf5 import split_spec
-    from .core.io import read_stack
-    from .core.prepare import prepare_stack
-    from .core.shiftmap import read_shift_map
-
-    inputs = report.get("inputs", {})
-    if args.stack:
-        stack = _read_stack(args)
-    else:
-        path = inputs.get("stack", {}).get("path")
-        if not path:
-            raise ValueError(f"{folder / 'report.json'} names no stack: give it with --stack")
-        given = {role: inputs[role]["path"] for role in ("flat", "dark", "i0") if role in inputs}
-        energies = inputs.get("energies", {}).get("path")
-        if energies and format_kind(path) and energies.startswith(f"{split_spec(path)[0]}:"):
-            energies = None  # the file's own energies: read_stack takes them again
-        axes = inputs.get("axes", {}).get("path")
-        stack = read_stack(path, energies=energies, axes=axes, **given)
-    grid = report.get("grid", {})
-    rows, cols = stack.data.shape[1:]
-    roi = grid.get("roi")
-    drift = report.get("drift", {}).get("per_energy")
-    shift = None
-    if grid.get("energy_calibrated"):
-        if not (folder / "shift.tif").is_file():
-            raise ValueError(f"the map was energy-calibrated but {folder / 'shift.tif'} is missing")
-        shift = read_shift_map(folder / "shift.tif")
-    prepared, _ = prepare_stack(stack, drift=None if drift is None else np.asarray(drift, np.float64), shift=shift,
-                                roi=tuple(roi) if roi and list(roi) != [0, rows, 0, cols] else None,
-                                factor=int(grid.get("bin", 1)))
-    return prepared
-
-
-def _export_element(args, report: dict) -> tuple[str, str]:
-    from .core.export import read_xdi_element
-    from .core.references import split_spec
-
-    if args.element and args.edge:
-        return args.element, args.edge
-    found = {read_xdi_element(split_spec(ref["spec"])[0]) for ref in report.get("inputs", {}).get("references", [])}
-    found.discard((None, None))
-    if len(found) == 1 and None not in next(iter(found)):
-        element, edge = next(iter(found))
-        return args.element or element, args.edge or edge
-    raise ValueError("give --element and --edge (e.g. --element Fe --edge K): the references' XDI headers "
-                     + ("disagree" if len(found) > 1 else "do not say"))
-
-
 def run_export(args) -> dict:
     """``xafsmap export``: each class's mean normalized spectrum as XDI files and/or an Athena project.
 
     The stack is reopened from the paths in the map's report.json (or ``--stack``) and
-    prepared onto the map's grid as the report records (region, binning, drift, the
-    folder's shift.tif); each pixel is normalized as the map normalized it and the
-    spectra of each class are averaged. Everything is computed before anything is
-    written; the XDI folder and the project appear together or not at all.
+    prepared onto the map's grid (:func:`~xafsmap.core.mapspectra.map_class_spectra`);
+    everything is computed before anything is written, and the XDI folder and the
+    project appear together or not at all (:func:`~xafsmap.core.export.write_spectra`).
     """
-    import contextlib
-    import re
-
-    import numpy as np
-
-    from .core.export import SpectrumRecord, mean_spectra, write_athena, write_xdi
-    from .core.normalize import normalize
-    from .core.output import atomic_folder, check_output_folder
+    from .core.export import write_spectra
+    from .core.mapspectra import map_class_spectra, references_element
 
     folder = Path(args.maps)
-    if not (folder / "report.json").is_file():
-        raise ValueError(f"{folder} is not an xafsmap map folder (no report.json)")
     if not (args.prj or args.xdi):
         raise ValueError("give --prj FILE.prj and/or --xdi DIR: nothing to write")
-    prj = Path(args.prj) if args.prj else None
-    if prj is not None and prj.exists() and not args.overwrite:
-        raise ValueError(f"{prj} exists; choose another name or pass --overwrite")
-    if args.xdi:
-        check_output_folder(args.xdi, overwrite=args.overwrite)
-    report = json.loads((folder / "report.json").read_text())
-    classes = report.get("classes") or []
-    element, edge = _export_element(args, report)
-    stack = _export_stack(args, report, folder)
-    labels = _map_labels(folder)
-    normalization = report.get("parameters", {}).get("normalization", {})
-    means, pixels = mean_spectra(stack.data, stack.energies, labels, n_labels=len(classes),
-                                 normalization=normalization)
-    records, empty = [], []
-    for entry, mean, count in zip(classes, means, pixels):
-        keep = np.isfinite(mean)
-        if count == 0 or keep.sum() < 2:
-            empty.append(entry["name"])
-            continue
-        energies = stack.energies[keep]
-        found = normalize(mean[keep], energies, **normalization)
-        records.append((entry, int(count), SpectrumRecord(entry["name"], energies, mean[keep],
-                                                          float(found.e0), found.params)))
-    if not records:
-        raise ValueError(f"no class of {folder} has pixels: nothing to export")
-    prj_tmp = None if prj is None else prj.with_name(f".{prj.name}.partial")
-    try:
-        with contextlib.ExitStack() as stack_of_outputs:
-            if args.xdi:
-                tmp = stack_of_outputs.enter_context(atomic_folder(args.xdi, overwrite=args.overwrite))
-                for entry, count, record in records:
-                    safe = re.sub(r"[^\w.+-]+", "_", record.name).strip("_") or "class"
-                    composition = ", ".join(f"{k} {v:g}" for k, v in entry.get("composition", {}).items())
-                    write_xdi(tmp / f"{entry['label']:02d}_{safe}.xdi", record.energies, record.mu,
-                              name=record.name, element=element, edge=edge,
-                              fields={"xafsmap.label": entry["label"], "xafsmap.pixels": count,
-                                      "xafsmap.composition": composition, "xafsmap.map": folder.absolute()},
-                              comments=[f"mean of the normalized spectra (Larch pre_edge flat, the map's windows) "
-                                        f"of the {count} pixels of class {record.name!r}"])
-            if prj_tmp is not None:
-                write_athena(prj_tmp, [record for _, _, record in records], element=element, edge=edge)
-        if prj_tmp is not None:
-            os.replace(prj_tmp, prj)
-    finally:
-        if prj_tmp is not None:
-            prj_tmp.unlink(missing_ok=True)
-    summary = {"classes": [r.name for _, _, r in records], "empty": empty, "prj": args.prj, "xdi": args.xdi}
+    if not (folder / "report.json").is_file():
+        raise ValueError(f"{folder} is not an xafsmap map folder (no report.json)")
+    element, edge = args.element, args.edge
+    if not (element and edge):
+        found = references_element(json.loads((folder / "report.json").read_text()))
+        element, edge = element or found[0], edge or found[1]
+    if not (element and edge):
+        raise ValueError("give --element and --edge (e.g. --element Fe --edge K): the references' XDI headers "
+                         "do not say (or disagree)")
+    for path in (args.prj, args.xdi):  # refuse before computing, not after
+        if path and Path(path).exists() and not args.overwrite and (Path(path).is_file() or any(Path(path).iterdir())):
+            raise ValueError(f"{path} exists and is not empty; choose another or pass --overwrite")
+    found = map_class_spectra(folder, stack=_read_stack(args) if args.stack else None)
+    fields = [{"xafsmap.label": entry["label"], "xafsmap.pixels": count, "xafsmap.map": folder.absolute(),
+               "xafsmap.composition": ", ".join(f"{k} {v:g}" for k, v in entry.get("composition", {}).items())}
+              for entry, count in zip(found.classes, found.pixels)]
+    comments = [[f"mean of the normalized spectra (Larch pre_edge flat, the map's windows) of the {count} pixels "
+                 f"of class {entry['name']!r}"] for entry, count in zip(found.classes, found.pixels)]
+    write_spectra(found.records, element=element, edge=edge, prj=args.prj, xdi=args.xdi, overwrite=args.overwrite,
+                  numbers=[entry["label"] for entry in found.classes], fields=fields, comments=comments)
     if not args.quiet:
         where = " and ".join(p for p in (args.prj, args.xdi and f"{args.xdi}/") if p)
-        skipped = f"; classes without pixels: {', '.join(empty)}" if empty else ""
-        print(f"xafsmap: {len(records)} class spectra ({element} {edge}) written to {where}{skipped}", file=sys.stderr)
-    return summary
-
-
-def _map_labels(folder: Path):
-    """The label map of an output folder, lazily where the format allows (zarr, memory map)."""
-    import tifffile
-
-    if (folder / "maps.ome.zarr").is_dir():
-        from .core.zarrmaps import read_map_store
-
-        return read_map_store(folder / "maps.ome.zarr")["labels"]
-    if not (folder / "labels.tif").is_file():
-        raise ValueError(f"{folder} has no labels.tif")
-    try:
-        return tifffile.memmap(folder / "labels.tif", mode="r")
-    except ValueError:  # compressed or strip-scattered: read it
-        return tifffile.imread(folder / "labels.tif")
+        skipped = f"; classes without pixels: {', '.join(found.empty)}" if found.empty else ""
+        print(f"xafsmap: {len(found.records)} class spectra ({element} {edge}) written to {where}{skipped}",
+              file=sys.stderr)
+    return {"classes": [r.name for r in found.records], "empty": found.empty, "prj": args.prj, "xdi": args.xdi}
 
 
 COMMANDS = {

@@ -14,7 +14,8 @@ import tifffile
 
 from xafsmap.cli import main
 from xafsmap.core.athena import athena_records
-from xafsmap.core.export import SpectrumRecord, mean_spectra, read_xdi_element, write_athena, write_xdi
+from xafsmap.core.export import SpectrumRecord, read_xdi_element, write_athena, write_spectra, write_xdi
+from xafsmap.core.mapspectra import mean_spectra
 from xafsmap.core.normalize import normalize
 from xafsmap.core.references import read_reference, read_references
 from xafsmap.core.sample import bundled_reference_paths, bundled_references
@@ -233,7 +234,7 @@ def test_export_is_all_or_nothing(tmp_path, mapped, monkeypatch, capsys):
 
 @pytest.mark.parametrize("extra, match", [
     ([], "give --prj FILE.prj and/or --xdi DIR: nothing to write"),
-    (["--prj", "{tmp}/exists.prj"], "exists; choose another name or pass --overwrite"),
+    (["--prj", "{tmp}/exists.prj"], "exists and is not empty; choose another or pass --overwrite"),
     (["--xdi", "{tmp}/full"], "exists and is not empty"),
     (["--prj", "{tmp}/a.prj", "--element", "Zz", "--edge", "K"], "'Zz' is not a chemical symbol"),
 ])

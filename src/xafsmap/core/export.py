@@ -4,8 +4,9 @@
 ``Element.edge``, ``Column.1: energy eV``, the normalized mu column), as Larch's
 ``read_xdi`` and Athena read it. :func:`write_athena` writes several spectra as an
 Athena project (``.prj``, gzip'd Perl-data records as Demeter writes them, which
-Athena and Larch's ``read_athena`` read). :func:`mean_spectra` averages the normalized
-spectra of each label of a map over its pixels, band by band, for exporting classes.
+Athena and Larch's ``read_athena`` read). :func:`write_spectra` writes a set of spectra
+as both, all-or-nothing (``xafsmap export``, the GUI's spectra plots). The spectra of a
+map's classes come from :mod:`xafsmap.core.mapspectra`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ._files import atomic_file
 
-__all__ = ["SpectrumRecord", "mean_spectra", "read_xdi_element", "write_athena", "write_xdi"]
+__all__ = ["SpectrumRecord", "read_xdi_element", "write_athena", "write_spectra", "write_xdi"]
 
 ELEMENTS = (
     "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr Y "
@@ -275,78 +276,80 @@ def write_athena(path, records, *, element: str | None = None, edge: str | None 
     return path
 
 
-def mean_spectra(data, energies, labels, *, n_labels: int, normalization: dict | None = None,
-                 rows: int | None = None):
-    """Mean normalized spectrum of each label of a map, over its pixels, in row bands.
+def write_spectra(records, *, element: str, edge: str, prj=None, xdi=None, overwrite: bool = False,
+                  numbers=None, fields=None, comments=None) -> list[Path]:
+    """Write spectra as an Athena project and/or one XDI file each, together or not at all.
 
     Parameters
     ----------
-    data : array or dask array, shape (E, M, N)
-        Absorbance on the map's grid.
-    energies : array_like, shape (E,)
-        eV.
-    labels : array_like (numpy, zarr), shape (M, N), integer
-        0 = no sample (ignored), 1..``n_labels`` = classes.
-    n_labels : int
-        Number of classes.
-    normalization : dict, optional
-        :func:`~xafsmap.core.normalize.normalize` options (the map's
-        ``report.json`` ``parameters.normalization``), applied to every pixel.
-    rows : int, optional
-        Rows per band (default: about 16 MB of float32 per band).
+    records : sequence of SpectrumRecord
+    element, edge : str
+        Absorber and edge (XDI ``Element.symbol``/``Element.edge``, Athena ``bkg_z``).
+    prj : str or Path, optional
+        The project to write.
+    xdi : str or Path, optional
+        A folder (new, or empty, or replaced with ``overwrite``) for ``NN_<name>.xdi``
+        files.
+    overwrite : bool
+        Replace an existing project or non-empty folder.
+    numbers : sequence of int, optional
+        The ``NN`` of each record's file (e.g. class labels); default 1, 2, ...
+    fields, comments : sequence, optional
+        Per record: extra XDI fields (dict) and comment lines.
 
     Returns
     -------
-    means : ndarray, shape (n_labels, E), float64
-        NaN where a label has no finite value at an energy.
-    pixels : ndarray, shape (n_labels,), int64
-        Pixels of each label.
+    list of Path
+        The files written.
 
     Raises
     ------
     ValueError
-        If the labels' grid differs from the data's.
-
-    Notes
-    -----
-    Each pixel is normalized as the map normalized it (Larch ``pre_edge`` ``flat``
-    with the map's windows), then the spectra of each label are averaged, ignoring
-    NaN values. Memory: one band of the stack at a time.
+        Nothing to write, an output that exists (without ``overwrite``), a bad
+        element/edge or spectrum. Nothing is written then, and nothing is left half
+        written if a write fails: the folder is built under a temporary name and the
+        project written beside it, both renamed into place at the end.
 
     Examples
     --------
-    >>> e = np.linspace(7000.0, 7300.0, 61)
-    >>> step = 1 / (1 + np.exp(-(e - 7112.0) / 3.0))
-    >>> cube = (0.1 + np.multiply.outer(step, [[1.0, 2.0], [3.0, 4.0]])).astype(np.float32)
-    >>> means, pixels = mean_spectra(cube, e, np.array([[1, 1], [2, 0]]), n_labels=2)
-    >>> pixels.tolist(), bool(np.allclose(means[:, -1], 1.0, atol=0.02))
-    ([2, 1], True)
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> rec = SpectrumRecord("hematite", np.array([7100.0, 7110.0]), np.array([0.0, 1.0]))
+    >>> [p.name for p in write_spectra([rec], element="Fe", edge="K", prj=out / "a.prj", xdi=out / "x")]
+    ['01_hematite.xdi', 'a.prj']
     """
-    from scipy import sparse
+    import contextlib
+    import os
 
-    from .normalize import normalize
-    from .tiff import BAND_BYTES
+    from .output import atomic_folder, check_output_folder
 
-    energies = np.asarray(energies, np.float64)
-    n_e, m, n = data.shape
-    if tuple(labels.shape) != (m, n):
-        raise ValueError(f"the labels are {tuple(labels.shape)} pixels but the stack's images are {(m, n)}")
-    rows = rows or max(1, BAND_BYTES // max(1, n_e * n * 4))
-    sums, finite = np.zeros((n_e, n_labels)), np.zeros((n_e, n_labels))
-    pixels = np.zeros(n_labels, np.int64)
-    for r0 in range(0, m, rows):
-        lab = np.asarray(labels[r0 : r0 + rows]).ravel().astype(np.int64)
-        keep = np.flatnonzero((lab > 0) & (lab <= n_labels))
-        if keep.size == 0:
-            continue
-        band = np.asarray(data[:, r0 : r0 + rows], dtype=np.float32).reshape(n_e, -1)[:, keep]
-        norm = np.asarray(normalize(band, energies, **(normalization or {})).norm, np.float64)
-        onehot = sparse.csr_matrix((np.ones(keep.size), (np.arange(keep.size), lab[keep] - 1)),
-                                   shape=(keep.size, n_labels))
-        ok = np.isfinite(norm)
-        sums += onehot.T.dot(np.where(ok, norm, 0.0).T).T
-        finite += onehot.T.dot(ok.T.astype(np.float64)).T
-        pixels += np.bincount(lab[keep] - 1, minlength=n_labels)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(finite > 0, sums / finite, np.nan)
-    return means.T, pixels
+    records = list(records)
+    if prj is None and xdi is None:
+        raise ValueError("give a project (.prj) and/or an XDI folder: nothing to write")
+    prj = None if prj is None else Path(prj)
+    if prj is not None and prj.exists() and not overwrite:
+        raise ValueError(f"{prj} exists; choose another name or pass --overwrite")
+    if xdi is not None:
+        check_output_folder(xdi, overwrite=overwrite)
+    _check_element(element, edge)
+    written, partial = [], None if prj is None else prj.with_name(f".{prj.name}.partial")
+    try:
+        with contextlib.ExitStack() as outputs:
+            if xdi is not None:
+                folder = outputs.enter_context(atomic_folder(xdi, overwrite=overwrite))
+                for i, record in enumerate(records):
+                    safe = re.sub(r"[^\w.+-]+", "_", record.name).strip("_") or "spectrum"
+                    name = f"{(numbers or range(1, len(records) + 1))[i]:02d}_{safe}.xdi"
+                    write_xdi(folder / name, record.energies, record.mu, name=record.name, element=element,
+                              edge=edge, fields=(fields or [None] * len(records))[i],
+                              comments=(comments or [()] * len(records))[i])
+                    written.append(Path(xdi) / name)
+            if partial is not None:
+                write_athena(partial, records, element=element, edge=edge)
+        if partial is not None:
+            os.replace(partial, prj)
+            written.append(prj)
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+    return written
