@@ -344,3 +344,15 @@ def test_cli_info_describes_an_hdf5_stack_and_refuses_a_bad_one(tmp_path, counts
     assert main(["info", str(tmp_path / "bad.h5")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"xafsmap: error: cannot read {tmp_path / 'bad.h5'}: it is not an HDF5 file"]
+
+
+def test_compressed_frames_taller_than_bands_are_noted(tmp_path):
+    path = tmp_path / "frames.h5"
+    with h5py.File(path, "w") as f:  # 200 frames of 1000 x 100, one gzip'd frame per chunk (never written: fill)
+        f.create_dataset("frames", (200, 1000, 100), np.float32, chunks=(1, 1000, 100), compression="gzip",
+                         fillvalue=0.5)
+    stack = read_stack(f"{path}:/frames", energies=np.arange(200.0) + 7000)
+    band = stack.data.chunks[1][0]
+    assert band < 1000 and stack.data.chunks[0] == (200,)
+    assert any(f"decompressed by {-(-1000 // band)} row bands" in note for note in stack.notes)
+    assert float(stack.data[:, :band].mean().compute()) == 0.5

@@ -112,8 +112,14 @@ def _open(path: Path):
     return h5py.File(path, "r", locking=False)
 
 
-def _lazy(path: Path, name: str, shape: tuple, order: str, *, planes: bool, disk_chunks) -> object:
-    """Dask (E, M, N) over a dataset stored in ``order``: row bands holding every energy, or planes."""
+def _lazy(path: Path, name: str, shape: tuple, order: str, *, planes: bool, disk_chunks, notes=None) -> object:
+    """Dask (E, M, N) over a dataset stored in ``order``: row bands holding every energy, or planes.
+
+    Bands are whole HDF5 chunks along the rows where those are at most 4 bands tall.
+    Taller chunks (one frame per chunk) are read in part by several bands: cheap when
+    uncompressed, but a compressed chunk is then decompressed once per band, and a
+    note (``notes``, for compressed datasets) says so and how to convert once.
+    """
     import dask.array as da
     from dask.base import tokenize
 
@@ -126,9 +132,14 @@ def _lazy(path: Path, name: str, shape: tuple, order: str, *, planes: bool, disk
         chunks[e_ax], chunks[y_ax], chunks[x_ax] = 1, n_y, n_x
     else:
         band = max(1, min(n_y, BAND_BYTES // max(1, n_e * n_x * 4)))
-        if disk_chunks:  # whole HDF5 chunks per band: each is decompressed once
+        if disk_chunks and disk_chunks[y_ax] <= 4 * band:  # whole HDF5 chunks per band: each read once
             step = disk_chunks[y_ax]
             band = min(n_y, max(step, band // step * step))
+        elif disk_chunks and notes is not None:
+            reads = -(-min(n_y, disk_chunks[y_ax]) // band)
+            notes.append(f"{name} is compressed in HDF5 chunks of {disk_chunks[y_ax]} rows: each is decompressed by "
+                         f"{reads} row bands; for big stacks convert once, e.g. write_stack('x.tif', "
+                         "plane_view(stack), stack.energies), or h5repack to chunks of fewer rows")
         chunks[e_ax], chunks[y_ax], chunks[x_ax] = n_e, band, n_x
     stat = path.stat()
     token = tokenize(str(path.resolve()), name, stat.st_size, stat.st_mtime_ns, order, planes)
@@ -196,7 +207,9 @@ def read_hdf5(spec, *, axes: str | None = None, planes: bool = False, references
                 layout.notes.append(f"axes {order} given (the file says {layout.order})")
             layout.order = order
             layout.sources["axes"] = order
-        data = _lazy(path, layout.data, ds.shape, layout.order, planes=planes, disk_chunks=ds.chunks)
+        compressed = ds.chunks is not None and ds.id.get_create_plist().get_nfilters() > 0
+        data = _lazy(path, layout.data, ds.shape, layout.order, planes=planes, disk_chunks=ds.chunks,
+                     notes=layout.notes if compressed and not planes else None)
         n_e = data.shape[0]
         if layout.energies is not None and layout.energies.size != n_e:
             raise ValueError(f"{where}: {layout.data} has {n_e} energies along its {layout.order} axes but "
