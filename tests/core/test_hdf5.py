@@ -252,6 +252,7 @@ def test_any_dataset_with_axes_and_energies_from_hdf5_or_text(tmp_path, small_sa
     sidecar = read_stack(f"{path}:/scan/frames", axes="XEY")
     np.testing.assert_array_equal(sidecar.energies, small_sample.energies)
     assert stack_info(sidecar)["sources"]["axes"] == "XEY"
+    assert sidecar.sources["stack_file"] == str(path)  # so that report.json hashes the file
 
 
 def test_reading_is_lazy_and_bands_follow_the_hdf5_chunks(tmp_path, small_sample, monkeypatch):

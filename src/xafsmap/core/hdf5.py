@@ -223,6 +223,8 @@ def read_hdf5(spec, *, axes: str | None = None, planes: bool = False, references
             layout.notes.append(f"the file's I0 ({layout.sources.get('file_i0', layout.flat)}) is not used: "
                                 "an I0 or flat was given")
             counts = True
+    if inner is not None:  # report.json hashes files by their sources: name the file itself too
+        layout.sources["stack_file"] = str(path)
     return RawStack(data=data, energies=layout.energies, energies_source=layout.energies_source,
                     layout=layout.name, counts=counts, sources=layout.sources,
                     notes=tuple(layout.notes))
