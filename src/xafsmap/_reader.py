@@ -1,5 +1,9 @@
 """napari reader: imaging-XAFS stacks (lazy) and folders of xafsmap maps.
 
+Stacks: TIFF, STXM ``.hdr`` (with ``i0.xsp`` beside it), HDF5/NeXus (NXstxm, Data
+Exchange, FXI/TXM-Sandbox) and Zeiss/Xradia ``.txrm``/``.xrm``; an HDF5 file whose
+layout is not recognised (or that holds counts without an I0) is declined.
+
 A maps folder written with ``--zarr`` is read lazily from its ``maps.ome.zarr``
 (dask arrays, one chunk per band); the store itself opens its folder.
 
@@ -39,8 +43,11 @@ def get_reader(path):
 
 
 def _open_stack(path: Path):
+    from .core.formats import format_kind
     from .core.io import find_energies_file, read_stack
 
+    if format_kind(path):  # HDF5/NeXus, Xradia: the file's own energies and I0
+        return read_stack(path)
     energies = None if path.suffix == ".hdr" else find_energies_file(path)
     if path.suffix == ".hdr":
         i0 = path.parent / "i0.xsp"
@@ -62,7 +69,8 @@ def stack_layer(stack, *, name=None):
     meta = {
         "name": name or source.stem,
         "contrast_limits": limits,
-        "metadata": {"energies": energies, "sources": dict(stack.sources), "xafsmap": "stack"},
+        "metadata": {"energies": energies, "sources": dict(stack.sources), "notes": list(stack.notes),
+                     "xafsmap": "stack"},
         "colormap": "gray",
     }
     return data, meta, "image"

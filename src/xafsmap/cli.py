@@ -1,4 +1,4 @@
-"""Command line: map, info, calibrate, search-references, compare-models, run, demo.
+"""Command line: map, info, calibrate, search-references, compare-models, run, export, demo.
 
 A contract other tools script against: options and output files are documented in
 docs/cli.md. Bad input ends with one line ``xafsmap: error: ...`` and a non-zero exit,
@@ -43,7 +43,8 @@ def _claim(args) -> Path:
 def _read_stack(args):
     from .core.io import read_stack
 
-    return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0)
+    return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0,
+                      axes=args.axes)
 
 
 def _shift_map(args):
@@ -361,6 +362,48 @@ def run_demo(args) -> Path:
     return out
 
 
+def run_export(args) -> dict:
+    """``xafsmap export``: each class's mean normalized spectrum as XDI files and/or an Athena project.
+
+    The stack is reopened from the paths in the map's report.json (or ``--stack``) and
+    prepared onto the map's grid (:func:`~xafsmap.core.mapspectra.map_class_spectra`);
+    everything is computed before anything is written, and the XDI folder and the
+    project appear together or not at all (:func:`~xafsmap.core.export.write_spectra`).
+    """
+    from .core.export import write_spectra
+    from .core.mapspectra import map_class_spectra, references_element
+
+    folder = Path(args.maps)
+    if not (args.prj or args.xdi):
+        raise ValueError("give --prj FILE.prj and/or --xdi DIR: nothing to write")
+    if not (folder / "report.json").is_file():
+        raise ValueError(f"{folder} is not an xafsmap map folder (no report.json)")
+    element, edge = args.element, args.edge
+    if not (element and edge):
+        found = references_element(json.loads((folder / "report.json").read_text()))
+        element, edge = element or found[0], edge or found[1]
+    if not (element and edge):
+        raise ValueError("give --element and --edge (e.g. --element Fe --edge K): the references' XDI headers "
+                         "do not say (or disagree)")
+    for path in (args.prj, args.xdi):  # refuse before computing, not after
+        if path and Path(path).exists() and not args.overwrite and (Path(path).is_file() or any(Path(path).iterdir())):
+            raise ValueError(f"{path} exists and is not empty; choose another or pass --overwrite")
+    found = map_class_spectra(folder, stack=_read_stack(args) if args.stack else None)
+    fields = [{"xafsmap.label": entry["label"], "xafsmap.pixels": count, "xafsmap.map": folder.absolute(),
+               "xafsmap.composition": ", ".join(f"{k} {v:g}" for k, v in entry.get("composition", {}).items())}
+              for entry, count in zip(found.classes, found.pixels)]
+    comments = [[f"mean of the normalized spectra (Larch pre_edge flat, the map's windows) of the {count} pixels "
+                 f"of class {entry['name']!r}"] for entry, count in zip(found.classes, found.pixels)]
+    write_spectra(found.records, element=element, edge=edge, prj=args.prj, xdi=args.xdi, overwrite=args.overwrite,
+                  numbers=[entry["label"] for entry in found.classes], fields=fields, comments=comments)
+    if not args.quiet:
+        where = " and ".join(p for p in (args.prj, args.xdi and f"{args.xdi}/") if p)
+        skipped = f"; classes without pixels: {', '.join(found.empty)}" if found.empty else ""
+        print(f"xafsmap: {len(found.records)} class spectra ({element} {edge}) written to {where}{skipped}",
+              file=sys.stderr)
+    return {"classes": [r.name for r in found.records], "empty": found.empty, "prj": args.prj, "xdi": args.xdi}
+
+
 COMMANDS = {
     "map": run_map,
     "info": run_info,
@@ -368,6 +411,7 @@ COMMANDS = {
     "search-references": run_search,
     "compare-models": run_compare,
     "run": run_recipe_command,
+    "export": run_export,
     "demo": run_demo,
 }
 

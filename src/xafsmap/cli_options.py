@@ -28,8 +28,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def _stack_options(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
-    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, or STXM .hdr")
-    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column)")
+    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, STXM .hdr, HDF5/NeXus "
+                                      "file (FILE.h5 or FILE.h5:/path/to/dataset) or Zeiss/Xradia .txrm")
+    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column), or "
+                                           "FILE.h5:/path; overrides the energies an HDF5/Xradia file holds")
+    parser.add_argument("--axes", help="order of an HDF5 dataset's dimensions, a permutation of EYX (e.g. XYE) "
+                                       "when it is not (energy, row, column) or not stated in the file")
     parser.add_argument("--flat", help="flat (I0) image(s): the stack is then transmitted counts")
     parser.add_argument("--dark", help="dark image(s), subtracted from stack and flat")
     parser.add_argument("--i0", help="incident-intensity spectrum (energy, counts), e.g. STXM i0.xsp")
@@ -132,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(run)
     run.add_argument("--zarr", action="store_true", help="also write maps.ome.zarr, as [output] zarr = true")
     _cluster_options(run)
+
+    export = commands.add_parser("export", help="class spectra of a map as XDI files and an Athena project")
+    export.add_argument("maps", metavar="OUTDIR", help="folder written by xafsmap map (report.json, labels.tif)")
+    export.add_argument("--prj", metavar="FILE.prj", help="write every class spectrum into this Athena project")
+    export.add_argument("--xdi", metavar="DIR", help="write one XDI file per class into this folder")
+    export.add_argument("--element", help="absorber symbol for XDI/Athena (default: the references' XDI headers)")
+    export.add_argument("--edge", help="absorption edge, e.g. K or L3 (default: the references' XDI headers)")
+    export.add_argument("--stack", help="read the stack from here instead of the path in report.json")
+    for name in ("energies", "flat", "dark", "i0", "axes"):
+        export.add_argument(f"--{name}", help=f"with --stack: as {name} of xafsmap map")
+    export.add_argument("--overwrite", action="store_true", help="replace existing --prj/--xdi outputs")
+    export.add_argument("--quiet", action="store_true", help="print nothing on success")
 
     demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
     _output_options(demo, required=False)

@@ -113,7 +113,9 @@ def test_the_store_is_ome_zarr_0_5_with_the_class_legend(tmp_path, stored, in_me
         assert array["data_type"] in ("uint8", "uint16")
         assert len(ome["multiscales"][0]["datasets"]) == len(root["multiscales"][0]["datasets"])
         label = ome["image-label"]
+        assert set(label) == {"colors", "properties", "source"}  # 0.5's image-label keys; no "version"
         assert label["source"] == {"image": "../../"}
+        assert sorted(c["label-value"] for c in label["colors"]) == sorted(p["label-value"] for p in label["properties"])
         for color in label["colors"]:
             assert isinstance(color["label-value"], int)
             assert len(color["rgba"]) == 4 and all(0 <= v <= 255 for v in color["rgba"])

@@ -7,9 +7,15 @@ importances over energy) and adds no plugin for users to install.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 BACKGROUND, FOREGROUND = "#262930", "#d6d0ce"
+#: The y label of axes that hold normalized spectra; their named lines can be exported.
+NORMALIZED = "normalized μ"
 
 
 class PlotCanvas(QWidget):
@@ -30,6 +36,65 @@ class PlotCanvas(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self.element_edge = ""  # what the user typed last in the export dialog, e.g. "Fe K"
+        self.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.canvas.customContextMenuRequested.connect(self._context_menu)
+
+    def spectra(self) -> list:
+        """The named spectra drawn on axes labelled ``normalized μ``, as SpectrumRecords.
+
+        Offset plots (``normalized μ (offset per class)``) and unnamed lines are left out.
+        """
+        from ..core.export import SpectrumRecord
+
+        records = []
+        for ax in self.axes:
+            if ax.get_ylabel() != NORMALIZED:
+                continue
+            for line in ax.get_lines():
+                x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+                keep = np.isfinite(x) & np.isfinite(y)
+                if line.get_label().startswith("_") or keep.sum() < 2 or np.any(np.diff(x[keep]) <= 0):
+                    continue
+                records.append(SpectrumRecord(line.get_label(), x[keep], y[keep]))
+        return records
+
+    def export_spectra(self, prj, *, element: str, edge: str) -> list[Path]:
+        """Write :meth:`spectra` as the Athena project ``prj`` and ``<stem>_xdi/`` beside it."""
+        from ..core.export import write_spectra
+
+        prj = Path(prj)
+        return write_spectra(self.spectra(), element=element, edge=edge, prj=prj,
+                             xdi=prj.with_name(f"{prj.stem}_xdi"), overwrite=True)
+
+    def _context_menu(self, position):
+        from qtpy.QtWidgets import QMenu
+
+        menu = QMenu(self)
+        action = menu.addAction("Export spectra (Athena .prj + XDI files)...")
+        action.setEnabled(bool(self.spectra()))
+        if menu.exec(self.canvas.mapToGlobal(position)) is action:
+            self._ask_and_export()
+
+    def _ask_and_export(self):
+        from napari.utils.notifications import show_error, show_info
+        from qtpy.QtWidgets import QFileDialog, QInputDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export spectra", "spectra.prj", "Athena project (*.prj)")
+        if not path:
+            return
+        text, ok = QInputDialog.getText(self, "Absorber and edge", "Element and edge, e.g. Fe K:",
+                                        text=self.element_edge)
+        if not ok:
+            return
+        self.element_edge = text
+        try:
+            element, edge = text.split()
+            written = self.export_spectra(path, element=element, edge=edge)
+        except ValueError as error:
+            show_error(f"spectra not exported: {error}")
+            return
+        show_info(f"wrote {path} and {len(written) - 1} XDI files")
 
     def freeze_layout(self):
         """From the next draw on, keep the axes where the layout put them.

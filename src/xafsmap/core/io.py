@@ -1,7 +1,9 @@
 """Read imaging-XAFS measurements lazily: stacks ``(E, M, N)`` and their energies in eV.
 
 Supported inputs of :func:`read_stack`: one multi-page TIFF or BigTIFF, a folder or a glob
-of one TIFF per energy, and an STXM SDF ``.hdr`` header with its ``.xim`` images. Pixel
+of one TIFF per energy, an STXM SDF ``.hdr`` header with its ``.xim`` images, HDF5 files
+(NeXus NXstxm, Data Exchange, FXI/TXM-Sandbox, any ``FILE.h5:/dataset``) and Zeiss/Xradia
+``.txrm``/``.xrm`` files (:mod:`xafsmap.core.formats`). Pixel
 data are never read up front: an uncompressed contiguous TIFF is streamed in row bands
 that keep the whole energy axis in one chunk (one positioned read per page and band),
 any other TIFF one page per chunk. TIFF access lives in :mod:`xafsmap.core.tiff`,
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .formats import format_kind, open_format
 from .energies import (
     _energies_from_names,
     _is_glob,
@@ -39,7 +42,8 @@ __all__ = [
     "write_stack",
 ]
 
-_SUPPORTED = "a .tif/.tiff file, a folder or glob ('*') of per-energy TIFFs, or an STXM .hdr header"
+_SUPPORTED = ("a .tif/.tiff file, a folder or glob ('*') of per-energy TIFFs, an STXM .hdr header, an HDF5/NeXus "
+              "file (.h5, .hdf5, .nxs; FILE.h5:/path/to/dataset) or a Zeiss/Xradia .txrm/.xrm")
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,12 +63,16 @@ class Stack:
         The :func:`~xafsmap.core.prepare.prepare_stack` calls that made ``data`` from
         what was read, oldest first (empty for a stack as read), so that a cluster
         worker can redo them from the files.
+    notes : tuple of str
+        What reading decided that the user should know: energies from the file or
+        overridden, units converted, the file's own I0 used, axis order.
     """
 
     data: object
     energies: np.ndarray
     sources: dict
     preparation: tuple = ()
+    notes: tuple = ()
 
     def __repr__(self) -> str:
         e = self.energies
@@ -93,6 +101,9 @@ def plane_view(stack: Stack):
     dask.array.Array, shape (E, M, N), float32
     """
     path = stack.sources.get("stack")
+    if path and format_kind(path) and not {"flat", "dark", "i0"} & set(stack.sources):
+        data = open_format(path, axes=stack.sources.get("axes"), planes=True).data
+        return data if tuple(data.shape) == tuple(stack.data.shape) else stack.data
     if set(stack.sources) - {"stack", "energies"} or not path or Path(path).suffix.lower() not in TIFF_SUFFIXES:
         return stack.data
     if not Path(path).is_file():
@@ -102,6 +113,10 @@ def plane_view(stack: Stack):
 
 
 def _as_array(value, *, role: str, sources: dict):
+    if isinstance(value, (str, Path)) and format_kind(value):
+        sources[role] = str(value)
+        data = open_format(value, references=False).data
+        return data[0] if data.shape[0] == 1 else data
     if isinstance(value, (str, Path)):
         sources[role] = str(value)
         data, _ = _open_tiff(Path(value), role=role)
@@ -143,6 +158,8 @@ def _read_i0(value, energies: np.ndarray, *, sources: dict) -> np.ndarray:
 
 
 def _stack_kind(path) -> str:
+    if kind := format_kind(path):
+        return kind
     if _is_glob(path):
         return "files"
     p = Path(path)
@@ -157,19 +174,23 @@ def _stack_kind(path) -> str:
     raise ValueError(f"cannot read {p.name}: supported inputs are {_SUPPORTED}")
 
 
-def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None) -> Stack:
+def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None, axes: str | None = None) -> Stack:
     """Open an imaging-XAFS stack lazily as absorbance with its energies.
 
     Parameters
     ----------
     path : str or Path
         A ``.tif``/``.tiff`` file (multi-page, BigTIFF, float or integer), a folder or a
-        glob (``"scan/*.tif"``) of one TIFF per energy (natural sort of names), or an
-        STXM ``.hdr`` header with ``<stem>_a*.xim`` images.
+        glob (``"scan/*.tif"``) of one TIFF per energy (natural sort of names), an
+        STXM ``.hdr`` header with ``<stem>_a*.xim`` images, an HDF5 file (NXstxm, Data
+        Exchange, FXI/TXM-Sandbox; or ``FILE.h5:/path/to/dataset``), or a Zeiss/Xradia
+        ``.txrm`` (a glob or folder of ``.xrm``); see :mod:`xafsmap.core.formats`.
     energies : str, Path or array-like of float, optional
-        Energies in eV, or a file of them (see :func:`read_energies`). None looks for a
+        Energies in eV, or a file of them (see :func:`read_energies`, or an HDF5
+        ``FILE.h5:/path``). None takes those an HDF5/Xradia file holds, else looks for a
         sidecar (:func:`find_energies_file`), then the TIFF's metadata or STXM header,
-        then numbers in per-energy file names (``fe_7112.5eV.tif``).
+        then numbers in per-energy file names (``fe_7112.5eV.tif``). Given energies
+        override a file's own, with a note.
     flat : str, Path or array, optional
         Flat-field (I0) images: (E, M, N) or one (M, N) image for all energies. With it
         ``path`` holds transmitted counts and the result is ``-ln((I-D)/(F-D))``.
@@ -178,6 +199,11 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
     i0 : str, Path or array, optional
         Incident-beam spectrum, a two-column file (energy eV, counts; e.g. ``i0.xsp``)
         interpolated onto the stack's energies, or (E,) counts; result ``-ln(I/I0(E))``.
+        A file's own I0 (NXstxm ``control``, Data Exchange white spectrum, Xradia
+        reference) is used when neither ``flat`` nor ``i0`` is given.
+    axes : str, optional
+        Dimension order of an HDF5 dataset as a permutation of ``"EYX"`` (e.g.
+        ``"XYE"``) when it is not (E, Y, X) or not stated in the file.
 
     Returns
     -------
@@ -204,7 +230,16 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
     """
     from xafsmap.core import stxm
 
-    kind, sources, embedded, files = _stack_kind(path), {"stack": str(path)}, None, None
+    kind, sources, embedded, files, notes = _stack_kind(path), {"stack": str(path)}, None, None, []
+    if kind in ("hdf5", "xradia"):
+        raw = open_format(path, axes=axes, references=flat is None and i0 is None)
+        data, embedded, notes = raw.data, raw.energies, list(raw.notes)
+        sources.update(raw.sources)
+        if raw.counts and flat is None and i0 is None:
+            raise ValueError(f"{raw.layout} stack {path} holds transmitted counts and no I0 of its own: give the "
+                             "incident-beam spectrum with i0=... or flat images with flat=...")
+    elif axes is not None:
+        raise ValueError(f"axes= applies to HDF5 datasets; {Path(path).name} is read in (E, Y, X) order")
     if kind == "stxm":
         data, embedded = stxm.read_sdf_counts(path)
         if i0 is None and flat is None:
@@ -214,16 +249,28 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
             )
     elif kind == "tiff":
         data, embedded = _open_tiff(Path(path))
-    else:
+    elif kind == "files":
         files = _tiff_files(path)
         data = _open_tiff_files(files)
-    stack_name = Path(path).name
+    stack_name = Path(_file_of(path)).name
     if energies is not None:
-        if isinstance(energies, (str, Path)):
+        if isinstance(energies, (str, Path)) and format_kind(energies) == "hdf5":
+            from .hdf5 import read_energies_dataset
+
+            values, sources["energies"], source = read_energies_dataset(energies), str(energies), str(energies)
+        elif isinstance(energies, (str, Path)):
             values, sources["energies"], source = read_energies(energies), str(energies), Path(energies).name
         else:
             values, sources["energies"], source = _validate_energies(energies, source="energies"), "<array>", "energies"
-    elif (found := find_energies_file(path)) is not None:
+        if kind in ("hdf5", "xradia") and embedded is not None:
+            notes.append(f"energies from {source} override the {embedded.size} in the file "
+                         f"({embedded[0]:g}–{embedded[-1]:g} eV)")
+    elif kind in ("hdf5", "xradia") and embedded is not None:
+        values, sources["energies"], source = _validate_energies(embedded, source=raw.energies_source), \
+            raw.energies_source, raw.energies_source
+        notes.append(f"{values.size} energies ({values[0]:g}–{values[-1]:g} eV) from the file's "
+                     f"{source.rpartition(':')[2]}")
+    elif (found := find_energies_file(_file_of(path))) is not None:
         values, sources["energies"], source = read_energies(found), str(found), found.name
     elif embedded is not None:
         values, sources["energies"], source = _validate_energies(embedded, source=stack_name), str(path), "its metadata"
@@ -232,7 +279,7 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
         sources["energies"], source = str(path), "its file names"
     else:
         raise ValueError(
-            f"no energies for {stack_name}: give energies=..., or put {Path(path).stem}.energies.txt "
+            f"no energies for {stack_name}: give energies=..., or put {Path(_file_of(path)).stem}.energies.txt "
             "or energies.txt beside it"
         )
     if values.size != data.shape[0]:
@@ -249,7 +296,14 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
         )
         dark = None if dark is None else _as_array(dark, role="dark", sources=sources)
         data = absorbance_from_transmission(data, reference, dark=dark)
-    return Stack(data=data, energies=values, sources=sources)
+    return Stack(data=data, energies=values, sources=sources, notes=tuple(notes))
+
+
+def _file_of(path):
+    """The file of an ``FILE.h5:/dataset`` spec (the path itself otherwise)."""
+    from .hdf5 import split_spec
+
+    return split_spec(path)[0] if format_kind(path) == "hdf5" else path
 
 
 def _absorbance_block(counts, flat, dark=None):
@@ -343,7 +397,8 @@ def stack_info(stack: Stack) -> dict:
         ``size_bytes`` (of the lazy array), ``chunksize``, ``n_chunks``,
         ``energy_in_one_chunk``, ``mapping_memory_bytes`` (rough peak when a mapping
         pipeline streams row bands of :data:`BAND_BYTES`: the libraries and the trained
-        forest, eight band buffers and sixteen float32 maps (M, N)), and ``sources``.
+        forest, eight band buffers and sixteen float32 maps (M, N)), ``sources`` and
+        ``notes`` (:attr:`Stack.notes`).
 
     >>> import numpy as np, dask.array as da
     >>> s = Stack(da.zeros((3, 4, 5), dtype=np.float32), np.array([1.0, 2.0, 3.0]), {})
@@ -365,4 +420,5 @@ def stack_info(stack: Stack) -> dict:
         "energy_in_one_chunk": len(data.chunks[0]) == 1,
         "mapping_memory_bytes": int(MAPPING_BASE_BYTES + 8 * band + 16 * m * n * 4),
         "sources": dict(stack.sources),
+        "notes": list(getattr(stack, "notes", ())),
     }

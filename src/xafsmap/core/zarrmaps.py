@@ -138,8 +138,8 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
             label = group.startswith("labels/")
             ome = {"version": NGFF_VERSION, "multiscales": _multiscales(group.rpartition("/")[2],
                                                                          template[name].ndim)}
-            if label:
-                ome["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
+            if label:  # NGFF 0.5: the version lives in "ome" only, image-label holds no "version"
+                ome["image-label"] = {"source": {"image": "../../"}}
             root.create_group(group, attributes={"ome": ome})
         channels = name in CHANNEL_MAPS
         shape = (k, rows, cols) if channels else (rows, cols)
