@@ -18,6 +18,7 @@ import numpy as np
 
 from .checks import model_warnings
 from .classify import Classifier, train_classifier
+from .energyscale import check_energy_scale
 from .kernels import band_plan
 from .noise import NoiseModel, fit_noise_model
 from .mask import SIGNIFICANCE, edge_jump, edge_mask
@@ -25,7 +26,7 @@ from .normalize import find_e0, normalize
 from .references import resample_reference
 from .synthesize import make_classes
 
-__all__ = ["Model", "Survey", "pre_edge_window", "prepare_references", "survey", "train_model"]
+__all__ = ["Model", "Survey", "pre_edge_rule", "pre_edge_window", "prepare_references", "survey", "train_model"]
 
 #: Pixels read for the survey that sets the mask threshold, e0 and noise level; how
 #: many of its sample pixels vote for the stack's e0, and how many give noise levels
@@ -34,6 +35,8 @@ SURVEY_PIXELS = 20_000
 E0_PIXELS = 1_000
 NOISE_PIXELS = 5_000
 SURVEY_ASPECT = 16
+#: Normalized sample spectra the survey keeps (energy-scale checks and alignment).
+KEPT_SPECTRA = 2_000
 
 @dataclass(frozen=True)
 class Survey:
@@ -71,6 +74,10 @@ class Survey:
     n_pixels: int
     sample_share: float
     normalization: dict = field(default_factory=dict)
+    #: (E, <= KEPT_SPECTRA) float32 normalized spectra of sample pixels, evenly spread.
+    spectra: np.ndarray | None = None
+    #: Which pre-edge rule chose the windows, and why (:func:`pre_edge_rule`).
+    rule: dict = field(default_factory=dict)
 
 
 def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE, norm_params=None,
@@ -90,7 +97,7 @@ def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE
     norm_params : dict, optional
         Keyword arguments for :func:`~xafsmap.core.normalize.normalize`.
     pre_edge : bool
-        Use :func:`pre_edge_window` unless ``pre1``/``pre2`` are given; False keeps
+        Use :func:`pre_edge_rule` unless ``pre1``/``pre2`` are given; False keeps
         Larch's default windows.
 
     Returns
@@ -99,8 +106,9 @@ def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE
         The noise model (:func:`~xafsmap.core.noise.fit_noise_model`, from every finite
         surveyed pixel, holes included), the median e0 of the sample pixels, the
         normalization parameters every spectrum of the stack shares (``e0`` and the
-        :func:`pre_edge_window` unless given), the mask rule and the noise of the
-        sample pixels under that normalization.
+        :func:`pre_edge_rule`'s window unless given) and that rule, the mask rule, the
+        noise of the sample pixels under that normalization and up to
+        ``KEPT_SPECTRA`` of their normalized spectra.
     """
     _, rows, cols = data.shape
     # A regular grid, SURVEY_ASPECT times sparser in rows than in columns: a file is
@@ -131,14 +139,32 @@ def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE
         e0 = float(given["e0"])
     else:
         e0 = float(np.median(find_e0(flat[:, _spread(np.flatnonzero(is_sample), E0_PIXELS)], energies)))
-    final = {**(pre_edge_window(energies, e0) if pre_edge else {}), **given, "e0": e0}
+    window, rule = _pre_edge_choice(result, variance, _spread(np.flatnonzero(is_sample), E0_PIXELS), energies,
+                                    e0=e0, pre_edge=pre_edge, given=given)
+    final = {**window, **given, "e0": e0}
     result = normalize(flat, energies, **final)
     is_sample = _sample_pixels(flat, result, energies, variance, threshold, significance)
     pick = _spread(np.flatnonzero(is_sample), NOISE_PIXELS)
     profiles = (np.sqrt(variance[:, pick]) / result.edge_step[pick]).T.astype(np.float32)
+    where = np.flatnonzero(is_sample)
+    kept = result.norm[:, where[np.linspace(0, where.size - 1, min(where.size, KEPT_SPECTRA)).astype(int)]]
     return Survey(e0=e0, threshold=threshold, significance=float(significance),
                   noise=np.median(profiles, axis=1), profiles=profiles, noise_model=model,
-                  n_pixels=int(flat.shape[1]), sample_share=float(is_sample.mean()), normalization=final)
+                  n_pixels=int(flat.shape[1]), sample_share=float(is_sample.mean()), normalization=final,
+                  spectra=kept.astype(np.float32), rule=rule)
+
+
+def _pre_edge_choice(result, variance, pick, energies, *, e0, pre_edge, given):
+    """The survey's pre-edge window and rule, from the noise (edge steps) of the sample pixels
+    ``pick`` under the first normalization ``result``."""
+    if "pre1" in given or "pre2" in given:
+        return {}, {"rule": "given", "why": "pre1/pre2 were given"}
+    if not pre_edge:
+        return {}, {"rule": "larch-default", "why": "pre_edge=False"}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        noise = np.median(np.sqrt(variance[:, pick]) / np.abs(result.edge_step[pick]), axis=0)
+    noise = float(np.median(noise[np.isfinite(noise)])) if np.isfinite(noise).any() else None
+    return pre_edge_rule(energies, e0, noise=noise)
 
 
 def _spread(indices, n):
@@ -214,33 +240,106 @@ def prepare_references(
 PRE_EDGE_GAP, SOFT_PRE_EDGE_GAP, HARD_EDGE_EV = 15.0, 2.5, 4000.0
 #: ... and is used only when it holds at least this many energies.
 PRE_EDGE_POINTS = 6
+#: Larch's default pre-edge window is kept when its line, extrapolated to e0, is
+#: uncertain by at most this much (edge steps) at the sample pixels' median noise.
+LARCH_WINDOW_ERROR = 0.005
 
 
-def pre_edge_window(energies, e0: float) -> dict:
-    """Pre-edge fit window for stacks: every energy up to ``PRE_EDGE_GAP`` eV below e0.
-
-    Larch's default pre-edge window (``pre2`` about -35 to -50 eV) suits a scan with
-    dense pre-edge points; imaging stacks spend few energies there, so that line rests
-    on a handful of noisy points and its extrapolation over the post-edge dominates
-    the normalization error. Using all pre-edge points down to the first energy cut
-    the fraction error of noisy stacks by half (docs/method.md). Soft X-ray L edges
-    (e0 below 4 keV) keep a 2.5 eV gap. Returns ``{}`` (Larch's defaults) when fewer
-    than ``PRE_EDGE_POINTS`` energies lie in the window.
+def pre_edge_window(energies, e0: float, *, noise: float | None = None) -> dict:
+    """The pre-edge fit window of :func:`pre_edge_rule` (``{}``: Larch's defaults).
 
     Examples
     --------
-    >>> pre_edge_window(np.arange(7050.0, 7300.0, 5.0), 7120.0)
+    >>> pre_edge_window(np.arange(7050.0, 7300.0, 5.0), 7120.0, noise=0.02)
     {'pre1': -70.0, 'pre2': -15.0}
+    >>> pre_edge_window(np.arange(7050.0, 7300.0, 5.0), 7120.0, noise=1e-4)
+    {}
     >>> pre_edge_window(np.arange(700.0, 730.0, 0.5), 709.0)
     {'pre1': -9.0, 'pre2': -2.5}
     >>> pre_edge_window(np.arange(7100.0, 7300.0, 5.0), 7120.0)
     {}
     """
+    return pre_edge_rule(energies, e0, noise=noise)[0]
+
+
+def _extrapolation(x, at):
+    """Standard error of a least-squares line through points ``x`` at ``at``, per unit point noise."""
+    if x.size < 3:
+        return np.inf
+    return float(np.sqrt(1.0 / x.size + (at - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2)))
+
+
+def pre_edge_rule(energies, e0: float, *, noise: float | None = None) -> tuple[dict, dict]:
+    """Pre-edge fit window for a stack: Larch's default where it is good enough, else the whole pre-edge.
+
+    Parameters
+    ----------
+    energies : ndarray, shape (E,)
+        The stack's energies, eV.
+    e0 : float
+        The stack's edge energy, eV.
+    noise : float, optional
+        Typical noise of one point of a sample pixel, edge-step units (the survey's
+        median). None: unknown, the whole pre-edge is used wherever it can be.
+
+    Returns
+    -------
+    window : dict
+        ``{}`` for Larch's defaults (:func:`~xafsmap.core.normalize.normalize` derives
+        ``pre1``, ``pre2``), or ``pre1`` = first energy - e0, ``pre2`` = -15 eV (-2.5 eV
+        below 4 keV).
+    rule : dict
+        ``{"rule": "larch-default" | "whole-pre-edge", "why": ...}`` for report.json.
+
+    Notes
+    -----
+    Larch's default window (``pre1`` = second energy - e0 rounded to 5 eV, ``pre2 =
+    pre1 / 2``) keeps clear of the approach to the edge, but on an imaging stack it holds
+    a handful of points far below e0, and the error of its line, extrapolated to e0,
+    becomes the edge step's error. A line fitted to ``n`` points ``x_i`` with noise
+    ``sigma`` each is uncertain at ``e0`` by ``sigma * sqrt(1/n + (e0 - mean x)**2 /
+    sum (x_i - mean x)**2)``; Larch's window is kept when that is at most
+    :data:`LARCH_WINDOW_ERROR` (0.5 % of the edge step, half the 1 % at which maps and
+    Larch should agree) at the median noise of the sample pixels. Dense, quiet scans
+    pass (a Mn foil scan: 262 points, 0.33 sigma, sigma ~1e-4); imaging stacks do not
+    (the sample grid: 7 points, 2.1 sigma, sigma ~0.02). Otherwise all pre-edge points
+    up to 15 eV below e0 are used (their line is 3-6 times steadier there; the fraction
+    error of noisy stacks halves, docs/method.md), or Larch's window when fewer than
+    ``PRE_EDGE_POINTS`` energies lie there.
+
+    Examples
+    --------
+    >>> window, rule = pre_edge_rule(np.arange(7050.0, 7300.0, 5.0), 7120.0, noise=0.02)
+    >>> window, rule["rule"]
+    ({'pre1': -70.0, 'pre2': -15.0}, 'whole-pre-edge')
+    """
     energies = np.asarray(energies, dtype=np.float64)
     gap = PRE_EDGE_GAP if e0 >= HARD_EDGE_EV else SOFT_PRE_EDGE_GAP
-    if np.count_nonzero(energies <= e0 - gap) < PRE_EDGE_POINTS:
-        return {}
-    return {"pre1": float(energies[0] - e0), "pre2": -gap}
+    whole = energies[energies <= e0 - gap]
+    try:  # Larch's defaults, as normalize resolves them
+        larch = normalize(np.ones(energies.size), energies, e0=e0).params
+    except ValueError:
+        larch = None
+    lx = energies[(energies >= e0 + larch["pre1"]) & (energies < e0 + larch["pre2"])] if larch else energies[:0]
+    spread = _extrapolation(lx, e0)
+    where = (f"Larch's pre-edge window e0 + [{larch['pre1']:g}, {larch['pre2']:g}] eV holds {lx.size} energies"
+             if larch else "Larch's pre-edge window holds fewer than 2 energies")
+    if whole.size < PRE_EDGE_POINTS:
+        return {}, {"rule": "larch-default", "why": f"only {whole.size} energies lie {gap:g} eV or more below e0 "
+                    f"(fewer than {PRE_EDGE_POINTS}), too few for the whole pre-edge rule; {where}"}
+    if noise is not None and np.isfinite(noise) and larch and spread * noise <= LARCH_WINDOW_ERROR:
+        return {}, {"rule": "larch-default", "why": f"{where}: its line, extrapolated to e0, is uncertain by "
+                    f"{spread:.2f} times one point's noise, {spread * noise:.2g} edge steps at the sample pixels' "
+                    f"median noise {noise:.2g} (limit {LARCH_WINDOW_ERROR:g})"}
+    window = {"pre1": float(energies[0] - e0), "pre2": -gap}
+    if noise is None or not np.isfinite(noise):
+        why = f"the noise is unknown; the whole pre-edge ({whole.size} energies) is the steadier line"
+    else:
+        why = (f"{where}: its line, extrapolated to e0, would be uncertain by {spread:.2f} times one point's "
+               f"noise, {spread * noise:.2g} edge steps at the sample pixels' median noise {noise:.2g} (limit "
+               f"{LARCH_WINDOW_ERROR:g}); the whole pre-edge up to {gap:g} eV below e0 ({whole.size} energies) "
+               f"gives {_extrapolation(whole, e0):.2f} times")
+    return window, {"rule": "whole-pre-edge", "why": why}
 
 
 def _norm_params(**given) -> dict:
@@ -299,6 +398,7 @@ def train_model(
     norm2: float | None = None,
     nnorm: int | None = None,
     noise=None,
+    align_references: bool = False,
     rng=None,
 ) -> Model:
     """Survey a stack, prepare the references and train the classifier for it.
@@ -330,6 +430,10 @@ def train_model(
     noise : float or array_like, optional
         Noise level(s) of the training spectra, edge-step units; default the per-pixel
         levels the survey measured in the data.
+    align_references : bool
+        Fit one common energy offset of all references to the stack and add it to
+        ``offsets`` (:func:`~xafsmap.core.energyscale.check_energy_scale`; recorded in
+        ``params["alignment"]``). Without it the offset is only checked and warned about.
     rng : int or Generator, optional
         Seed of the training set and forest.
 
@@ -348,12 +452,16 @@ def train_model(
     threading.Thread(target=importlib.import_module, args=("sklearn.ensemble",), daemon=True).start()
     found = survey(data, energies, threshold=threshold, significance=significance, norm_params=params)
     params = found.normalization
-    refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
     if inside.size < 5:
         raise ValueError(
             f"only {inside.size} energies lie within {fit_range} eV of the edge at {found.e0:.1f} eV"
         )
+    # energy scales: the references' against the stack's, checked (and aligned if asked)
+    scale = check_energy_scale(found.spectra, energies, references, norm_params=params, offsets=offsets,
+                               window=(int(inside[0]), int(inside[-1]) + 1), align=align_references, rng=seed)
+    offsets = scale.offsets
+    refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     classes = make_classes([ref.name for ref in references], mixtures=mixtures)
     classifier = train_classifier(
         refs,
@@ -370,12 +478,12 @@ def train_model(
     )
     settings = dict(
         references=[ref.name for ref in references],
-        offsets=[float(v) for v in offsets] if offsets is not None else [0.0] * len(references),
+        offsets=offsets, alignment=scale.alignment, normalization_rule=found.rule,
         mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
         features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
         threshold=threshold, significance=significance, fit_range=list(fit_range), normalization=params,
         seed=seed, noise_model=found.noise_model.info,
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
-    warnings = model_warnings(classifier)
+    warnings = model_warnings(classifier) + scale.warnings
     return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings)
