@@ -134,7 +134,8 @@ def _map_job(args) -> dict:
     options = dict(
         offsets=_offsets(args.offset, names), mixtures=args.mixtures,
         features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
-        threshold=args.threshold, noise=args.noise, rng=args.seed, **_normalization(args),
+        threshold=args.threshold, noise=args.noise, rng=args.seed, align_references=args.align_references,
+        **_normalization(args),
     )
     e, rows, cols = stack.data.shape
     check_training(n_classes=len(make_classes(names, mixtures=args.mixtures)), n_per_class=args.n_per_class,
@@ -187,11 +188,21 @@ def run_map(args) -> Path:
     with map_output(out, k=len(job["references"]), rows=rows, cols=cols, band=band_rows(job["stack"].data.shape),
                     zarr=args.zarr, overwrite=args.overwrite, sources=option_sources(args)) as (folder, maps):
         result, counts = _map_into(args, job, folder, maps)
+    _print_alignment(result.params.get("alignment"))
     _print_warnings(result.warnings)
     if not args.quiet:
         print(f"xafsmap: wrote {args.out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
               file=sys.stderr)
     return Path(args.out)
+
+
+def _print_alignment(alignment) -> None:
+    """Say on stderr (whatever --quiet says) that the references were shifted."""
+    from .core.energyscale import format_offset
+
+    if alignment:
+        print(f"xafsmap: aligned the references: {format_offset(alignment['offset_eV'], alignment['sigma_eV'])}",
+              file=sys.stderr)
 
 
 def _print_warnings(warnings) -> None:
@@ -273,8 +284,11 @@ def run_search(args) -> dict:
     summary = search_references(
         stack, references, args.library, out=args.out, overwrite=args.overwrite, progress=_progress(args),
         sources=option_sources(args), false_alarm=args.false_alarm, pool=args.pool, threshold=args.threshold,
-        offsets=_offsets(args.offset, [r.name for r in references]), **_normalization(args),
+        offsets=_offsets(args.offset, [r.name for r in references]), align_references=args.align_references,
+        **_normalization(args),
     )
+    _print_alignment(summary["alignment"])
+    _print_warnings(summary["warnings"])
     print(f"{summary['flagged_pixels']} of {summary['sample_pixels']} sample pixels unexplained "
           f"in {len(summary['regions'])} regions")
     for region in summary["regions"]:
@@ -326,7 +340,9 @@ def run_recipe_command(args) -> Path:
             client = stack.enter_context(open_client(scheduler=args.scheduler, workers=args.workers))
         run_recipe(recipe, out=out, overwrite=args.overwrite, progress=_progress(args), client=client,
                    sources=sources)
-    _print_warnings(json.loads((out / "report.json").read_text()).get("warnings", []))
+    report = json.loads((out / "report.json").read_text())
+    _print_alignment(report["parameters"].get("alignment"))
+    _print_warnings(report.get("warnings", []))
     return out
 
 

@@ -55,6 +55,8 @@ def _map_options(parser: argparse.ArgumentParser) -> None:
                         help="reference file, or FILE:NAME for one record of a .prj/.nor (repeat)")
     parser.add_argument("--offset", action="append", default=[], metavar="NAME=EV",
                         help="energy offset of one reference in eV, added to its energies (repeat)")
+    parser.add_argument("--align-references", action="store_true",
+                        help="fit one common energy offset of all references to the stack and add it to --offset")
     parser.add_argument("--threshold", type=float, help="edge-step threshold of the no-sample mask")
     for name in ("e0", "pre1", "pre2", "norm1", "norm2"):
         parser.add_argument(f"--{name}", type=float, help=f"normalization {name} (eV, Larch meaning)")

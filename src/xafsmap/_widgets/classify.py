@@ -90,6 +90,10 @@ class ClassifyWidget(Dock):
         self.form.addRow(row)
         self.accuracy = QLabel("not trained")
         self.form.addRow("Held-out accuracy", self.accuracy)
+        self.warnings = QLabel("")  # the model's warnings (energy scale, accuracy), also notified
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet("color: #f0a030")
+        self.form.addRow(self.warnings)
         self.plot = PlotCanvas(2, height=4.6)
         self.layout().addWidget(self.plot)
         row = QWidget()
@@ -163,6 +167,16 @@ class ClassifyWidget(Dock):
         self.plot.draw()
         self.report(f"trained {len(classifier.classes)} classes: " +
                     ", ".join(f"{i + 1} {name}" for i, name in enumerate(classifier.classes.names)))
+        self.show_warnings(model.warnings, notify=True)
+        self.session.changed.emit("model")
+
+    def show_warnings(self, warnings, *, notify: bool = False):
+        """Show the model's warnings under the accuracy (and as napari notifications)."""
+        from napari.utils.notifications import show_warning
+
+        self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
+        for warning in warnings if notify else ():
+            show_warning(warning)
 
     @notify_errors("Map")
     def map(self):
@@ -208,6 +222,7 @@ class ClassifyWidget(Dock):
         set_layer(self.viewer, data, kind="labels", **meta, **grid)
         counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items() if n)
         self.report(f"mapped in {result.timings.get('map_s', 0):.1f} s — {counts}")
+        self.show_warnings(result.warnings)
         self.session.changed.emit("result")
 
     # saving --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Dock 3, References: add files, Athena records or a library folder; tick, name, offset; compare."""
+"""Dock 3, References: add files, Athena records or a library folder; tick, name, offset; align; compare."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLineEdit, QTableWidget, QTableWidgetItem, QWidget
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
+                            QWidget)
 
 from ._base import Dock, hbox, notify_errors
 from ._plot import PlotCanvas
@@ -31,10 +32,13 @@ def read_entries(path) -> list[Entry]:
     return [Entry(ref.source, ref.name, 0.0, len(refs) == 1, ref) for ref in refs]
 
 
-def compare_spectra(stack, references, offsets, norm_params: dict):
-    """Worker: normalized mean spectrum of (a subgrid of) the stack and the references on its energies."""
+def compare_spectra(stack, references, offsets, norm_params: dict, *, align: bool = False, threshold=None,
+                    fit_range=(-30.0, 70.0)):
+    """Worker: the mean spectrum of (a subgrid of) the stack, the references on its energies, its e0, and
+    the energy-scale check of the references on a survey of MEAN_PIXELS pixels (aligned if ``align``)."""
+    from ..core.energyscale import check_energy_scale
     from ..core.normalize import normalize
-    from ..core.training import prepare_references
+    from ..core.training import prepare_references, survey
 
     _, rows, cols = stack.data.shape
     stride = max(1, int(np.ceil(np.sqrt(rows * cols / MEAN_PIXELS))))
@@ -45,8 +49,13 @@ def compare_spectra(stack, references, offsets, norm_params: dict):
     mean = block[:, good].mean(axis=1)
     result = normalize(mean, stack.energies, **norm_params)
     e0 = float(np.asarray(result.e0))
-    refs = prepare_references(references, stack.energies, e0=e0, offsets=offsets, norm_params=norm_params)
-    return stack.energies, np.asarray(result.norm), refs, e0
+    found = survey(stack.data, stack.energies, threshold=threshold, norm_params=norm_params, n_pixels=MEAN_PIXELS)
+    energies = np.asarray(stack.energies, dtype=np.float64)
+    inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
+    scale = check_energy_scale(found.spectra, energies, references, norm_params=found.normalization,
+                               window=(int(inside[0]), int(inside[-1]) + 1), offsets=offsets, align=align, rng=0)
+    refs = prepare_references(references, stack.energies, e0=e0, offsets=scale.offsets, norm_params=norm_params)
+    return stack.energies, np.asarray(result.norm), refs, e0, scale
 
 
 class ReferencesWidget(Dock):
@@ -69,6 +78,14 @@ class ReferencesWidget(Dock):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(140)
         self.layout().addWidget(self.table)
+        self.align_box = QCheckBox("Align to the stack (one common energy offset)")
+        self.align_box.setToolTip("fit one energy offset shared by all references to the stack (Athena's align to a "
+                                  "common standard), added to each offset above; --align-references")
+        self.align_box.toggled.connect(lambda on: self.session.update("alignment", align_references=bool(on)))
+        self.alignment = QLabel("")
+        self.alignment.setWordWrap(True)
+        self.layout().addWidget(self.align_box)
+        self.layout().addWidget(self.alignment)
         self.plot_button = self.button("Plot over the mean spectrum", self.plot_references,
                                        tip="ticked references over the mean spectrum of the prepared stack")
         self.trust_button = self.button("Check them (7 Trust)…", self.open_trust, tip="unexplained pixels, a "
@@ -80,6 +97,7 @@ class ReferencesWidget(Dock):
         self.table.itemChanged.connect(self._edited)
         self.session.changed.connect(self._on_session)
         self._fill()
+        self._show_align()
 
     def open_trust(self):
         """Dock the Trust widget (or raise it), which checks the ticked references against the data."""
@@ -153,6 +171,28 @@ class ReferencesWidget(Dock):
                 self.add_path(str(path))
         if part in ("references", "recipe", "measurement"):
             self._fill()
+        if part == "recipe":
+            self._show_align()
+        if part in ("model", "result") and self.session.model is not None:
+            self.show_offset(self.session.model.params.get("alignment"), source="the trained model")
+
+    def _show_align(self):
+        self.align_box.blockSignals(True)
+        self.align_box.setChecked(bool(self.session.choices["align_references"]))
+        self.align_box.blockSignals(False)
+
+    def show_offset(self, alignment, *, source: str, best=None, warnings=()):
+        """Say which common offset was applied (``alignment``, a report record) or found (``best``)."""
+        from ..core.energyscale import format_offset
+
+        if alignment:
+            text = (f"common offset {format_offset(alignment['offset_eV'], alignment['sigma_eV'])} applied "
+                    f"({source}, {alignment['pixels']} pixels)")
+        elif best is not None:
+            text = f"best common offset {format_offset(best.offset, best.sigma)} ({source}); not applied"
+        else:
+            text = "no common offset applied"
+        self.alignment.setText("\n".join([text, *warnings]))
 
     @notify_errors("Plot references")
     def plot_references(self):
@@ -160,14 +200,17 @@ class ReferencesWidget(Dock):
         stack = self.session.prepared_stack()
         references = self.session.references()
         offsets = [entry.offset for entry in self.session.entries if entry.use]
-        self.launch(compare_spectra, stack, references, offsets, self.session.choices["normalization"],
+        choices = self.session.choices
+        self.launch(compare_spectra, stack, references, offsets, choices["normalization"],
+                    align=choices["align_references"], threshold=choices["threshold"], fit_range=choices["fit_range"],
                     done=lambda value: self._draw(value, [r.name for r in references]),
                     what="Comparing references", buttons=(self.plot_button,))
 
     def _draw(self, value, names):
         from ..core.quicklook import label_colors
 
-        energies, mean, refs, e0 = value
+        energies, mean, refs, e0, scale = value
+        self.show_offset(scale.alignment, source="surveyed pixels", best=scale.fit, warnings=scale.warnings)
         [ax] = self.plot.clear()
         colors = label_colors(len(names)) / 255.0
         ax.plot(energies, mean, color="white", lw=2, label="mean of the stack")

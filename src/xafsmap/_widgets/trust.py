@@ -143,7 +143,7 @@ class TrustWidget(Dock):
         choices = self.session.choices
         offsets = [entry.offset for entry in self.session.entries if entry.use]
         return dict(offsets=offsets, threshold=choices["threshold"], fit_range=choices["fit_range"],
-                    **choices["normalization"])
+                    align_references=choices["align_references"], **choices["normalization"])
 
     # unexplained ---------------------------------------------------------
     @notify_errors("Find unexplained")

@@ -68,7 +68,8 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
     dict
         ``regions``: per region ``region`` (label), ``pixels``, ``candidates`` (the
         best :data:`TOP`, each ``name``, ``score``, ``offset``, ``weight``,
-        ``similarity``); ``flagged_pixels``, ``sample_pixels``, ``skipped`` and ``out``.
+        ``similarity``); ``flagged_pixels``, ``sample_pixels``, ``skipped``, ``alignment``
+        (the common energy offset applied, or None), ``warnings`` (energy scale) and ``out``.
 
     Notes
     -----
@@ -101,6 +102,8 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
         "flagged_pixels": int(np.count_nonzero(found.flags)),
         "sample_pixels": sample,
         "skipped": [{"source": str(src), "reason": reason} for src, reason in skipped],
+        "alignment": found.setup.alignment,
+        "warnings": list(found.setup.warnings),
     }
     with atomic_folder(out, overwrite=overwrite, sources=sources) as tmp:
         write_tiff(tmp / "unexplained.tif", found.regions)

@@ -12,7 +12,8 @@ Layout (every section but ``[input]`` and ``[[reference]]`` is optional)::
     xafsmap_recipe = 1
     [input]            # stack = "path" (+ energies, flat, dark, i0) or sample = "fe_sample"
     [prepare]          # roi = [row0, row1, col0, col1], bin = 1, threshold = 0.05, register = true,
-                       # shift_map = "shift.tif" or calibration = "foil.tif" (+ calibration_reference)
+                       # shift_map = "shift.tif" or calibration = "foil.tif" (+ calibration_reference),
+                       # align_references = true (one common energy offset of the references)
     [normalization]    # e0, pre1, pre2, norm1, norm2 (eV), nnorm (Larch meaning)
     [[reference]]      # spec = "file" or "file:NAME", name = "Fe", offset = 0.0 (eV)
     [classes]          # mixtures = "pairs", or names = [...] and compositions = [[...], ...];
@@ -98,6 +99,7 @@ class Recipe:
     shift_map: str | None = None
     calibration: str | None = None
     calibration_reference: str | None = None
+    align_references: bool = _TRAIN["align_references"]
     normalization: dict = field(default_factory=dict)
     mixtures: str = _TRAIN["mixtures"]
     class_names: tuple[str, ...] | None = None
@@ -117,7 +119,7 @@ class Recipe:
 _SCHEMA = {
     "input": {"stack": "path", "sample": "str", "energies": "path", "flat": "path", "dark": "path", "i0": "path"},
     "prepare": {"roi": "roi", "bin": "int", "threshold": "float", "register": "bool", "shift_map": "path",
-                "calibration": "path", "calibration_reference": "path"},
+                "calibration": "path", "calibration_reference": "path", "align_references": "bool"},
     "normalization": {"e0": "float", "pre1": "float", "pre2": "float", "norm1": "float", "norm2": "float",
                       "nnorm": "int"},
     "classes": {"mixtures": "str", "names": "strs", "compositions": "matrix", "noise": "float"},
@@ -301,7 +303,7 @@ def read_recipe(path) -> Recipe:
     ...                  '[[reference]]\\nspec = "Fe.xdi"\\n[prepare]\\nbins = 2\\n')
     >>> read_recipe(p)
     Traceback (most recent call last):
-    ValueError: r.toml: unknown field [prepare] 'bins' (known: roi, bin, threshold, register, shift_map, calibration, calibration_reference)
+    ValueError: r.toml: unknown field [prepare] 'bins' (known: roi, bin, threshold, register, shift_map, calibration, calibration_reference, align_references)
     """
     try:
         import tomllib
@@ -380,7 +382,7 @@ def recipe_to_dict(recipe: Recipe) -> dict:
         for key in keys:
             attribute = _ATTRIBUTE.get((section, key), key)
             value = recipe.normalization.get(key) if section == "normalization" else getattr(recipe, attribute)
-            if value is not None and not (key in ("register", "zarr") and value is False):
+            if value is not None and not (key in ("register", "zarr", "align_references") and value is False):
                 table[key] = [list(r) for r in value] if key == "compositions" else value
         if table:
             out[section] = table
@@ -544,7 +546,7 @@ def train_recipe(recipe: Recipe, stack, references):
         stack, references, offsets=[ref.offset for ref in recipe.references], mixtures=mixtures,
         features=recipe.features, smooth=recipe.smooth, n_per_class=recipe.n_per_class, n_trees=recipe.n_trees,
         threshold=recipe.threshold, fit_range=recipe.fit_range, noise=recipe.noise, rng=recipe.seed,
-        **recipe.normalization,
+        align_references=recipe.align_references, **recipe.normalization,
     )
     return _rename_classes(model, recipe)
 

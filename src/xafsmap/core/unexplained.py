@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .energyscale import check_energy_scale
 from .lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_moments
 from .mask import edge_jump, edge_mask
 from .normalize import normalize
@@ -77,6 +78,11 @@ class FitSetup:
     survey: object
     normalization: dict
     thick: float = THICK_LIMIT
+    #: Per-reference offsets applied (eV), the common-offset fit when aligned, and the
+    #: energy-scale warnings (:func:`~xafsmap.core.energyscale.check_energy_scale`).
+    offsets: tuple = ()
+    alignment: dict | None = None
+    warnings: tuple = ()
 
     @property
     def e0(self) -> float:
@@ -108,7 +114,7 @@ class FitSetup:
 
 def setup_fit(stack, references, *, offsets=None, threshold=None, significance=None, fit_range=(-30.0, 70.0),
               thick: float = THICK_LIMIT, e0=None, pre1=None, pre2=None, norm1=None, norm2=None,
-              nnorm=None) -> FitSetup:
+              nnorm=None, align_references: bool = False) -> FitSetup:
     """Survey a stack and put the references on its energies, as the mapping does.
 
     Parameters
@@ -127,6 +133,9 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, significance=N
         Absorbance above which a pixel is too thick to judge.
     e0, pre1, pre2, norm1, norm2, nnorm : optional
         Normalization parameters with Larch's meaning.
+    align_references : bool
+        Fit one common energy offset of all references and add it to ``offsets``, as
+        :func:`~xafsmap.core.training.train_model` does.
 
     Returns
     -------
@@ -142,13 +151,16 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, significance=N
     rule = {} if significance is None else {"significance": significance}
     found = survey(stack.data, energies, threshold=threshold, norm_params=params, **rule)
     params = found.normalization
-    refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
     inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
     if inside.size < 5 + BASELINE_TERMS:
         raise ValueError(f"only {inside.size} energies lie within {tuple(fit_range)} eV of the edge at {found.e0:.1f} eV")
+    window = (int(inside[0]), int(inside[-1]) + 1)
+    scale = check_energy_scale(found.spectra, energies, references, norm_params=params, window=window,
+                               offsets=offsets, align=align_references, rng=0)
+    refs = prepare_references(references, energies, e0=found.e0, offsets=scale.offsets, norm_params=params)
     return FitSetup(energies=energies, references=refs, names=tuple(r.name for r in references),
-                    window=(int(inside[0]), int(inside[-1]) + 1), survey=found, normalization=params,
-                    thick=float(thick))
+                    window=window, survey=found, normalization=params, thick=float(thick),
+                    offsets=tuple(scale.offsets), alignment=scale.alignment, warnings=scale.warnings)
 
 
 def normalize_band(band: np.ndarray, setup: FitSetup, *, origin: int = 0) -> dict:
@@ -442,7 +454,8 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
                   fit_window_eV=[float(setup.energies[start]), float(setup.energies[stop - 1])],
                   e0=setup.e0, threshold=setup.survey.threshold, significance=setup.survey.significance,
                   thick_limit=setup.thick, too_thick_pixels=int(np.count_nonzero(thick & (mask == MASK_SAMPLE))),
-                  normalization=setup.normalization, noise_model=setup.survey.noise_model.info)
+                  normalization=setup.normalization, noise_model=setup.survey.noise_model.info,
+                  offsets=list(setup.offsets), alignment=setup.alignment, warnings=list(setup.warnings))
     residual = np.sqrt(chi2 / (stop - start)) * noise
     return Unexplained(p_value=p_value, z=z, chi2=chi2.astype(np.float32), flags=flags, thick=thick,
                        regions=regions, spectra=spectra, spectra_variance=spectra_variance, sizes=sizes,
