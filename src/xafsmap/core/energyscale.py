@@ -1,20 +1,13 @@
 """Energy scales: do the references sit on the stack's, and the one offset that puts them there.
 
-Two beamlines (or two days) rarely agree on energy: reference files 1-6 eV off a new
-measurement's scale are common, and a linear-combination fit of shifted references
-gives a confident, wrong map. Here:
-
-* :func:`reference_edges` — each reference's own edge energy (Larch's ``find_e0`` on
-  its own energies) after its offset;
-* :func:`fit_common_offset` — the one energy offset of *all* references (Athena's
-  "align to a common standard") that minimizes the total misfit of non-negative,
-  sum-to-one mixtures of them over a sample of the stack's normalized spectra;
-* :func:`check_energy_scale` — both, turned into warnings in the user's terms and,
-  when asked, the offsets to apply.
-
-:func:`~xafsmap.core.training.train_model` and
-:func:`~xafsmap.core.unexplained.setup_fit` call :func:`check_energy_scale` on the
-survey's sample spectra.
+Reference files 1-6 eV off a new measurement's scale are common (two beamlines, two
+monochromator calibrations), and an LCF of shifted references gives a confident, wrong
+map. :func:`reference_edges` gives each reference's own edge after its offset;
+:func:`fit_common_offset` the one offset of *all* references (Athena's "align to a
+common standard") that best explains the stack's normalized sample spectra;
+:func:`check_energy_scale` turns both into warnings in the user's terms and, when asked,
+the offsets to apply. :func:`~xafsmap.core.training.train_model` and
+:func:`~xafsmap.core.unexplained.setup_fit` call it on the survey's sample spectra.
 """
 
 from __future__ import annotations
@@ -95,11 +88,9 @@ def reference_edges(references, *, offsets=None) -> np.ndarray:
 def shifted_references(references, energies, shifts, *, norm_params, offsets=None, own=None) -> np.ndarray:
     """The references on the stack's energies, shifted by each of ``shifts``, normalized like the stack.
 
-    The same steps as :func:`~xafsmap.core.training.prepare_references` (each reference
-    normalized on its own energies, shifted, interpolated, normalized again with the
-    stack's parameters), for every shift at once and without its coverage check:
-    beyond a reference's own energies its normalized value is repeated (0 before the
-    edge, about 1 after), so a search may try offsets that uncover an end.
+    :func:`~xafsmap.core.training.prepare_references` for every shift at once, without
+    its coverage check: beyond a reference's energies its normalized value is repeated
+    (0 before the edge, about 1 after), so a search may uncover an end.
 
     Parameters
     ----------
@@ -252,19 +243,19 @@ def fit_common_offset(spectra, energies, references, *, norm_params, window, off
 
     Notes
     -----
-    Each offset ``d`` shifts every reference by ``d`` (on top of its own offset); the
-    shifted references are prepared as the map prepares them and every spectrum is
-    fitted with a non-negative, sum-to-one combination of them (Athena's LCF
-    defaults, :func:`~xafsmap.core.lcf.fit_fractions`) over ``window``. The total
-    ``chi2(d) = sum_p RSS_p(d) / sigma_p**2`` is scanned on a 0.5 eV grid over
-    ``search`` (500 of the spectra, evenly spread: enough to find the basin), then on a
-    0.05 eV grid over +-0.6 eV around the coarse minimum (all spectra); the
-    offset is the vertex of the parabola through the lowest fine point and its
-    neighbours (or 0 where the given offsets fit at least as well). Its uncertainty is the standard deviation of that vertex over
-    ``n_bootstrap`` resamples (with replacement) of the pixels: it reflects both the
-    noise and how differently the pixels pull. Noise levels below a quarter of the
-    median (and below :data:`NOISE_FLOOR`) are raised to it, so no single pixel dominates. In Athena terms: "align"
-    every standard to the data with one shared ``eshift``, by the LCF misfit.
+    Each offset ``d`` shifts every reference by ``d`` (on top of its own offset); they
+    are prepared as the map prepares references and every spectrum is fitted with a
+    non-negative, sum-to-one combination of them (Athena's LCF defaults,
+    :func:`~xafsmap.core.lcf.fit_fractions`) over ``window``. The total ``chi2(d) =
+    sum_p RSS_p(d) / sigma_p**2`` is scanned on a 0.5 eV grid over ``search`` (500
+    spectra: enough to find the basin), then on a 0.05 eV grid over +-0.6 eV around its
+    minimum (all spectra); the offset is the vertex of the parabola through the lowest
+    fine point and its neighbours (0 where the given offsets fit at least as well). Its
+    uncertainty is that vertex's standard deviation over ``n_bootstrap`` resamples of
+    the pixels: the noise and how differently the pixels pull, not systematic errors.
+    Noise levels are raised to a quarter of their median (and :data:`NOISE_FLOOR`), so
+    no pixel dominates. In Athena's terms: every standard aligned to the data with one
+    shared ``eshift``, judged by the LCF misfit.
 
     Examples
     --------
@@ -280,20 +271,12 @@ def fit_common_offset(spectra, energies, references, *, norm_params, window, off
     >>> round(fit.offset, 1), fit.sigma < 0.1
     (3.0, True)
     """
-    spectra = np.asarray(spectra, dtype=np.float64)
     energies = np.asarray(energies, dtype=np.float64)
     lo, hi = (float(v) for v in search)
     if not lo < hi:
         raise ValueError(f"the offset search range {search} eV is empty")
-    sigma = estimate_noise(spectra, energies, e0=norm_params["e0"]) if noise is None else np.asarray(noise)
-    good = np.isfinite(sigma) & np.all(np.isfinite(spectra), axis=0)
-    if not good.any():
-        raise ValueError("no sample spectrum has a finite noise level to weigh the offset fit with")
-    keep = np.flatnonzero(good)
-    if len(references) > MANY_REFERENCES:  # the subset NNLS grows as 2**K: fewer pixels
-        keep = keep[np.linspace(0, keep.size - 1, min(keep.size, MANY_PIXELS)).astype(int)]
-    spectra, sigma = spectra[:, keep], sigma[keep]
-    sigma = np.maximum(sigma, max(0.25 * float(np.median(sigma)), NOISE_FLOOR))
+    spectra, sigma = _weighted(np.asarray(spectra, dtype=np.float64), energies, noise, norm_params["e0"],
+                               many=len(references) > MANY_REFERENCES)
     own = [normalize(ref.mu, ref.energies).norm for ref in references]
     prepare = lambda shifts: shifted_references(references, energies, shifts,  # noqa: E731
                                                 norm_params=norm_params, offsets=offsets, own=own)
@@ -304,20 +287,33 @@ def fit_common_offset(spectra, energies, references, *, norm_params, window, off
     fine = grid[best] + np.arange(-FINE_HALF_WIDTH, FINE_HALF_WIDTH + 0.5 * FINE_STEP, FINE_STEP)
     per_pixel = _chi2(spectra, prepare(fine), sigma, window)  # (F, P)
     offset = float(_vertex(fine, per_pixel.sum(axis=1)[None])[0])
-    rng = np.random.default_rng(rng)
-    picks = rng.integers(0, per_pixel.shape[1], (n_bootstrap, per_pixel.shape[1]))
-    counts = np.stack([np.bincount(p, minlength=per_pixel.shape[1]) for p in picks])  # (B, P)
-    spread = float(np.std(_vertex(fine, counts @ per_pixel.T), ddof=1)) if n_bootstrap > 1 else float("nan")
-    n = window[1] - window[0]
+    # bootstrap: each resample is a count per pixel, so its chi-square curve is one product
+    p = per_pixel.shape[1]
+    counts = np.random.default_rng(rng).multinomial(p, np.full(p, 1.0 / p), size=max(n_bootstrap, 2))
+    spread = float(np.std(_vertex(fine, counts @ per_pixel.T), ddof=1))
     end = _chi2(spectra, prepare([0.0, offset]), sigma, window)
     if end[0].sum() <= end[1].sum():  # the given scale fits as well (a tie): keep it
         offset, end = 0.0, end[[0, 0]]
+    n = window[1] - window[0]
     total = end.sum(axis=1)
-    gain = (total[0] - total[1]) / max(total[1] / end.size / n, 1e-300)
+    gain = (total[0] - total[1]) / max(total[1] / (p * n), 1e-300)
     ratio = np.median(np.sqrt(end / n), axis=1)
     return OffsetFit(offset=offset, sigma=spread, search=(lo, hi), at_limit=best in (0, grid.size - 1),
-                     n_pixels=int(spectra.shape[1]), ratio_given=float(ratio[0]), ratio_best=float(ratio[1]),
+                     n_pixels=p, ratio_given=float(ratio[0]), ratio_best=float(ratio[1]),
                      gain=float(gain), grid=grid, misfit=coarse)
+
+
+def _weighted(spectra, energies, noise, e0, *, many):
+    """The spectra with a usable noise level (at most MANY_PIXELS if ``many``) and their noise,
+    raised to a quarter of the median and to NOISE_FLOOR so no single pixel dominates."""
+    sigma = estimate_noise(spectra, energies, e0=e0) if noise is None else np.asarray(noise, dtype=np.float64)
+    keep = np.flatnonzero(np.isfinite(sigma) & np.all(np.isfinite(spectra), axis=0))
+    if keep.size == 0:
+        raise ValueError("no sample spectrum has a finite noise level to weigh the offset fit with")
+    if many:  # the subset NNLS grows as 2**K: fewer pixels
+        keep = keep[np.linspace(0, keep.size - 1, min(keep.size, MANY_PIXELS)).astype(int)]
+    sigma = sigma[keep]
+    return spectra[:, keep], np.maximum(sigma, max(0.25 * float(np.median(sigma)), NOISE_FLOOR))
 
 
 def format_offset(offset: float, sigma: float) -> str:
@@ -339,14 +335,14 @@ def energy_scale_warnings(stack_e0: float, edges, fit: OffsetFit | None, *, alig
     Parameters
     ----------
     stack_e0 : float
-        The stack's edge energy (the survey's median e0 of the sample pixels), eV.
+        The stack's edge (Larch's e0 of its mean sample spectrum), eV.
     edges : array_like, shape (K,)
-        The references' edges after the offsets in use (:func:`reference_edges`), eV.
+        The references' edges with the offsets applied (:func:`reference_edges`), eV.
     fit : OffsetFit or None
-        The common-offset fit relative to the offsets in use before alignment.
+        The common-offset fit, relative to the offsets given.
     aligned : bool
-        The fitted offset was applied (``--align-references``): only an offset at the
-        end of the search range is worth a warning then.
+        The fitted offset was applied: then only an offset at the end of the search
+        range is worth a warning.
     margin : float
         How far outside the span of ``edges`` the stack's edge may lie, eV.
 
@@ -363,7 +359,7 @@ def energy_scale_warnings(stack_e0: float, edges, fit: OffsetFit | None, *, alig
     low, high = float(edges.min()), float(edges.max())
     hint = "pass --align-references to fit one common offset (a check box in References), or --offset NAME=EV"
     out = []
-    if not aligned and (stack_e0 > high + margin or stack_e0 < low - margin):
+    if stack_e0 > high + margin or stack_e0 < low - margin:
         above = stack_e0 > high
         gap = stack_e0 - high if above else low - stack_e0
         span = f"{low:.1f} eV" if low == high else f"{low:.1f}-{high:.1f} eV"
@@ -451,17 +447,17 @@ def check_energy_scale(spectra, energies, references, *, norm_params, window, of
     Raises
     ------
     ValueError
-        With ``align``, if no spectrum has a usable noise level.
+        With ``align``, if no spectrum has a finite noise level.
 
     Notes
     -----
-    The stack's edge is Larch's e0 of the mean sample spectrum: the median of the
-    pixels' own e0 jumps between Fe metal's two near-equal derivative peaks as soon as
-    the noise reaches 2 % (7111 -> 7118.5 eV on the sample), the mean does not. Warns
-    (:func:`energy_scale_warnings`) when that edge lies more than :data:`EDGE_MARGIN` eV
-    outside the span of the references' own edges, when the best common offset is
-    :data:`OFFSET_WARN` eV or more (and significant, :data:`SIGNIFICANT`), or when the median LCF residual is over
-    :data:`MISFIT_RATIO` times the noise and no offset explains it.
+    The stack's edge is Larch's e0 of the mean sample spectrum: the pixels' own e0 jump
+    between Fe metal's two near-equal derivative peaks from 2 % noise on (their median:
+    7111 -> 7118.5 eV), the mean's does not. Warns (:func:`energy_scale_warnings`) when
+    that edge lies over :data:`EDGE_MARGIN` eV outside the references' own edges, when
+    the best common offset is :data:`OFFSET_WARN` eV or more and significant
+    (:data:`SIGNIFICANT`), or when the median LCF residual is over :data:`MISFIT_RATIO`
+    times the noise and no offset explains it.
 
     Examples
     --------
@@ -480,13 +476,11 @@ def check_energy_scale(spectra, energies, references, *, norm_params, window, of
     """
     spectra = np.asarray(spectra, dtype=np.float64)
     given = np.zeros(len(references)) if offsets is None else np.asarray(offsets, dtype=np.float64)
-    try:
+    noise = estimate_noise(spectra, energies, e0=norm_params["e0"])
+    fit = None
+    if align or np.isfinite(noise).any():  # a stack without a noise estimate is only checked by its edge
         fit = fit_common_offset(spectra, energies, references, norm_params=norm_params, window=window,
-                                offsets=given, search=search, rng=rng)
-    except ValueError:
-        if align:
-            raise
-        fit = None
+                                offsets=given, noise=noise, search=search, rng=rng)
     applied = given + fit.offset if align else given
     edges = reference_edges(references, offsets=applied)
     stack_edge = float(find_e0(spectra.mean(axis=1), energies))
