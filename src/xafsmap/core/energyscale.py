@@ -44,13 +44,15 @@ COARSE_STEP, FINE_STEP, FINE_HALF_WIDTH, COARSE_PIXELS = 0.5, 0.05, 0.6, 500
 N_BOOTSTRAP = 200
 #: With more than MANY_REFERENCES references at most MANY_PIXELS spectra are fitted.
 MANY_REFERENCES, MANY_PIXELS = 5, 500
+#: Noise levels are raised to this share of their median, so quiet pixels cannot dominate.
+FLOOR_SHARE = 0.25
 #: Noise levels (edge steps) are raised to this floor: a noise-free spectrum weighs as one
 #: with 0.01 % noise, below any measurement's.
 NOISE_FLOOR = 1e-4
 #: The stack's edge may lie this far outside the span of the references' edges, eV.
 EDGE_MARGIN = 2.0
-#: A best common offset this large (eV), lowering the chi-square significantly, is
-#: reported as a calibration problem ...
+#: A best common offset this large (eV), lowering the total chi-square significantly and
+#: the typical (median) pixel's misfit, is reported as a calibration problem ...
 OFFSET_WARN, SIGNIFICANT = 1.0, 25.0
 #: ... and a median LCF residual this many times the noise as a misfit ("far above the
 #: noise": matched data give 0.8-1.0 on synthetic stacks, 1.2 on the real STXM stack with
@@ -313,7 +315,7 @@ def _weighted(spectra, energies, noise, e0, *, many):
     if many:  # the subset NNLS grows as 2**K: fewer pixels
         keep = keep[np.linspace(0, keep.size - 1, min(keep.size, MANY_PIXELS)).astype(int)]
     sigma = sigma[keep]
-    return spectra[:, keep], np.maximum(sigma, max(0.25 * float(np.median(sigma)), NOISE_FLOOR))
+    return spectra[:, keep], np.maximum(sigma, max(FLOOR_SHARE * float(np.median(sigma)), NOISE_FLOOR))
 
 
 def format_offset(offset: float, sigma: float) -> str:
@@ -375,7 +377,7 @@ def energy_scale_warnings(stack_e0: float, edges, fit: OffsetFit | None, *, alig
                        f"{fit.search[0]:g} to {fit.search[1]:g} eV: the references may be further off, or this "
                        "is not the right edge; check them with --offset NAME=EV")
         return tuple(out)
-    if abs(fit.offset) >= OFFSET_WARN and fit.gain > SIGNIFICANT:
+    if abs(fit.offset) >= OFFSET_WARN and fit.gain > SIGNIFICANT and fit.ratio_best < fit.ratio_given:
         still = (f"; even shifted the residual stays {fit.ratio_best:.1f} times the noise: a phase may also be "
                  "missing" if fit.ratio_best > MISFIT_RATIO else "")
         out.append(f"the references fit the stack best shifted by {found} (median LCF residual "
@@ -455,8 +457,8 @@ def check_energy_scale(spectra, energies, references, *, norm_params, window, of
     between Fe metal's two near-equal derivative peaks from 2 % noise on (their median:
     7111 -> 7118.5 eV), the mean's does not. Warns (:func:`energy_scale_warnings`) when
     that edge lies over :data:`EDGE_MARGIN` eV outside the references' own edges, when
-    the best common offset is :data:`OFFSET_WARN` eV or more and significant
-    (:data:`SIGNIFICANT`), or when the median LCF residual is over :data:`MISFIT_RATIO`
+    the best common offset is :data:`OFFSET_WARN` eV or more, significant
+    (:data:`SIGNIFICANT`) and better for the median pixel, or when the median LCF residual is over :data:`MISFIT_RATIO`
     times the noise and no offset explains it.
 
     Examples

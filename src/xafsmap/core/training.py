@@ -146,7 +146,7 @@ def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE
     is_sample = _sample_pixels(flat, result, energies, variance, threshold, significance)
     pick = _spread(np.flatnonzero(is_sample), NOISE_PIXELS)
     profiles = (np.sqrt(variance[:, pick]) / result.edge_step[pick]).T.astype(np.float32)
-    where = np.flatnonzero(is_sample)
+    where = np.flatnonzero(is_sample & (result.edge_step > 0))  # an inverted edge is no spectrum to fit
     kept = result.norm[:, where[np.linspace(0, where.size - 1, min(where.size, KEPT_SPECTRA)).astype(int)]]
     return Survey(e0=e0, threshold=threshold, significance=float(significance),
                   noise=np.median(profiles, axis=1), profiles=profiles, noise_model=model,
