@@ -55,8 +55,8 @@ EDGE_MARGIN = 2.0
 #: the typical (median) pixel's misfit, is reported as a calibration problem ...
 OFFSET_WARN, SIGNIFICANT = 1.0, 25.0
 #: ... and a median LCF residual this many times the noise as a misfit ("far above the
-#: noise": matched data give 0.8-1.0 on synthetic stacks, 1.2 on the real STXM stack with
-#: its own references, 2.9 with Larch's short pre-edge window there).
+#: noise": matched data give 0.7-1.0 on synthetic stacks, 1.7-1.9 on the real STXM stack
+#: with its own references).
 MISFIT_RATIO = 5.0
 
 
