@@ -78,6 +78,31 @@ def test_offsets_of_2_to_8_eV_are_warned_about_and_found_within_half_an_eV(compo
     assert np.allclose(aligned.offsets, 5.0, atol=0.5) and aligned.alignment["offset_eV"] == pytest.approx(5.0, abs=0.5)
 
 
+@pytest.mark.parametrize("condition", ["thin-thick-900", "thin-thick-20000", "leak-3000", "offset-3000",
+                                       "leak-offset-20000", "fluorescence"])
+def test_physical_measurements_counts_leak_fluorescence(condition):
+    # Poisson counts behind an uneven flat, grains 16x apart in thickness, a harmonic leak,
+    # a fluorescence map; the references handed out `offset` eV below the stack (+5 in the
+    # offset conditions), or shifted by -3 eV here
+    from xafsmap.core.simulate import CONDITIONS, simulate_measurement
+
+    given = CONDITIONS[condition].get("offset", 0.0)
+    m = simulate_measurement((48, 64), n_grains=16, rng=0, **CONDITIONS[condition])
+    stack = m.stack()
+    found = survey(stack.data, stack.energies)
+    e = np.asarray(stack.energies)
+    inside = np.flatnonzero((e >= found.e0 - 30) & (e <= found.e0 + 70))
+    window = (int(inside[0]), int(inside[-1]) + 1)
+    as_handed = check(found, e, window, m.references)
+    if given:
+        assert any("shifted by" in w for w in as_handed.warnings), as_handed.warnings
+        assert abs(as_handed.fit.offset - given) < 0.5  # measured within 0.05 eV
+    else:
+        assert as_handed.warnings == () and abs(as_handed.fit.offset) < 0.3  # measured -0.18 at 900 counts
+        moved = check(found, e, window, shifted(m.references, -3.0))
+        assert any("shifted by" in w for w in moved.warnings) and abs(moved.fit.offset + 3.0) < 0.5
+
+
 def test_single_reference_of_the_sample_s_phase_gives_no_warning_even_noisy():
     # pure Fe at 7 % noise: the pixels' own e0 jump to the second derivative peak (7118.5 eV),
     # the mean sample spectrum's stays at Fe's edge
