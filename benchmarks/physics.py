@@ -114,14 +114,21 @@ def run_condition(name: str, seed: int, *, shape, library, quick: bool, workdir:
     stack, references = read_back(folder, m)
     in_memory = m.stack()
     read_equal = bool(np.array_equal(np.asarray(stack.data), np.asarray(in_memory.data), equal_nan=True))
-    mapped = map_stack(in_memory, references, rng=seed)
+    # a user told "the references sit N eV off" passes --align-references: the offset
+    # conditions are scored aligned, and whether the plain map warned is recorded
+    align = bool(options.get("offset"))
+    warned = None
+    if align:
+        plain = map_stack(in_memory, references, rng=seed, n_per_class=200, n_trees=20)
+        warned = any("align" in w for w in plain.warnings)
+    mapped = map_stack(in_memory, references, rng=seed, align_references=align)
     agree = None
     if not quick:
-        again = map_stack(stack, references, rng=seed)
+        again = map_stack(stack, references, rng=seed, align_references=align)
         agree = bool(np.array_equal(again.labels, mapped.labels)
                      and np.array_equal(again.fractions, mapped.fractions, equal_nan=True))
-    found = find_unexplained(in_memory, references, rng=seed)
-    pooled = find_unexplained(in_memory, references, rng=seed, pool=3)
+    found = find_unexplained(in_memory, references, rng=seed, align_references=align)
+    pooled = find_unexplained(in_memory, references, rng=seed, pool=3, align_references=align)
     power = m.detection_power()
     scores = score_maps(m.truth, mask=mapped.mask == MASK_SAMPLE, fractions=mapped.fractions,
                         distance=mapped.distance, unexplained=found.flags, fraction_sigma=mapped.fraction_sigma,
@@ -142,7 +149,9 @@ def run_condition(name: str, seed: int, *, shape, library, quick: bool, workdir:
                                                          for k, v in options.items()},
             "scores": scores, "verdicts": verdicts, "library": lib, "read_equal": read_equal,
             "paths_agree": agree, "threshold": mapped.survey.threshold, "e0": mapped.survey.e0,
-            "warnings": list(mapped.warnings),
+            "warnings": list(mapped.warnings), "offset_warned": warned,
+            "offset_found": (mapped.params.get("alignment") or {}).get("offset_eV"),
+            "thick": mapped.params.get("thick"),
             "distorted_pixels": int(m.truth.distorted.sum()), "sample_pixels": int(m.truth.sample.sum()),
             "seconds": round(time.perf_counter() - tic, 1)}
 
@@ -169,6 +178,14 @@ def print_tables(rows: list[dict], file=sys.stdout) -> None:
         agree = {True: "same", False: "DIFF", None: "-"}[row["paths_agree"]] if row["read_equal"] else "READ!"
         print(line(row, TARGET_COLUMNS) + f" {top:<22} {lib['left_out_rank'] or '-':>4} {agree:>5} {row['seconds']:>5}",
               file=file)
+    print("\nenergy scale and thickness: warned without --align-references, offset found, too-thick limit",
+          file=file)
+    for row in rows:
+        thick = row.get("thick") or {}
+        found = row.get("offset_found")
+        warned = {True: "warned", False: "SILENT!", None: "-"}[row.get("offset_warned")]
+        print(f"{row['condition']:<18} {row['seed']:>4} {warned:>8} {'-' if found is None else f'{found:+.2f} eV':>10} "
+              f"{str(thick.get('limit')):>8} ({thick.get('source')})", file=file)
     print("\nwhat the counts allow (Cramér-Rao bound of the fractions, power of an ideal test for magnetite)",
           file=file)
     print(head(LIMIT_COLUMNS), file=file)

@@ -135,7 +135,7 @@ def _map_job(args) -> dict:
         offsets=_offsets(args.offset, names), mixtures=args.mixtures,
         features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
         threshold=args.threshold, noise=args.noise, rng=args.seed, align_references=args.align_references,
-        **_normalization(args),
+        thick=args.thick, **_normalization(args),
     )
     e, rows, cols = stack.data.shape
     check_training(n_classes=len(make_classes(names, mixtures=args.mixtures)), n_per_class=args.n_per_class,
@@ -161,7 +161,7 @@ def _map_into(args, job, folder, maps, *, moved=None):
         if args.scheduler or args.workers:
             result = _map_distributed(args, stack, references, options)
         else:
-            generator = iter_map(stack, references, metric=args.metric, thick=args.thick, maps=maps, **options)
+            generator = iter_map(stack, references, metric=args.metric, maps=maps, **options)
             result = drive(generator, _progress(args))
         result.timings["total_s"] = time.perf_counter() - tic
         extra = {**job["extra"], "command": sys.argv[1:]}
@@ -228,8 +228,7 @@ def _map_distributed(args, stack, references, options):
         tic = time.perf_counter()
         model = train_model(stack, references, **options)
         train_s = time.perf_counter() - tic
-        result = drive(iter_map_distributed(stack, model, client=client, metric=args.metric, thick=args.thick),
-                       _progress(args))
+        result = drive(iter_map_distributed(stack, model, client=client, metric=args.metric), _progress(args))
     result.timings["train_s"] = train_s
     return result
 

@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     mapper.add_argument("--noise", type=float,
                         help="noise per energy point of the training spectra, in edge-step units "
                              "(default: measured in the data, pixel by pixel)")
-    mapper.add_argument("--thick", type=float, default=4.0, help="absorbance above which a pixel is flagged too thick")
+    mapper.add_argument("--thick", type=float,
+                        help="absorbance above which a pixel is flagged too thick (default: measured, where the "
+                             "references stop explaining the surveyed pixels)")
     mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
     mapper.add_argument("--zarr", action="store_true",
                         help="map band by band into OUT/maps.ome.zarr (OME-Zarr 0.5) for maps larger than memory; "

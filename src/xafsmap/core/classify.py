@@ -25,6 +25,7 @@ __all__ = [
     "compute_features",
     "feature_distance",
     "label_features",
+    "slope_operator",
     "train_classifier",
 ]
 
@@ -91,6 +92,26 @@ def _feature_operator(energies_bytes: bytes, kind: str, smooth: int):
     if kind == "derivative":
         operator = np.gradient(operator, energies, axis=0)
     return operator.astype(np.float32)
+
+
+def slope_operator(energies, *, smooth: int, larch_e0: float | None = None) -> np.ndarray:
+    """(E, E) operator whose argmax over a spectrum is the e0 map's edge energy.
+
+    Larch's definition (:func:`~xafsmap.core.edge.larch_slope_operator`, the derivative
+    smoothed by its narrow Lorentzian) where ``larch_e0`` is given; otherwise the
+    derivative after the features' Savitzky–Golay smoothing of ``smooth`` points,
+    which steadies noisy pixels.
+
+    >>> e = np.linspace(7090.0, 7140.0, 101)
+    >>> slope_operator(e, smooth=9).shape
+    (101, 101)
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    if larch_e0 is not None:
+        from .edge import larch_slope_operator
+
+        return larch_slope_operator(energies, larch_e0).astype(np.float32)
+    return _feature_operator(energies.tobytes(), "derivative", int(smooth or 0))
 
 
 def feature_distance(features, centroids, *, metric: str = "euclidean", sd=None) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._arrays import is_dask
 
-__all__ = ["find_e0"]
+__all__ = ["find_e0", "larch_slope_operator"]
 
 
 def _check(mu, energies) -> np.ndarray:
@@ -171,3 +171,29 @@ def find_e0(mu, energies, *, sigma: float | None = None) -> np.ndarray:
     mu = np.asarray(mu)
     out = _find_e0_2d(mu.reshape(mu.shape[0], -1).astype(np.float64), energies, sigma)
     return out.reshape(mu.shape[1:])
+
+
+def larch_slope_operator(energies, e0: float) -> np.ndarray:
+    """(E, E) matrix of Larch's second ``find_e0`` pass: the derivative smoothed with its
+    Lorentzian (half-width ``estep``), so ``argmax(operator @ mu)`` is Larch's e0 where
+    the first pass found the edge inside ``energies``.
+
+    Parameters
+    ----------
+    energies : ndarray, shape (E,)
+        Strictly increasing energies, eV (e.g. a map's feature window).
+    e0 : float
+        About where the edge is (sets Larch's ``estep``), eV.
+
+    Examples
+    --------
+    >>> e = np.linspace(7090.0, 7140.0, 201)
+    >>> mu = 1 / (1 + np.exp(-(e - 7112.3) / 1.0))
+    >>> float(e[np.argmax(larch_slope_operator(e, 7112.0) @ mu)])
+    7112.25
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    estep1 = min(max(_energy_step(energies), 0.01), 1.0)
+    estep = 0.5 * (estep1 + min(max(e0 / 25000.0, 0.01), 1.0))
+    derivative = np.gradient(np.eye(energies.size), axis=0) / np.gradient(energies)[:, None]
+    return _smoothing_matrix(energies, estep, estep) @ derivative

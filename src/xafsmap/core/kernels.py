@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classify import _feature_operator
+from .classify import _feature_operator, slope_operator
 from .mask import jump_design
 from .noise import LEVEL_WIDTH
 from .normalize import SharedFit, _check_windows, _resolve_params, shared_fit
@@ -73,7 +73,8 @@ class BandPlan:
     jump_design: np.ndarray
 
 
-def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True) -> BandPlan | None:
+def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True, larch_e0: bool = False
+              ) -> BandPlan | None:
     """The :class:`BandPlan` of a trained classifier and its stack's normalization.
 
     Parameters
@@ -84,6 +85,8 @@ def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True) -
         :class:`~xafsmap.core.training.Model`'s).
     noise : xafsmap.core.noise.NoiseModel
     flatten : bool
+    larch_e0 : bool
+        The e0 map by Larch's definition (see :func:`~xafsmap.core.classify.slope_operator`).
 
     Returns
     -------
@@ -106,7 +109,7 @@ def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True) -
     start, stop = classifier.window
     window = energies[start:stop].tobytes()
     feature = _feature_operator(window, classifier.features, int(classifier.smooth or 0))
-    slope = _feature_operator(window, "derivative", int(classifier.smooth or 0))
+    slope = slope_operator(energies[start:stop], smooth=classifier.smooth, larch_e0=float(e0) if larch_e0 else None)
     feature_start, feature_weights = _banded(feature, stop - start)
     slope_start, slope_weights = _banded(slope, stop - start)
     references = np.ascontiguousarray(classifier.references, dtype=np.float64)

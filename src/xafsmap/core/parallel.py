@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .classify import METRICS
-from .pipeline import BAND_BYTES, THICK_LIMIT, MapResult, band_rows, _map_band, new_maps
+from .pipeline import BAND_BYTES, MapResult, band_rows, _map_band, finish_map, new_maps
 from .training import Model
 
 __all__ = ["StackSource", "iter_map_distributed", "map_distributed", "open_client", "scheduler_address",
@@ -193,7 +193,7 @@ def _open(source: StackSource, band: int | None = None):
 
 
 def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, metric: str,
-                       thick: float = THICK_LIMIT, band: int | None = None) -> dict:
+                       thick: float | None = None, band: int | None = None) -> dict:
     """Read rows ``[r0, r1)`` of a (prepared) stack from its file and map them (a worker's task).
 
     Parameters
@@ -203,8 +203,8 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
         First and past-the-last row of the band (of the prepared stack).
     model : Model
     metric : str
-    thick : float
-        Absorbance above which a pixel is flagged too thick.
+    thick : float, optional
+        Absorbance above which a pixel is flagged too thick (default the model's limit).
     band : int, optional
         Rows per band of the run: the prepared stack is chunked to match, so a band
         reads only the raw rows it needs.
@@ -228,7 +228,7 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
 
 
 def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidean",
-                         band_bytes: int = BAND_BYTES, thick: float = THICK_LIMIT):
+                         band_bytes: int = BAND_BYTES, thick: float | None = None):
     """Classify every pixel of a stack on a dask.distributed cluster, one task per row band.
 
     Parameters
@@ -243,8 +243,8 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     metric : {'euclidean', 'manhattan', 'jensen-shannon'}
     band_bytes : int
         Bytes of one band (all energies), as in the single-process run.
-    thick : float
-        Absorbance above which a pixel is flagged too thick.
+    thick : float, optional
+        Absorbance above which a pixel is flagged too thick (default the model's limit).
 
     Yields
     ------
@@ -294,9 +294,8 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
         shared.release()
         where.release()
     timings = {"map_s": time.perf_counter() - tic, "workers": len(client.scheduler_info()["workers"])}
-    params = dict(model.params, metric=metric, thick_limit=thick)
-    return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings,
-                     warnings=model.warnings, **maps)
+    return finish_map(model, maps, metric=metric, thick=model.thick.limit if thick is None else float(thick),
+                      timings=timings)
 
 
 def map_distributed(stack, model: Model, *, client, **options) -> MapResult:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classify import METRICS, Classifier, classify, compute_features, label_features
+from .classify import METRICS, Classifier, classify, label_features, slope_operator
 from .kernels import reduce_band
 from .mask import edge_jump, edge_mask
 from .normalize import normalize
@@ -43,8 +43,8 @@ MASK_BACKGROUND, MASK_SAMPLE, MASK_INVALID = 0, 1, 2
 FLAGS = {1: "no sample (edge step below threshold)", 2: "too thick (absorbance above the limit)",
          4: "invalid (NaN/inf or undefined absorbance at some energy)"}
 FLAG_NO_SAMPLE, FLAG_THICK, FLAG_INVALID = 1, 2, 4
-#: Absorbance above which a transmission spectrum is distorted (harmonics, leakage).
-THICK_LIMIT = 4.0
+#: Share of the sample flagged too thick above which the map warns.
+THICK_WARNING = 0.01
 #: Maps with one channel per reference, (K, rows, columns).
 CHANNEL_MAPS = ("fractions", "fraction_sigma")
 
@@ -86,11 +86,12 @@ class MapResult:
 
 
 def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-                  thick: float = THICK_LIMIT, maps: dict | None = None):
+                  thick: float | None = None, maps: dict | None = None):
     """Classify every pixel of a stack with a trained :class:`Model`, band by band.
 
-    Pixels whose absorbance exceeds ``thick`` at some energy are flagged too thick
-    (their spectra are distorted) but still mapped. ``maps`` (a dict like
+    Pixels whose absorbance exceeds ``thick`` (default the model's measured or stated
+    limit, :attr:`~xafsmap.core.training.Model.thick`) at some energy are flagged too
+    thick (their spectra are distorted) but still mapped. ``maps`` (a dict like
     :func:`new_maps`'s, e.g. :func:`~xafsmap.core.zarrmaps.open_map_store`'s zarr arrays)
     receives the maps instead of new in-memory arrays; the result then holds them.
 
@@ -114,6 +115,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     # maps: in memory, or arrays given (zarrmaps.open_map_store: maps larger than memory)
     k = model.classifier.references.shape[0]
     maps = new_maps(k, rows, cols) if maps is None else check_maps(maps, k, rows, cols, band=band)
+    thick = model.thick.limit if thick is None else float(thick)
     tic = time.perf_counter()
 
     read = _band_reader(data, band)
@@ -135,13 +137,29 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
                 done += 1
                 yield done, total
     timings = {"map_s": time.perf_counter() - tic}
-    params = dict(model.params, metric=metric, thick_limit=thick)
+    return finish_map(model, maps, metric=metric, thick=thick, timings=timings)
+
+
+def finish_map(model: Model, maps: dict, *, metric: str, thick: float, timings: dict) -> MapResult:
+    """The :class:`MapResult` of mapped ``maps``, with the model's warnings and one about
+    the share of sample pixels too thick to trust."""
+    from .zarrmaps import value_counts
+
+    params = dict(model.params, metric=metric, thick_limit=None if not np.isfinite(thick) else thick)
+    sample = int(value_counts(maps["mask"], 3)[MASK_SAMPLE])
+    too_thick = int(value_counts(maps["flags"], 256)[FLAG_THICK])  # sample (no other bit) and too thick
+    warnings = model.warnings
+    if sample and too_thick > THICK_WARNING * sample:
+        warnings += (f"{100 * too_thick / sample:.1f} % of the sample pixels are too thick to trust (absorbance "
+                     f"above {thick:.3g}, {model.thick.source if thick == model.thick.limit else 'stated'}): "
+                     "harmonics or scattered light distort their spectra; they are flagged (flags.tif bit 2) "
+                     "and kept out of the unexplained map",)
     return MapResult(classifier=model.classifier, survey=model.survey, params=params, timings=timings,
-                     warnings=model.warnings, **maps)
+                     warnings=warnings, **maps)
 
 
 def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-             thick: float = THICK_LIMIT, maps: dict | None = None, **options):
+             maps: dict | None = None, **options):
     """Train for a stack (see :func:`train_model` for the options), then map it
     (into ``maps`` if given, see :func:`iter_classify`).
 
@@ -161,7 +179,7 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
     model = train_model(stack, references, **options)
     train_s = time.perf_counter() - tic
     yield 1, total
-    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, thick=thick, maps=maps)
+    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, maps=maps)
     while True:
         try:
             done, _ = next(generator)
@@ -229,7 +247,7 @@ def _n_bands(shape, band_bytes: int) -> int:
     return -(-shape[1] // band_rows(shape, band_bytes))
 
 
-def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT, origin: int = 0):
+def _map_band(band, energies, r0, r1, maps, *, model, metric, thick, origin: int = 0):
     """Map rows ``r0:r1`` of ``maps`` (``band`` holds them, all energies; ``origin`` is
     the first row's row in the stack) and write every map with one assignment of whole
     rows, so any array with numpy slicing (numpy, memmap, zarr chunks of whole bands)
@@ -242,7 +260,7 @@ def _map_band(band, energies, r0, r1, maps, *, model, metric, thick=THICK_LIMIT,
             maps[name][r0:r1] = block
 
 
-def map_band(band, energies, *, model, metric: str = "euclidean", thick: float = THICK_LIMIT,
+def map_band(band, energies, *, model, metric: str = "euclidean", thick: float | None = None,
              origin: int = 0) -> dict:
     """Every map of one band of pixels.
 
@@ -254,8 +272,8 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float =
     model : Model
     metric : str
         Feature-space distance (see :data:`~xafsmap.core.classify.METRICS`).
-    thick : float
-        Absorbance above which a pixel is flagged too thick.
+    thick : float, optional
+        Absorbance above which a pixel is flagged too thick (default the model's limit).
     origin : int
         Row of the stack where the band starts (for the noise model's field).
 
@@ -267,6 +285,7 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float =
     """
     rows, cols = band.shape[1:]
     scale = model.survey.noise_model.band_scale(origin, origin + rows, cols)
+    thick = model.thick.limit if thick is None else float(thick)
     plan = model.band_plan
     if plan is None:
         return _map_band_numpy(band, energies, model=model, metric=metric, thick=thick, scale=scale)
@@ -321,16 +340,16 @@ def _map_band_numpy(band, energies, *, model, metric, thick, scale):
     jump, jump_sigma = edge_jump(band, variance, energies, model.survey.e0)
     classifier = model.classifier
     out["edge_step"][:] = np.where(finite, result.edge_step, np.nan)
-    # e0 map: the steepest rise of the smoothed normalized spectrum in the feature window
-    # (Larch's definition on the classifier's smoothing); the same slopes are the
-    # forest's features when it learned on derivatives
+    # e0 map: the steepest rise of the normalized spectrum in the feature window, by
+    # Larch's definition where the noise allows (Model.larch_e0), else smoothed
     start, stop = classifier.window
-    slope = compute_features(result.norm[start:stop], energies[start:stop], kind="derivative",
-                             smooth=classifier.smooth)
+    operator = slope_operator(energies[start:stop], smooth=classifier.smooth,
+                              larch_e0=model.survey.e0 if model.larch_e0 else None)
+    slope = np.moveaxis(np.tensordot(operator, result.norm[start:stop], axes=(1, 0)), 0, -1)
     out["e0"][:] = np.where(finite, energies[start:stop][np.argmax(slope, axis=-1)], np.nan)
     _mask_band(out, finite, _has_edge(jump, jump_sigma, result.edge_step, model.survey), band.max(axis=0) > thick)
     sample = out["mask"] == MASK_SAMPLE
-    features = slope[sample] if classifier.features == "derivative" else None
+    features = None
     found = classify(classifier, result.norm[:, sample], metric=metric, features=features,
                      variance=variance[:, sample] / result.edge_step[sample] ** 2)
     _put(out, sample, found)

@@ -25,8 +25,9 @@ from .mask import SIGNIFICANCE, edge_jump, edge_mask
 from .normalize import find_e0, normalize
 from .references import resample_reference
 from .synthesize import make_classes
+from .thickness import ThickLimit, measure_thick_limit
 
-__all__ = ["Model", "Survey", "pre_edge_rule", "pre_edge_window", "prepare_references", "survey", "train_model"]
+__all__ = ["Model", "Survey", "e0_map_rule", "thick_limit", "pre_edge_rule", "pre_edge_window", "prepare_references", "survey", "train_model"]
 
 #: Pixels read for the survey that sets the mask threshold, e0 and noise level; how
 #: many of its sample pixels vote for the stack's e0, and how many give noise levels
@@ -74,8 +75,11 @@ class Survey:
     n_pixels: int
     sample_share: float
     normalization: dict = field(default_factory=dict)
-    #: (E, <= KEPT_SPECTRA) float32 normalized spectra of sample pixels, evenly spread.
+    #: (E, <= KEPT_SPECTRA) float32 normalized spectra of sample pixels, evenly spread,
+    #: the variance of their points (edge-step units squared) and their largest absorbance.
     spectra: np.ndarray | None = None
+    spectra_variance: np.ndarray | None = None
+    spectra_max: np.ndarray | None = None
     #: Which pre-edge rule chose the windows, and why (:func:`pre_edge_rule`).
     rule: dict = field(default_factory=dict)
 
@@ -145,13 +149,15 @@ def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE
     result = normalize(flat, energies, **final)
     is_sample = _sample_pixels(flat, result, energies, variance, threshold, significance)
     pick = _spread(np.flatnonzero(is_sample), NOISE_PIXELS)
-    profiles = (np.sqrt(variance[:, pick]) / result.edge_step[pick]).T.astype(np.float32)
+    profiles = (np.sqrt(variance[:, pick]) / np.abs(result.edge_step[pick])).T.astype(np.float32)
     where = np.flatnonzero(is_sample & (result.edge_step > 0))  # an inverted edge is no spectrum to fit
-    kept = result.norm[:, where[np.linspace(0, where.size - 1, min(where.size, KEPT_SPECTRA)).astype(int)]]
+    kept = where[np.linspace(0, where.size - 1, min(where.size, KEPT_SPECTRA)).astype(int)]
     return Survey(e0=e0, threshold=threshold, significance=float(significance),
                   noise=np.median(profiles, axis=1), profiles=profiles, noise_model=model,
                   n_pixels=int(flat.shape[1]), sample_share=float(is_sample.mean()), normalization=final,
-                  spectra=kept.astype(np.float32), rule=rule)
+                  spectra=result.norm[:, kept].astype(np.float32),
+                  spectra_variance=(variance[:, kept] / result.edge_step[kept] ** 2).astype(np.float32),
+                  spectra_max=flat[:, kept].max(axis=0), rule=rule)
 
 
 def _pre_edge_choice(result, variance, pick, energies, *, e0, pre_edge, given):
@@ -363,6 +369,8 @@ class Model:
         What the survey, the references or the held-out test say may make the map
         wrong (:func:`~xafsmap.core.checks.model_warnings`); report.json lists them and
         the command line prints them.
+    thick : ThickLimit
+        The absorbance above which pixels are too thick to trust (measured or stated).
     """
 
     classifier: Classifier
@@ -370,12 +378,18 @@ class Model:
     normalization: dict
     params: dict
     warnings: tuple[str, ...] = ()
+    thick: ThickLimit = ThickLimit(np.inf, "none")
+
+    @property
+    def larch_e0(self) -> bool:
+        """Whether the e0 map follows Larch's definition (:func:`e0_map_rule`)."""
+        return self.params.get("e0_map", {}).get("rule") == "larch"
 
     @functools.cached_property
     def band_plan(self):
         """The fused kernel's :class:`~xafsmap.core.kernels.BandPlan` for this model (None
         where only the numpy path applies), built once rather than once per band."""
-        return band_plan(self.classifier, self.normalization, self.survey.noise_model)
+        return band_plan(self.classifier, self.normalization, self.survey.noise_model, larch_e0=self.larch_e0)
 
 
 def train_model(
@@ -399,6 +413,7 @@ def train_model(
     nnorm: int | None = None,
     noise=None,
     align_references: bool = False,
+    thick: float | None = None,
     rng=None,
 ) -> Model:
     """Survey a stack, prepare the references and train the classifier for it.
@@ -434,6 +449,9 @@ def train_model(
         Fit one common energy offset of all references to the stack and add it to
         ``offsets`` (:func:`~xafsmap.core.energyscale.check_energy_scale`; recorded in
         ``params["alignment"]``). Without it the offset is only checked and warned about.
+    thick : float, optional
+        Absorbance above which pixels are too thick to trust; default measured
+        (:func:`thick_limit`).
     rng : int or Generator, optional
         Seed of the training set and forest.
 
@@ -462,6 +480,7 @@ def train_model(
                                window=(int(inside[0]), int(inside[-1]) + 1), align=align_references, rng=seed)
     offsets = scale.offsets
     refs = prepare_references(references, energies, e0=found.e0, offsets=offsets, norm_params=params)
+    too_thick = thick_limit(found, refs, energies, window=(int(inside[0]), int(inside[-1]) + 1), stated=thick)
     classes = make_classes([ref.name for ref in references], mixtures=mixtures)
     classifier = train_classifier(
         refs,
@@ -482,8 +501,55 @@ def train_model(
         mixtures=mixtures if isinstance(mixtures, str) else np.asarray(mixtures).tolist(),
         features=features, smooth=smooth, n_per_class=n_per_class, n_trees=n_trees,
         threshold=threshold, significance=significance, fit_range=list(fit_range), normalization=params,
-        seed=seed, noise_model=found.noise_model.info,
+        seed=seed, noise_model=found.noise_model.info, thick=too_thick.describe(),
+        e0_map=e0_map_rule(found, energies, window=(int(inside[0]), int(inside[-1]) + 1), smooth=smooth),
         noise=None if noise is None else np.atleast_1d(np.asarray(noise, dtype=float)).tolist(),
     )
     warnings = model_warnings(classifier) + scale.warnings
-    return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings)
+    return Model(classifier=classifier, survey=found, normalization=params, params=settings, warnings=warnings,
+                 thick=too_thick)
+
+
+#: The e0 map follows Larch's definition when the noise of its derivative at the edge is
+#: at most this share of the edge's derivative (elsewhere noise would move the maximum).
+LARCH_E0_NOISE = 0.02
+
+
+def e0_map_rule(found: Survey, energies, *, window, smooth: int) -> dict:
+    """How the e0 map finds each pixel's edge: ``{"rule": "larch" | "smoothed", "why": ...}``.
+
+    Larch's ``find_e0`` takes the maximum of a narrowly smoothed derivative; on a
+    dense, quiet scan that is the map's definition too. Where one pixel's noise would
+    move that maximum (the noise of the derivative at the edge above
+    :data:`LARCH_E0_NOISE` of its height, for the survey's median noise profile), the
+    map smooths like the features (Savitzky–Golay, ``smooth`` points).
+    """
+    from .classify import slope_operator
+
+    start, stop = window
+    if found.spectra is None or not found.spectra.shape[1] or found.profiles.size == 0:
+        return {"rule": "smoothed", "why": "no sample spectra surveyed"}
+    operator = slope_operator(energies[start:stop], smooth=smooth, larch_e0=found.e0).astype(np.float64)
+    slope = operator @ np.median(found.spectra[start:stop], axis=1)
+    peak = int(np.argmax(slope))
+    sigma = np.median(found.profiles, axis=0)[start:stop].astype(np.float64)
+    noise = float(np.sqrt(np.sum(operator[peak] ** 2 * sigma**2)))
+    share = noise / slope[peak] if slope[peak] > 0 else np.inf
+    if share <= LARCH_E0_NOISE:
+        return {"rule": "larch", "why": f"the noise of Larch's derivative at the edge is {100 * share:.2g} % of "
+                f"its height (limit {100 * LARCH_E0_NOISE:g} %)"}
+    return {"rule": "smoothed", "why": f"the noise of Larch's derivative at the edge would be {100 * share:.2g} % "
+            f"of its height (limit {100 * LARCH_E0_NOISE:g} %): the maximum of the derivative smoothed over "
+            f"{smooth} points is used"}
+
+
+def thick_limit(found: Survey, references, energies, *, window, stated: float | None = None) -> ThickLimit:
+    """The absorbance above which pixels are too thick: ``stated``, or measured on the
+    survey's sample spectra against the prepared ``references`` (K, E)
+    (:func:`~xafsmap.core.thickness.measure_thick_limit`)."""
+    if stated is not None:
+        return ThickLimit(float(stated), "stated")
+    if found.spectra is None or found.spectra.shape[1] == 0:
+        return ThickLimit(np.inf, "none")
+    return measure_thick_limit(found.spectra, found.spectra_variance, found.spectra_max, references, energies,
+                               window=window, e0=found.e0)

@@ -28,8 +28,8 @@ from .energyscale import check_energy_scale
 from .lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_moments
 from .mask import edge_jump, edge_mask
 from .normalize import normalize
-from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, THICK_LIMIT, band_rows, drive
-from .training import prepare_references, survey
+from .pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive
+from .training import prepare_references, survey, thick_limit
 
 __all__ = [
     "BASELINE_TERMS",
@@ -49,6 +49,8 @@ __all__ = [
 
 #: Default false-alarm rate: the fraction of well-explained pixels flagged by chance.
 FALSE_ALARM = 1e-3
+#: With pooling, a pixel is flagged only if its own misfit also has a p-value below this.
+OWN_EVIDENCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class FitSetup:
     window: tuple
     survey: object
     normalization: dict
-    thick: float = THICK_LIMIT
+    thick: float = np.inf
     #: Per-reference offsets applied (eV), the common-offset fit when aligned, and the
     #: energy-scale warnings (:func:`~xafsmap.core.energyscale.check_energy_scale`).
     offsets: tuple = ()
@@ -113,7 +115,7 @@ class FitSetup:
 
 
 def setup_fit(stack, references, *, offsets=None, threshold=None, significance=None, fit_range=(-30.0, 70.0),
-              thick: float = THICK_LIMIT, e0=None, pre1=None, pre2=None, norm1=None, norm2=None,
+              thick: float | None = None, e0=None, pre1=None, pre2=None, norm1=None, norm2=None,
               nnorm=None, align_references: bool = False) -> FitSetup:
     """Survey a stack and put the references on its energies, as the mapping does.
 
@@ -129,8 +131,9 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, significance=N
         Edge steps this many of their standard deviations above zero are sample.
     fit_range : (float, float)
         Energies relative to the median e0 used by the fits, eV.
-    thick : float
-        Absorbance above which a pixel is too thick to judge.
+    thick : float, optional
+        Absorbance above which a pixel is too thick to judge; default measured
+        (:func:`~xafsmap.core.training.thick_limit`).
     e0, pre1, pre2, norm1, norm2, nnorm : optional
         Normalization parameters with Larch's meaning.
     align_references : bool
@@ -158,8 +161,9 @@ def setup_fit(stack, references, *, offsets=None, threshold=None, significance=N
     scale = check_energy_scale(found.spectra, energies, references, norm_params=params, window=window,
                                offsets=offsets, align=align_references, rng=0)
     refs = prepare_references(references, energies, e0=found.e0, offsets=scale.offsets, norm_params=params)
+    limit = thick_limit(found, refs, energies, window=window, stated=thick)
     return FitSetup(energies=energies, references=refs, names=tuple(r.name for r in references),
-                    window=window, survey=found, normalization=params, thick=float(thick),
+                    window=window, survey=found, normalization=params, thick=limit.limit,
                     offsets=tuple(scale.offsets), alignment=scale.alignment, warnings=scale.warnings)
 
 
@@ -396,7 +400,9 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
     false_alarm : float
         Per-pixel probability of flagging a spectrum the references explain.
     pool : int
-        Pool the evidence of ``pool x pool`` pixels (see :func:`score_misfit`).
+        Pool the evidence of ``pool x pool`` pixels (see :func:`score_misfit`); a pixel is
+        then flagged when the pooled p-value is below ``false_alarm`` and its own below
+        :data:`OWN_EVIDENCE` (known pixels beside an unexplained region stay explained).
     min_size : int
         Smallest region kept, pixels.
     n_calibration : int
@@ -446,6 +452,9 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
         yield step, total
     p_value, z = score_misfit(chi2, noise, null, pool=pool)
     flags = (np.nan_to_num(p_value, nan=1.0) < false_alarm) & ~thick
+    if pool > 1:  # a pooled flag also needs the pixel's own evidence: no spill over a region's border
+        own, _ = score_misfit(chi2, noise, null)
+        flags &= np.nan_to_num(own, nan=1.0) < OWN_EVIDENCE
     regions = find_regions(flags, min_size=min_size)
     spectra, spectra_variance, sizes = region_spectra(stack, regions, setup, band_bytes=band_bytes)
     yield total, total
@@ -453,7 +462,7 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
                   n_calibration=null.n_spectra, seed=rng if isinstance(rng, int) else None,
                   fit_window_eV=[float(setup.energies[start]), float(setup.energies[stop - 1])],
                   e0=setup.e0, threshold=setup.survey.threshold, significance=setup.survey.significance,
-                  thick_limit=setup.thick, too_thick_pixels=int(np.count_nonzero(thick & (mask == MASK_SAMPLE))),
+                  thick_limit=None if not np.isfinite(setup.thick) else setup.thick, too_thick_pixels=int(np.count_nonzero(thick & (mask == MASK_SAMPLE))),
                   normalization=setup.normalization, noise_model=setup.survey.noise_model.info,
                   offsets=list(setup.offsets), alignment=setup.alignment, warnings=list(setup.warnings))
     residual = np.sqrt(chi2 / (stop - start)) * noise
