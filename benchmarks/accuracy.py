@@ -23,14 +23,14 @@ import time
 
 import numpy as np
 
-from xafsmap.core.classify import compute_features, feature_distance
-from xafsmap.core.io import Stack
-from xafsmap.core.lcf import fit_fractions
-from xafsmap.core.normalize import normalize
-from xafsmap.core.pipeline import map_stack
-from xafsmap.core.training import prepare_references, survey
-from xafsmap.core.sample import make_sample
-from xafsmap.core.synthesize import make_classes, synthesize_spectra
+from xafsmap.core.model.classify import compute_features, feature_distance
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.spectra.lcf import fit_fractions
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.mapping.pipeline import map_stack
+from xafsmap.core.model.training import prepare_references, survey
+from xafsmap.core.simulate.sample import make_sample
+from xafsmap.core.model.synthesize import make_classes, synthesize_spectra
 
 
 def roc_auc(negatives, positives) -> float:

@@ -51,7 +51,7 @@ def main(argv=None):
     from scipy.optimize import nnls
     from sklearn.ensemble import RandomForestClassifier
 
-    from xafsmap.core.references import read_reference
+    from xafsmap.core.io.references import read_reference
 
     tic = time.perf_counter()
     stack = tifffile.imread(args.stack)  # (E, M, N) float32, the whole file in memory

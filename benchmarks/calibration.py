@@ -16,13 +16,13 @@ import json
 
 import numpy as np
 
-from xafsmap.core.calibrate import apply_shift, calibrate
-from xafsmap.core.io import Stack
-from xafsmap.core.normalize import normalize
-from xafsmap.core.pipeline import map_stack
-from xafsmap.core.prepare import prepare_stack
-from xafsmap.core.references import resample_reference
-from xafsmap.core.sample import bundled_references, make_sample
+from xafsmap.core.prepare.calibrate import apply_shift, calibrate
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.mapping.pipeline import map_stack
+from xafsmap.core.prepare.steps import prepare_stack
+from xafsmap.core.io.references import resample_reference
+from xafsmap.core.simulate.sample import bundled_references, make_sample
 
 
 def shift_field(shape, span: float) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Drift registration on a full-size stack: time, peak memory and accuracy.
 
-Measures :func:`xafsmap.core.register.measure_drift` on a stack written by
+Measures :func:`xafsmap.core.prepare.register.measure_drift` on a stack written by
 ``benchmarks/generate.py --drift PX`` (which saves the true drift beside it as
-``<stem>.drift.txt``), opened lazily with :func:`xafsmap.core.io.read_stack` as the CLI
+``<stem>.drift.txt``), opened lazily with :func:`xafsmap.core.io.stack.read_stack` as the CLI
 and the Prepare dock do. Prints one JSON line: wall time, peak RSS of this process
 (``ru_maxrss``; the imports and the opened stack alone are reported as ``rss_start``),
 and the error of the measured drift against the true one, both taken relative to the
@@ -36,7 +36,7 @@ EDGE = 7112.0
 
 def load_measure_drift(module: Path | None):
     if module is None:
-        from xafsmap.core.register import measure_drift
+        from xafsmap.core.prepare.register import measure_drift
 
         return measure_drift
     # named inside xafsmap.core so the module's relative imports resolve
@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--save", type=Path, default=None, help="write the measured drift here (.txt, E rows of dy dx)")
     args = parser.parse_args(argv)
 
-    from xafsmap.core.io import read_stack
+    from xafsmap.core.io.stack import read_stack
 
     measure_drift = load_measure_drift(args.module)
     stack = read_stack(args.stack)

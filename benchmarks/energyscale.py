@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xafsmap.core.energyscale import check_energy_scale
-from xafsmap.core.io import Stack
-from xafsmap.core.sample import bundled_references, make_sample
-from xafsmap.core.training import survey
+from xafsmap.core.spectra.energyscale import check_energy_scale
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.simulate.sample import bundled_references, make_sample
+from xafsmap.core.model.training import survey
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -68,7 +68,7 @@ def grid(seed: int = 100) -> None:
 def physics(seed: int = 0) -> None:
     """The physical generator's conditions (counts, thick and thin grains, leak, fluorescence),
     references as handed out and, where they carry no offset, shifted by -3 and +2 eV."""
-    from xafsmap.core.simulate import CONDITIONS, simulate_measurement
+    from xafsmap.core.simulate.generator import CONDITIONS, simulate_measurement
 
     for name, options in CONDITIONS.items():
         m = simulate_measurement((80, 100), **options, rng=seed)
@@ -84,7 +84,7 @@ def physics(seed: int = 0) -> None:
 
 
 def fractions(seed: int = 100) -> None:
-    from xafsmap.core.pipeline import map_stack
+    from xafsmap.core.mapping.pipeline import map_stack
 
     sample = make_sample(rng=seed)
     stack = Stack(sample.stack, sample.energies, {"stack": "<array>"})
@@ -101,9 +101,9 @@ def fractions(seed: int = 100) -> None:
 
 
 def stxm() -> None:
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.prepare import prepare_stack
-    from xafsmap.core.references import read_reference
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.prepare.steps import prepare_stack
+    from xafsmap.core.io.references import read_reference
 
     folder = DATA / "stxm-fe-l" / "71214078"
     stack, _ = prepare_stack(read_stack(folder / "71214078.hdr", i0=folder / "i0.xsp"), factor=2)
@@ -129,7 +129,7 @@ def figure(path: Path, seed: int = 100) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xafsmap.core.energyscale import shifted_references
+    from xafsmap.core.spectra.energyscale import shifted_references
 
     sample = make_sample(rng=seed)
     found = survey(sample.stack, sample.energies)

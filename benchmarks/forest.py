@@ -5,7 +5,7 @@ derivative features (~100 energies of the edge) of noisy synthetic mixtures, the
 the pipeline trains it; then 1 M test spectra of the same kind are classified by
 
 * scikit-learn ``predict_proba`` (n_jobs as trained: all cores),
-* ``xafsmap.core.forest.predict_proba`` (numba, branch-free interleaved blocks),
+* ``xafsmap.core.model.forest.predict_proba`` (numba, branch-free interleaved blocks),
 
 and the probabilities are compared.
 
@@ -22,11 +22,11 @@ import numpy as np
 
 
 def build(n_trees: int, n_features: int, rng: int = 0):
-    from xafsmap.core.classify import train_classifier
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import resample_reference
-    from xafsmap.core.sample import bundled_references, sample_energies
-    from xafsmap.core.synthesize import make_classes
+    from xafsmap.core.model.classify import train_classifier
+    from xafsmap.core.spectra.normalize import normalize
+    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.simulate.sample import bundled_references, sample_energies
+    from xafsmap.core.model.synthesize import make_classes
 
     energies = sample_energies(n_edge=149)  # 210 energies
     refs = bundled_references()
@@ -40,7 +40,7 @@ def build(n_trees: int, n_features: int, rng: int = 0):
 
 
 def test_features(classifier, spectra, classes, n_rows: int, rng: int = 1):
-    from xafsmap.core.synthesize import synthesize_spectra
+    from xafsmap.core.model.synthesize import synthesize_spectra
 
     per_class = -(-n_rows // len(classes))
     parts = []
@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from xafsmap.core.forest import compile_forest, predict_proba
+    from xafsmap.core.model.forest import compile_forest, predict_proba
 
     classifier, spectra, classes = build(args.trees, args.features)
     forest = classifier.forest

@@ -5,7 +5,7 @@ mixed, a few grains of Fe3O4 that is not among the references, ~10 % holes), a
 smoothly varying edge step 0.6–1.4, a sloped pre-edge background, Gaussian noise
 0.02 and a few dead (NaN) pixels. Written as a contiguous float32 multi-page TIFF
 (BigTIFF past 4 GB) with its ``.energies.txt`` sidecar through
-:func:`xafsmap.core.io.write_stack`; only the (K, M, N) fraction maps and one page are
+:func:`xafsmap.core.io.stack.write_stack`; only the (K, M, N) fraction maps and one page are
 ever in memory (~0.25 GB for 4000 x 1700), never the stack.
 
     python benchmarks/generate.py /tmp/xafsmap-bench/stack-1000.tif --rows 1000 --cols 1700 --energies 210
@@ -15,7 +15,7 @@ a seeded sub-pixel random walk ``drift[e] = (dy, dx)`` (0 at the first energy, t
 largest component ``PX`` pixels on each axis) before the noise is added (the detector
 does not move), by a Fourier shift (periodic at the borders); the true drift goes to
 ``<stem>.drift.txt`` (E rows of ``dy dx``, pixels, the convention of
-:func:`xafsmap.core.register.measure_drift`).
+:func:`xafsmap.core.prepare.register.measure_drift`).
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ class SyntheticStack:
 
     def __init__(self, rows: int, cols: int, energies: np.ndarray, *, n_grains: int, noise: float, rng: int,
                  drift: np.ndarray | None = None):
-        from xafsmap.core.normalize import normalize
-        from xafsmap.core.references import resample_reference
-        from xafsmap.core.sample import bundled_references
+        from xafsmap.core.spectra.normalize import normalize
+        from xafsmap.core.io.references import resample_reference
+        from xafsmap.core.simulate.sample import bundled_references
 
         gen = np.random.default_rng(rng)
         refs = bundled_references(PHASES)
@@ -139,8 +139,8 @@ def main(argv=None) -> Path:
                              "the true drift goes to <stem>.drift.txt")
     args = parser.parse_args(argv)
 
-    from xafsmap.core.io import write_stack
-    from xafsmap.core.sample import sample_energies
+    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.simulate.sample import sample_energies
 
     energies = sample_energies(n_edge=args.energies - 61)  # 61 points off the edge region
     tic = time.perf_counter()

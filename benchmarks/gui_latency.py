@@ -37,9 +37,9 @@ def write_stack(path: Path, *, energies: int, rows: int, cols: int, tile: int = 
     """Write the stack page by page (BigTIFF, contiguous) with its ``.energies.txt`` sidecar."""
     import tifffile
 
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import resample_reference
-    from xafsmap.core.sample import bundled_references, make_sample
+    from xafsmap.core.spectra.normalize import normalize
+    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.simulate.sample import bundled_references, make_sample
 
     grid = np.linspace(7050.0, 7250.0, energies)
     sample = make_sample((tile, tile), rng=seed)

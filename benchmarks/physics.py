@@ -1,6 +1,6 @@
 """Issue 10's "done when", measured on stacks with a beamline's physics: the before/after table.
 
-For every condition of :data:`xafsmap.core.simulate.CONDITIONS` (thin and thick grains at
+For every condition of :data:`xafsmap.core.simulate.generator.CONDITIONS` (thin and thick grains at
 900 / 3000 / 20 000 counts, a 3 % harmonic leak, references 5 eV off, fluorescence
 counts) and seed, a 120 x 160 measurement is simulated from the bundled real Fe, FeO,
 Fe2O3 and magnetite spectra (Fe3O4 is left out of the references), written as a beamline
@@ -12,10 +12,10 @@ user would:
 2. ``map_stack`` on the in-memory absorbance stack and (without ``--quick``) on the stack
    read from the files: both maps must agree;
 3. ``find_unexplained``, then the 65-mineral ALS library ranked for its regions
-   (:mod:`xafsmap.core.discover`);
-4. scored against the truth (:mod:`xafsmap.core.scores`), PASS/FAIL against issue 10.
+   (:mod:`xafsmap.core.trust.discover`);
+4. scored against the truth (:mod:`xafsmap.core.simulate.scores`), PASS/FAIL against issue 10.
 
-Table 1, issue 10's targets (pixel sets as in :mod:`xafsmap.core.scores`; ``!`` = fails):
+Table 1, issue 10's targets (pixel sets as in :mod:`xafsmap.core.simulate.scores`; ``!`` = fails):
 ``iou`` mask IoU and ``drop`` the share of the sample outside the mask; ``dom``
 dominant-phase accuracy (argmax of the mapped fractions vs the truth on known,
 undistorted, mapped pixels whose largest true fraction >= 0.7); ``rmse`` fraction RMSE on
@@ -27,7 +27,7 @@ largest unexplained region (PASS when it is magnetite) and ``mgt#`` magnetite's 
 the largest region made mostly of magnetite pixels; ``files`` whether the maps of the
 files read back equal the in-memory ones.
 
-Table 2, what the counts allow (from the truth, :mod:`xafsmap.core.measurement`; not
+Table 2, what the counts allow (from the truth, :mod:`xafsmap.core.simulate.measurement`; not
 issue 10's targets, they say where its targets lie beyond the data): ``crlb`` the
 Cramér-Rao bound of an unconstrained fit's fractions (RMS of
 ``Measurement.fraction_crlb`` over the known, undistorted pixels, mapped or not: what
@@ -54,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 
-from xafsmap.core.discover import prepare_candidates, rank_candidates
-from xafsmap.core.io import read_stack
-from xafsmap.core.pipeline import MASK_SAMPLE, map_stack
-from xafsmap.core.references import read_reference, scan_library
-from xafsmap.core.scores import THICKNESS_BINS, check_targets, score_maps
-from xafsmap.core.simulate import CONDITIONS, simulate_measurement, write_measurement
-from xafsmap.core.unexplained import find_unexplained
+from xafsmap.core.trust.discover import prepare_candidates, rank_candidates
+from xafsmap.core.io.stack import read_stack
+from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack
+from xafsmap.core.io.references import read_reference, scan_library
+from xafsmap.core.simulate.scores import THICKNESS_BINS, check_targets, score_maps
+from xafsmap.core.simulate.generator import CONDITIONS, simulate_measurement, write_measurement
+from xafsmap.core.trust.unexplained import find_unexplained
 
 LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference-library" / "als-10.3.2-fe-k"
 LEFT_OUT_NAME = "magnetite"  # how the left-out Fe3O4 is named in the library

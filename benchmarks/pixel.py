@@ -1,7 +1,7 @@
 """Latency of one pixel's spectrum (the Inspect dock's lookup) on a big stack.
 
 Times ``stack.data[:, r, c].compute()`` (the lazy dask stack from ``read_stack``) and
-``xafsmap.core.cache.read_spectrum`` at random pixels: the first lookup, then later
+``xafsmap.core.io.pixel.read_spectrum`` at random pixels: the first lookup, then later
 ones (page cache cold for the pixel's pages unless the file was read before), and
 the same pixel again (warm).
 
@@ -24,8 +24,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--cold", action="store_true", help="evict the file from the page cache first")
     args = parser.parse_args(argv)
 
-    from xafsmap.core.cache import read_spectrum
-    from xafsmap.core.io import read_stack
+    from xafsmap.core.io.pixel import read_spectrum
+    from xafsmap.core.io.stack import read_stack
 
     from run import evict  # benchmarks/run.py
 

@@ -3,7 +3,7 @@
 Measures, on one stack (page cache evicted before each cold step):
   1. writing a pixel-major Zarr copy, chunks (E, 64, 64), zstd level 1, band by band;
   2. reading every row band of all energies back from it, and from the TIFF;
-  3. single-pixel spectrum lookups from it, and from the TIFF (xafsmap.core.cache.read_spectrum).
+  3. single-pixel spectrum lookups from it, and from the TIFF (xafsmap.core.io.pixel.read_spectrum).
 
     python benchmarks/pixelmajor.py /tmp/xafsmap-bench/stack-1000.tif [--store /tmp/xafsmap-bench/pm.zarr]
 """
@@ -33,9 +33,9 @@ def main() -> dict:
     import zarr
     from zarr.codecs import ZstdCodec
 
-    from xafsmap.core.cache import read_spectrum
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.pipeline import band_rows
+    from xafsmap.core.io.pixel import read_spectrum
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.mapping.pipeline import band_rows
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stack", type=Path)

@@ -70,7 +70,7 @@ def available_bytes() -> int:
 
 
 def reference_args() -> list[str]:
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     paths = bundled_reference_paths()
     return [arg for name in REFERENCES for arg in ("--reference", str(paths[name]))]

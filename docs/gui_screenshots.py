@@ -22,11 +22,11 @@ def write_foil(folder: Path, stack_layer) -> Path:
     """An Fe foil measured over the sample's field with a smooth energy shift (-1.5 to +2 eV)."""
     import numpy as np
 
-    from xafsmap.core.calibrate import apply_shift
-    from xafsmap.core.io import write_stack
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import read_reference, resample_reference
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.prepare.calibrate import apply_shift
+    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.spectra.normalize import normalize
+    from xafsmap.core.io.references import read_reference, resample_reference
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     energies = np.asarray(stack_layer.metadata["energies"])
     rows, cols = stack_layer.data.shape[1:]
@@ -91,7 +91,7 @@ def main():
 
     import tempfile
 
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     panel = widgets["prepare"].calibration
     widgets["prepare"].set_roi(None)

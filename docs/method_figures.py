@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xafsmap.core.mask import preview_mask  # noqa: E402
-from xafsmap.core.pipeline import MASK_SAMPLE, map_stack  # noqa: E402
-from xafsmap.core.simulate import simulate_measurement  # noqa: E402
+from xafsmap.core.spectra.mask import preview_mask  # noqa: E402
+from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack  # noqa: E402
+from xafsmap.core.simulate.generator import simulate_measurement  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parent / "images"
 

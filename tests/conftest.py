@@ -20,7 +20,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def small_sample():
     """A 48 x 64 synthetic Fe sample (real references, known fractions)."""
-    from xafsmap.core.sample import make_sample
+    from xafsmap.core.simulate.sample import make_sample
 
     return make_sample((48, 64), n_grains=14, unexplained_grains=1, rng=3)
 
@@ -28,7 +28,7 @@ def small_sample():
 @pytest.fixture(scope="session")
 def small_sample_file(tmp_path_factory, small_sample) -> Path:
     """The small sample written as a multi-page TIFF with its energies sidecar."""
-    from xafsmap.core.io import write_stack
+    from xafsmap.core.io.stack import write_stack
 
     folder = tmp_path_factory.mktemp("sample")
     return write_stack(folder / "sample.tif", small_sample.stack, small_sample.energies)
@@ -40,11 +40,11 @@ def shifted(tmp_path_factory, small_sample):
     same smooth energy-shift field (true energy = nominal + truth), written as TIFFs."""
     import numpy as np
 
-    from xafsmap.core.calibrate import apply_shift
-    from xafsmap.core.io import write_stack
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import resample_reference
-    from xafsmap.core.sample import bundled_references
+    from xafsmap.core.prepare.calibrate import apply_shift
+    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.spectra.normalize import normalize
+    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.simulate.sample import bundled_references
 
     folder = tmp_path_factory.mktemp("shifted")
     rows, cols = small_sample.stack.shape[1:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def test_core_and_cli_import_no_qt_napari_or_magicgui():
     code = (
-        "import sys, json, xafsmap, xafsmap.cli, xafsmap.core.pipeline, xafsmap.core.io; "
+        "import sys, json, xafsmap, xafsmap.cli, xafsmap.core.mapping.pipeline, xafsmap.core.io.stack; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('napari', 'magicgui', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'vispy', 'matplotlib')]; "
         "print(json.dumps(bad))"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.quicklook import label_colors
+from .core.mapping.quicklook import label_colors
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
 
@@ -43,8 +43,8 @@ def get_reader(path):
 
 
 def _open_stack(path: Path):
-    from .core.formats import format_kind
-    from .core.io import find_energies_file, read_stack
+    from .core.io.formats import format_kind
+    from .core.io.stack import find_energies_file, read_stack
 
     if format_kind(path):  # HDF5/NeXus, Xradia: the file's own energies and I0
         return read_stack(path)
@@ -57,7 +57,7 @@ def _open_stack(path: Path):
 
 def stack_layer(stack, *, name=None):
     """Layer-data tuple of a lazy stack: energies in metadata, contrast from one plane."""
-    from .core.io import plane_view
+    from .core.io.stack import plane_view
 
     data, energies = plane_view(stack), np.asarray(stack.energies)
     plane = np.asarray(data[int(np.argmax(energies > np.median(energies)))], dtype=np.float32)
@@ -126,7 +126,7 @@ def _lazy_maps(folder: Path) -> dict:
         return {}
     import dask.array as da
 
-    from .core.zarrmaps import read_map_store
+    from .core.mapping.zarrmaps import read_map_store
 
     return {name: da.from_zarr(array) for name, array in read_map_store(folder / "maps.ome.zarr").items()}
 

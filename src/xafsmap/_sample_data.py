@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .core.sample import bundled_reference_paths, make_sample
+from .core.simulate.sample import bundled_reference_paths, make_sample
 
 
 def make_fe_sample():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.output import write_classes_csv, write_tiff
+from .core.mapping.output import write_classes_csv, write_tiff
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:

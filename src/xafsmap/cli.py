@@ -35,13 +35,13 @@ def _progress(args, what: str = "mapping"):
 
 
 def _claim(args) -> Path:
-    from .core.output import claim_output
+    from .core.mapping.output import claim_output
 
     return claim_output(args.out, sources=option_sources(args), overwrite=args.overwrite)
 
 
 def _read_stack(args):
-    from .core.io import read_stack
+    from .core.io.stack import read_stack
 
     return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0,
                       axes=args.axes)
@@ -49,9 +49,9 @@ def _read_stack(args):
 
 def _shift_map(args):
     """The energy-shift map asked for: a file, or measured from a foil stack, or None."""
-    from .core.calibrate import ShiftMap, calibrate, read_shift_map
-    from .core.io import read_stack
-    from .core.references import read_reference
+    from .core.prepare.calibrate import ShiftMap, calibrate, read_shift_map
+    from .core.io.stack import read_stack
+    from .core.io.references import read_reference
 
     if args.shift_map and args.calibration:
         raise ValueError("give either --shift-map or --calibration, not both")
@@ -69,7 +69,7 @@ def _shift_map(args):
 
 def _prepared_stack(args):
     """Read, register, calibrate, crop and bin as asked; returns (stack, shift map, report)."""
-    from .core.prepare import parse_roi, prepare_measurement
+    from .core.prepare.steps import parse_roi, prepare_measurement
 
     stack = _read_stack(args)
     shift_map = _shift_map(args)
@@ -92,7 +92,7 @@ def _offsets(items, names) -> list[float]:
 
 
 def _references(specs):
-    from .core.references import read_reference
+    from .core.io.references import read_reference
 
     references = [read_reference(spec) for spec in specs]
     names = [ref.name for ref in references]
@@ -108,8 +108,8 @@ def _normalization(args) -> dict:
 def _inputs(stack, reference_specs, stop, moved=None) -> dict:
     """sha256 of every input file (stops early once ``stop`` is set); ``moved`` = (tmp, out)
     records files written into a temporary output folder at their final place."""
-    from .core.output import file_sha256
-    from .core.references import split_spec
+    from .core.mapping.output import file_sha256
+    from .core.io.references import split_spec
 
     inputs = {}
     for role, path in stack.sources.items():
@@ -125,8 +125,8 @@ def _inputs(stack, reference_specs, stop, moved=None) -> dict:
 
 def _map_job(args) -> dict:
     """Read and check everything a map needs (headers and references; no pixel) before any work."""
-    from .core.limits import check_maps_memory, check_training
-    from .core.synthesize import make_classes
+    from .core.settings.limits import check_maps_memory, check_training
+    from .core.model.synthesize import make_classes
 
     stack, shift_map, extra = _prepared_stack(args)
     references = _references(args.reference)
@@ -147,8 +147,8 @@ def _map_job(args) -> dict:
 
 def _map_into(args, job, folder, maps, *, moved=None):
     """Map as ``job`` says and write the result into ``folder``; returns (result, class counts)."""
-    from .core.output import write_map_files
-    from .core.pipeline import drive, iter_map
+    from .core.mapping.output import write_map_files
+    from .core.mapping.pipeline import drive, iter_map
 
     tic = time.perf_counter()
     stack, references, options = job["stack"], job["references"], job["options"]
@@ -179,8 +179,8 @@ def run_map(args) -> Path:
     With ``--zarr`` the bands are mapped straight into ``maps.ome.zarr`` in the (still
     temporary) output folder, so the maps never are in memory whole.
     """
-    from .core.output import map_output
-    from .core.pipeline import band_rows
+    from .core.mapping.output import map_output
+    from .core.mapping.pipeline import band_rows
 
     out = _claim(args)
     job = _map_job(args)
@@ -198,7 +198,7 @@ def run_map(args) -> Path:
 
 def _print_alignment(alignment) -> None:
     """Say on stderr (whatever --quiet says) that the references were shifted."""
-    from .core.energyscale import format_offset
+    from .core.spectra.energyscale import format_offset
 
     if alignment:
         print(f"xafsmap: aligned the references: {format_offset(alignment['offset_eV'], alignment['sigma_eV'])}",
@@ -220,9 +220,9 @@ def _map_distributed(args, stack, references, options):
     The stack may be registered, calibrated, cropped and binned: workers re-read the
     files and redo that preparation (the drift and shift map travel to them once).
     """
-    from .core.parallel import iter_map_distributed, open_client
-    from .core.pipeline import drive
-    from .core.training import train_model
+    from .core.mapping.parallel import iter_map_distributed, open_client
+    from .core.mapping.pipeline import drive
+    from .core.model.training import train_model
 
     with open_client(scheduler=args.scheduler, workers=args.workers) as client:
         tic = time.perf_counter()
@@ -235,7 +235,7 @@ def _map_distributed(args, stack, references, options):
 
 def run_info(args) -> dict:
     """``xafsmap info``: shape, energies, size and memory estimate, no pixel read."""
-    from .core.io import stack_info
+    from .core.io.stack import stack_info
 
     info = stack_info(_read_stack(args))
     if args.json:
@@ -248,9 +248,9 @@ def run_info(args) -> dict:
 
 def run_calibrate(args) -> Path:
     """``xafsmap calibrate``: shift.tif (with uncertainty), measured shifts and a report."""
-    from .core.calibrate import calibrate, write_shift_map
-    from .core.output import atomic_folder, library_versions, write_tiff
-    from .core.references import read_reference
+    from .core.prepare.calibrate import calibrate, write_shift_map
+    from .core.mapping.output import atomic_folder, library_versions, write_tiff
+    from .core.io.references import read_reference
 
     _claim(args)
     foil = _read_stack(args)
@@ -275,7 +275,7 @@ def run_calibrate(args) -> Path:
 
 def run_search(args) -> dict:
     """``xafsmap search-references``: unexplained regions and library candidates."""
-    from .core.assess import search_references
+    from .core.trust.assess import search_references
 
     _claim(args)
     stack, _, _ = _prepared_stack(args)
@@ -300,7 +300,7 @@ def run_search(args) -> dict:
 
 def run_compare(args) -> dict:
     """``xafsmap compare-models``: per-pixel and whole-image preferred reference set."""
-    from .core.assess import compare_models
+    from .core.trust.assess import compare_models
 
     _claim(args)
     sets = {}
@@ -322,7 +322,7 @@ def run_compare(args) -> dict:
 
 def run_recipe_command(args) -> Path:
     """``xafsmap run``: reproduce a recipe's maps, and print the warnings its report records."""
-    from .core.recipe import read_recipe, recipe_paths, run_recipe
+    from .core.settings.recipe import read_recipe, recipe_paths, run_recipe
 
     recipe = read_recipe(args.recipe)
     if args.zarr:
@@ -334,7 +334,7 @@ def run_recipe_command(args) -> Path:
     with contextlib.ExitStack() as stack:
         client = None
         if args.scheduler or args.workers:
-            from .core.parallel import open_client
+            from .core.mapping.parallel import open_client
 
             client = stack.enter_context(open_client(scheduler=args.scheduler, workers=args.workers))
         run_recipe(recipe, out=out, overwrite=args.overwrite, progress=_progress(args), client=client,
@@ -351,10 +351,10 @@ def run_demo(args) -> Path:
     Everything (the measurement in ``input/``, the maps, ``labels.png``) is written
     into one temporary folder that replaces ``--out`` when complete.
     """
-    from .core.io import write_stack
-    from .core.output import atomic_folder
-    from .core.quicklook import write_label_png
-    from .core.sample import bundled_reference_paths, make_sample
+    from .core.io.stack import write_stack
+    from .core.mapping.output import atomic_folder
+    from .core.mapping.quicklook import write_label_png
+    from .core.simulate.sample import bundled_reference_paths, make_sample
 
     out = _claim(args)
     sample = make_sample(rng=args.seed)
@@ -381,12 +381,12 @@ def run_export(args) -> dict:
     """``xafsmap export``: each class's mean normalized spectrum as XDI files and/or an Athena project.
 
     The stack is reopened from the paths in the map's report.json (or ``--stack``) and
-    prepared onto the map's grid (:func:`~xafsmap.core.mapspectra.map_class_spectra`);
+    prepared onto the map's grid (:func:`~xafsmap.core.mapping.mapspectra.map_class_spectra`);
     everything is computed before anything is written, and the XDI folder and the
-    project appear together or not at all (:func:`~xafsmap.core.export.write_spectra`).
+    project appear together or not at all (:func:`~xafsmap.core.io.export.write_spectra`).
     """
-    from .core.export import write_spectra
-    from .core.mapspectra import map_class_spectra, references_element
+    from .core.io.export import write_spectra
+    from .core.mapping.mapspectra import map_class_spectra, references_element
 
     folder = Path(args.maps)
     if not (args.prj or args.xdi):

@@ -1,9 +1,9 @@
 """The command line's options: the parser, and every value checked before any work.
 
 One place that says what each command accepts (argparse, with usage errors on one
-line) and checks the values against :mod:`xafsmap.core.limits` (:func:`check_options`),
+line) and checks the values against :mod:`xafsmap.core.settings.limits` (:func:`check_options`),
 and which options name inputs (:func:`option_sources`, for the output-folder rule of
-:mod:`xafsmap.core.folders`). Imports only the standard library until called.
+:mod:`xafsmap.core.io.folders`). Imports only the standard library until called.
 """
 
 from __future__ import annotations
@@ -174,10 +174,10 @@ def flag(dest: str) -> str:
 
 
 def check_options(args) -> None:
-    """Every option value checked before any work (ranges from :mod:`xafsmap.core.limits`)."""
-    from .core.limits import LIMITS, check_mixtures, check_value
-    from .core.parallel import scheduler_address
-    from .core.prepare import parse_roi
+    """Every option value checked before any work (ranges from :mod:`xafsmap.core.settings.limits`)."""
+    from .core.settings.limits import LIMITS, check_mixtures, check_value
+    from .core.mapping.parallel import scheduler_address
+    from .core.prepare.steps import parse_roi
 
     for dest, value in vars(args).items():
         if dest in LIMITS and value is not None and not isinstance(value, list):  # --offset: NAME=EV items
@@ -194,7 +194,7 @@ def check_options(args) -> None:
 
 def option_sources(args) -> list[str]:
     """The input files and folders an invocation names (for the output-folder rule)."""
-    from .core.references import split_spec
+    from .core.io.references import split_spec
 
     sources = [getattr(args, name) for name in SOURCE_OPTIONS if getattr(args, name, None)]
     reference = getattr(args, "reference", None)
@@ -210,7 +210,7 @@ def option_sources(args) -> list[str]:
 
 def parse_offset(item) -> tuple[str, float]:
     """``NAME=EV`` -> (name, offset in eV within its limit)."""
-    from .core.limits import check_value
+    from .core.settings.limits import check_value
 
     name, eq, value = item.rpartition("=")
     if not eq or not name:

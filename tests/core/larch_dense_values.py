@@ -1,7 +1,7 @@
 """Regenerate the Larch values hard-coded in ``test_normalization_rule.py``.
 
 Not a test and never imported by the tests. Run it with xraylarch's Python, with
-xafsmap's sources on the path (``xafsmap.core.references`` needs only numpy), from
+xafsmap's sources on the path (``xafsmap.core.io.references`` needs only numpy), from
 outside the xraylarch source tree::
 
     cd /tmp && PYTHONPATH=/path/to/src /tmp/larchenv/bin/python /path/to/tests/core/larch_dense_values.py
@@ -28,7 +28,7 @@ def main() -> None:
     from larch import Group
     from larch.xafs import pre_edge
 
-    from xafsmap.core.references import read_reference
+    from xafsmap.core.io.references import read_reference
 
     print(f"# xraylarch {larch.__version__}")
     for name, spec in SPECS.items():

@@ -1,7 +1,7 @@
 """Known-answer tests of trust in a map: unexplained pixels, reference discovery, parsimony.
 
 The synthetic measurements are built from real reference spectra (see
-:func:`xafsmap.core.sample.make_sample`); the truth of which pixels hold a phase missing
+:func:`xafsmap.core.simulate.sample.make_sample`); the truth of which pixels hold a phase missing
 from the references is known, so detection and false-alarm rates are measured, not
 assumed.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xafsmap.core.io import Stack, read_stack
-from xafsmap.core.normalize import normalize
-from xafsmap.core.references import read_library, resample_reference
-from xafsmap.core.sample import bundled_references, make_sample
+from xafsmap.core.io.stack import Stack, read_stack
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.io.references import read_library, resample_reference
+from xafsmap.core.simulate.sample import bundled_references, make_sample
 
 LIBRARY = "reference-library/als-10.3.2-fe-k"
 
@@ -39,7 +39,7 @@ def sample():
 
 @pytest.fixture(scope="module")
 def found(sample):
-    from xafsmap.core.unexplained import find_unexplained
+    from xafsmap.core.trust.unexplained import find_unexplained
 
     return find_unexplained(_stack(sample), sample.references, rng=0)
 
@@ -97,7 +97,7 @@ def test_null_model_matches_explained_pixels(sample, found):
 
 
 def test_every_reference_present_flags_nothing(refs):
-    from xafsmap.core.unexplained import find_unexplained
+    from xafsmap.core.trust.unexplained import find_unexplained
 
     s = make_sample((40, 48), n_grains=10, unexplained_grains=0, rng=4)
     result = find_unexplained(_stack(s), s.references, n_calibration=3000, rng=1)
@@ -106,8 +106,8 @@ def test_every_reference_present_flags_nothing(refs):
 
 
 def test_trust_fit_removes_baseline_and_scale():
-    from xafsmap.core.lcf import fit_weighted, weighted_moments
-    from xafsmap.core.lcf import BASELINE_TERMS, baseline
+    from xafsmap.core.spectra.lcf import fit_weighted, weighted_moments
+    from xafsmap.core.spectra.lcf import BASELINE_TERMS, baseline
 
     e = np.linspace(7100.0, 7170.0, 71)
     edge = np.stack([1 / (1 + np.exp(-(e - 7120) / 2)), 1 / (1 + np.exp(-(e - 7126) / 3))])
@@ -123,7 +123,7 @@ def test_trust_fit_removes_baseline_and_scale():
 def test_pooling_adds_degrees_of_freedom():
     from scipy.stats import chi2
 
-    from xafsmap.core.unexplained import NullModel, score_misfit
+    from xafsmap.core.trust.unexplained import NullModel, score_misfit
 
     null = NullModel(np.array([0.01, 0.03]), np.array([1.2, 1.2]), np.array([80.0, 80.0]), 100, 1000)
     values = np.full((5, 5), 1.2 * 90.0)
@@ -135,7 +135,7 @@ def test_pooling_adds_degrees_of_freedom():
 
 
 def test_find_regions_orders_and_drops_small():
-    from xafsmap.core.unexplained import find_regions
+    from xafsmap.core.trust.unexplained import find_regions
 
     flags = np.zeros((6, 8), bool)
     flags[0:2, 0:2] = True  # 4 px
@@ -153,7 +153,7 @@ def test_find_regions_orders_and_drops_small():
      ({"fit_range": (-1.0, 0.5)}, "energies lie within")],
 )
 def test_bad_unexplained_options(sample, options, match):
-    from xafsmap.core.unexplained import find_unexplained
+    from xafsmap.core.trust.unexplained import find_unexplained
 
     with pytest.raises(ValueError, match=match):
         find_unexplained(_stack(sample), sample.references, **options)
@@ -173,7 +173,7 @@ def test_library_ranks_magnetite_first(found, library):
     That makes the right answer exact, so the test also asks for a clear winner (the
     runner-up, maghemite, removes ~89 % of the misfit against ~100 %).
     """
-    from xafsmap.core.discover import prepare_candidates, rank_candidates
+    from xafsmap.core.trust.discover import prepare_candidates, rank_candidates
 
     assert len(library) == 65
     candidates = prepare_candidates(library, found.setup)
@@ -193,8 +193,8 @@ def test_library_finds_a_shifted_distinct_mineral(sample, library):
     The library holds two siderite measurements; either is the right answer. The +1 eV
     shift must be recovered by the candidate alignment.
     """
-    from xafsmap.core.discover import prepare_candidates, rank_candidates
-    from xafsmap.core.unexplained import find_unexplained
+    from xafsmap.core.trust.discover import prepare_candidates, rank_candidates
+    from xafsmap.core.trust.unexplained import find_unexplained
 
     by_name = {r.name: r for r in library}
     siderite = by_name["Siderite FeXANES ITFA0"]
@@ -213,8 +213,8 @@ def test_library_finds_a_shifted_distinct_mineral(sample, library):
 
 
 def test_candidates_outside_the_edge_are_skipped_with_reason(found):
-    from xafsmap.core.discover import prepare_candidates
-    from xafsmap.core.references import Reference
+    from xafsmap.core.trust.discover import prepare_candidates
+    from xafsmap.core.io.references import Reference
 
     e = np.linspace(7000.0, 7110.0, 111)
     short = Reference("pre-edge only", e, np.linspace(0, 0.1, e.size), "<test>")
@@ -224,7 +224,7 @@ def test_candidates_outside_the_edge_are_skipped_with_reason(found):
 
 
 def test_search_references_writes_its_files(small_sample_file, small_sample, library, tmp_path):
-    from xafsmap.core.assess import search_references
+    from xafsmap.core.trust.assess import search_references
 
     stack = read_stack(small_sample_file)  # lazy (dask), as the CLI reads it
     out = tmp_path / "search"
@@ -256,7 +256,7 @@ def two_phase():
 
 
 def test_two_reference_set_preferred_on_two_phase_data(two_phase, refs, tmp_path):
-    from xafsmap.core.assess import compare_models
+    from xafsmap.core.trust.assess import compare_models
 
     sets = {"two": [refs["FeO"], refs["Fe2O3"]], "four": [refs[n] for n in ("Fe", "FeO", "Fe2O3", "Fe3O4")]}
     out = tmp_path / "compare"
@@ -276,7 +276,7 @@ def test_two_reference_set_preferred_on_two_phase_data(two_phase, refs, tmp_path
 
 
 def test_missing_phase_makes_the_larger_set_win_without_warning(refs):
-    from xafsmap.core.parsimony import compare_sets
+    from xafsmap.core.trust.parsimony import compare_sets
 
     s = make_sample((48, 64), n_grains=14, unexplained_grains=2, rng=3)
     sets = {"three": [refs[n] for n in ("Fe", "FeO", "Fe2O3")],
@@ -290,7 +290,7 @@ def test_missing_phase_makes_the_larger_set_win_without_warning(refs):
 
 
 def test_judge_sets_warns_when_the_larger_set_wins_by_the_penalty_margin():
-    from xafsmap.core.parsimony import judge_sets
+    from xafsmap.core.trust.parsimony import judge_sets
 
     n = 100
     chi2 = {"small": np.full(10, 100.0), "large": np.full(10, 100.0) - 0.35}
@@ -323,7 +323,7 @@ def test_judge_sets_warns_when_the_larger_set_wins_by_the_penalty_margin():
      ({"a": "x", "b": "x"}, {"criterion": "r2"}, "unknown criterion 'r2'")],
 )
 def test_bad_comparisons(two_phase, refs, sets, options, match):
-    from xafsmap.core.parsimony import compare_sets
+    from xafsmap.core.trust.parsimony import compare_sets
 
     sets = {name: ([refs["FeO"]] if value == "x" else value) for name, value in sets.items()}
     with pytest.raises(ValueError, match=match):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from xafsmap.core.sample import bundled_reference_paths
+from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "50", "--trees", "5", "--quiet"]
 SECONDS, MEMORY = 10.0, 2**30
@@ -244,7 +244,7 @@ def test_an_unreachable_scheduler_is_named_within_the_timeout():
     import socket
     import time
 
-    from xafsmap.core.parallel import open_client
+    from xafsmap.core.mapping.parallel import open_client
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xafsmap.core.cache import _raw_file, read_spectrum
-from xafsmap.core.io import Stack, read_stack
+from xafsmap.core.io.pixel import _raw_file, read_spectrum
+from xafsmap.core.io.stack import Stack, read_stack
 
 
 @pytest.fixture(scope="module")

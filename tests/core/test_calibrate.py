@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.interpolate import CubicSpline
 
-from xafsmap.core.calibrate import (
+from xafsmap.core.prepare.calibrate import (
     ShiftMap,
     apply_shift,
     calibrate,

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from xafsmap.core.calibrate import apply_shift, calibrate
-from xafsmap.core.io import Stack
-from xafsmap.core.normalize import normalize
-from xafsmap.core.pipeline import map_stack
-from xafsmap.core.prepare import prepare_stack
-from xafsmap.core.references import resample_reference
-from xafsmap.core.sample import bundled_references
+from xafsmap.core.prepare.calibrate import apply_shift, calibrate
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.mapping.pipeline import map_stack
+from xafsmap.core.prepare.steps import prepare_stack
+from xafsmap.core.io.references import resample_reference
+from xafsmap.core.simulate.sample import bundled_references
 
 FAST = dict(n_per_class=300, n_trees=30, rng=0)
 
@@ -65,7 +65,7 @@ def test_calibration_restores_the_fractions_that_the_shift_spoils(shifted_arrays
 def test_drift_correction_restores_the_map_a_moving_sample_spoils(small_sample):
     from scipy import ndimage
 
-    from xafsmap.core.register import measure_drift
+    from xafsmap.core.prepare.register import measure_drift
 
     energies = small_sample.energies
     rng = np.random.default_rng(4)

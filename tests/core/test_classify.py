@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from xafsmap.core.classify import classify, compute_features, feature_distance, train_classifier
-from xafsmap.core.synthesize import make_classes
+from xafsmap.core.model.classify import classify, compute_features, feature_distance, train_classifier
+from xafsmap.core.model.synthesize import make_classes
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from xafsmap.cli import main
-from xafsmap.core.sample import bundled_reference_paths
+from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "60", "--trees", "8", "--quiet"]
 

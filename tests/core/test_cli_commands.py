@@ -8,8 +8,8 @@ import pytest
 import tifffile
 
 from xafsmap.cli import main
-from xafsmap.core.recipe import Recipe, RecipeReference, write_recipe
-from xafsmap.core.sample import bundled_reference_paths
+from xafsmap.core.settings.recipe import Recipe, RecipeReference, write_recipe
+from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "60", "--trees", "8", "--quiet"]
 

@@ -13,16 +13,16 @@ import re
 import numpy as np
 import pytest
 
-from xafsmap.core.energyscale import (
+from xafsmap.core.spectra.energyscale import (
     EDGE_MARGIN,
     check_energy_scale,
     energy_scale_warnings,
     fit_common_offset,
     reference_edges,
 )
-from xafsmap.core.io import Stack
-from xafsmap.core.sample import bundled_references, make_sample
-from xafsmap.core.training import survey, train_model
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.simulate.sample import bundled_references, make_sample
+from xafsmap.core.model.training import survey, train_model
 
 OFFSETS = (-8.0, -5.0, -2.0, 2.0, 5.0, 8.0)
 #: (phases present, phases among the references' classes): a mixed sample with an
@@ -84,7 +84,7 @@ def test_physical_measurements_counts_leak_fluorescence(condition):
     # Poisson counts behind an uneven flat, grains 16x apart in thickness, a harmonic leak,
     # a fluorescence map; the references handed out `offset` eV below the stack (+5 in the
     # offset conditions), or shifted by -3 eV here
-    from xafsmap.core.simulate import CONDITIONS, simulate_measurement
+    from xafsmap.core.simulate.generator import CONDITIONS, simulate_measurement
 
     given = CONDITIONS[condition].get("offset", 0.0)
     m = simulate_measurement((48, 64), n_grains=16, rng=0, **CONDITIONS[condition])
@@ -172,7 +172,7 @@ def test_train_model_warns_then_aligns_and_the_map_is_right_again(references):
     model = train_model(stack, low, rng=0, **FAST)
     assert any("shifted by -4.0" in w or "shifted by -3.9" in w for w in model.warnings), model.warnings
     assert model.params["alignment"] is None and model.params["offsets"] == [0.0, 0.0, 0.0]
-    from xafsmap.core.pipeline import map_stack
+    from xafsmap.core.mapping.pipeline import map_stack
 
     result = map_stack(stack, low, rng=0, align_references=True, offsets=[0.5, 0.0, 0.0], **FAST)
     assert result.warnings == ()
@@ -186,7 +186,7 @@ def test_train_model_warns_then_aligns_and_the_map_is_right_again(references):
 
 
 def test_setup_fit_aligns_like_the_map(references):
-    from xafsmap.core.unexplained import setup_fit
+    from xafsmap.core.trust.unexplained import setup_fit
 
     sample = make_sample((40, 50), n_grains=12, rng=2)
     stack = Stack(sample.stack, sample.energies, {"stack": "<array>"})
@@ -199,9 +199,9 @@ def test_setup_fit_aligns_like_the_map(references):
 
 @pytest.fixture(scope="module")
 def stxm(shared_data):
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.prepare import prepare_stack
-    from xafsmap.core.references import read_reference
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.prepare.steps import prepare_stack
+    from xafsmap.core.io.references import read_reference
 
     folder = shared_data / "stxm-fe-l" / "71214078"
     if not (folder / "71214078.hdr").is_file():
@@ -214,7 +214,7 @@ def stxm(shared_data):
 
 @pytest.mark.parametrize("shift", [2.0, -2.0])
 def test_real_stxm_fe_l_offset_is_recovered(stxm, shift):
-    from xafsmap.core.unexplained import setup_fit
+    from xafsmap.core.trust.unexplained import setup_fit
 
     stack, refs = stxm
     assert stack.data.shape == (123, 62, 62)
@@ -232,7 +232,7 @@ def test_real_stxm_fe_l_offset_is_recovered(stxm, shift):
 
 
 def test_matched_real_stxm_references_give_no_energy_warning(stxm):
-    from xafsmap.core.unexplained import setup_fit
+    from xafsmap.core.trust.unexplained import setup_fit
 
     stack, refs = stxm
     setup = setup_fit(stack, refs)
@@ -269,7 +269,7 @@ def test_cli_map_aligns_records_and_says_so(tmp_path, capsys, references, small_
 
 
 def test_recipe_keeps_the_alignment_choice(tmp_path, references):
-    from xafsmap.core.recipe import Recipe, RecipeReference, read_recipe, write_recipe
+    from xafsmap.core.settings.recipe import Recipe, RecipeReference, read_recipe, write_recipe
 
     recipe = Recipe(references=(RecipeReference(str(tmp_path / "Fe.xdi")),), sample="fe_sample",
                     align_references=True)

@@ -14,12 +14,12 @@ import pytest
 import tifffile
 
 from xafsmap.cli import main
-from xafsmap.core.athena import athena_records
-from xafsmap.core.export import SpectrumRecord, read_xdi_element, write_athena, write_spectra, write_xdi
-from xafsmap.core.mapspectra import mean_spectra
-from xafsmap.core.normalize import normalize
-from xafsmap.core.references import read_reference, read_references
-from xafsmap.core.sample import bundled_reference_paths, bundled_references
+from xafsmap.core.io.athena import athena_records
+from xafsmap.core.io.export import SpectrumRecord, read_xdi_element, write_athena, write_spectra, write_xdi
+from xafsmap.core.mapping.mapspectra import mean_spectra
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.io.references import read_reference, read_references
+from xafsmap.core.simulate.sample import bundled_reference_paths, bundled_references
 
 FAST = ["--spectra-per-class", "60", "--trees", "8", "--quiet"]
 
@@ -222,7 +222,7 @@ def test_export_of_an_hdf5_map_reopens_the_file_and_its_energies(tmp_path, small
 
 
 def test_export_is_all_or_nothing(tmp_path, mapped, monkeypatch, capsys):
-    import xafsmap.core.export as export
+    import xafsmap.core.io.export as export
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device", str(args[0]))
@@ -267,7 +267,7 @@ def test_overwrite_never_replaces_a_project_xafsmap_did_not_write(tmp_path):
     """A user's own Athena project (here a copy of a real one) survives --overwrite."""
     import shutil
 
-    from xafsmap.core.export import SpectrumRecord, write_spectra
+    from xafsmap.core.io.export import SpectrumRecord, write_spectra
 
     users = tmp_path / "standards.prj"
     shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "athena" / "Fe.prj"

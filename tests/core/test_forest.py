@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xafsmap.core.forest import CompiledForest, compile_forest, has_numba, predict_proba
+from xafsmap.core.model.forest import CompiledForest, compile_forest, has_numba, predict_proba
 
 needs_numba = pytest.mark.skipif(not has_numba(), reason="numba is not installed (the fast path is off)")
 
@@ -13,11 +13,11 @@ needs_numba = pytest.mark.skipif(not has_numba(), reason="numba is not installed
 @pytest.fixture(scope="module")
 def spectra_forest():
     """A 12-class forest on derivative features of noisy mixtures of real Fe references."""
-    from xafsmap.core.classify import train_classifier
-    from xafsmap.core.normalize import normalize
-    from xafsmap.core.references import resample_reference
-    from xafsmap.core.sample import bundled_references, sample_energies
-    from xafsmap.core.synthesize import make_classes, synthesize_spectra
+    from xafsmap.core.model.classify import train_classifier
+    from xafsmap.core.spectra.normalize import normalize
+    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.simulate.sample import bundled_references, sample_energies
+    from xafsmap.core.model.synthesize import make_classes, synthesize_spectra
 
     energies = sample_energies()
     refs = bundled_references()

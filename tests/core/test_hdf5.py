@@ -16,16 +16,16 @@ import pytest
 import tifffile
 
 from xafsmap.cli import main
-from xafsmap.core import hdf5
-from xafsmap.core.io import plane_view, read_stack, stack_info
-from xafsmap.core.sample import bundled_reference_paths
+from xafsmap.core.io import hdf5
+from xafsmap.core.io.stack import plane_view, read_stack, stack_info
+from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "60", "--trees", "8", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def stxm_counts(shared_data):
-    from xafsmap.core.stxm import read_sdf_counts
+    from xafsmap.core.io.stxm import read_sdf_counts
 
     folder = shared_data / "stxm-fe-l" / "71214078"
     counts, energies = read_sdf_counts(folder / "71214078.hdr")
@@ -273,7 +273,7 @@ def test_reading_is_lazy_and_bands_follow_the_hdf5_chunks(tmp_path, small_sample
 
 
 def test_a_distributed_worker_reopens_the_same_graph(tmp_path, counts):
-    from xafsmap.core.parallel import stack_source
+    from xafsmap.core.mapping.parallel import stack_source
 
     path = write_nxstxm(tmp_path / "s.nxs", counts, ENERGIES, control=np.full(7, 1000.0))
     assert stack_source(read_stack(path)).shape == counts.shape

@@ -1,4 +1,4 @@
-"""Tests of the lazy readers in xafsmap.core.io (and the STXM reader behind them)."""
+"""Tests of the lazy readers in xafsmap.core.io.stack (and the STXM reader behind them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from xafsmap.core.io import (
+from xafsmap.core.io.stack import (
     BAND_BYTES,
     Stack,
     absorbance_from_transmission,

@@ -4,15 +4,15 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from xafsmap.core.classify import compute_features
-from xafsmap.core.forest import has_numba
-from xafsmap.core.io import Stack
-from xafsmap.core.kernels import band_plan, reduce_band, reference_pairs
-from xafsmap.core.lcf import spectrum_moments, weighted_moments
-from xafsmap.core.mask import edge_jump
-from xafsmap.core.normalize import normalize
-from xafsmap.core.pipeline import _map_band_numpy, map_band
-from xafsmap.core.training import train_model
+from xafsmap.core.model.classify import compute_features
+from xafsmap.core.model.forest import has_numba
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.model.kernels import band_plan, reduce_band, reference_pairs
+from xafsmap.core.spectra.lcf import spectrum_moments, weighted_moments
+from xafsmap.core.spectra.mask import edge_jump
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.mapping.pipeline import _map_band_numpy, map_band
+from xafsmap.core.model.training import train_model
 
 pytestmark = pytest.mark.skipif(not has_numba(), reason="the fused kernel needs numba")
 
@@ -129,8 +129,8 @@ def test_no_plan_without_a_shared_e0(model):
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan", "jensen-shannon"])
 def test_distance_kernel_equals_feature_distance(metric):
-    from xafsmap.core.classify import feature_distance
-    from xafsmap.core.kernels import distance_to_class
+    from xafsmap.core.model.classify import feature_distance
+    from xafsmap.core.model.kernels import distance_to_class
 
     rng = np.random.default_rng(5)
     x = rng.normal(0.02, 0.05, (500, 40)).astype(np.float32)
@@ -161,10 +161,10 @@ def _labelling_inputs(band, model):
 
 @pytest.mark.parametrize("metric", ["euclidean", "jensen-shannon"])
 def test_fused_labelling_equals_the_numpy_steps(band, model, metric):
-    from xafsmap.core.classify import SUPPORT_PROBABILITY, feature_distance
-    from xafsmap.core.forest import predict_proba
-    from xafsmap.core.kernels import label_pixels
-    from xafsmap.core.lcf import fit_weighted
+    from xafsmap.core.model.classify import SUPPORT_PROBABILITY, feature_distance
+    from xafsmap.core.model.forest import predict_proba
+    from xafsmap.core.model.kernels import label_pixels
+    from xafsmap.core.spectra.lcf import fit_weighted
 
     classifier = model.classifier
     x, sd, moments = _labelling_inputs(band, model)
@@ -192,7 +192,7 @@ def test_fused_labelling_equals_the_numpy_steps(band, model, metric):
 
 
 def test_label_features_numpy_fallback_equals_the_fused_path(band, model, monkeypatch):
-    import xafsmap.core.classify as classify_module
+    import xafsmap.core.model.classify as classify_module
 
     x, sd, moments = _labelling_inputs(band, model)
     fused = classify_module.label_features(model.classifier, x, moments=moments, feature_sd=sd)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from xafsmap.core.lcf import fit_fractions
+from xafsmap.core.spectra.lcf import fit_fractions
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def _heteroscedastic(problem, seed=2):
 
 
 def test_weighted_free_amplitudes_equal_scipy_nnls_on_scaled_rows(problem):
-    from xafsmap.core.lcf import fit_weighted, weighted_moments
+    from xafsmap.core.spectra.lcf import fit_weighted, weighted_moments
 
     refs, _, spectra, sigma = _heteroscedastic(problem)
     fit = fit_weighted(*weighted_moments(spectra, refs, sigma**-2), n_points=60, sum_to_one=False)
@@ -78,7 +78,7 @@ def test_weighted_free_amplitudes_equal_scipy_nnls_on_scaled_rows(problem):
 
 
 def test_weighted_sum_to_one_is_exact_and_its_sigma_is_calibrated(problem):
-    from xafsmap.core.lcf import fit_weighted, weighted_moments
+    from xafsmap.core.spectra.lcf import fit_weighted, weighted_moments
 
     refs, truth, spectra, sigma = _heteroscedastic(problem)
     fit = fit_weighted(*weighted_moments(spectra, refs, sigma**-2), n_points=60)
@@ -92,7 +92,7 @@ def test_weighted_sum_to_one_is_exact_and_its_sigma_is_calibrated(problem):
 
 
 def test_weighted_fit_skips_a_singular_pair_and_respects_allowed(problem):
-    from xafsmap.core.lcf import fit_weighted, weighted_moments
+    from xafsmap.core.spectra.lcf import fit_weighted, weighted_moments
 
     refs, truth, spectra, sigma = _heteroscedastic(problem)
     twin = np.vstack([refs[:2], refs[1:2]])  # references 1 and 2 identical

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xafsmap.core.noise import fit_noise_model, point_residuals, smooth_levels
+from xafsmap.core.spectra.noise import fit_noise_model, point_residuals, smooth_levels
 
 ENERGIES = np.concatenate([np.arange(7050.0, 7100.0, 5.0), np.arange(7100.0, 7140.0, 0.5),
                            np.arange(7140.0, 7300.1, 3.0)])

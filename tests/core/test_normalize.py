@@ -1,4 +1,4 @@
-"""Tests for xafsmap.core.normalize: Larch agreement, vectorization, dask, bad inputs.
+"""Tests for xafsmap.core.spectra.normalize: Larch agreement, vectorization, dask, bad inputs.
 
 The Larch numbers below were produced by ``tests/core/larch_reference_values.py``
 (xraylarch 2026.3.1, ``pre_edge`` with default arguments) and are hard-coded so the
@@ -12,13 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xafsmap.core.normalize import (
-    Normalized,
-    estimate_noise,
-    find_e0,
-    normalize,
-    step_weights,
-)
+from xafsmap.core.spectra.normalize import Normalized, estimate_noise, find_e0, normalize, step_weights
 
 FE_K = ["fe_metal_rt", "feo_rt1", "fe2o3_rt", "fe3c_rt", "fen_rt"]
 
@@ -298,7 +292,7 @@ def test_edge_mask_keeps_thin_grains_at_five_sigma():
     step = np.where(truth, np.exp(rng.uniform(np.log(0.05), np.log(2.4), truth.shape)), 0.0)
     step += rng.normal(0, 1, truth.shape) * sigma
     step[0, :3] = [np.nan, np.inf, -np.inf]
-    from xafsmap.core.mask import edge_mask
+    from xafsmap.core.spectra.mask import edge_mask
 
     mask = edge_mask(step, sigma)
     assert mask.dtype == bool and mask.shape == truth.shape

@@ -11,18 +11,18 @@ pytest.importorskip("distributed")
 
 from dataclasses import replace  # noqa: E402
 
-from xafsmap.core.io import read_stack  # noqa: E402
-from xafsmap.core.parallel import (  # noqa: E402
+from xafsmap.core.io.stack import read_stack  # noqa: E402
+from xafsmap.core.mapping.parallel import (
     _reopen,
     iter_map_distributed,
     open_client,
     stack_source,
     train_model_distributed,
 )
-from xafsmap.core.pipeline import band_rows, iter_classify  # noqa: E402
-from xafsmap.core.training import train_model  # noqa: E402
-from xafsmap.core.prepare import prepare_stack  # noqa: E402
-from xafsmap.core.sample import bundled_references  # noqa: E402
+from xafsmap.core.mapping.pipeline import band_rows, iter_classify  # noqa: E402
+from xafsmap.core.model.training import train_model  # noqa: E402
+from xafsmap.core.prepare.steps import prepare_stack  # noqa: E402
+from xafsmap.core.simulate.sample import bundled_references  # noqa: E402
 
 MAPS = ("labels", "mask", "flags", "probability", "distance", "fractions", "residual", "edge_step", "e0")
 #: Small bands, so the 48-row sample splits into 6 tasks over the 2 workers.
@@ -167,7 +167,7 @@ def test_map_prepared_on_a_cluster_equals_the_single_process_run(client, small_s
     import tifffile
 
     from xafsmap.cli import main
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     paths = bundled_reference_paths()
     args = [str(small_sample_file), *(a for n in ("Fe", "FeO", "Fe2O3") for a in ("--reference", str(paths[n]))),
@@ -191,7 +191,7 @@ def test_training_on_a_worker_gives_the_same_model(client, stack, model):
 
 
 def test_in_memory_stack_is_refused(small_sample):
-    from xafsmap.core.io import Stack
+    from xafsmap.core.io.stack import Stack
 
     in_memory = Stack(data=small_sample.stack, energies=small_sample.energies, sources={"stack": "<array>"})
     with pytest.raises(ValueError, match="stack of this stack was given as an array"):
@@ -199,7 +199,7 @@ def test_in_memory_stack_is_refused(small_sample):
 
 
 def test_flat_given_as_array_is_refused(stack):
-    from xafsmap.core.io import Stack
+    from xafsmap.core.io.stack import Stack
 
     with_flat = Stack(data=stack.data, energies=stack.energies, sources=dict(stack.sources, flat="<array>"))
     with pytest.raises(ValueError, match="flat of this stack was given as an array"):
@@ -208,7 +208,7 @@ def test_flat_given_as_array_is_refused(stack):
 
 @pytest.mark.parametrize("change", ["crop", "scale"])
 def test_stack_changed_after_reading_is_refused(stack, change):
-    from xafsmap.core.io import Stack
+    from xafsmap.core.io.stack import Stack
 
     data = stack.data[:, 4:] if change == "crop" else stack.data * 2
     with pytest.raises(ValueError, match="not what read_stack gives from its files: it was changed"):
@@ -223,7 +223,7 @@ def test_prepared_stack_changed_afterwards_is_refused(prepared, change):
 
 
 def test_prepared_in_memory_stack_is_refused(small_sample):
-    from xafsmap.core.io import Stack
+    from xafsmap.core.io.stack import Stack
 
     in_memory = Stack(data=small_sample.stack, energies=small_sample.energies, sources={"stack": "<array>"})
     with pytest.raises(ValueError, match="stack of this stack was given as an array"):

@@ -1,6 +1,6 @@
 """Known answers over a grid of beamline conditions, not one point of one generator.
 
-Stacks from :func:`xafsmap.core.simulate.simulate_measurement` (Poisson counts behind a
+Stacks from :func:`xafsmap.core.simulate.generator.simulate_measurement` (Poisson counts behind a
 flat with uneven illumination, dark current, grains 16x apart in thickness with thin rims,
 Fe-free grains, magnetite left out of the references), mapped and searched as a user
 would. Each condition asserts issue 10's targets where the counts allow them, and
@@ -12,10 +12,10 @@ ideal test for the left-out phase (``Measurement.fraction_crlb``,
 import numpy as np
 import pytest
 
-from xafsmap.core.pipeline import MASK_SAMPLE, map_stack
-from xafsmap.core.scores import score_maps
-from xafsmap.core.simulate import simulate_measurement
-from xafsmap.core.unexplained import find_unexplained
+from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack
+from xafsmap.core.simulate.scores import score_maps
+from xafsmap.core.simulate.generator import simulate_measurement
+from xafsmap.core.trust.unexplained import find_unexplained
 
 SHAPE = (72, 96)
 FAST = dict(n_per_class=300, n_trees=30)

@@ -4,8 +4,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from xafsmap.core.io import Stack
-from xafsmap.core.pipeline import MASK_INVALID, MASK_SAMPLE, iter_map, map_stack
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.mapping.pipeline import MASK_INVALID, MASK_SAMPLE, iter_map, map_stack
 
 FAST = dict(n_per_class=400, n_trees=40)
 
@@ -115,7 +115,7 @@ def test_a_stack_without_any_edge_is_refused(small_sample):
 
 @pytest.mark.parametrize("chunks", [(-1, 5, -1), (-1, 7, -1), (-1, 5, 4)])
 def test_bands_read_the_same_rows_from_chunks_or_slices(chunks):
-    from xafsmap.core.pipeline import _band_reader
+    from xafsmap.core.mapping.pipeline import _band_reader
 
     cube = np.arange(3 * 23 * 8, dtype=np.float32).reshape(3, 23, 8)
     read = _band_reader(da.from_array(cube, chunks=chunks), 5)
@@ -127,7 +127,7 @@ def test_indistinguishable_references_are_warned_about_in_the_report(small_sampl
     """Two copies of one standard cannot be told apart: the map is written, with a warning."""
     from dataclasses import replace
 
-    from xafsmap.core.output import write_maps
+    from xafsmap.core.mapping.output import write_maps
 
     fe = small_sample.references[0]
     refs = [fe, replace(fe, name="Fe copy"), small_sample.references[2]]

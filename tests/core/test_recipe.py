@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xafsmap.core.recipe import (
+from xafsmap.core.settings.recipe import (
     Recipe,
     RecipeReference,
     missing_paths,
@@ -16,7 +16,7 @@ from xafsmap.core.recipe import (
     run_recipe,
     write_recipe,
 )
-from xafsmap.core.sample import bundled_reference_paths
+from xafsmap.core.simulate.sample import bundled_reference_paths
 
 GOOD = """xafsmap_recipe = 1
 [input]
@@ -137,10 +137,10 @@ def test_run_recipe_gives_the_labels_of_the_pipeline(tmp_path, small_sample_file
 
     import tifffile
 
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.pipeline import map_stack
-    from xafsmap.core.prepare import bin_stack, crop_stack
-    from xafsmap.core.references import read_reference
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.mapping.pipeline import map_stack
+    from xafsmap.core.prepare.steps import bin_stack, crop_stack
+    from xafsmap.core.io.references import read_reference
 
     paths = bundled_reference_paths()
     recipe = Recipe(references=tuple(RecipeReference(str(paths[n])) for n in ("Fe", "FeO", "Fe2O3")),
@@ -169,8 +169,8 @@ def test_run_recipe_calibrates_from_a_foil_and_from_its_shift_map_alike(tmp_path
 
     import tifffile
 
-    from xafsmap.core.calibrate import write_shift_map
-    from xafsmap.core.recipe import calibration_shift_map, recipe_stack
+    from xafsmap.core.prepare.calibrate import write_shift_map
+    from xafsmap.core.settings.recipe import calibration_shift_map, recipe_stack
 
     paths = bundled_reference_paths()
     base = Recipe(references=tuple(RecipeReference(str(paths[n])) for n in ("Fe", "FeO", "Fe2O3")),
@@ -197,10 +197,10 @@ def test_run_recipe_calibrates_from_a_foil_and_from_its_shift_map_alike(tmp_path
 def test_noise_reaches_the_training_and_registration_the_stack(small_sample_file):
     from dataclasses import replace
 
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.prepare import prepare_stack
-    from xafsmap.core.recipe import recipe_references, recipe_stack, train_recipe
-    from xafsmap.core.register import measure_drift
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.prepare.steps import prepare_stack
+    from xafsmap.core.settings.recipe import recipe_references, recipe_stack, train_recipe
+    from xafsmap.core.prepare.register import measure_drift
 
     paths = bundled_reference_paths()
     recipe = Recipe(references=tuple(RecipeReference(str(paths[n])) for n in ("Fe", "FeO")),

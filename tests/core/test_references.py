@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xafsmap.core.references import (
+from xafsmap.core.io.references import (
     Reference,
     list_references,
     read_library,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from xafsmap.core import tiff
-from xafsmap.core.io import read_stack, write_stack
-from xafsmap.core.register import correct_drift, drift_report, measure_drift
+from xafsmap.core.io import tiff
+from xafsmap.core.io.stack import read_stack, write_stack
+from xafsmap.core.prepare.register import correct_drift, drift_report, measure_drift
 
 E, M, N, PAD = 40, 72, 72, 20
 ENERGIES = np.linspace(7090.0, 7160.0, E)

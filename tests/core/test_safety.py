@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xafsmap.core.folders import MARKER, atomic_folder, claim_output, recover_output
-from xafsmap.core.recipe import Recipe, RecipeReference, write_recipe
-from xafsmap.core.sample import bundled_reference_paths
+from xafsmap.core.io.folders import MARKER, atomic_folder, claim_output, recover_output
+from xafsmap.core.settings.recipe import Recipe, RecipeReference, write_recipe
+from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "50", "--trees", "5", "--quiet"]
 

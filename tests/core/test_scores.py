@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xafsmap.core.measurement import detection_power, fraction_crlb
-from xafsmap.core.sample import make_sample
-from xafsmap.core.specimen import HOLE, MATRIX, SAMPLE
-from xafsmap.core.scores import (
+from xafsmap.core.simulate.measurement import detection_power, fraction_crlb
+from xafsmap.core.simulate.sample import make_sample
+from xafsmap.core.simulate.specimen import HOLE, MATRIX, SAMPLE
+from xafsmap.core.simulate.scores import (
     TARGETS,
     Truth,
     check_targets,
@@ -171,7 +171,7 @@ def test_detection_power_matches_a_simulated_chi_square_test():
 def test_fraction_crlb_is_the_spread_of_a_least_squares_fit():
     """Fit (constant, line, u s1 + v s2 + w s3) by weighted least squares, f = (u, v, w) / sum:
     the spread of f over noise draws is the Cramer-Rao bound (the fit is efficient)."""
-    from xafsmap.core.sample import reference_spectra, sample_energies
+    from xafsmap.core.simulate.sample import reference_spectra, sample_energies
 
     energies = sample_energies()
     _, spectra = reference_spectra(("Fe", "FeO", "Fe2O3"), energies)

@@ -1,21 +1,21 @@
-"""The physical generator (:mod:`xafsmap.core.simulate`) and the grain machinery it
-shares with :func:`~xafsmap.core.sample.make_sample`."""
+"""The physical generator (:mod:`xafsmap.core.simulate.generator`) and the grain machinery it
+shares with :func:`~xafsmap.core.simulate.sample.make_sample`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from xafsmap.core.normalize import normalize
-from xafsmap.core.references import resample_reference
-from xafsmap.core.sample import bundled_references, make_sample
+from xafsmap.core.spectra.normalize import normalize
+from xafsmap.core.io.references import resample_reference
+from xafsmap.core.simulate.sample import bundled_references, make_sample
 
 
 def _legacy_make_sample(shape=(120, 160), *, energies=None, phases=("Fe", "FeO", "Fe2O3", "Fe3O4"),
                         references=("Fe", "FeO", "Fe2O3"), n_grains=40, hole_fraction=0.1,
                         unexplained_grains=3, noise=0.02, edge_step=(0.6, 1.4), n_dead=5, rng=0):
     """make_sample as it was before the grain machinery was shared (commit dd39ee8), frozen."""
-    from xafsmap.core.sample import sample_energies
+    from xafsmap.core.simulate.sample import sample_energies
 
     def smooth(shape, rng, lo, hi):
         yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / max(shape)
@@ -90,11 +90,11 @@ def test_make_sample_unchanged(options):
 
 # --- the physical generator ----------------------------------------------------------------
 
-from xafsmap.core.lcf import fit_fractions  # noqa: E402
-from xafsmap.core.specimen import HOLE, MATRIX  # noqa: E402
-from xafsmap.core.scores import dominant_accuracy, fraction_rmse, mask_iou, roc_auc, score_maps  # noqa: E402
-from xafsmap.core.simulate import CONDITIONS, simulate_measurement, write_measurement  # noqa: E402
-from xafsmap.core.training import prepare_references  # noqa: E402
+from xafsmap.core.spectra.lcf import fit_fractions  # noqa: E402
+from xafsmap.core.simulate.specimen import HOLE, MATRIX  # noqa: E402
+from xafsmap.core.simulate.scores import dominant_accuracy, fraction_rmse, mask_iou, roc_auc, score_maps  # noqa: E402
+from xafsmap.core.simulate.generator import CONDITIONS, simulate_measurement, write_measurement  # noqa: E402
+from xafsmap.core.model.training import prepare_references  # noqa: E402
 
 SMALL = dict(shape=(40, 50), n_grains=14, unexplained_grains=2)
 
@@ -246,8 +246,8 @@ def test_bad_options_say_what_is_wrong(options, match):
 
 
 def test_written_files_read_back_as_the_user_would(tmp_path):
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.references import read_reference
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.io.references import read_reference
 
     m = simulate_measurement((24, 32), n_grains=8, unexplained_grains=1, offset=4.0, leak=0.03, rng=4)
     folder = write_measurement(m, tmp_path / "scan")

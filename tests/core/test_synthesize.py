@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xafsmap.core.synthesize import make_classes, parse_mixtures, synthesize_spectra
+from xafsmap.core.model.synthesize import make_classes, parse_mixtures, synthesize_spectra
 
 REFS = ["Fe", "FeO", "Fe2O3"]
 

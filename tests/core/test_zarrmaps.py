@@ -10,15 +10,15 @@ import tifffile
 
 from xafsmap._reader import get_reader
 from xafsmap.cli import main
-from xafsmap.core import zarrmaps
-from xafsmap.core.io import Stack
-from xafsmap.core.output import map_output, write_map_files, write_tiff
-from xafsmap.core.pipeline import band_rows, check_maps, drive, iter_classify, new_maps
-from xafsmap.core.training import train_model
-from xafsmap.core.quicklook import label_colors
-from xafsmap.core.recipe import Recipe, RecipeReference, read_recipe, run_recipe, write_recipe
-from xafsmap.core.sample import bundled_reference_paths
-from xafsmap.core.zarrmaps import MAPS_ZARR, open_map_store, read_map_store
+from xafsmap.core.mapping import zarrmaps
+from xafsmap.core.io.stack import Stack
+from xafsmap.core.mapping.output import map_output, write_map_files, write_tiff
+from xafsmap.core.mapping.pipeline import band_rows, check_maps, drive, iter_classify, new_maps
+from xafsmap.core.model.training import train_model
+from xafsmap.core.mapping.quicklook import label_colors
+from xafsmap.core.settings.recipe import Recipe, RecipeReference, read_recipe, run_recipe, write_recipe
+from xafsmap.core.simulate.sample import bundled_reference_paths
+from xafsmap.core.mapping.zarrmaps import MAPS_ZARR, open_map_store, read_map_store
 
 BAND_BYTES = 2**17  # 3 rows of the 48 x 64 sample: 16 bands, two in flight
 REFS = ("Fe", "FeO", "Fe2O3")

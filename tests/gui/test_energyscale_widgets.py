@@ -20,8 +20,8 @@ def offset_in(text: str) -> float:
 def test_references_dock_aligns_and_classify_dock_warns(make_napari_viewer, qtbot, small_sample_file, tmp_path):
     from napari.utils.notifications import notification_manager
 
-    from xafsmap.core.recipe import read_recipe
-    from xafsmap.core.sample import bundled_references
+    from xafsmap.core.settings.recipe import read_recipe
+    from xafsmap.core.simulate.sample import bundled_references
 
     for ref in bundled_references():  # the user's files, measured 4 eV low
         np.savetxt(tmp_path / f"{ref.name}.dat", np.c_[ref.energies - SHIFT, ref.mu], header="energy mu")

@@ -10,8 +10,8 @@ import pytest
 @pytest.mark.parametrize(("rows", "cols"), [(slice(20, 21), slice(30, 31)), (slice(0, 2), slice(62, 64))])
 def test_drift_corrected_spectrum_equals_the_prepared_stack(small_sample_file, rows, cols):
     from xafsmap._widgets.inspect import read_spectrum
-    from xafsmap.core.io import read_stack
-    from xafsmap.core.prepare import prepare_stack
+    from xafsmap.core.io.stack import read_stack
+    from xafsmap.core.prepare.steps import prepare_stack
 
     stack = read_stack(small_sample_file)
     e = stack.energies.size

@@ -3,7 +3,7 @@
 import numpy as np
 
 from xafsmap._widgets._plot import NORMALIZED, PlotCanvas
-from xafsmap.core.references import read_reference, read_references
+from xafsmap.core.io.references import read_reference, read_references
 
 
 def test_plotted_normalized_spectra_are_exported(qtbot, tmp_path):

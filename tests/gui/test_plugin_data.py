@@ -63,7 +63,7 @@ def test_demo_viewer_shows_the_stack_and_every_map(tmp_path, small_sample_file, 
     """What `xafsmap demo` opens on a display: the stack and the maps of its run."""
     from xafsmap._view import view_maps
     from xafsmap.cli import main
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     paths = bundled_reference_paths()
     refs = [arg for name in ("Fe", "FeO", "Fe2O3") for arg in ("--reference", str(paths[name]))]

@@ -16,7 +16,7 @@ def add_docks(viewer, keys) -> dict:
 
 
 def add_references(docks, names=("Fe", "FeO", "Fe2O3")):
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     for name in names:
         docks["references"].add_path(str(bundled_reference_paths()[name]))
@@ -25,8 +25,8 @@ def add_references(docks, names=("Fe", "FeO", "Fe2O3")):
 def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_viewer, qtbot, shifted, tmp_path):
     import tifffile
 
-    from xafsmap.core.recipe import read_recipe, run_recipe
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.settings.recipe import read_recipe, run_recipe
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     viewer = make_napari_viewer()
     viewer.open(str(shifted["sample"]), plugin="xafsmap")
@@ -104,7 +104,7 @@ def test_cancel_discards_a_training(make_napari_viewer, qtbot):
 
 
 def test_unexplained_search_add_and_compare(make_napari_viewer, qtbot, small_sample_file, small_sample):
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     viewer = make_napari_viewer()
     viewer.open(str(small_sample_file), plugin="xafsmap")

@@ -26,8 +26,8 @@ def set_fast(classify):
 
 
 def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_sample_file, small_sample, tmp_path):
-    from xafsmap.core.recipe import read_recipe, run_recipe
-    from xafsmap.core.sample import bundled_reference_paths
+    from xafsmap.core.settings.recipe import read_recipe, run_recipe
+    from xafsmap.core.simulate.sample import bundled_reference_paths
 
     # the window is shown only for the final screenshot: under Xvfb a shown canvas (software
     # OpenGL) slows the workers several-fold
@@ -118,7 +118,7 @@ def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_samp
 
 
 def test_sample_references_come_from_the_layer_and_binning_keeps_the_grid(make_napari_viewer, qtbot, tmp_path):
-    from xafsmap.core.recipe import read_recipe, run_recipe
+    from xafsmap.core.settings.recipe import read_recipe, run_recipe
 
     viewer = make_napari_viewer()
     [stack_layer] = viewer.open_sample("xafsmap", "fe_sample")

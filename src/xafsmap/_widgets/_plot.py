@@ -45,7 +45,7 @@ class PlotCanvas(QWidget):
 
         Offset plots (``normalized μ (offset per class)``) and unnamed lines are left out.
         """
-        from ..core.export import SpectrumRecord
+        from ..core.io.export import SpectrumRecord
 
         records = []
         for ax in self.axes:
@@ -61,7 +61,7 @@ class PlotCanvas(QWidget):
 
     def export_spectra(self, prj, *, element: str, edge: str) -> list[Path]:
         """Write :meth:`spectra` as the Athena project ``prj`` and ``<stem>_xdi/`` beside it."""
-        from ..core.export import write_spectra
+        from ..core.io.export import write_spectra
 
         prj = Path(prj)
         return write_spectra(self.spectra(), element=element, edge=edge, prj=prj,

@@ -3,7 +3,7 @@
 The six docks are views of one :class:`Session`: each writes its choices into it and
 listens to :attr:`Session.changed` to show choices made elsewhere (a loaded recipe).
 Everything a dock computes goes through the same core functions as ``xafsmap run``
-(:func:`~xafsmap.core.recipe.recipe_stack` and friends), which is why a recipe
+(:func:`~xafsmap.core.settings.recipe.recipe_stack` and friends), which is why a recipe
 exported from the docks reproduces their labels headless.
 
 >>> s = Session()
@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from psygnal import Signal
 
-from ..core.recipe import Recipe, RecipeReference
+from ..core.settings.recipe import Recipe, RecipeReference
 
 _PATH_KEYS = ("stack", "energies", "flat", "dark", "i0")
 _CHOICES = [f.name for f in fields(Recipe) if f.name not in ("references", "sample", *_PATH_KEYS)]
@@ -62,7 +62,7 @@ class Session:
 
     # choices -------------------------------------------------------------
     def update(self, part: str, **choices) -> None:
-        """Set recipe fields (see :class:`~xafsmap.core.recipe.Recipe`) and announce ``part``."""
+        """Set recipe fields (see :class:`~xafsmap.core.settings.recipe.Recipe`) and announce ``part``."""
         unknown = set(choices) - set(self.choices)
         if unknown:
             raise ValueError(f"unknown choice {sorted(unknown)}")
@@ -104,7 +104,7 @@ class Session:
 
     def save_shift_map(self, path) -> str:
         """Write the shift map (shift and uncertainty pages) and use that file from now on."""
-        from ..core.shiftmap import write_shift_map
+        from ..core.prepare.shiftmap import write_shift_map
 
         if self.shift_map is None:
             raise ValueError("no energy-shift map to save: compute or load one first")
@@ -117,7 +117,7 @@ class Session:
     # derived -------------------------------------------------------------
     def prepared_stack(self):
         """The measurement drift-corrected, energy-calibrated, cropped and binned as chosen."""
-        from ..core.recipe import prepare_recipe
+        from ..core.settings.recipe import prepare_recipe
 
         if self.stack is None:
             raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
@@ -126,7 +126,7 @@ class Session:
 
     def references(self) -> list:
         """The references in use, read once and named as in the dock."""
-        from ..core.references import read_reference
+        from ..core.io.references import read_reference
 
         used = [entry for entry in self.entries if entry.use]
         if not used:
@@ -144,7 +144,7 @@ class Session:
 
     def reference_named(self, name: str):
         """The reference of the table row called ``name`` (ticked or not), read once."""
-        from ..core.references import read_reference
+        from ..core.io.references import read_reference
 
         for entry in self.entries:
             if entry.name == name:

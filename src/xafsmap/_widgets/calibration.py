@@ -2,7 +2,7 @@
 
 A panel of the Prepare dock (not a dock of its own): the energy-shift map and the drift
 are part of preparing the stack, and every dock's prepared stack goes through
-:func:`~xafsmap.core.recipe.prepare_recipe` with them, as ``xafsmap run`` does.
+:func:`~xafsmap.core.settings.recipe.prepare_recipe` with them, as ``xafsmap run`` does.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ SHIFT_LAYERS = ("shift (eV)", "shift residual (eV)", "shift uncertainty (eV)")
 
 def compute_shift_map(foil: str, reference: str | None):
     """Worker: the shift map of a foil stack (the call of ``xafsmap map --calibration``)."""
-    from ..core.recipe import calibration_shift_map
+    from ..core.settings.recipe import calibration_shift_map
 
     return calibration_shift_map(foil, reference)
 
 
 def self_calibrate(stack, region, reference: str | None):
     """Worker: the shift map measured on a region of the sample itself (a known or uniform phase)."""
-    from ..core.calibrate import calibrate
-    from ..core.references import read_reference
+    from ..core.prepare.calibrate import calibrate
+    from ..core.io.references import read_reference
 
     ref = read_reference(reference) if reference else None
     return calibrate(stack.data, stack.energies, region=region, reference=None if ref is None else ref.mu,
@@ -35,7 +35,7 @@ def self_calibrate(stack, region, reference: str | None):
 
 def measure(stack):
     """Worker: image drift (E, 2) across energies and its summary."""
-    from ..core.register import drift_report, measure_drift
+    from ..core.prepare.register import drift_report, measure_drift
 
     drift = measure_drift(stack.data, stack.energies)
     return drift, drift_report(drift)
@@ -131,7 +131,7 @@ class CalibrationPanel(QGroupBox):
     @notify_errors("Load shift map")
     def load(self, path: str):
         """Read a shift map file (shift and uncertainty pages) and apply it."""
-        from ..core.recipe import shift_map_file
+        from ..core.settings.recipe import shift_map_file
 
         if not path:
             raise ValueError("give a shift map file (shift.tif) first")

@@ -23,9 +23,9 @@ PREVIEW_PER_CLASS = 3
 
 def preview_training(stack, references, offsets, classes, *, recipe):
     """Worker: survey the stack, then a few synthetic training spectra per class, normalized."""
-    from ..core.normalize import normalize
-    from ..core.training import prepare_references, survey
-    from ..core.synthesize import synthesize_spectra
+    from ..core.spectra.normalize import normalize
+    from ..core.model.training import prepare_references, survey
+    from ..core.model.synthesize import synthesize_spectra
 
     params = recipe.normalization
     found = survey(stack.data, stack.energies, threshold=recipe.threshold, norm_params=params)
@@ -90,8 +90,8 @@ class ClassesWidget(Dock):
         return [entry.name for entry in self.session.entries if entry.use]
 
     def classes(self):
-        """The current :class:`~xafsmap.core.synthesize.Classes` (shown in the table)."""
-        from ..core.recipe import Recipe, recipe_classes
+        """The current :class:`~xafsmap.core.model.synthesize.Classes` (shown in the table)."""
+        from ..core.settings.recipe import Recipe, recipe_classes
 
         recipe = Recipe(references=(), sample="-", **{k: self.session.choices[k] for k in
                                                          ("mixtures", "class_names", "compositions")})
@@ -100,7 +100,7 @@ class ClassesWidget(Dock):
     @notify_errors("Classes")
     def build_table(self):
         """Classes from the mixtures rule (drops table edits)."""
-        from ..core.synthesize import parse_mixtures
+        from ..core.model.synthesize import parse_mixtures
 
         spec = self.mixtures_edit.text().strip() or "pairs"
         parse_mixtures(spec, self.names())  # names the problem in a wrong rule
@@ -198,7 +198,7 @@ class ClassesWidget(Dock):
         references = self.session.references()
         offsets = [entry.offset for entry in self.session.entries if entry.use]
         classes = self.classes()
-        from ..core.recipe import Recipe
+        from ..core.settings.recipe import Recipe
 
         recipe = Recipe(references=(), sample="-", **self.session.choices)
         self.launch(preview_training, stack, references, offsets, classes, recipe=recipe,
@@ -206,7 +206,7 @@ class ClassesWidget(Dock):
                     buttons=(self.preview_button,))
 
     def _draw(self, value, classes):
-        from ..core.quicklook import label_colors
+        from ..core.mapping.quicklook import label_colors
 
         energies, norm, labels, found = value
         [ax] = self.plot.clear()

@@ -13,7 +13,7 @@ MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
 
 def train(recipe, stack, references):
     """Worker: the recipe's model for the prepared stack (the same call as ``xafsmap run``)."""
-    from ..core.recipe import train_recipe
+    from ..core.settings.recipe import train_recipe
 
     return train_recipe(recipe, stack, references)
 
@@ -31,7 +31,7 @@ def train_steps(recipe, stack, references):
 
 def train_and_map(recipe, stack, references, model=None):
     """Worker generator: train unless ``model`` is given (yields it), then map band by band."""
-    from ..core.pipeline import iter_classify
+    from ..core.mapping.pipeline import iter_classify
 
     if model is None:
         model = train(recipe, stack, references)
@@ -41,8 +41,8 @@ def train_and_map(recipe, stack, references, model=None):
 
 def save_maps(result, out, recipe, overwrite: bool):
     """Worker: the files of ``xafsmap map`` (with the recipe in report.json)."""
-    from ..core.output import write_maps
-    from ..core.recipe import recipe_to_dict
+    from ..core.mapping.output import write_maps
+    from ..core.settings.recipe import recipe_to_dict
 
     return write_maps(result, out, overwrite=overwrite, extra={"recipe": recipe_to_dict(recipe)})
 
@@ -62,7 +62,7 @@ class ClassifyWidget(Dock):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        from ..core.classify import FEATURES, METRICS
+        from ..core.model.classify import FEATURES, METRICS
 
         self.controls = {
             "features": QComboBox(), "smooth": _spin(int, 1, 101), "n_per_class": _spin(int, 2, 1_000_000, step=100),
@@ -248,7 +248,7 @@ class ClassifyWidget(Dock):
     @notify_errors("Export recipe")
     def export_recipe(self, path):
         """Write every choice of the docks to a TOML recipe (``xafsmap run RECIPE`` replays it)."""
-        from ..core.recipe import write_recipe
+        from ..core.settings.recipe import write_recipe
 
         written = write_recipe(path, self.session.recipe_for(path))
         self.report(f"recipe written to {written}")
@@ -264,7 +264,7 @@ class ClassifyWidget(Dock):
         """Validate a recipe and restore every dock from it; missing files are reported."""
         from napari.utils.notifications import show_warning
 
-        from ..core.recipe import missing_paths, read_recipe
+        from ..core.settings.recipe import missing_paths, read_recipe
 
         recipe = read_recipe(path)
         missing = missing_paths(recipe)

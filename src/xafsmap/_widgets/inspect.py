@@ -26,15 +26,15 @@ def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, 
     """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization.
 
     With ``drift`` (E, 2) the pixels are drift-corrected first, as
-    :func:`~xafsmap.core.register.correct_drift` does the whole stack (from the pixels
+    :func:`~xafsmap.core.prepare.register.correct_drift` does the whole stack (from the pixels
     around them, a margin of the largest drift). With the block's energy ``shift`` (eV,
     from the shift map) the spectrum is put on the nominal energies as the calibrated
     stack is, keeping the energies ``kept``. Returns ``(energies, spectrum, normalized or None)``.
     """
-    from ..core.normalize import normalize
+    from ..core.spectra.normalize import normalize
 
     if drift is not None:
-        from ..core.register import correct_drift
+        from ..core.prepare.register import correct_drift
 
         _, n_rows, n_cols = stack.data.shape
         margin = int(np.ceil(np.abs(drift).max())) + 1
@@ -44,7 +44,7 @@ def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, 
         block = correct_drift(around, drift)[:, rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
         block = block.reshape(block.shape[0], -1)
     elif rows.stop - rows.start == 1 and cols.stop - cols.start == 1:  # one positioned read per page
-        from ..core.cache import read_spectrum as read_pixel
+        from ..core.io.pixel import read_spectrum as read_pixel
 
         block = read_pixel(stack, rows.start, cols.start)[:, None]
     else:
@@ -53,7 +53,7 @@ def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, 
         warnings.simplefilter("ignore", RuntimeWarning)
         spectrum = np.nanmean(block, axis=1)
     if shift is not None:
-        from ..core.resample import apply_shift
+        from ..core.prepare.resample import apply_shift
 
         spectrum = apply_shift(spectrum[:, None, None], energies, np.full((1, 1), shift, np.float32))[:, 0, 0]
         inside = np.isin(energies, kept)
@@ -194,7 +194,7 @@ class InspectWidget(Dock):
         self.info.setText("\n".join(lines))
 
     def _describe(self, result, pixel, ax) -> list[str]:
-        from ..core.quicklook import label_colors
+        from ..core.mapping.quicklook import label_colors
 
         classifier = result.classifier
         classes, energies = classifier.classes, classifier.energies

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
-from ..core.io import Stack
+from ..core.io.stack import Stack
 from ._base import Dock, notify_errors
 
 _FILE_ROLES = (
@@ -34,7 +34,7 @@ def _path_row(tip: str) -> tuple[QWidget, QLineEdit]:
 def open_measurement(paths: dict):
     """Worker: open a stack lazily and build its layer (reads one plane for contrast)."""
     from .._reader import stack_layer
-    from ..core.io import read_stack
+    from ..core.io.stack import read_stack
 
     stack = read_stack(paths["stack"], **{k: v for k, v in paths.items() if k != "stack"})
     return stack, stack_layer(stack)
@@ -44,7 +44,7 @@ def compute_stack(data, energies, sources: dict):
     """The stack to compute on: re-opened from its files when it has them (chunked in
     bands with every energy, for per-pixel work) — the layer's data is chunked one
     image per energy, for display — else the layer's data itself."""
-    from ..core.io import read_stack
+    from ..core.io.stack import read_stack
 
     paths = {role: value for role, value in sources.items() if role in ("stack", "flat", "dark", "i0")}
     if "stack" in paths and all(Path(str(value)).exists() for value in paths.values()):
@@ -58,7 +58,7 @@ def describe(stack) -> str:
     """Shape, energies, dtype, size on disk and memory estimate of a stack, in words."""
     import dask.array as da
 
-    from ..core.io import stack_info
+    from ..core.io.stack import stack_info
 
     info = stack_info(stack if isinstance(stack.data, da.Array) else Stack(da.asarray(stack.data), stack.energies,
                                                                             stack.sources))

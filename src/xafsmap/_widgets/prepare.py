@@ -99,7 +99,7 @@ class PrepareWidget(Dock):
     @notify_errors("ROI")
     def set_roi(self, roi):
         if roi is not None and self.session.stack is not None:
-            from ..core.prepare import crop_stack
+            from ..core.prepare.steps import crop_stack
 
             crop_stack(self.session.stack.data, roi)  # refuses a ROI outside the image
         self.session.update("prepare", roi=None if roi is None else tuple(int(v) for v in roi))
@@ -114,7 +114,7 @@ class PrepareWidget(Dock):
     @notify_errors("Mask preview")
     def preview_mask(self):
         """Noise model, edge steps and their significance on a subgrid (worker), then the mask as a layer."""
-        from ..core.mask import preview_mask
+        from ..core.spectra.mask import preview_mask
 
         stack = self.session.prepared_stack()
         self.launch(preview_mask, stack, norm_params=self.session.choices["normalization"], done=self._previewed,
@@ -125,7 +125,7 @@ class PrepareWidget(Dock):
         self._show_mask()
 
     def _show_mask(self):
-        from ..core.mask import SIGNIFICANCE, dropped_regions
+        from ..core.spectra.mask import SIGNIFICANCE, dropped_regions
 
         if self.preview is None:
             return
@@ -148,7 +148,7 @@ class PrepareWidget(Dock):
 
     def _draw_histogram(self, preview, threshold):
         """Histogram of the edge significance (or of the edge step, with a manual cut) and the cut."""
-        from ..core.mask import SIGNIFICANCE
+        from ..core.spectra.mask import SIGNIFICANCE
 
         [ax] = self.histogram.clear()
         if threshold is None:

@@ -20,7 +20,7 @@ COLUMNS = ("use", "name", "offset (eV)", "source")
 
 def read_entries(path) -> list[Entry]:
     """Entries of a file (every record; ticked when it holds one) or of a library folder."""
-    from ..core.references import read_references, scan_library
+    from ..core.io.references import read_references, scan_library
 
     path = Path(path)
     if path.is_dir():
@@ -36,9 +36,9 @@ def compare_spectra(stack, references, offsets, norm_params: dict, *, align: boo
                     fit_range=(-30.0, 70.0)):
     """Worker: the mean spectrum of (a subgrid of) the stack, the references on its energies, its e0, and
     the energy-scale check of the references on a survey of MEAN_PIXELS pixels (aligned if ``align``)."""
-    from ..core.energyscale import check_energy_scale
-    from ..core.normalize import normalize
-    from ..core.training import prepare_references, survey
+    from ..core.spectra.energyscale import check_energy_scale
+    from ..core.spectra.normalize import normalize
+    from ..core.model.training import prepare_references, survey
 
     _, rows, cols = stack.data.shape
     stride = max(1, int(np.ceil(np.sqrt(rows * cols / MEAN_PIXELS))))
@@ -183,7 +183,7 @@ class ReferencesWidget(Dock):
 
     def show_offset(self, alignment, *, source: str, best=None, warnings=()):
         """Say which common offset was applied (``alignment``, a report record) or found (``best``)."""
-        from ..core.energyscale import format_offset
+        from ..core.spectra.energyscale import format_offset
 
         if alignment:
             text = (f"common offset {format_offset(alignment['offset_eV'], alignment['sigma_eV'])} applied "
@@ -207,7 +207,7 @@ class ReferencesWidget(Dock):
                     what="Comparing references", buttons=(self.plot_button,))
 
     def _draw(self, value, names):
-        from ..core.quicklook import label_colors
+        from ..core.mapping.quicklook import label_colors
 
         energies, mean, refs, e0, scale = value
         self.show_offset(scale.alignment, source="surveyed pixels", best=scale.fit, warnings=scale.warnings)

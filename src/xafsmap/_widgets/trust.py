@@ -1,7 +1,7 @@
 """Dock 7, Trust: unexplained pixels, a library search for what is missing, reference-set parsimony.
 
 The headless counterparts are ``xafsmap search-references`` and ``xafsmap compare-models``
-(:mod:`xafsmap.core.assess`); this dock calls the same core generators on the prepared
+(:mod:`xafsmap.core.trust.assess`); this dock calls the same core generators on the prepared
 stack and the references ticked in the References dock.
 """
 
@@ -35,10 +35,10 @@ def search_library(paths, found):
     """Worker: read a library and rank its spectra for every unexplained region.
 
     Returns ``(library by name, Candidates, tables, skipped)``; see
-    :func:`~xafsmap.core.discover.rank_candidates` for the tables.
+    :func:`~xafsmap.core.trust.discover.rank_candidates` for the tables.
     """
-    from ..core.discover import prepare_candidates, rank_candidates
-    from ..core.references import scan_library
+    from ..core.trust.discover import prepare_candidates, rank_candidates
+    from ..core.io.references import scan_library
 
     library, skipped = scan_library(paths)
     if not library:
@@ -149,7 +149,7 @@ class TrustWidget(Dock):
     @notify_errors("Find unexplained")
     def find(self):
         """Score every pixel against the ticked references (worker); regions and z as layers."""
-        from ..core.unexplained import iter_unexplained
+        from ..core.trust.unexplained import iter_unexplained
 
         stack, references = self.session.prepared_stack(), self.session.references()
         self.launch(iter_unexplained, stack, references, false_alarm=float(self.false_alarm.value()),
@@ -216,7 +216,7 @@ class TrustWidget(Dock):
         self._draw(region, rows[:DRAWN])
 
     def _draw(self, region, rows):
-        from ..core.quicklook import label_colors
+        from ..core.mapping.quicklook import label_colors
 
         setup = self.found.setup
         start, stop = setup.window
@@ -269,7 +269,7 @@ class TrustWidget(Dock):
     @notify_errors("Compare sets")
     def compare(self):
         """Fit every set at every pixel and judge them by BIC (worker); ``preferred`` as a layer."""
-        from ..core.parsimony import iter_compare
+        from ..core.trust.parsimony import iter_compare
 
         names = [entry.name for entry in self.session.entries]
         sets = parse_sets(self.sets_edit.text(), names)

@@ -1,0 +1,273 @@
+"""Maps larger than memory: an OME-Zarr 0.5 store that the mapping loop writes band by band.
+
+:func:`open_map_store` creates ``maps.ome.zarr`` with one Zarr v3 array per map of
+:func:`~xafsmap.core.mapping.pipeline.new_maps` (same names, dtypes, shapes and fill values)
+and returns them as a dict, so ``iter_classify(stack, model, maps=open_map_store(...))``
+writes each band straight to disk. Chunks are whole bands of rows: the two bands in
+flight never write the same chunk. Layout (every group carries ``ome`` metadata)::
+
+    maps.ome.zarr/          image (y, x): the edge step, array "0"
+      labels/               labels group: ["classes", "mask", "flags"]
+        classes/0           uint16 class labels (image-label: colours and class names)
+        mask/0  flags/0     uint8 (image-label: meanings)
+      fractions/0           image (c, y, x): one channel per reference
+      fraction_sigma/0      image (c, y, x): the 1-sigma uncertainty of each fraction
+      probability/0  distance/0  residual/0  e0/0     float32 images (y, x)
+
+Zarr is imported inside the functions: ``import xafsmap`` does not load it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MAPS_ZARR",
+    "PATHS",
+    "block_rows",
+    "copy_maps",
+    "describe_map_store",
+    "open_map_store",
+    "read_map_store",
+    "row_blocks",
+    "value_counts",
+]
+
+#: Name of the store inside an output folder.
+MAPS_ZARR = "maps.ome.zarr"
+#: Where each map of :func:`~xafsmap.core.mapping.pipeline.new_maps` lives in the store.
+PATHS = {
+    "edge_step": "0",
+    "labels": "labels/classes/0",
+    "mask": "labels/mask/0",
+    "flags": "labels/flags/0",
+    "fractions": "fractions/0",
+    "fraction_sigma": "fraction_sigma/0",
+    "probability": "probability/0",
+    "distance": "distance/0",
+    "residual": "residual/0",
+    "e0": "e0/0",
+}
+NGFF_VERSION = "0.5"
+#: Pixels per block when a map is read in row blocks (about 64 MB of float32).
+BLOCK_PIXELS = 2**24
+_MASK_COLORS = {0: (0, 0, 0, 0), 1: (80, 200, 120, 255), 2: (220, 40, 40, 255)}
+
+
+def _compressors(compressor):
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    table = {"zstd": ZstdCodec(level=1), "blosc": BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
+             None: None}
+    if compressor not in table:
+        raise ValueError(f"unknown compressor {compressor!r}; choose one of {list(table)}")
+    return table[compressor]
+
+
+def _axes(channel: bool) -> list[dict]:
+    return [{"name": "c", "type": "channel"}] * channel + [{"name": "y", "type": "space"},
+                                                         {"name": "x", "type": "space"}]
+
+
+def _multiscales(name: str, ndim: int) -> list[dict]:
+    return [{"name": name, "axes": _axes(ndim == 3),
+             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * ndim}]}]}]
+
+
+def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor: str | None = "zstd") -> dict:
+    """Create an OME-Zarr store of empty maps, chunked in bands of ``band`` rows.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store folder to create (``maps.ome.zarr``); it must not exist.
+    k : int
+        Number of references (channels of ``fractions``).
+    rows, cols : int
+        The map grid, pixels.
+    band : int
+        Rows per chunk: the rows of one band of the mapping loop
+        (:func:`~xafsmap.core.mapping.pipeline.band_rows`) or a divisor of it, so concurrent
+        bands write disjoint chunks.
+    compressor : {"zstd", "blosc", None}
+        Chunk compression.
+
+    Returns
+    -------
+    dict of zarr.Array
+        The maps of :func:`~xafsmap.core.mapping.pipeline.new_maps`: ``labels`` uint16,
+        ``mask``/``flags`` uint8 (fill 0), ``fractions`` (K, rows, cols) and the other
+        maps (rows, cols) float32 (fill NaN).
+
+    Raises
+    ------
+    ValueError
+        If a size is not positive or the store exists.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> maps = open_map_store(pathlib.Path(tempfile.mkdtemp()) / "maps.ome.zarr", 3, 40, 60, band=16)
+    >>> maps["fractions"].shape, maps["fractions"].chunks, str(maps["labels"].dtype)
+    ((3, 40, 60), (1, 16, 60), 'uint16')
+    """
+    import zarr
+
+    from .pipeline import CHANNEL_MAPS, new_maps
+
+    if min(k, rows, cols, band) < 1:
+        raise ValueError(f"a map store needs k, rows, cols and band >= 1, got {k}, {rows}, {cols}, {band}")
+    path = Path(path)
+    if path.exists():
+        raise ValueError(f"map store {path} exists already")
+    compressors = _compressors(compressor)
+    band = min(band, rows)
+    root = zarr.create_group(path, zarr_format=3, attributes={
+        "ome": {"version": NGFF_VERSION, "multiscales": _multiscales("edge_step", 2)},
+        "xafsmap": {"maps": PATHS},
+    })
+    names = ["classes", "mask", "flags"]
+    root.create_group("labels", attributes={"ome": {"version": NGFF_VERSION, "labels": names}})
+    template = new_maps(k, 1, 1)
+    maps = {}
+    for name, where in PATHS.items():
+        group = where.rpartition("/")[0]
+        if group:
+            label = group.startswith("labels/")
+            ome = {"version": NGFF_VERSION, "multiscales": _multiscales(group.rpartition("/")[2],
+                                                                         template[name].ndim)}
+            if label:  # NGFF 0.5: the version lives in "ome" only, image-label holds no "version"
+                ome["image-label"] = {"source": {"image": "../../"}}
+            root.create_group(group, attributes={"ome": ome})
+        channels = name in CHANNEL_MAPS
+        shape = (k, rows, cols) if channels else (rows, cols)
+        chunks = (1, band, cols) if channels else (band, cols)
+        maps[name] = root.create_array(
+            where, shape=shape, dtype=template[name].dtype, chunks=chunks, fill_value=template[name].flat[0],
+            compressors=compressors, dimension_names=[a["name"] for a in _axes(channels)],
+        )
+    return maps
+
+
+def describe_map_store(path, classes) -> None:
+    """Write the class legend into a store: label colours, class names and compositions.
+
+    Parameters
+    ----------
+    path : str or Path
+        A store made by :func:`open_map_store`.
+    classes : xafsmap.core.model.synthesize.Classes
+        The classifier's classes: label ``i`` is ``classes.names[i - 1]``. Colours are
+        those of the quick-look PNG and the napari layers
+        (:func:`~xafsmap.core.mapping.quicklook.label_colors`); 0 (no sample) is transparent.
+    """
+    import zarr
+
+    from .pipeline import FLAGS
+    from .quicklook import label_colors
+
+    root = zarr.open_group(Path(path), mode="r+", zarr_format=3)
+    rgb = label_colors(len(classes.names)).tolist()
+    colors = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
+    colors += [{"label-value": i, "rgba": [*rgb[i], 255]} for i in range(1, len(classes.names) + 1)]
+    properties = [{"label-value": 0, "class": "no sample"}]
+    properties += [{"label-value": i, "class": name, **dict(zip(classes.references, map(float, row)))}
+                   for i, (name, row) in enumerate(zip(classes.names, classes.compositions), start=1)]
+    _set_label(root["labels/classes"], colors, properties)
+    _set_label(root["labels/mask"], [{"label-value": v, "rgba": list(c)} for v, c in _MASK_COLORS.items()],
+               [{"label-value": 0, "meaning": "no sample"}, {"label-value": 1, "meaning": "sample"},
+                {"label-value": 2, "meaning": "invalid"}])
+    flags = [{"label-value": v, "flags": [m for bit, m in FLAGS.items() if v & bit]} for v in range(1, 8)]
+    flag_rgb = label_colors(7).tolist()
+    _set_label(root["labels/flags"], [{"label-value": v, "rgba": [*flag_rgb[v], 255 * (v > 0)]} for v in range(8)],
+               [{"label-value": 0, "flags": []}, *flags])
+    for name in ("fractions", "fraction_sigma"):
+        group = root[name]
+        ome = dict(group.attrs["ome"])
+        ome["omero"] = {"channels": [{"label": ref, "active": True, "color": "FFFFFF",
+                                      "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}}
+                                     for ref in classes.references]}
+        group.attrs["ome"] = ome
+    root.attrs["xafsmap"] = {**root.attrs["xafsmap"], "classes": list(classes.names),
+                             "references": list(classes.references)}
+
+
+def _set_label(group, colors, properties) -> None:
+    ome = dict(group.attrs["ome"])
+    ome["image-label"] = dict(ome["image-label"], colors=colors, properties=properties)
+    group.attrs["ome"] = ome
+
+
+def read_map_store(path, *, mode: str = "r") -> dict:
+    """The maps of a store made by :func:`open_map_store`, as zarr arrays (nothing is read).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not an xafsmap map store.
+    """
+    import zarr
+
+    try:
+        root = zarr.open_group(Path(path), mode=mode, zarr_format=3)
+        paths = root.attrs["xafsmap"]["maps"]
+    except (FileNotFoundError, KeyError, TypeError, zarr.errors.GroupNotFoundError):
+        raise ValueError(f"{path} is not an xafsmap map store (no zarr.json with xafsmap maps)") from None
+    return {name: root[where] for name, where in paths.items()}
+
+
+def block_rows(array, *, planes: bool = True) -> int:
+    """Rows per block of :func:`row_blocks`: whole chunks, about :data:`BLOCK_PIXELS` pixels.
+
+    With ``planes`` the pixels of every leading plane (e.g. the K fraction maps) count.
+
+    >>> block_rows(np.zeros((3, 10_000, 2_000)))
+    2796
+    """
+    width = array.shape[-1] * (int(np.prod(array.shape[:-2])) if planes else 1)
+    step = _chunk_rows(array) or 1
+    rows = max(1, BLOCK_PIXELS // max(1, width))
+    return max(step, rows // step * step)
+
+
+def row_blocks(array, *, rows: int | None = None):
+    """Yield ``(r0, block)``: consecutive blocks of whole rows of a map, as numpy arrays.
+
+    The row axis is the second to last; a block holds ``rows`` rows (default
+    :func:`block_rows`), so a map larger than memory is read a block at a time.
+
+    Examples
+    --------
+    >>> [(r0, b.shape) for r0, b in row_blocks(np.zeros((2, 5, 3)), rows=2)]
+    [(0, (2, 2, 3)), (2, (2, 2, 3)), (4, (2, 1, 3))]
+    """
+    rows = rows or block_rows(array)
+    for r0 in range(0, array.shape[-2], rows):
+        yield r0, np.asarray(array[..., r0 : r0 + rows, :])
+
+
+def value_counts(array, n: int) -> np.ndarray:
+    """Pixels of each value 0..n-1 of an integer map, counted in :func:`row_blocks`.
+
+    >>> value_counts(np.array([[0, 2], [2, 1]]), 3).tolist()
+    [1, 1, 2]
+    """
+    counts = np.zeros(n, np.int64)
+    for _, block in row_blocks(array):
+        counts += np.bincount(block.ravel(), minlength=n)[:n]
+    return counts
+
+
+def copy_maps(source, maps: dict) -> None:
+    """Copy every map of ``source`` (a MapResult or a dict) into ``maps``, in row blocks."""
+    for name, target in maps.items():
+        data = source[name] if isinstance(source, dict) else getattr(source, name)
+        for r0, block in row_blocks(data, rows=_chunk_rows(target)):
+            target[..., r0 : r0 + block.shape[-2], :] = block
+
+
+def _chunk_rows(array) -> int | None:
+    chunks = getattr(array, "chunks", None)
+    return chunks[-2] if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) else None
