@@ -1,9 +1,12 @@
 """Command line: map, info, calibrate, search-references, compare-models, run, export, demo.
 
 A contract other tools script against: options and output files are documented in
-docs/cli.md. Bad input ends with one line ``xafsmap: error: ...`` and a non-zero exit,
-and never leaves partial output. Imports only the core (no napari, no Qt) unless the
-demo is asked to open a viewer.
+docs/cli.md. Each command turns its options into
+:class:`~xafsmap.core.settings.schema.Settings` (:mod:`xafsmap.cli_options`) and calls
+the job (:mod:`xafsmap.core.job`) that scripts, recipes and the napari docks call too.
+Bad input ends with one line ``xafsmap: error: ...`` and a non-zero exit, and never
+leaves partial output. Imports only the core (no napari, no Qt) unless the demo is
+asked to open a viewer.
 """
 
 from __future__ import annotations
@@ -13,12 +16,9 @@ import json
 import logging
 import os
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .cli_options import build_parser, check_options, option_sources, parse_offset
+from .cli_options import build_parser, settings_from_args
 
 __all__ = ["main"]
 
@@ -32,168 +32,6 @@ def _progress(args, what: str = "mapping"):
                   file=sys.stderr, flush=True)
 
     return report
-
-
-def _claim(args) -> Path:
-    from .core.mapping.output import claim_output
-
-    return claim_output(args.out, sources=option_sources(args), overwrite=args.overwrite)
-
-
-def _read_stack(args):
-    from .core.io.stack import read_stack
-
-    return read_stack(args.stack, energies=args.energies, flat=args.flat, dark=args.dark, i0=args.i0,
-                      axes=args.axes)
-
-
-def _shift_map(args):
-    """The energy-shift map asked for: a file, or measured from a foil stack, or None."""
-    from .core.prepare.calibrate import ShiftMap, calibrate, read_shift_map
-    from .core.io.stack import read_stack
-    from .core.io.references import read_reference
-
-    if args.shift_map and args.calibration:
-        raise ValueError("give either --shift-map or --calibration, not both")
-    if args.shift_map:
-        shift = read_shift_map(args.shift_map)
-        return ShiftMap(shift=shift, measured=shift, uncertainty=shift * float("nan"), residual_rms=float("nan"),
-                        model={"source": str(args.shift_map)})
-    if not args.calibration:
-        return None
-    foil = read_stack(args.calibration)
-    ref = read_reference(args.calibration_reference) if args.calibration_reference else None
-    return calibrate(foil.data, foil.energies, reference=None if ref is None else ref.mu,
-                     reference_energies=None if ref is None else ref.energies)
-
-
-def _prepared_stack(args):
-    """Read, register, calibrate, crop and bin as asked; returns (stack, shift map, report)."""
-    from .core.prepare.steps import parse_roi, prepare_measurement
-
-    stack = _read_stack(args)
-    shift_map = _shift_map(args)
-    prepared, extra = prepare_measurement(
-        stack, shift_map=shift_map, register=args.register, roi=parse_roi(args.roi) if args.roi else None,
-        factor=args.bin, calibration={"source": args.shift_map or args.calibration,
-                                      "reference": getattr(args, "calibration_reference", None)},
-    )
-    return prepared, shift_map, extra
-
-
-def _offsets(items, names) -> list[float]:
-    offsets = dict.fromkeys(names, 0.0)
-    for item in items:
-        name, value = parse_offset(item)
-        if name not in offsets:
-            raise ValueError(f"--offset {item!r} must read NAME=EV with NAME one of {list(names)}")
-        offsets[name] = value
-    return list(offsets.values())
-
-
-def _references(specs):
-    from .core.io.references import read_reference
-
-    references = [read_reference(spec) for spec in specs]
-    names = [ref.name for ref in references]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two references share a name: {names}; name records as FILE:NAME or rename a file")
-    return references
-
-
-def _normalization(args) -> dict:
-    return {name: getattr(args, name) for name in ("e0", "pre1", "pre2", "norm1", "norm2", "nnorm")}
-
-
-def _inputs(stack, reference_specs, stop, moved=None) -> dict:
-    """sha256 of every input file (stops early once ``stop`` is set); ``moved`` = (tmp, out)
-    records files written into a temporary output folder at their final place."""
-    from .core.mapping.output import file_sha256
-    from .core.io.references import split_spec
-
-    inputs = {}
-    for role, path in stack.sources.items():
-        path = Path(path)
-        files = sorted(path.parent.glob(path.name) if "*" in path.name else
-                       path.iterdir() if path.is_dir() else [path])
-        shown = str(path) if moved is None else str(path).replace(str(moved[0]), str(moved[1]))
-        inputs[role] = {"path": shown, "sha256": {f.name: file_sha256(f, stop=stop) for f in files if f.is_file()}}
-    inputs["references"] = [{"spec": spec, "sha256": file_sha256(split_spec(spec)[0], stop=stop)}
-                            for spec in reference_specs]
-    return inputs
-
-
-def _map_job(args) -> dict:
-    """Read and check everything a map needs (headers and references; no pixel) before any work."""
-    from .core.settings.limits import check_maps_memory, check_training
-    from .core.model.synthesize import make_classes
-
-    stack, shift_map, extra = _prepared_stack(args)
-    references = _references(args.reference)
-    names = [r.name for r in references]
-    options = dict(
-        offsets=_offsets(args.offset, names), mixtures=args.mixtures,
-        features=args.features, smooth=args.smooth, n_per_class=args.n_per_class, n_trees=args.n_trees,
-        threshold=args.threshold, noise=args.noise, rng=args.seed, align_references=args.align_references,
-        thick=args.thick, **_normalization(args),
-    )
-    e, rows, cols = stack.data.shape
-    check_training(n_classes=len(make_classes(names, mixtures=args.mixtures)), n_per_class=args.n_per_class,
-                   n_energies=e, n_trees=args.n_trees)
-    distributed = bool(args.scheduler or args.workers)
-    check_maps_memory(rows=rows, cols=cols, k=len(references), zarr=args.zarr and not distributed)
-    return dict(stack=stack, shift_map=shift_map, extra=extra, references=references, options=options)
-
-
-def _map_into(args, job, folder, maps, *, moved=None):
-    """Map as ``job`` says and write the result into ``folder``; returns (result, class counts)."""
-    from .core.mapping.output import write_map_files
-    from .core.mapping.pipeline import drive, iter_map
-
-    tic = time.perf_counter()
-    stack, references, options = job["stack"], job["references"], job["options"]
-    # sha256 of the inputs (seconds for GB) runs beside the job: it reads the files
-    # sequentially, at the disk's own speed, while training leaves a core idle
-    stop = threading.Event()
-    hasher = ThreadPoolExecutor(max_workers=1)
-    inputs = hasher.submit(_inputs, stack, args.reference, stop, moved)
-    try:
-        if args.scheduler or args.workers:
-            result = _map_distributed(args, stack, references, options)
-        else:
-            generator = iter_map(stack, references, metric=args.metric, maps=maps, **options)
-            result = drive(generator, _progress(args))
-        result.timings["total_s"] = time.perf_counter() - tic
-        extra = {**job["extra"], "command": sys.argv[1:]}
-        write_map_files(result, folder, maps=maps, inputs=inputs.result(), extra=extra, shift_map=job["shift_map"])
-        counts = ", ".join(f"{name}: {n}" for name, n in result.class_counts.items())  # before the store moves
-    finally:
-        stop.set()  # an error exit does not wait for the hash of a huge input
-        hasher.shutdown(wait=False, cancel_futures=True)
-    return result, counts
-
-
-def run_map(args) -> Path:
-    """``xafsmap map``: read, prepare, map, write; returns the output folder.
-
-    With ``--zarr`` the bands are mapped straight into ``maps.ome.zarr`` in the (still
-    temporary) output folder, so the maps never are in memory whole.
-    """
-    from .core.mapping.output import map_output
-    from .core.mapping.pipeline import band_rows
-
-    out = _claim(args)
-    job = _map_job(args)
-    _, rows, cols = job["stack"].data.shape
-    with map_output(out, k=len(job["references"]), rows=rows, cols=cols, band=band_rows(job["stack"].data.shape),
-                    zarr=args.zarr, overwrite=args.overwrite, sources=option_sources(args)) as (folder, maps):
-        result, counts = _map_into(args, job, folder, maps)
-    _print_alignment(result.params.get("alignment"))
-    _print_warnings(result.warnings)
-    if not args.quiet:
-        print(f"xafsmap: wrote {args.out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
-              file=sys.stderr)
-    return Path(args.out)
 
 
 def _print_alignment(alignment) -> None:
@@ -213,31 +51,41 @@ def _print_warnings(warnings) -> None:
         start = ""
 
 
-def _map_distributed(args, stack, references, options):
-    """Train here, then map the bands on a dask.distributed cluster (same maps).
+def _report_map(args, run) -> None:
+    _print_alignment(run.params.get("alignment"))
+    _print_warnings(run.warnings)
+    if not args.quiet:
+        counts = ", ".join(f"{name}: {n}" for name, n in run.class_counts.items())
+        print(f"xafsmap: wrote {args.out} (held-out accuracy {run.accuracy:.3f}; {counts})", file=sys.stderr)
 
-    The cluster is reached first, so an unreachable scheduler fails before training.
-    The stack may be registered, calibrated, cropped and binned: workers re-read the
-    files and redo that preparation (the drift and shift map travel to them once).
-    """
-    from .core.mapping.parallel import iter_map_distributed, open_client
-    from .core.mapping.pipeline import drive
-    from .core.model.training import train_model
 
-    with open_client(scheduler=args.scheduler, workers=args.workers) as client:
-        tic = time.perf_counter()
-        model = train_model(stack, references, **options)
-        train_s = time.perf_counter() - tic
-        result = drive(iter_map_distributed(stack, model, client=client, metric=args.metric), _progress(args))
-    result.timings["train_s"] = train_s
-    return result
+def run_map(args) -> Path:
+    """``xafsmap map``: the settings of the options, mapped by :func:`~xafsmap.core.job.run_map`."""
+    from .core.job import run_map as map_job
+
+    run = map_job(settings_from_args(args), out=args.out, overwrite=args.overwrite, progress=_progress(args),
+                  extra={"command": sys.argv[1:]})
+    _report_map(args, run)
+    return run.out
+
+
+def run_recipe_command(args) -> Path:
+    """``xafsmap run``: the settings of a recipe (``--zarr``, ``--workers``, ``--scheduler`` override it)."""
+    from .core.job import run_map as map_job
+    from .core.settings.recipe import read_recipe
+
+    settings = settings_from_args(args, base=read_recipe(args.recipe))
+    run = map_job(settings, out=args.out, overwrite=args.overwrite, progress=_progress(args), sources=[args.recipe])
+    _report_map(args, run)
+    return run.out
 
 
 def run_info(args) -> dict:
     """``xafsmap info``: shape, energies, size and memory estimate, no pixel read."""
     from .core.io.stack import stack_info
+    from .core.job import open_measurement
 
-    info = stack_info(_read_stack(args))
+    info = stack_info(open_measurement(settings_from_args(args)))
     if args.json:
         print(json.dumps(info, indent=1, default=str))
     else:
@@ -248,44 +96,41 @@ def run_info(args) -> dict:
 
 def run_calibrate(args) -> Path:
     """``xafsmap calibrate``: shift.tif (with uncertainty), measured shifts and a report."""
-    from .core.prepare.calibrate import calibrate, write_shift_map
-    from .core.mapping.output import atomic_folder, library_versions, write_tiff
+    from .core.io.folders import atomic_folder, claim_output
     from .core.io.references import read_reference
+    from .core.job import input_paths, open_measurement
+    from .core.mapping.output import library_versions, write_tiff
+    from .core.prepare.calibrate import calibrate
+    from .core.prepare.shiftmap import describe_shift_map, write_shift_map
 
-    _claim(args)
-    foil = _read_stack(args)
-    ref = read_reference(args.reference) if args.reference else None
+    settings = settings_from_args(args)
+    sources = input_paths(settings)
+    claim_output(args.out, sources=sources, overwrite=args.overwrite)
+    foil = open_measurement(settings)
+    reference = settings.calibration_reference
+    ref = read_reference(reference) if reference else None
     shift_map = calibrate(foil.data, foil.energies, reference=None if ref is None else ref.mu,
                           reference_energies=None if ref is None else ref.energies,
-                          degree=args.degree, bin=args.bin_size)
-    report = {"xafsmap_calibration": 1, "foil": str(args.stack), "reference": args.reference,
-              "mode": "absolute" if ref else "relative (median shift 0)", "degree": args.degree,
-              "bin": args.bin_size, "residual_rms_eV": shift_map.residual_rms, "model": shift_map.model,
+                          degree=settings.degree, bin=settings.bin_size)
+    report = {"xafsmap_calibration": 1, "foil": str(args.stack), "reference": reference,
+              "mode": "absolute" if ref else "relative (median shift 0)", "degree": settings.degree,
+              "bin": settings.bin_size, "residual_rms_eV": shift_map.residual_rms, "model": shift_map.model,
               "shift_range_eV": [float(shift_map.shift.min()), float(shift_map.shift.max())],
               "versions": library_versions()}
-    with atomic_folder(args.out, overwrite=args.overwrite, sources=option_sources(args)) as tmp:
+    with atomic_folder(args.out, overwrite=args.overwrite, sources=sources) as tmp:
         write_shift_map(tmp / "shift.tif", shift_map)
         write_tiff(tmp / "shift_measured.tif", shift_map.measured)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float))
     if not args.quiet:
-        print(f"xafsmap: shift {report['shift_range_eV'][0]:.2f} to {report['shift_range_eV'][1]:.2f} eV, "
-              f"fit residual {shift_map.residual_rms:.3f} eV RMS; wrote {args.out}", file=sys.stderr)
+        print(f"xafsmap: {describe_shift_map(shift_map)}; wrote {args.out}", file=sys.stderr)
     return Path(args.out)
 
 
 def run_search(args) -> dict:
     """``xafsmap search-references``: unexplained regions and library candidates."""
-    from .core.trust.assess import search_references
+    from .core.job import run_search as search_job
 
-    _claim(args)
-    stack, _, _ = _prepared_stack(args)
-    references = _references(args.reference)
-    summary = search_references(
-        stack, references, args.library, out=args.out, overwrite=args.overwrite, progress=_progress(args),
-        sources=option_sources(args), false_alarm=args.false_alarm, pool=args.pool, threshold=args.threshold,
-        offsets=_offsets(args.offset, [r.name for r in references]), align_references=args.align_references,
-        **_normalization(args),
-    )
+    summary = search_job(settings_from_args(args), out=args.out, overwrite=args.overwrite, progress=_progress(args))
     _print_alignment(summary["alignment"])
     _print_warnings(summary["warnings"])
     print(f"{summary['flagged_pixels']} of {summary['sample_pixels']} sample pixels unexplained "
@@ -300,49 +145,14 @@ def run_search(args) -> dict:
 
 def run_compare(args) -> dict:
     """``xafsmap compare-models``: per-pixel and whole-image preferred reference set."""
-    from .core.trust.assess import compare_models
+    from .core.job import run_compare as compare_job
 
-    _claim(args)
-    sets = {}
-    for item in args.set:
-        name, eq, specs = item.partition("=")
-        if not eq or not name or not specs:
-            raise ValueError(f"--set {item!r} must read NAME=REF,REF,...")
-        if name in sets:
-            raise ValueError(f"two sets are named {name!r}")
-        sets[name] = _references(specs.split(","))
-    stack, _, _ = _prepared_stack(args)
-    summary = compare_models(stack, sets, out=args.out, overwrite=args.overwrite, progress=_progress(args),
-                             sources=option_sources(args), criterion=args.criterion)
+    summary = compare_job(settings_from_args(args), out=args.out, overwrite=args.overwrite,
+                          progress=_progress(args))
     print(f"preferred: {summary['preferred']}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}")
     return summary
-
-
-def run_recipe_command(args) -> Path:
-    """``xafsmap run``: reproduce a recipe's maps, and print the warnings its report records."""
-    from .core.settings.recipe import read_recipe, recipe_paths, run_recipe
-
-    recipe = read_recipe(args.recipe)
-    if args.zarr:
-        from dataclasses import replace
-
-        recipe = replace(recipe, zarr=True)
-    sources = [args.recipe, *recipe_paths(recipe)]
-    out = _claim(args)
-    with contextlib.ExitStack() as stack:
-        client = None
-        if args.scheduler or args.workers:
-            from .core.mapping.parallel import open_client
-
-            client = stack.enter_context(open_client(scheduler=args.scheduler, workers=args.workers))
-        run_recipe(recipe, out=out, overwrite=args.overwrite, progress=_progress(args), client=client,
-                   sources=sources)
-    report = json.loads((out / "report.json").read_text())
-    _print_alignment(report["parameters"].get("alignment"))
-    _print_warnings(report.get("warnings", []))
-    return out
 
 
 def run_demo(args) -> Path:
@@ -351,24 +161,28 @@ def run_demo(args) -> Path:
     Everything (the measurement in ``input/``, the maps, ``labels.png``) is written
     into one temporary folder that replaces ``--out`` when complete.
     """
-    from .core.io.stack import write_stack
-    from .core.mapping.output import atomic_folder
+    from dataclasses import replace
+
+    from .core.io.folders import atomic_folder, claim_output
+    from .core.io.tiff import write_stack
+    from .core.job import map_into, prepare, read_references
     from .core.mapping.quicklook import write_label_png
+    from .core.settings.schema import ReferenceSpec
     from .core.simulate.sample import bundled_reference_paths, make_sample
 
-    out = _claim(args)
-    sample = make_sample(rng=args.seed)
+    out = claim_output(args.out, overwrite=args.overwrite)
+    settings = settings_from_args(args)
+    sample = make_sample(rng=settings.seed)
     paths = bundled_reference_paths()
     with atomic_folder(out, overwrite=args.overwrite) as tmp:
         (tmp / "input").mkdir()
         stack_path = write_stack(tmp / "input" / "sample.tif", sample.stack, sample.energies)
-        argv = ["map", str(stack_path), "--out", str(out), "--seed", str(args.seed)]
-        argv += [arg for ref in sample.references for arg in ("--reference", str(paths[ref.name]))]
-        map_args = build_parser().parse_args(argv + ["--quiet"] * args.quiet)
-        check_options(map_args)
-        result, _ = _map_into(map_args, _map_job(map_args), tmp, None, moved=(tmp, out))
+        settings = replace(settings, stack=str(stack_path),
+                           references=tuple(ReferenceSpec(str(paths[ref.name])) for ref in sample.references))
+        run = map_into(settings, prepare(settings), read_references(settings), tmp, progress=_progress(args),
+                       moved=(tmp, out), extra={"command": sys.argv[1:]})
         write_label_png(tmp / "labels.png", tmp / "labels.tif", tmp / "classes.csv")
-    _print_warnings(result.warnings)
+    _print_warnings(run.warnings)
     print(f"xafsmap: demo maps in {out}/ (quick-look: {out}/labels.png)", file=sys.stderr)
     if not args.no_view and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         from ._view import view_maps
@@ -386,6 +200,7 @@ def run_export(args) -> dict:
     project appear together or not at all (:func:`~xafsmap.core.io.export.write_spectra`).
     """
     from .core.io.export import write_spectra
+    from .core.job import open_measurement
     from .core.mapping.mapspectra import map_class_spectra, references_element
 
     folder = Path(args.maps)
@@ -403,7 +218,8 @@ def run_export(args) -> dict:
     for path in (args.prj, args.xdi):  # refuse before computing, not after
         if path and Path(path).exists() and not args.overwrite and (Path(path).is_file() or any(Path(path).iterdir())):
             raise ValueError(f"{path} exists and is not empty; choose another or pass --overwrite")
-    found = map_class_spectra(folder, stack=_read_stack(args) if args.stack else None)
+    stack = open_measurement(settings_from_args(args)) if args.stack else None
+    found = map_class_spectra(folder, stack=stack)
     fields = [{"xafsmap.label": entry["label"], "xafsmap.pixels": count, "xafsmap.map": folder.absolute(),
                "xafsmap.composition": ", ".join(f"{k} {v:g}" for k, v in entry.get("composition", {}).items())}
               for entry, count in zip(found.classes, found.pixels)]
@@ -451,7 +267,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with _notes():
-            check_options(args)
             COMMANDS[args.command](args)
     except (ValueError, OSError) as error:
         message = str(error)

@@ -1,16 +1,38 @@
-"""The command line's options: the parser, and every value checked before any work.
+"""The command line's options, generated from the settings' declarations.
 
-One place that says what each command accepts (argparse, with usage errors on one
-line) and checks the values against :mod:`xafsmap.core.settings.limits` (:func:`check_options`),
-and which options name inputs (:func:`option_sources`, for the output-folder rule of
-:mod:`xafsmap.core.io.folders`). Imports only the standard library until called.
+Every option that is a setting of the session comes from
+:data:`~xafsmap.core.settings.schema.SETTINGS` (flag, help, default, range, choices,
+which commands take it); :func:`settings_from_args` turns the parsed options back into
+:class:`~xafsmap.core.settings.schema.Settings`, checking every value before any work
+and naming it by its flag. What is not a setting (``--out``, ``--overwrite``,
+``--quiet`` and a few command-specific switches) is declared here. Imports only the
+standard library (and the declarations) until called.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
-__all__ = ["FLAGS", "Parser", "build_parser", "check_options", "flag", "option_sources", "parse_offset", "version"]
+from .core.settings.schema import COMMANDS, SETTINGS, ReferenceSpec, Setting, Settings
+
+__all__ = ["Parser", "build_parser", "flag_name", "settings_from_args", "version"]
+
+#: Help of each command.
+HELP = {
+    "map": "map a stack into classes, fractions and trust maps",
+    "info": "describe a stack without reading its pixels",
+    "calibrate": "measure the energy-shift map from a foil stack",
+    "search-references": "flag unexplained pixels, rank library candidates",
+    "compare-models": "compare reference sets for parsimony (BIC)",
+    "run": "reproduce a recipe exported from the napari docks",
+    "export": "class spectra of a map as XDI files and an Athena project",
+    "demo": "map the built-in synthetic sample measurement",
+}
+#: Settings given as a repeated option (``--reference A --reference B``); required where they apply.
+REPEATED = {"references": True, "library": True, "sets": True}
+#: Settings of which at most one may be given.
+EXCLUSIVE = (("workers", "scheduler"),)
 
 
 def version() -> str:
@@ -27,40 +49,78 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _stack_options(parser: argparse.ArgumentParser, *, prepare: bool = True) -> None:
-    parser.add_argument("stack", help="multi-page TIFF, folder or glob of one TIFF per energy, STXM .hdr, HDF5/NeXus "
-                                      "file (FILE.h5 or FILE.h5:/path/to/dataset) or Zeiss/Xradia .txrm")
-    parser.add_argument("--energies", help="energies file (one per line, or CSV with an 'energy' column), or "
-                                           "FILE.h5:/path; overrides the energies an HDF5/Xradia file holds")
-    parser.add_argument("--axes", help="order of an HDF5 dataset's dimensions, a permutation of EYX (e.g. XYE) "
-                                       "when it is not (energy, row, column) or not stated in the file")
-    parser.add_argument("--flat", help="flat (I0) image(s): the stack is then transmitted counts")
-    parser.add_argument("--dark", help="dark image(s), subtracted from stack and flat")
-    parser.add_argument("--i0", help="incident-intensity spectrum (energy, counts), e.g. STXM i0.xsp")
-    if not prepare:
-        return
-    parser.add_argument("--roi", help="region ROW0:ROW1,COL0:COL1 in pixels (half-open)")
-    parser.add_argument("--bin", type=int, default=1, help="average N x N neighbouring pixels (default 1)")
-    parser.add_argument("--calibration", metavar="FOIL_STACK",
-                        help="calibration stack (uniform foil) to measure the energy-shift map from")
-    parser.add_argument("--calibration-reference", metavar="REF",
-                        help="reference spectrum of the foil (absolute calibration; default relative)")
-    parser.add_argument("--shift-map", metavar="FILE", help="reuse an energy-shift map (shift.tif)")
-    parser.add_argument("--register", action="store_true",
-                        help="measure and correct image drift across energies")
+def flag_name(name: str) -> str:
+    """The flag of a setting: ``n_trees`` -> ``--trees``."""
+    return SETTINGS[name].cli_flag if name in SETTINGS else "--" + name.replace("_", "-")
 
 
-def _map_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reference", action="append", required=True, metavar="REF",
-                        help="reference file, or FILE:NAME for one record of a .prj/.nor (repeat)")
-    parser.add_argument("--offset", action="append", default=[], metavar="NAME=EV",
-                        help="energy offset of one reference in eV, added to its energies (repeat)")
-    parser.add_argument("--align-references", action="store_true",
-                        help="fit one common energy offset of all references to the stack and add it to --offset")
-    parser.add_argument("--threshold", type=float, help="edge-step threshold of the no-sample mask")
-    for name in ("e0", "pre1", "pre2", "norm1", "norm2"):
-        parser.add_argument(f"--{name}", type=float, help=f"normalization {name} (eV, Larch meaning)")
-    parser.add_argument("--nnorm", type=int, help="post-edge polynomial degree (Larch meaning)")
+def _range(item: Setting) -> str:
+    """``'1 to 10000'``, ``'above 0, at most 1000'``, ``'at least 0'``."""
+    if item.high is None or math.isinf(item.high):
+        return f"{'above' if item.open_low else 'at least'} {item.low:g}"
+    if item.open_low:
+        return f"above {item.low:g}, {'below' if item.open_high else 'at most'} {item.high:g}"
+    return f"{item.low:g} to {item.high:g}"
+
+
+def _help(item: Setting) -> str:
+    """The declaration's help with its range, unit and default (``%`` escaped for argparse)."""
+    text = item.help
+    unit = f" {item.unit}" if item.unit else ""
+    if item.kind in ("int", "float") and item.low is not None:
+        default = item.auto if item.optional else f"{item.default:g}"
+        text += f" ({_range(item)}{unit}; default {default})"
+    elif item.kind == "range":
+        text += f" ({_range(item)}{unit}; default {item.default[0]:g} {item.default[1]:g})"
+    elif item.optional and item.auto:
+        text += f" (default: {item.auto})"
+    elif item.kind in ("choice", "text"):
+        text += f" (default {item.default})"
+    return text.replace("%", "%%")
+
+
+def _add(parser, item: Setting, command: str) -> None:
+    """One setting as an option of ``command`` (argparse default None: not given)."""
+    flag, help_text = item.cli_flag, _help(item)
+    options = dict(dest=item.name, help=help_text, default=None)
+    if item.metavar:
+        options["metavar"] = item.metavar
+    if item.kind == "flag":
+        parser.add_argument(flag, action="store_true", **options)
+    elif item.name in REPEATED:
+        parser.add_argument(flag, action="append", required=REPEATED[item.name], **options)
+    elif item.kind == "range":
+        parser.add_argument(flag, nargs=2, type=float, **options)
+    elif item.kind == "choice":
+        parser.add_argument(flag, choices=item.choices, **options)
+    elif item.kind == "int":
+        parser.add_argument(flag, type=int, **options)
+    elif item.kind == "float":
+        parser.add_argument(flag, type=float, **options)
+    else:
+        parser.add_argument(flag, **options)
+
+
+def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """Every setting ``command`` takes, as options; the stack positional (``--stack`` for export)."""
+    groups = {name: parser.add_mutually_exclusive_group() for pair in EXCLUSIVE for name in pair[:1]}
+    for pair in EXCLUSIVE:
+        for name in pair[1:]:
+            groups[name] = groups[pair[0]]
+    for item in SETTINGS.values():
+        if command not in item.commands:
+            continue
+        if item.name == "stack" and command != "export":
+            parser.add_argument("stack", help=item.help if command != "calibrate" else
+                                "calibration stack (uniform foil), as a stack of xafsmap map")
+            continue
+        _add(groups.get(item.name, parser), item, command)
+        if item.kind == "references":
+            parser.add_argument("--offset", action="append", default=None, metavar="NAME=EV",
+                                help="energy offset of one reference in eV, added to its energies (repeat)")
+    if command == "calibrate":
+        parser.add_argument("--reference", dest="calibration_reference", metavar="REF",
+                            help="foil reference spectrum (absolute calibration)")
 
 
 def _output_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -70,153 +130,109 @@ def _output_options(parser: argparse.ArgumentParser, *, required: bool = True) -
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", metavar="ADDRESS",
-                         help="map the bands on a running dask.distributed scheduler (tcp://host:8786 or a "
-                              "scheduler file .json); workers read the stack files themselves")
-    cluster.add_argument("--workers", type=int, metavar="N", help="map the bands on N local worker processes")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``xafsmap`` parser and its subcommands."""
     parser = Parser(prog="xafsmap", description="Chemical-state maps from imaging-XAFS stacks.")
     parser.add_argument("--version", action="version", version=f"xafsmap {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    mapper = commands.add_parser("map", help="map a stack into classes, fractions and trust maps")
-    _stack_options(mapper)
-    _map_options(mapper)
-    _output_options(mapper)
-    mapper.add_argument("--mixtures", default="pairs",
-                        help="'pairs' (25/50/75 %%, default), 'pairs:20,40,60,80', 'none', "
-                             "or 'A=50,B=50;B=25,C=75'")
-    mapper.add_argument("--metric", default="euclidean", choices=("euclidean", "manhattan", "jensen-shannon"))
-    mapper.add_argument("--features", default="derivative", choices=("derivative", "spectrum"))
-    mapper.add_argument("--smooth", type=int, default=9, help="Savitzky-Golay window before features (points)")
-    mapper.add_argument("--spectra-per-class", type=int, default=1000, dest="n_per_class")
-    mapper.add_argument("--trees", type=int, default=100, dest="n_trees")
-    mapper.add_argument("--noise", type=float,
-                        help="noise per energy point of the training spectra, in edge-step units "
-                             "(default: measured in the data, pixel by pixel)")
-    mapper.add_argument("--thick", type=float,
-                        help="absorbance above which a pixel is flagged too thick (default: measured, where the "
-                             "references stop explaining the surveyed pixels)")
-    mapper.add_argument("--seed", type=int, default=0, help="seed of training set and forest (default 0)")
-    mapper.add_argument("--zarr", action="store_true",
-                        help="map band by band into OUT/maps.ome.zarr (OME-Zarr 0.5) for maps larger than memory; "
-                             "the TIFFs are written from it in row blocks")
-    _cluster_options(mapper)
-
-    info = commands.add_parser("info", help="describe a stack without reading its pixels")
-    _stack_options(info, prepare=False)
-    info.add_argument("--json", action="store_true", help="print JSON")
-
-    calibration = commands.add_parser("calibrate", help="measure the energy-shift map from a foil stack")
-    _stack_options(calibration, prepare=False)
-    _output_options(calibration)
-    calibration.add_argument("--reference", metavar="REF", help="foil reference spectrum (absolute calibration)")
-    calibration.add_argument("--degree", type=int, default=3, help="degree of the smooth 2-D polynomial (default 3)")
-    calibration.add_argument("--bin-size", type=int, default=4, help="pixels per side of a measuring bin")
-
-    search = commands.add_parser("search-references", help="flag unexplained pixels, rank library candidates")
-    _stack_options(search)
-    _map_options(search)
-    _output_options(search)
-    search.add_argument("--library", action="append", required=True, metavar="DIR_OR_FILE",
-                        help="folder or file of candidate spectra (repeat)")
-    search.add_argument("--false-alarm", type=float, default=1e-3, help="per-pixel false-alarm rate")
-    search.add_argument("--pool", type=int, default=1, help="pool N x N pixels for sensitivity")
-
-    compare = commands.add_parser("compare-models", help="compare reference sets for parsimony (BIC)")
-    _stack_options(compare)
-    _output_options(compare)
-    compare.add_argument("--set", action="append", required=True, metavar="NAME=REF,REF",
-                         help="a named set of references (repeat)")
-    compare.add_argument("--criterion", default="bic", choices=("bic", "aic"))
-
-    run = commands.add_parser("run", help="reproduce a recipe exported from the napari docks")
-    run.add_argument("recipe", help="recipe TOML file")
-    _output_options(run)
-    run.add_argument("--zarr", action="store_true", help="also write maps.ome.zarr, as [output] zarr = true")
-    _cluster_options(run)
-
-    export = commands.add_parser("export", help="class spectra of a map as XDI files and an Athena project")
-    export.add_argument("maps", metavar="OUTDIR", help="folder written by xafsmap map (report.json, labels.tif)")
+    sub = {name: commands.add_parser(name, help=HELP[name]) for name in COMMANDS}
+    for name, command in sub.items():
+        if name == "run":
+            command.add_argument("recipe", help="recipe TOML file")
+        if name == "export":
+            command.add_argument("maps", metavar="OUTDIR", help="folder written by xafsmap map (report.json, "
+                                 "labels.tif)")
+        add_settings(command, name)
+        if name not in ("info", "export"):
+            _output_options(command, required=name != "demo")
+    sub["info"].add_argument("--json", action="store_true", help="print JSON")
+    sub["demo"].set_defaults(out="demo-output")
+    sub["demo"].add_argument("--no-view", action="store_true", help="do not open napari even with a display")
+    export = sub["export"]
     export.add_argument("--prj", metavar="FILE.prj", help="write every class spectrum into this Athena project")
     export.add_argument("--xdi", metavar="DIR", help="write one XDI file per class into this folder")
     export.add_argument("--element", help="absorber symbol for XDI/Athena (default: the references' XDI headers)")
     export.add_argument("--edge", help="absorption edge, e.g. K or L3 (default: the references' XDI headers)")
-    export.add_argument("--stack", help="read the stack from here instead of the path in report.json")
-    for name in ("energies", "flat", "dark", "i0", "axes"):
-        export.add_argument(f"--{name}", help=f"with --stack: as {name} of xafsmap map")
     export.add_argument("--overwrite", action="store_true", help="replace existing --prj/--xdi outputs")
     export.add_argument("--quiet", action="store_true", help="print nothing on success")
-
-    demo = commands.add_parser("demo", help="map the built-in synthetic sample measurement")
-    _output_options(demo, required=False)
-    demo.set_defaults(out="demo-output")
-    demo.add_argument("--no-view", action="store_true", help="do not open napari even with a display")
-    demo.add_argument("--seed", type=int, default=0)
     return parser
 
 
-#: Command-line flags whose name is not ``--`` + the dest with dashes.
-FLAGS = {"n_per_class": "--spectra-per-class", "n_trees": "--trees"}
-#: Options naming input files or folders (``out`` may not be or hold one).
-SOURCE_OPTIONS = ("stack", "energies", "flat", "dark", "i0", "shift_map", "calibration", "calibration_reference",
-                   "recipe")
+def _value(item: Setting, raw, args):
+    """A parsed option as the setting's value, checked; named by its flag."""
+    from .core.settings.values import check_field, check_number, parse_compositions, parse_roi, parse_set
+
+    where = item.cli_flag
+    if item.kind == "roi":
+        value = parse_roi(raw)
+    elif item.kind == "range":
+        value = tuple(raw)
+    elif item.kind == "names":
+        value = tuple(v.strip() for v in raw.split(",") if v.strip())
+    elif item.kind == "matrix":
+        value = parse_compositions(raw, where=where)
+    elif item.kind == "paths":
+        value = tuple(raw)
+    elif item.kind == "sets":
+        value = tuple(parse_set(text, where=where) for text in raw)
+    elif item.kind == "references":
+        value = _references(raw, args.offset or ())
+    else:
+        value = raw
+    if item.kind in ("int", "float"):
+        value = check_number(item, value, where)
+    if item.kind == "range":
+        for v in value:
+            if not math.isfinite(v):
+                raise ValueError(f"{where} {v} is not a finite number")
+    check_field(item, value, where)
+    return value
 
 
-def flag(dest: str) -> str:
-    """The flag of an argparse ``dest``: ``n_trees`` -> ``--trees``."""
-    return FLAGS.get(dest, "--" + dest.replace("_", "-"))
+def _references(specs, offsets) -> tuple[ReferenceSpec, ...]:
+    """``--reference`` specs with their ``--offset NAME=EV`` (names read from the files when needed)."""
+    from .core.settings.values import parse_offset
+
+    given = dict(parse_offset(item) for item in offsets)
+    if not given:
+        return tuple(ReferenceSpec(spec) for spec in specs)
+    from .core.io.references import read_reference
+
+    names = [read_reference(spec).name for spec in specs]
+    for item, (name, _) in zip(offsets, (parse_offset(o) for o in offsets)):
+        if name not in names:
+            raise ValueError(f"--offset {item!r} must read NAME=EV with NAME one of {names}")
+    return tuple(ReferenceSpec(spec, None, given.get(name, 0.0)) for spec, name in zip(specs, names))
 
 
-def check_options(args) -> None:
-    """Every option value checked before any work (ranges from :mod:`xafsmap.core.settings.limits`)."""
-    from .core.settings.limits import LIMITS, check_mixtures, check_value
+def settings_from_args(args: argparse.Namespace, *, base: Settings | None = None) -> Settings:
+    """The :class:`Settings` of a command line: ``base`` (default the defaults) with the options given.
+
+    Every value is checked (range, choices, text forms) and named by its flag.
+
+    Raises
+    ------
+    ValueError
+        ``'--trees 0 is out of range: it must lie between 1 and 10000'`` and the like.
+    """
+    from dataclasses import replace
+
     from .core.mapping.parallel import scheduler_address
-    from .core.prepare.steps import parse_roi
+    from .core.settings.values import check_settings
 
-    for dest, value in vars(args).items():
-        if dest in LIMITS and value is not None and not isinstance(value, list):  # --offset: NAME=EV items
-            check_value(dest, value, where=flag(dest))
-    if getattr(args, "mixtures", None) is not None:
-        check_mixtures(args.mixtures)
+    from .core.settings.values import parse_offset
+
     for item in getattr(args, "offset", None) or ():
-        parse_offset(item)
-    if getattr(args, "roi", None):
-        parse_roi(args.roi)
-    if getattr(args, "scheduler", None):
-        scheduler_address(args.scheduler)
-
-
-def option_sources(args) -> list[str]:
-    """The input files and folders an invocation names (for the output-folder rule)."""
-    from .core.io.references import split_spec
-
-    sources = [getattr(args, name) for name in SOURCE_OPTIONS if getattr(args, name, None)]
-    reference = getattr(args, "reference", None)
-    specs = list(reference) if isinstance(reference, list) else [reference] if reference else []
-    specs += [spec for item in getattr(args, "set", None) or () for spec in item.partition("=")[2].split(",")]
-    for spec in specs:
-        try:
-            sources.append(str(split_spec(spec)[0]))
-        except FileNotFoundError:
-            sources.append(spec)
-    return sources + list(getattr(args, "library", None) or ())
-
-
-def parse_offset(item) -> tuple[str, float]:
-    """``NAME=EV`` -> (name, offset in eV within its limit)."""
-    from .core.settings.limits import check_value
-
-    name, eq, value = item.rpartition("=")
-    if not eq or not name:
-        raise ValueError(f"--offset {item!r} must read NAME=EV")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"--offset {item!r}: {value!r} is not a number of eV") from None
-    return name, check_value("offset", number, where=f"--offset {name}={{}}")
+        parse_offset(item)  # a malformed offset is named before any file is read
+    given = {}
+    for item in SETTINGS.values():
+        raw = getattr(args, item.name, None)
+        if raw is None or (item.kind == "flag" and raw is False):
+            continue
+        given[item.name] = _value(item, raw, args)
+    if given.get("scheduler"):
+        scheduler_address(given["scheduler"])
+    settings = replace(base, **given) if base is not None else Settings(**given)
+    if args.command in ("map", "search-references", "compare-models"):
+        check_settings(settings, name=flag_name, job=args.command)
+    return settings

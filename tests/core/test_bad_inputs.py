@@ -138,7 +138,8 @@ CASES = {
         lambda w, r: _map(w, r, "--calibration", w / "stack.tif", "--calibration-reference", w / "deep.prj"),
         r"deep.prj line 3: lists nested"),
     ".prj nested 2000 deep (compare-models --set)": (
-        lambda w, r: ["compare-models", w / "stack.tif", "--set", f"a={r['Fe']},{w / 'deep.prj'}", "--quiet"],
+        lambda w, r: ["compare-models", w / "stack.tif", "--set", f"a={r['Fe']},{w / 'deep.prj'}", "--set",
+                      f"b={r['Fe']}", "--quiet"],
         r"deep.prj line 3: lists nested"),
     "recipe nested 2000 deep": (lambda w, r: ["run", w / "deep.toml"], r"deep.toml is not a recipe: .* nested"),
     "BigTIFF of width 0": (lambda w, r: _map(w, r, stack="zero.tif"), r"zero.tif: its header gives an image no pixels"),
@@ -171,6 +172,12 @@ CASES = {
                              r"absorbance falls across the edge in \d+ % of the surveyed pixels: .*--flat"),
     "--mixtures Fe=50": (lambda w, r: _map(w, r, "--mixtures", "Fe=50"), r"'Fe=50' sums to 50 %, not 100 %"),
     "--mixtures Fe=100": (lambda w, r: _map(w, r, "--mixtures", "Fe=100"), r"'Fe=100' is a pure reference"),
+    "--fit-range 70 -30": (lambda w, r: _map(w, r, "--fit-range", "70", "-30"),
+                           r"--fit-range = \[70.0, -30.0\]: the first number must be below the second"),
+    "compare-models with one set": (lambda w, r: ["compare-models", w / "stack.tif", "--set", f"a={r['Fe']}"],
+                                    r"give at least two --set to compare \(got 1\)"),
+    "--workers with --scheduler": (lambda w, r: _map(w, r, "--workers", "2", "--scheduler", "tcp://h:1"),
+                                   r"argument --scheduler: not allowed with argument --workers"),
 }
 
 

@@ -269,18 +269,47 @@ def test_apply_shift_promotes_integer_counts():
 
 
 def test_shift_map_tiff_round_trip(absolute, tmp_path):
+    import logging
+
     import tifffile
 
     path = tmp_path / "shift.tif"
     write_shift_map(path, absolute)
     assert [p.name for p in tmp_path.iterdir()] == ["shift.tif"]  # no temporary left
-    np.testing.assert_array_equal(read_shift_map(path), absolute.shift)
+    back = read_shift_map(path)
+    np.testing.assert_array_equal(back.shift, absolute.shift)
+    np.testing.assert_array_equal(back.uncertainty, absolute.uncertainty)
     with tifffile.TiffFile(path) as tif:
-        assert len(tif.pages) == 2
-        np.testing.assert_array_equal(tif.pages[1].asarray(), absolute.uncertainty)
-        assert tif.pages[0].dtype == np.float32
-        stored = json.loads(tif.pages[0].description)
+        assert len(tif.pages) == 2 and tif.pages[0].dtype == np.float32
+        stored = tif.shaped_metadata[0]
+        [series] = tif.series
+        assert series.shape == (2, *absolute.shift.shape)
+    assert stored["pages"] == ["shift_eV", "uncertainty_eV"]
     assert stored["model"]["coefficients"] == absolute.model["coefficients"]
+
+
+def test_shift_tif_opens_as_one_series_without_a_complaint(absolute, tmp_path, caplog):
+    import tifffile
+
+    write_shift_map(tmp_path / "shift.tif", absolute)
+    with caplog.at_level("WARNING", logger="tifffile"):
+        pages = tifffile.imread(tmp_path / "shift.tif")
+    assert pages.shape == (2, *absolute.shift.shape) and not caplog.records
+    np.testing.assert_array_equal(pages[1], absolute.uncertainty)
+
+
+def test_shift_tif_of_earlier_versions_is_still_read(absolute, tmp_path):
+    """Before, shift and uncertainty were two pages under shaped metadata of one (M, N) page."""
+    import tifffile
+
+    path = tmp_path / "old.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(absolute.shift, description=json.dumps({"shape": list(absolute.shift.shape),
+                                                          "model": absolute.model}), metadata=None)
+        tif.write(absolute.uncertainty, metadata=None)
+    back = read_shift_map(path)
+    np.testing.assert_array_equal(back.shift, absolute.shift)
+    np.testing.assert_array_equal(back.uncertainty, absolute.uncertainty)
 
 
 # ----------------------------------------------------------------------- bad inputs

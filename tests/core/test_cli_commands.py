@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from xafsmap.cli import main
-from xafsmap.core.settings.recipe import Recipe, RecipeReference, write_recipe
+from xafsmap.core.settings import ReferenceSpec, Settings, write_recipe
 from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "60", "--trees", "8", "--quiet"]
@@ -106,7 +106,7 @@ def test_compare_models_prefers_the_set_with_the_missing_phase(small_sample_file
 
 
 def test_run_reproduces_map_from_a_recipe(small_sample_file, paths, tmp_path):
-    recipe = Recipe(references=tuple(RecipeReference(paths[n]) for n in ("Fe", "FeO", "Fe2O3")),
+    recipe = Settings(references=tuple(ReferenceSpec(paths[n]) for n in ("Fe", "FeO", "Fe2O3")),
                     stack=str(small_sample_file), n_per_class=60, n_trees=8, seed=3)
     path = write_recipe(tmp_path / "recipe.toml", recipe)
     assert main(["run", str(path), "--out", str(tmp_path / "a"), "--quiet"]) == 0
@@ -117,7 +117,7 @@ def test_run_reproduces_map_from_a_recipe(small_sample_file, paths, tmp_path):
 
 
 def test_run_names_missing_files(tmp_path, paths, capsys):
-    recipe = Recipe(references=(RecipeReference(paths["Fe"]),), stack=str(tmp_path / "gone.tif"))
+    recipe = Settings(references=(ReferenceSpec(paths["Fe"]),), stack=str(tmp_path / "gone.tif"))
     path = write_recipe(tmp_path / "recipe.toml", recipe)
     assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert "gone.tif" in capsys.readouterr().err
@@ -133,7 +133,7 @@ def test_map_on_local_workers_equals_the_single_process_run(small_sample_file, p
 
 
 def test_run_on_local_workers_equals_the_plain_run(small_sample_file, paths, tmp_path):
-    recipe = Recipe(references=tuple(RecipeReference(paths[n]) for n in ("Fe", "FeO", "Fe2O3")),
+    recipe = Settings(references=tuple(ReferenceSpec(paths[n]) for n in ("Fe", "FeO", "Fe2O3")),
                     stack=str(small_sample_file), n_per_class=60, n_trees=8, seed=3)
     path = write_recipe(tmp_path / "recipe.toml", recipe)
     assert main(["run", str(path), "--out", str(tmp_path / "a"), "--quiet"]) == 0

@@ -269,14 +269,14 @@ def test_cli_map_aligns_records_and_says_so(tmp_path, capsys, references, small_
 
 
 def test_recipe_keeps_the_alignment_choice(tmp_path, references):
-    from xafsmap.core.settings.recipe import Recipe, RecipeReference, read_recipe, write_recipe
+    from xafsmap.core.settings import ReferenceSpec, Settings, read_recipe, write_recipe
 
-    recipe = Recipe(references=(RecipeReference(str(tmp_path / "Fe.xdi")),), sample="fe_sample",
+    recipe = Settings(references=(ReferenceSpec(str(tmp_path / "Fe.xdi")),), sample="fe_sample",
                     align_references=True)
     path = write_recipe(tmp_path / "r.toml", recipe)
     assert "align_references = true" in path.read_text()
     assert read_recipe(path).align_references is True
-    assert "align_references" not in write_recipe(tmp_path / "s.toml", Recipe(references=recipe.references,
+    assert "align_references" not in write_recipe(tmp_path / "s.toml", Settings(references=recipe.references,
                                                                                sample="fe_sample")).read_text()
     path.write_text(path.read_text().replace("align_references = true", "align_references = 1"))
     with pytest.raises(ValueError, match=r"\[prepare\] align_references must be true or false"):

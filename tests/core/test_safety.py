@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from xafsmap.core.io.folders import MARKER, atomic_folder, claim_output, recover_output
-from xafsmap.core.settings.recipe import Recipe, RecipeReference, write_recipe
+from xafsmap.core.settings import ReferenceSpec, Settings, write_recipe
 from xafsmap.core.simulate.sample import bundled_reference_paths
 
 FAST = ["--spectra-per-class", "50", "--trees", "5", "--quiet"]
@@ -62,7 +62,7 @@ def digest(folder: Path) -> dict:
 def invocations(data: Path, refs, home: Path) -> dict:
     """Commands a user might give with --overwrite aimed at something xafsmap did not write."""
     stack = str(data / "stack.tif")
-    recipe = write_recipe(data / "recipe.toml", Recipe(references=tuple(RecipeReference(r) for r in refs),
+    recipe = write_recipe(data / "recipe.toml", Settings(references=tuple(ReferenceSpec(r) for r in refs),
                                                       stack=stack, n_per_class=50, n_trees=5))
     return {
         "map into the data folder": (map_args(stack, refs, data), None, "holds the input"),
@@ -76,7 +76,7 @@ def invocations(data: Path, refs, home: Path) -> dict:
             ["search-references", stack, *[a for r in refs for a in ("--reference", r)], "--library", refs[0],
              "--out", data, "--quiet"], None, "holds the input"),
         "compare-models into the data folder": (
-            ["compare-models", stack, "--set", f"a={refs[0]},{refs[1]}", "--out", data, "--quiet"], None,
+            ["compare-models", stack, "--set", f"a={refs[0]},{refs[1]}", "--set", f"b={refs[0]}", "--out", data, "--quiet"], None,
             "holds the input"),
         "run into the recipe's folder": (["run", recipe, "--out", data, "--quiet"], None, "holds the input"),
         "demo into the data folder": (["demo", "--out", data, "--no-view", "--quiet"], None,

@@ -16,7 +16,8 @@ from xafsmap.core.mapping.output import map_output, write_map_files, write_tiff
 from xafsmap.core.mapping.pipeline import band_rows, check_maps, drive, iter_classify, new_maps
 from xafsmap.core.model.training import train_model
 from xafsmap.core.mapping.quicklook import label_colors
-from xafsmap.core.settings.recipe import Recipe, RecipeReference, read_recipe, run_recipe, write_recipe
+from xafsmap.core.job import run_map
+from xafsmap.core.settings import ReferenceSpec, Settings, read_recipe, write_recipe
 from xafsmap.core.simulate.sample import bundled_reference_paths
 from xafsmap.core.mapping.zarrmaps import MAPS_ZARR, open_map_store, read_map_store
 
@@ -255,14 +256,14 @@ def test_cli_zarr_round_trip(tmp_path, small_sample_file, refs, capsys):
 
 
 def test_recipe_output_zarr_round_trips_and_maps_into_the_store(tmp_path, small_sample_file, small_sample, refs):
-    recipe = Recipe(references=tuple(RecipeReference(r) for r in refs), stack=str(small_sample_file),
+    recipe = Settings(references=tuple(ReferenceSpec(r) for r in refs), stack=str(small_sample_file),
                     n_per_class=40, n_trees=5, mixtures="none", zarr=True)
     path = write_recipe(tmp_path / "r.toml", recipe)
     assert "[output]\nzarr = true" in path.read_text()
     assert read_recipe(path) == recipe
-    assert "[output]" not in write_recipe(tmp_path / "plain.toml", Recipe(references=recipe.references,
+    assert "[output]" not in write_recipe(tmp_path / "plain.toml", Settings(references=recipe.references,
                                                                           sample="fe_sample")).read_text()
-    out = run_recipe(read_recipe(path), out=tmp_path / "out")
+    out = run_map(read_recipe(path), out=tmp_path / "out").out
     stored = read_map_store(out / MAPS_ZARR)
     np.testing.assert_array_equal(stored["labels"][...], tifffile.imread(out / "labels.tif"))
     assert stored["labels"].chunks[0] == min(48, band_rows(small_sample.stack.shape))

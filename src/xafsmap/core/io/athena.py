@@ -12,9 +12,9 @@ statements. Each data group is a record::
 Only string, number, ``undef``, list ``(...)``/``[...]`` and hash ``{...}``
 literals are understood; anything else (a function call, backticks, an
 unknown statement) is a ``ValueError`` naming the line. Nothing is executed.
-Parsing is bounded: at most :data:`~xafsmap.core.settings.limits.MAX_PROJECT_VALUES` values,
-lists nested at most :data:`~xafsmap.core.settings.limits.MAX_NESTING` deep, and
-:data:`~xafsmap.core.settings.limits.PARSE_SECONDS` seconds.
+Parsing is bounded: at most :data:`~xafsmap.core.io.bounds.MAX_PROJECT_VALUES` values,
+lists nested at most :data:`~xafsmap.core.io.bounds.MAX_NESTING` deep, and
+:data:`~xafsmap.core.io.bounds.PARSE_SECONDS` seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..settings.limits import MAX_NESTING, MAX_PROJECT_VALUES, PARSE_SECONDS
+from .bounds import MAX_NESTING, MAX_PROJECT_VALUES, PARSE_SECONDS
 
 __all__ = ["parse_athena_project", "athena_records"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..settings.limits import ENERGY_RANGE_EV
+from .bounds import ENERGY_RANGE_EV
 
 __all__ = ["find_energies_file", "natural_sort_key", "read_energies"]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from xafsmap.core.io.athena import athena_records
-from xafsmap.core.settings.limits import ENERGY_RANGE_EV, MAX_PROJECT_BYTES
+from .bounds import ENERGY_RANGE_EV, MAX_PROJECT_BYTES
 
 __all__ = [
     "Reference",

@@ -201,10 +201,11 @@ def _check_claim(path: Path, shape: tuple, dtype: np.dtype, size: int, compressi
     """Refuse a compressed (or scattered) TIFF whose header claims more than memory or the data can hold.
 
     Each such page is read whole, so one must fit in memory; and Deflate, LZW and
-    PackBits cannot expand data more than about :data:`~xafsmap.core.settings.limits.MAX_COMPRESSION`
+    PackBits cannot expand data more than about :data:`~xafsmap.core.io.bounds.MAX_COMPRESSION`
     times, so a larger claim is a damaged or forged header.
     """
-    from ..settings.limits import MAX_COMPRESSION, MEMORY_SHARE, machine_memory
+    from ..settings.limits import MEMORY_SHARE, machine_memory
+    from .bounds import MAX_COMPRESSION
 
     e, m, n = shape
     page, total = m * n * dtype.itemsize, e * m * n * dtype.itemsize

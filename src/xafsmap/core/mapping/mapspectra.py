@@ -145,7 +145,7 @@ def open_map_stack(folder, report: dict | None = None, *, stack=None):
     if grid.get("energy_calibrated"):
         if not (folder / "shift.tif").is_file():
             raise ValueError(f"the map was energy-calibrated but {folder / 'shift.tif'} is missing")
-        shift = read_shift_map(folder / "shift.tif")
+        shift = read_shift_map(folder / "shift.tif").shift
     prepared, _ = prepare_stack(stack, drift=None if drift is None else np.asarray(drift, np.float64), shift=shift,
                                 roi=tuple(roi) if roi and list(roi) != [0, rows, 0, cols] else None,
                                 factor=int(grid.get("bin", 1)))

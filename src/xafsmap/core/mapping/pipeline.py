@@ -27,6 +27,7 @@ __all__ = [
     "Model",
     "band_rows",
     "check_maps",
+    "count_bands",
     "drive",
     "iter_classify",
     "iter_map",
@@ -111,7 +112,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
     if not np.array_equal(energies, model.classifier.energies):
         raise ValueError("the model was trained on other energies than this stack's")
     band = band_rows(data.shape, band_bytes)
-    total = _n_bands(data.shape, band_bytes)
+    total = count_bands(data.shape, band_bytes)
     # maps: in memory, or arrays given (zarrmaps.open_map_store: maps larger than memory)
     k = model.classifier.references.shape[0]
     maps = new_maps(k, rows, cols) if maps is None else check_maps(maps, k, rows, cols, band=band)
@@ -174,7 +175,7 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    total = 1 + _n_bands(stack.data.shape, band_bytes)
+    total = 1 + count_bands(stack.data.shape, band_bytes)
     tic = time.perf_counter()
     model = train_model(stack, references, **options)
     train_s = time.perf_counter() - tic
@@ -243,7 +244,12 @@ def _band_reader(data, band: int):
     return lambda r0, r1: np.asarray(blocks[r0 // band].compute(scheduler="synchronous"), dtype=np.float32)
 
 
-def _n_bands(shape, band_bytes: int) -> int:
+def count_bands(shape, band_bytes: int = BAND_BYTES) -> int:
+    """Bands of :func:`band_rows` rows in a stack of ``shape`` (E, M, N).
+
+    >>> count_bands((210, 1000, 1700))
+    91
+    """
     return -(-shape[1] // band_rows(shape, band_bytes))
 
 

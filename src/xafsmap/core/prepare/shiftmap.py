@@ -7,14 +7,13 @@ polynomial fitted by robust reweighted least squares; ``shift.tif`` stores it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..io.files import atomic_file
 
-__all__ = ["ShiftMap", "evaluate_shift_model", "fit_shift", "read_shift_map", "write_shift_map"]
+__all__ = ["SHIFT_PAGES", "ShiftMap", "describe_shift_map", "evaluate_shift_model", "fit_shift", "read_shift_map", "write_shift_map"]
 
 
 @dataclass(frozen=True)
@@ -227,40 +226,53 @@ def fit_shift(measured, *, degree: int = 3, weights=None, robust: bool = True) -
     return ShiftMap(shift, measured.astype(np.float32), unc, model["residual_rms"], model)
 
 
-def write_shift_map(path, shift_map: ShiftMap) -> None:
-    """Write a shift map as a float32 TIFF: page 0 shift (eV), page 1 uncertainty (eV).
+#: What the two pages of shift.tif hold, in order (its metadata names them).
+SHIFT_PAGES = ("shift_eV", "uncertainty_eV")
 
-    The model (JSON) is stored in page 0's ImageDescription. The file is written
+
+def write_shift_map(path, shift_map: ShiftMap) -> None:
+    """Write a shift map as one float32 TIFF series of two pages: shift and its uncertainty (eV).
+
+    The series' shaped metadata (JSON in the first page's ImageDescription) gives its
+    shape ``[2, M, N]``, names the pages (:data:`SHIFT_PAGES`) and holds the model, so
+    ``tifffile.imread`` returns both pages as one (2, M, N) array. The file is written
     under a temporary name and moved into place, so readers never see half a file.
 
     Examples
     --------
-    >>> import tempfile, os
+    >>> import tempfile, os, tifffile
     >>> sm = fit_shift(np.fromfunction(lambda r, c: 0.01 * c, (4, 5)), degree=1)
     >>> p = os.path.join(tempfile.mkdtemp(), "shift.tif")
     >>> write_shift_map(p, sm)
-    >>> bool(np.allclose(read_shift_map(p), sm.shift))
-    True
+    >>> tifffile.imread(p).shape, bool(np.allclose(read_shift_map(p).shift, sm.shift))
+    ((2, 4, 5), True)
     """
     import tifffile
 
-    with atomic_file(path) as tmp, tifffile.TiffWriter(tmp) as tif:
-        tif.write(
-            np.asarray(shift_map.shift, dtype=np.float32),
-            # "shape" makes the JSON valid tifffile shaped metadata, so any reader opens it
-            description=json.dumps({"shape": list(np.shape(shift_map.shift)),
-                                    "xafsmap": "shift map (eV)", "model": shift_map.model}),
-            metadata=None,
-        )
-        tif.write(np.asarray(shift_map.uncertainty, dtype=np.float32), metadata=None)
+    pages = np.stack([np.asarray(shift_map.shift, dtype=np.float32),
+                      np.asarray(shift_map.uncertainty, dtype=np.float32)])
+    metadata = {"xafsmap": "shift map (eV)", "pages": list(SHIFT_PAGES), "model": shift_map.model}
+    with atomic_file(path) as tmp:
+        tifffile.imwrite(tmp, pages, photometric="minisblack", metadata=metadata)
 
 
-def read_shift_map(path) -> np.ndarray:
-    """Read the shift (eV) from a TIFF written by :func:`write_shift_map` (or any 2-D TIFF).
+def read_shift_map(path) -> ShiftMap:
+    """Read a shift map written by :func:`write_shift_map` (or any TIFF whose first page is the shift).
+
+    Files written before the two pages were one series (shift and uncertainty as two
+    separate pages under metadata of one) are read alike.
 
     Returns
     -------
-    ndarray, shape (M, N), float32
+    ShiftMap
+        ``shift`` (M, N) float32 eV; ``uncertainty`` from the second page when the file
+        has one of the same shape, NaN otherwise; ``measured`` is the shift itself (the
+        raw measurement is not in the file); ``model`` ``{"source": path}``.
+
+    Raises
+    ------
+    ValueError
+        If the first page is not a 2-D image.
 
     Examples
     --------
@@ -270,6 +282,32 @@ def read_shift_map(path) -> np.ndarray:
 
     with tifffile.TiffFile(path) as tif:
         shift = tif.pages[0].asarray()
-    if shift.ndim != 2:
-        raise ValueError(f"{path}: first page has shape {shift.shape}, expected a 2-D shift map")
-    return shift.astype(np.float32)
+        if shift.ndim != 2:
+            raise ValueError(f"{path}: first page has shape {shift.shape}, expected a 2-D shift map")
+        shift = shift.astype(np.float32)
+        uncertainty = np.full_like(shift, np.nan)
+        if len(tif.pages) > 1 and tif.pages[1].shape == shift.shape:
+            uncertainty = tif.pages[1].asarray().astype(np.float32)
+    return ShiftMap(shift=shift, measured=shift, uncertainty=uncertainty, residual_rms=float("nan"),
+                    model={"source": str(path)})
+
+
+def describe_shift_map(shift_map: ShiftMap, *, energies=None) -> str:
+    """A shift map in one line: its range, its fit residual and, given the stack's
+    ``energies``, how many of them every pixel still covers after calibration.
+
+    Examples
+    --------
+    >>> sm = fit_shift(np.fromfunction(lambda r, c: 0.5 * c - 1.0, (4, 5)), degree=1)
+    >>> describe_shift_map(sm, energies=np.arange(7100.0, 7130.0))
+    'shift -1.00 to 1.00 eV; fit residual 0.000 eV RMS; 28 of 30 energies kept'
+    """
+    from .steps import calibrated_energies
+
+    shift = shift_map.shift
+    parts = [f"shift {np.nanmin(shift):.2f} to {np.nanmax(shift):.2f} eV"]
+    if np.isfinite(shift_map.residual_rms):
+        parts.append(f"fit residual {shift_map.residual_rms:.3f} eV RMS")
+    if energies is not None:
+        parts.append(f"{calibrated_energies(energies, shift).size} of {np.size(energies)} energies kept")
+    return "; ".join(parts)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._arrays import is_dask
 
-__all__ = ["Preparation", "bin_stack", "crop_stack", "grid_of", "parse_roi", "prepare_measurement",
+__all__ = ["Preparation", "bin_stack", "calibrated_energies", "crop_stack", "grid_of", "prepare_measurement",
            "prepare_stack"]
 
 
@@ -172,11 +172,7 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
         if tuple(np.shape(shift)) != shape:
             raise ValueError(f"shift map is {np.shape(shift)} pixels but the stack's images are {shape}")
         data = apply_shift(data, energies, shift)
-        # Keep the energies every pixel covers after its shift (the others are NaN
-        # somewhere): true energy E needs E - shift within the measured range.
-        lo = energies[0] + float(np.nanmax(shift))
-        hi = energies[-1] + float(np.nanmin(shift))
-        keep = np.flatnonzero((energies >= lo - 1e-6) & (energies <= hi + 1e-6))
+        keep = calibrated_energies(energies, shift)
         if keep.size < 10:
             raise ValueError(
                 f"after the energy shifts ({np.nanmin(shift):.2f} to {np.nanmax(shift):.2f} eV) only "
@@ -197,21 +193,37 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
     return replace(stack, data=data, energies=energies, preparation=steps), grid
 
 
-def parse_roi(text: str) -> tuple[int, int, int, int]:
-    """Parse ``"ROW0:ROW1,COL0:COL1"`` (pixels, half-open) into a 4-tuple.
+def calibrated_energies(energies, shift) -> np.ndarray:
+    """Indices of the energies every pixel still covers after an energy calibration.
 
-    >>> parse_roi("100:900, 0:1700")
-    (100, 900, 0, 1700)
+    True energy E at a pixel needs ``E - shift`` within the measured range, so the
+    energies at either end that some pixel no longer covers are dropped (they would be
+    NaN there): what :func:`prepare_stack` keeps.
+
+    Parameters
+    ----------
+    energies : ndarray, shape (E,)
+        Nominal energies, eV.
+    shift : ndarray, shape (M, N)
+        Energy shift map (true energy = nominal + shift), eV; NaN is ignored.
+
+    Returns
+    -------
+    ndarray of int
+        Indices into ``energies``, consecutive.
+
+    Examples
+    --------
+    >>> calibrated_energies(np.arange(7100.0, 7110.0), np.array([[-1.5, 0.5]])).tolist()
+    [1, 2, 3, 4, 5, 6, 7]
     """
-    try:
-        rows, cols = (part.split(":") for part in text.replace(" ", "").split(","))
-        r0, r1, c0, c1 = (int(v) for v in (*rows, *cols))
-    except ValueError:
-        raise ValueError(f"region {text!r} must read ROW0:ROW1,COL0:COL1, e.g. 100:900,0:1700") from None
-    return r0, r1, c0, c1
+    energies = np.asarray(energies, dtype=np.float64)
+    lo = energies[0] + float(np.nanmax(shift))
+    hi = energies[-1] + float(np.nanmin(shift))
+    return np.flatnonzero((energies >= lo - 1e-6) & (energies <= hi + 1e-6))
 
 
-def prepare_measurement(stack, *, shift_map=None, register: bool = False, roi=None, factor: int = 1,
+def prepare_measurement(stack, *, shift_map=None, register: bool = False, drift=None, roi=None, factor: int = 1,
                         calibration: dict | None = None):
     """:func:`prepare_stack` plus what report.json says about it (CLI and recipes).
 
@@ -221,7 +233,9 @@ def prepare_measurement(stack, *, shift_map=None, register: bool = False, roi=No
     shift_map : xafsmap.core.prepare.calibrate.ShiftMap, optional
         Energy calibration to apply.
     register : bool
-        Measure the image drift across energies and correct it.
+        Correct the image drift across energies: ``drift`` (E, 2) if given (measured
+        before, e.g. in the Prepare dock), else measured here.
+    drift : ndarray, shape (E, 2), optional
     roi, factor
         Region of interest and bin size.
     calibration : dict, optional
@@ -235,12 +249,17 @@ def prepare_measurement(stack, *, shift_map=None, register: bool = False, roi=No
         ``grid``, and ``drift`` (max, RMS, per energy) and ``calibration`` (source,
         reference, fit residual, model) when they apply.
     """
-    drift, extra = None, {}
-    if register:
-        from .register import drift_report, measure_drift
+    extra = {}
+    if not register:
+        drift = None
+    elif drift is None:
+        from .register import measure_drift
 
         drift = measure_drift(stack.data, stack.energies)
-        extra["drift"] = dict(drift_report(drift), per_energy=drift.tolist())
+    if drift is not None:
+        from .register import drift_report
+
+        extra["drift"] = dict(drift_report(drift), per_energy=np.asarray(drift).tolist())
     shift = None if shift_map is None else shift_map.shift
     prepared, extra["grid"] = prepare_stack(stack, drift=drift, shift=shift, roi=roi, factor=factor)
     if shift_map is not None:

@@ -1,0 +1,42 @@
+"""One job from settings: prepare, references, train, map and write; or search, or compare.
+
+Every front end runs its work through here: ``xafsmap map`` (settings from options),
+``xafsmap run`` (settings from a recipe), scripts, and the napari docks (the steps one
+at a time). Locally or on a dask.distributed cluster; the report carries the settings
+and the sha256 of the inputs.
+"""
+
+from .inputs import hash_inputs
+from .mapjob import MapRun, iter_map_settings, map_into, run_map, write_result
+from .steps import (
+    Prepared,
+    check_sizes,
+    classes_for,
+    input_paths,
+    open_measurement,
+    prepare,
+    read_references,
+    shift_map_for,
+    train,
+)
+from .trustjob import run_compare, run_search
+
+__all__ = [
+    "MapRun",
+    "Prepared",
+    "check_sizes",
+    "classes_for",
+    "hash_inputs",
+    "input_paths",
+    "iter_map_settings",
+    "map_into",
+    "open_measurement",
+    "prepare",
+    "read_references",
+    "run_compare",
+    "run_map",
+    "run_search",
+    "shift_map_for",
+    "train",
+    "write_result",
+]
