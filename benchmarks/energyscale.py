@@ -20,7 +20,7 @@ import numpy as np
 from xafsmap.core.spectra.energyscale import check_energy_scale
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.simulate.sample import bundled_references, make_sample
-from xafsmap.core.model.training import survey
+from xafsmap.core.spectra.survey import survey
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -1,7 +1,7 @@
 """Latency of one pixel's spectrum (the Inspect dock's lookup) on a big stack.
 
 Times ``stack.data[:, r, c].compute()`` (the lazy dask stack from ``read_stack``) and
-``xafsmap.core.io.pixel.read_spectrum`` at random pixels: the first lookup, then later
+``xafsmap.core.io.pixel.read_pixel_spectrum`` at random pixels: the first lookup, then later
 ones (page cache cold for the pixel's pages unless the file was read before), and
 the same pixel again (warm).
 
@@ -24,7 +24,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--cold", action="store_true", help="evict the file from the page cache first")
     args = parser.parse_args(argv)
 
-    from xafsmap.core.io.pixel import read_spectrum
+    from xafsmap.core.io.pixel import read_pixel_spectrum
     from xafsmap.core.io.stack import read_stack
 
     from run import evict  # benchmarks/run.py
@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
     rng = np.random.default_rng(0)
     pixels = list(zip(rng.integers(0, rows, args.lookups), rng.integers(0, cols, args.lookups)))
     result = {"open_s": open_s}
-    methods = [("read_spectrum", lambda r, c: read_spectrum(stack, r, c)),
+    methods = [("read_pixel_spectrum", lambda r, c: read_pixel_spectrum(stack, r, c)),
                ("dask", lambda r, c: stack.data[:, r, c].compute())]
     for name, lookup in methods:
         if args.cold:
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
         result[name] = {"first_ms": 1e3 * times[0], "median_after_first_ms": 1e3 * float(np.median(times[1:])),
                         "max_after_first_ms": 1e3 * float(np.max(times[1:])), "same_pixel_again_ms": 1e3 * warm}
     r, c = map(int, pixels[0])
-    assert np.array_equal(read_spectrum(stack, r, c), stack.data[:, r, c].compute(), equal_nan=True)
+    assert np.array_equal(read_pixel_spectrum(stack, r, c), stack.data[:, r, c].compute(), equal_nan=True)
     print(json.dumps(result, indent=1))
     return result
 

@@ -3,7 +3,7 @@
 Measures, on one stack (page cache evicted before each cold step):
   1. writing a pixel-major Zarr copy, chunks (E, 64, 64), zstd level 1, band by band;
   2. reading every row band of all energies back from it, and from the TIFF;
-  3. single-pixel spectrum lookups from it, and from the TIFF (xafsmap.core.io.pixel.read_spectrum).
+  3. single-pixel spectrum lookups from it, and from the TIFF (xafsmap.core.io.pixel.read_pixel_spectrum).
 
     python benchmarks/pixelmajor.py /tmp/xafsmap-bench/stack-1000.tif [--store /tmp/xafsmap-bench/pm.zarr]
 """
@@ -33,7 +33,7 @@ def main() -> dict:
     import zarr
     from zarr.codecs import ZstdCodec
 
-    from xafsmap.core.io.pixel import read_spectrum
+    from xafsmap.core.io.pixel import read_pixel_spectrum
     from xafsmap.core.io.stack import read_stack
     from xafsmap.core.mapping.pipeline import band_rows
 
@@ -71,7 +71,7 @@ def main() -> dict:
 
     rng = np.random.default_rng(0)
     pixels = [(int(r), int(c)) for r, c in zip(rng.integers(0, rows, args.lookups), rng.integers(0, cols, args.lookups))]
-    for name, reader in (("tiff", lambda r, c: read_spectrum(stack, r, c)), ("pixel_major", lambda r, c: store[:, r, c])):
+    for name, reader in (("tiff", lambda r, c: read_pixel_spectrum(stack, r, c)), ("pixel_major", lambda r, c: store[:, r, c])):
         evict(args.stack)
         evict(args.store)
         times = []

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xafsmap.core.spectra.mask import preview_mask  # noqa: E402
+from xafsmap.core.spectra.maskpreview import preview_mask  # noqa: E402
 from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack  # noqa: E402
 from xafsmap.core.simulate.generator import simulate_measurement  # noqa: E402
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from xafsmap.core.model.classify import classify, compute_features, feature_distance, train_classifier
+from xafsmap.core.model.classify import classify, train_classifier
+from xafsmap.core.model.features import compute_features, feature_distance
 from xafsmap.core.model.synthesize import make_classes
 
 

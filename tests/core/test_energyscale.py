@@ -22,7 +22,8 @@ from xafsmap.core.spectra.energyscale import (
 )
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.simulate.sample import bundled_references, make_sample
-from xafsmap.core.model.training import survey, train_model
+from xafsmap.core.spectra.survey import survey
+from xafsmap.core.model.training import train_model
 
 OFFSETS = (-8.0, -5.0, -2.0, 2.0, 5.0, 8.0)
 #: (phases present, phases among the references' classes): a mixed sample with an

@@ -273,7 +273,7 @@ def test_reading_is_lazy_and_bands_follow_the_hdf5_chunks(tmp_path, small_sample
 
 
 def test_a_distributed_worker_reopens_the_same_graph(tmp_path, counts):
-    from xafsmap.core.mapping.parallel import stack_source
+    from xafsmap.core.mapping.stacksource import stack_source
 
     path = write_nxstxm(tmp_path / "s.nxs", counts, ENERGIES, control=np.full(7, 1000.0))
     assert stack_source(read_stack(path)).shape == counts.shape

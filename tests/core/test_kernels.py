@@ -4,7 +4,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from xafsmap.core.model.classify import compute_features
+from xafsmap.core.model.features import compute_features
 from xafsmap.core.model.forest import has_numba
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.model.kernels import band_plan, reduce_band, reference_pairs
@@ -129,7 +129,7 @@ def test_no_plan_without_a_shared_e0(model):
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan", "jensen-shannon"])
 def test_distance_kernel_equals_feature_distance(metric):
-    from xafsmap.core.model.classify import feature_distance
+    from xafsmap.core.model.features import feature_distance
     from xafsmap.core.model.kernels import distance_to_class
 
     rng = np.random.default_rng(5)
@@ -161,7 +161,8 @@ def _labelling_inputs(band, model):
 
 @pytest.mark.parametrize("metric", ["euclidean", "jensen-shannon"])
 def test_fused_labelling_equals_the_numpy_steps(band, model, metric):
-    from xafsmap.core.model.classify import SUPPORT_PROBABILITY, feature_distance
+    from xafsmap.core.model.classify import SUPPORT_PROBABILITY
+    from xafsmap.core.model.features import feature_distance
     from xafsmap.core.model.forest import predict_proba
     from xafsmap.core.model.kernels import label_pixels
     from xafsmap.core.spectra.lcf import fit_weighted

@@ -12,7 +12,8 @@ from xafsmap.core.spectra.normalize import normalize
 from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack
 from xafsmap.core.io.references import read_reference
 from xafsmap.core.simulate.sample import make_sample
-from xafsmap.core.model.training import LARCH_WINDOW_ERROR, pre_edge_rule, survey
+from xafsmap.core.spectra.preedge import LARCH_WINDOW_ERROR, pre_edge_rule
+from xafsmap.core.spectra.survey import survey
 
 LARCH = {
     'Mn foil': dict(e0=6539.0, edge_step=1.0004325685184992, pre1=-155.0, pre2=-77.5, norm1=25.0, norm2=560.0, nnorm=2),

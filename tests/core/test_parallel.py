@@ -12,13 +12,8 @@ pytest.importorskip("distributed")
 from dataclasses import replace  # noqa: E402
 
 from xafsmap.core.io.stack import read_stack  # noqa: E402
-from xafsmap.core.mapping.parallel import (
-    _reopen,
-    iter_map_distributed,
-    open_client,
-    stack_source,
-    train_model_distributed,
-)
+from xafsmap.core.mapping.stacksource import _reopen, stack_source
+from xafsmap.core.mapping.parallel import iter_map_distributed, open_client, train_model_distributed
 from xafsmap.core.mapping.pipeline import band_rows, iter_classify  # noqa: E402
 from xafsmap.core.model.training import train_model  # noqa: E402
 from xafsmap.core.prepare.steps import prepare_stack  # noqa: E402

@@ -139,7 +139,7 @@ def test_run_recipe_gives_the_labels_of_the_pipeline(tmp_path, small_sample_file
 
     from xafsmap.core.io.stack import read_stack
     from xafsmap.core.mapping.pipeline import map_stack
-    from xafsmap.core.prepare.steps import bin_stack, crop_stack
+    from xafsmap.core.prepare.grid import bin_stack, crop_stack
     from xafsmap.core.io.references import read_reference
 
     paths = bundled_reference_paths()

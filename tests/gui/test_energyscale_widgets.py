@@ -20,7 +20,7 @@ def offset_in(text: str) -> float:
 def test_references_dock_aligns_and_classify_dock_warns(make_napari_viewer, qtbot, small_sample_file, tmp_path):
     from napari.utils.notifications import notification_manager
 
-    from xafsmap.core.settings.recipe import read_recipe
+    from xafsmap.core.settings import read_recipe
     from xafsmap.core.simulate.sample import bundled_references
 
     for ref in bundled_references():  # the user's files, measured 4 eV low
@@ -53,7 +53,7 @@ def test_references_dock_aligns_and_classify_dock_warns(make_napari_viewer, qtbo
 
     # ticked: the plot and the model apply it, the warning goes, the recipe keeps the choice
     references.align_box.setChecked(True)
-    assert classify.session.choices["align_references"] is True
+    assert classify.session.settings.align_references is True
     references.plot_button.click()
     wait_for(qtbot, references)
     assert "applied (surveyed pixels" in references.alignment.text()

@@ -25,7 +25,8 @@ def add_references(docks, names=("Fe", "FeO", "Fe2O3")):
 def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_viewer, qtbot, shifted, tmp_path):
     import tifffile
 
-    from xafsmap.core.settings.recipe import read_recipe, run_recipe
+    from xafsmap.core.job import run_map
+    from xafsmap.core.settings import read_recipe
     from xafsmap.core.simulate.sample import bundled_reference_paths
 
     viewer = make_napari_viewer()
@@ -51,7 +52,7 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
 
     # training noise: one level instead of the measured ones
     docks["classes"].set_noise(0.02)
-    assert docks["prepare"].session.choices["noise"] == 0.02
+    assert docks["prepare"].session.settings.noise == 0.02
 
     # map with the calibration, export, replay headless: identical labels
     add_references(docks)
@@ -64,7 +65,7 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
     labels = viewer.layers["classes"].data
     recipe = read_recipe(docks["classify"].export_recipe(tmp_path / "recipe.toml"))
     assert recipe.calibration == str(shifted["foil"]) and recipe.noise == 0.02 and not recipe.register
-    out = run_recipe(recipe, out=tmp_path / "replayed")
+    out = run_map(recipe, out=tmp_path / "replayed").out
     np.testing.assert_array_equal(tifffile.imread(out / "labels.tif"), labels)
 
     # save the map: the recipe then names the file; loading it restores the calibration
@@ -75,7 +76,7 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
     assert "shift (eV)" not in viewer.layers and docks["prepare"].session.shift_map is None
     docks["classify"].load_recipe(tmp_path / "file.toml")
     np.testing.assert_allclose(viewer.layers["shift (eV)"].data, shift)
-    assert docks["classes"].noise_spin.value() == pytest.approx(0.02) and not docks["classes"].measured_box.isChecked()
+    assert docks["classes"].controls["noise"].value() == pytest.approx(0.02)
 
     # drift: measured, reported, applied when ticked, and recorded in the recipe
     panel.drift_button.click()
@@ -83,7 +84,7 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
     assert "drift over 141 images: max" in panel.drift_label.text()
     assert docks["prepare"].session.drift.shape == (141, 2)
     panel.register_box.setChecked(True)
-    assert docks["prepare"].session.choices["register"]
+    assert docks["prepare"].session.settings.register
     assert read_recipe(docks["classify"].export_recipe(tmp_path / "drift.toml")).register
 
 

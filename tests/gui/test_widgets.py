@@ -26,7 +26,8 @@ def set_fast(classify):
 
 
 def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_sample_file, small_sample, tmp_path):
-    from xafsmap.core.settings.recipe import read_recipe, run_recipe
+    from xafsmap.core.job import run_map
+    from xafsmap.core.settings import read_recipe
     from xafsmap.core.simulate.sample import bundled_reference_paths
 
     # the window is shown only for the final screenshot: under Xvfb a shown canvas (software
@@ -98,14 +99,14 @@ def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_samp
     assert recipe.stack == str(small_sample_file) and recipe.n_per_class == 60
     import tifffile
 
-    out = run_recipe(recipe, out=tmp_path / "replayed")
+    out = run_map(recipe, out=tmp_path / "replayed").out
     np.testing.assert_array_equal(tifffile.imread(out / "labels.tif"), labels.data)
 
     # load restores the docks
     docks["classify"].controls["seed"].setValue(7)
-    docks["prepare"].bin_spin.setValue(2)
+    docks["prepare"].controls["bin"].setValue(2)
     docks["classify"].load_recipe(recipe_path)
-    assert docks["classify"].controls["seed"].value() == 0 and docks["prepare"].bin_spin.value() == 1
+    assert docks["classify"].controls["seed"].value() == 0 and docks["prepare"].controls["bin"].value() == 1
     assert docks["classify"].controls["n_trees"].value() == FAST["n_trees"]
     assert docks["references"].table.rowCount() == 3 and docks["classes"].table.rowCount() == 12
 
@@ -118,14 +119,15 @@ def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_samp
 
 
 def test_sample_references_come_from_the_layer_and_binning_keeps_the_grid(make_napari_viewer, qtbot, tmp_path):
-    from xafsmap.core.settings.recipe import read_recipe, run_recipe
+    from xafsmap.core.job import run_map
+    from xafsmap.core.settings import read_recipe
 
     viewer = make_napari_viewer()
     [stack_layer] = viewer.open_sample("xafsmap", "fe_sample")
     docks = add_docks(viewer)
     docks["measurement"].use_button.click()
     assert [entry.name for entry in docks["references"].session.entries] == ["Fe", "FeO", "Fe2O3"]
-    docks["prepare"].bin_spin.setValue(2)
+    docks["prepare"].controls["bin"].setValue(2)
     set_fast(docks["classify"])
     docks["classify"].map_button.click()  # trains first
     wait_for(qtbot, docks["classify"])
@@ -135,7 +137,7 @@ def test_sample_references_come_from_the_layer_and_binning_keeps_the_grid(make_n
     np.testing.assert_allclose(labels.translate, (0.5, 0.5))  # bin centres over the stack's pixels
     recipe = read_recipe(docks["classify"].export_recipe(tmp_path / "sample.toml"))
     assert recipe.sample == "fe_sample" and recipe.bin == 2
-    out = run_recipe(recipe, out=tmp_path / "out")
+    out = run_map(recipe, out=tmp_path / "out").out
     import tifffile
 
     np.testing.assert_array_equal(tifffile.imread(out / "labels.tif"), labels.data)

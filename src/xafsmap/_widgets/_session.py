@@ -1,29 +1,34 @@
 """The scriptable state behind the xafsmap docks of one viewer (no Qt).
 
-The six docks are views of one :class:`Session`: each writes its choices into it and
-listens to :attr:`Session.changed` to show choices made elsewhere (a loaded recipe).
-Everything a dock computes goes through the same core functions as ``xafsmap run``
-(:func:`~xafsmap.core.settings.recipe.recipe_stack` and friends), which is why a recipe
-exported from the docks reproduces their labels headless.
+The seven docks are views of one :class:`Session`: each writes its choices into
+:attr:`Session.settings` (:class:`~xafsmap.core.settings.schema.Settings`, typed and
+checked) and listens to :attr:`Session.changed` to show choices made elsewhere (a
+loaded recipe). Everything a dock computes goes through the steps of the job
+(:mod:`xafsmap.core.job`: prepare, references, train), which ``xafsmap map`` and
+``xafsmap run`` run too: a recipe exported from the docks reproduces their maps.
 
 >>> s = Session()
 >>> s.update("prepare", bin=2)
->>> s.choices["bin"]
+>>> s.settings.bin
 2
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-import numpy as np
 from psygnal import Signal
 
-from ..core.settings.recipe import Recipe, RecipeReference
+from ..core.io.stack import IN_MEMORY
+from ..core.prepare.grid import map_pixel, map_transform, pixel_block
+from ..core.settings.schema import DEFAULTS, ReferenceSpec, Settings
 
-_PATH_KEYS = ("stack", "energies", "flat", "dark", "i0")
-_CHOICES = [f.name for f in fields(Recipe) if f.name not in ("references", "sample", *_PATH_KEYS)]
+#: Roles of a measurement's files, as settings.
+INPUTS = ("stack", "energies", "flat", "dark", "i0", "axes")
+#: Settings that do not change a trained model (a model stays current when only they change).
+NOT_TRAINING = ("metric", "zarr", "false_alarm", "pool", "library", "criterion", "sets", "workers", "scheduler")
 
 
 @dataclass
@@ -37,15 +42,33 @@ class Entry:
     reference: object = None  # the core Reference, read once
 
 
+def training_key(settings: Settings) -> Settings:
+    """The settings a trained model depends on (the others reset to their defaults)."""
+    return replace(settings, **{name: getattr(DEFAULTS, name) for name in NOT_TRAINING})
+
+
+def inputs_of(sources: dict) -> dict:
+    """The settings of a measurement's sources (``Stack.sources``): the files that reopen it.
+
+    A role given as an array, or energies read from the stack file itself, name no file.
+    """
+    found = {role: str(sources[role]) for role in INPUTS if sources.get(role) not in (None, IN_MEMORY)}
+    stack, energies = found.get("stack", ""), found.get("energies", "")
+    if energies and (energies == stack or ":" in energies and energies.rsplit(":", 1)[0] == stack.rsplit(":", 1)[0]):
+        found.pop("energies")  # the stack file's own energies: reading it again finds them
+    if "stack" not in found and sources.get("sample"):
+        return {"sample": sources["sample"]}
+    return found if "stack" in found else {}
+
+
 class Session:
-    """Choices (recipe fields), the measurement, references and results of one viewer."""
+    """The settings, the measurement, references and results of one viewer."""
 
     changed = Signal(str)  # the part that changed: measurement, prepare, references, classes, ...
 
     def __init__(self):
-        defaults = Recipe(references=())
-        self.choices = {name: getattr(defaults, name) for name in _CHOICES}
-        self.source: dict = {}
+        self.settings = Settings()
+        self.source: dict = {}  # the measurement's sources (Stack.sources)
         self.wanted_source: dict = {}  # the measurement a loaded recipe asks for
         self.stack = None  # core Stack as opened (before crop and bin)
         self.layer_name: str | None = None
@@ -53,35 +76,37 @@ class Session:
         self.base_translate = (0.0, 0.0)
         self.entries: list[Entry] = []
         self.model = None
-        self.model_recipe: Recipe | None = None
+        self.model_settings: Settings | None = None
         self.result = None
-        self.result_recipe: Recipe | None = None
+        self.result_settings: Settings | None = None
+        self.result_prepared = None  # the job's Prepared the result was mapped from
         self.shift_map = None  # core ShiftMap in the measurement's full grid, or None
         self.shift_origin: str | None = None  # "foil", "file" or "region" (self-calibration)
         self.drift = None  # (E, 2) image drift measured on the measurement, or None
 
-    # choices -------------------------------------------------------------
-    def update(self, part: str, **choices) -> None:
-        """Set recipe fields (see :class:`~xafsmap.core.settings.recipe.Recipe`) and announce ``part``."""
-        unknown = set(choices) - set(self.choices)
-        if unknown:
-            raise ValueError(f"unknown choice {sorted(unknown)}")
-        self.choices.update(choices)
+    # settings -------------------------------------------------------------
+    def update(self, part: str, **changes) -> None:
+        """Change settings (checked as :class:`Settings` checks them) and announce ``part``."""
+        self.settings = replace(self.settings, **changes)
         self.changed.emit(part)
 
     def set_measurement(self, stack, *, source: dict, layer_name=None, scale=(1.0, 1.0), translate=(0.0, 0.0)):
         """Use ``stack`` (a core Stack) as the measurement; ``source`` says how to reopen it."""
         self.stack, self.source, self.layer_name = stack, dict(source), layer_name
         self.base_scale, self.base_translate = tuple(scale), tuple(translate)
+        self.settings = replace(self.settings, **{**dict.fromkeys((*INPUTS, "sample")), **inputs_of(source)})
         self.model = self.result = self.drift = None
         self.changed.emit("measurement")
 
     def set_entries(self, entries) -> None:
+        """The References table's rows; the ticked ones are the settings' references."""
         self.entries = list(entries)
+        refs = tuple(ReferenceSpec(e.spec, e.name, float(e.offset)) for e in self.entries if e.use)
+        self.settings = replace(self.settings, references=refs)
         self.changed.emit("references")
 
     def set_shift_map(self, shift_map, *, origin: str | None = None, foil=None, reference=None, path=None) -> None:
-        """Use an energy-shift map (``None``: no calibration); the recipe records where it came from.
+        """Use an energy-shift map (``None``: no calibration); the settings record where it came from.
 
         ``origin`` is ``"foil"`` (measured from ``foil``, with ``reference``), ``"file"``
         (read from ``path``) or ``"region"`` (self-calibration; saved beside an exported recipe).
@@ -89,54 +114,56 @@ class Session:
         if shift_map is not None and origin not in ("foil", "file", "region"):
             raise ValueError(f"unknown origin {origin!r} of a shift map")
         self.shift_map, self.shift_origin = shift_map, origin if shift_map is not None else None
-        self.choices.update(calibration=str(foil) if origin == "foil" else None,
-                            calibration_reference=str(reference) if origin == "foil" and reference else None,
-                            shift_map=str(path) if origin == "file" else None)
+        self.settings = replace(self.settings, calibration=str(foil) if origin == "foil" else None,
+                                calibration_reference=str(reference) if origin == "foil" and reference else None,
+                                shift_map=str(path) if origin == "file" else None)
         self.model = self.result = None
         self.changed.emit("calibration")
 
     def set_drift(self, drift, *, register: bool = True) -> None:
         """Keep the measured drift (E, 2) and whether the prepared stack is corrected for it."""
         self.drift = drift
-        self.choices["register"] = bool(register and drift is not None)
+        self.settings = replace(self.settings, register=bool(register and drift is not None))
         self.model = self.result = None
         self.changed.emit("calibration")
 
     def save_shift_map(self, path) -> str:
-        """Write the shift map (shift and uncertainty pages) and use that file from now on."""
+        """Write the shift map (shift.tif) and use that file from now on."""
         from ..core.prepare.shiftmap import write_shift_map
 
         if self.shift_map is None:
             raise ValueError("no energy-shift map to save: compute or load one first")
         write_shift_map(path, self.shift_map)
-        self.choices.update(calibration=None, calibration_reference=None, shift_map=str(path))
+        self.settings = replace(self.settings, calibration=None, calibration_reference=None, shift_map=str(path))
         self.shift_origin = "file"
         self.changed.emit("calibration")
         return str(path)
 
     # derived -------------------------------------------------------------
-    def prepared_stack(self):
-        """The measurement drift-corrected, energy-calibrated, cropped and binned as chosen."""
-        from ..core.settings.recipe import prepare_recipe
+    def prepared(self):
+        """The measurement drift-corrected, energy-calibrated, cropped and binned as chosen
+        (:func:`xafsmap.core.job.prepare` with the drift and shift map measured in the docks)."""
+        from ..core.job import prepare
 
         if self.stack is None:
             raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
-        recipe = Recipe(references=(), sample="-", **self.choices)
-        return prepare_recipe(recipe, self.stack, shift_map=self.shift_map, drift=self.drift)[0]
+        s = self.settings
+        if s.register and self.drift is None:
+            raise ValueError("the drift across energies is not measured yet (drift correction is ticked)")
+        if (s.shift_map is not None or s.calibration is not None) and self.shift_map is None:
+            raise ValueError("the energy-shift map is not computed yet (an energy calibration is chosen)")
+        return prepare(s, self.stack, shift_map=self.shift_map, drift=self.drift if s.register else None)
+
+    def prepared_stack(self):
+        """The prepared measurement (see :meth:`prepared`)."""
+        return self.prepared().stack
 
     def references(self) -> list:
         """The references in use, read once and named as in the dock."""
-        from ..core.io.references import read_reference
-
         used = [entry for entry in self.entries if entry.use]
         if not used:
             raise ValueError("no reference is ticked: add or tick references in the References dock")
-        out = []
-        for entry in used:
-            if entry.reference is None:
-                entry.reference = read_reference(entry.spec)
-            ref = entry.reference
-            out.append(replace(ref, name=entry.name) if entry.name != ref.name else ref)
+        out = [self._read(entry) for entry in used]
         names = [ref.name for ref in out]
         if len(set(names)) != len(names):
             raise ValueError(f"two ticked references share the name {names}: rename one in the table")
@@ -144,79 +171,68 @@ class Session:
 
     def reference_named(self, name: str):
         """The reference of the table row called ``name`` (ticked or not), read once."""
-        from ..core.io.references import read_reference
-
         for entry in self.entries:
             if entry.name == name:
-                if entry.reference is None:
-                    entry.reference = read_reference(entry.spec)
-                ref = entry.reference
-                return replace(ref, name=entry.name) if entry.name != ref.name else ref
+                return self._read(entry)
         raise ValueError(f"no reference called {name!r} in the References table")
 
-    def recipe(self, *, strict: bool = True) -> Recipe:
-        """Every choice as a :class:`Recipe`.
+    @staticmethod
+    def _read(entry: Entry):
+        from ..core.io.references import read_reference
 
-        With ``strict`` the measurement must come from files or the sample (so the recipe
-        can reopen it); otherwise its input is left as ``sample="<layer>"``.
-        """
-        refs = tuple(RecipeReference(e.spec, e.name, float(e.offset)) for e in self.entries if e.use)
-        source = {k: v for k, v in self.source.items() if k in (*_PATH_KEYS, "sample")}
-        if strict and self.shift_origin == "region" and self.choices["shift_map"] is None:
+        if entry.reference is None:
+            entry.reference = read_reference(entry.spec)
+        ref = entry.reference
+        return replace(ref, name=entry.name) if entry.name != ref.name else ref
+
+    def recipe(self) -> Settings:
+        """Every choice, ready to be written as a recipe: the measurement must come from files
+        or the sample, and a self-calibrated shift map must be saved first."""
+        from ..core.settings.values import check_settings
+
+        if self.shift_origin == "region" and self.settings.shift_map is None:
             raise ValueError("the self-calibrated shift map is not saved yet: save it (Prepare dock) so the "
                              "recipe can name it")
-        if any(str(v).startswith("<") for v in source.values()) or not source:
-            if not strict:
-                return Recipe(references=refs, sample="<layer>", **self.choices)
+        if self.settings.stack is None and self.settings.sample is None:
             raise ValueError("the measurement was not opened from files, so a recipe cannot reopen it: "
                              "open the stack from its file (Measurement dock) first")
-        return Recipe(references=refs, **source, **self.choices)
+        check_settings(self.settings)
+        return self.settings
 
-    def apply_recipe(self, recipe: Recipe) -> None:
+    def apply_recipe(self, settings: Settings) -> None:
         """Restore every choice of a recipe (the docks follow through :attr:`changed`)."""
-        self.choices = {name: getattr(recipe, name) for name in _CHOICES}
-        self.entries = [Entry(r.spec, r.name or "", r.offset, True) for r in recipe.references]
-        self.wanted_source = self.source_of(recipe)
+        self.settings = settings
+        self.entries = [Entry(r.spec, r.name or "", r.offset, True) for r in settings.references]
+        self.wanted_source = self.source_of(settings)
         self.model = self.result = self.shift_map = self.shift_origin = self.drift = None
         self.changed.emit("recipe")
 
-    def recipe_for(self, path) -> Recipe:
+    def recipe_for(self, path) -> Settings:
         """The recipe to write at ``path``: a self-calibrated shift map is saved beside it first."""
-        from pathlib import Path
-
-        if self.shift_origin == "region" and self.choices["shift_map"] is None:
+        if self.shift_origin == "region" and self.settings.shift_map is None:
             path = Path(path)
             self.save_shift_map(path.with_name(f"{path.stem}.shift.tif"))
         return self.recipe()
 
-    def source_of(self, recipe: Recipe) -> dict:
-        return {k: getattr(recipe, k) for k in (*_PATH_KEYS, "sample") if getattr(recipe, k)}
+    @staticmethod
+    def source_of(settings: Settings) -> dict:
+        """The measurement files (or sample) of settings."""
+        return {k: getattr(settings, k) for k in (*INPUTS, "sample") if getattr(settings, k)}
 
     def map_transform(self) -> dict:
         """``scale`` and ``translate`` that put maps of the prepared grid over the measurement."""
-        factor = self.choices["bin"]
-        r0, _, c0, _ = self.choices["roi"] or (0, 0, 0, 0)
-        scale = np.asarray(self.base_scale, float)
-        start = np.asarray(self.base_translate, float) + (np.array([r0, c0]) + (factor - 1) / 2) * scale
-        return {"scale": tuple(scale * factor), "translate": tuple(start)}
+        return map_transform(self.settings.roi, self.settings.bin, scale=self.base_scale,
+                             translate=self.base_translate)
 
     def pixel_block(self, row: int, col: int) -> tuple[slice, slice]:
         """Rows and columns of the measurement averaged into map pixel ``(row, col)``."""
-        factor = self.choices["bin"]
-        r0, _, c0, _ = self.choices["roi"] or (0, 0, 0, 0)
-        return (slice(r0 + row * factor, r0 + (row + 1) * factor),
-                slice(c0 + col * factor, c0 + (col + 1) * factor))
+        return pixel_block(row, col, self.settings.roi, self.settings.bin)
 
     def map_pixel(self, data_row: float, data_col: float) -> tuple[int, int] | None:
         """Pixel of the prepared grid holding measurement pixel ``(data_row, data_col)``, or None."""
         if self.stack is None:
             return None
-        factor = self.choices["bin"]
-        r0, r1, c0, c1 = self.choices["roi"] or (0, self.stack.data.shape[1], 0, self.stack.data.shape[2])
-        row = int(np.floor((round(data_row) - r0) / factor))
-        col = int(np.floor((round(data_col) - c0) / factor))
-        rows, cols = (r1 - r0) // factor, (c1 - c0) // factor
-        return (row, col) if 0 <= row < rows and 0 <= col < cols else None
+        return map_pixel(data_row, data_col, self.stack.data.shape[1:], self.settings.roi, self.settings.bin)
 
 
 _SESSIONS: dict[int, Session] = {}

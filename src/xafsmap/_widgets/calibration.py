@@ -2,35 +2,35 @@
 
 A panel of the Prepare dock (not a dock of its own): the energy-shift map and the drift
 are part of preparing the stack, and every dock's prepared stack goes through
-:func:`~xafsmap.core.settings.recipe.prepare_recipe` with them, as ``xafsmap run`` does.
+:func:`xafsmap.core.job.prepare` with them, as ``xafsmap map`` and ``xafsmap run`` do.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel
 
 from ._base import hbox, notify_errors, set_layer
-from .measurement import _path_row
+from ._controls import control, controls
 
 SHIFT_LAYERS = ("shift (eV)", "shift residual (eV)", "shift uncertainty (eV)")
 
 
-def compute_shift_map(foil: str, reference: str | None):
-    """Worker: the shift map of a foil stack (the call of ``xafsmap map --calibration``)."""
-    from ..core.settings.recipe import calibration_shift_map
+def compute_shift_map(settings):
+    """Worker: the shift map of the settings' foil stack (the job's, as ``xafsmap map --calibration``)."""
+    from ..core.job import shift_map_for
 
-    return calibration_shift_map(foil, reference)
+    return shift_map_for(settings)
 
 
-def self_calibrate(stack, region, reference: str | None):
+def self_calibrate(stack, region, reference: str | None, *, degree: int, bin_size: int):
     """Worker: the shift map measured on a region of the sample itself (a known or uniform phase)."""
-    from ..core.prepare.calibrate import calibrate
     from ..core.io.references import read_reference
+    from ..core.prepare.calibrate import calibrate
 
     ref = read_reference(reference) if reference else None
     return calibrate(stack.data, stack.energies, region=region, reference=None if ref is None else ref.mu,
-                     reference_energies=None if ref is None else ref.energies)
+                     reference_energies=None if ref is None else ref.energies, degree=degree, bin=bin_size)
 
 
 def measure(stack):
@@ -49,11 +49,10 @@ class CalibrationPanel(QGroupBox):
         super().__init__("Energy calibration and image drift")
         self.dock, self.viewer, self.session = dock, dock.viewer, dock.session
         form = QFormLayout(self)
-        row, self.foil_edit = _path_row("calibration stack: a uniform foil measured in the same geometry")
-        form.addRow("Foil stack", row)
-        row, self.reference_edit = _path_row("optional: reference spectrum of the foil (or of the region's "
-                                             "phase) for an absolute calibration; empty: relative (median 0)")
-        form.addRow("Reference", row)
+        self.controls = controls(form, ("calibration", "calibration_reference", "degree", "bin_size"),
+                                 on_change=self._changed)
+        self.foil_edit = self.controls["calibration"].editor
+        self.reference_edit = self.controls["calibration_reference"].editor
         self.compute_button = dock.button("Compute from foil", self.compute, tip="measure the per-pixel shift "
                                           "and fit a smooth map (background)")
         self.region_box = QComboBox()
@@ -62,8 +61,8 @@ class CalibrationPanel(QGroupBox):
                                        "chosen region of the sample itself (no foil)")
         form.addRow(self.compute_button)
         form.addRow("Region (labels)", hbox(self.region_box, self.self_button))
-        row, self.file_edit = _path_row("a shift.tif of `xafsmap calibrate` or of this dock")
-        form.addRow("Shift map file", row)
+        self.controls.update(controls(form, ("shift_map",)))
+        self.file_edit = self.controls["shift_map"].editor
         self.load_button = dock.button("Load", lambda: self.load(self.file_edit.text().strip()))
         self.save_button = dock.button("Save…", self._save_dialog, tip="write shift.tif (shift, uncertainty)")
         self.clear_button = dock.button("None", self.clear, tip="no energy calibration")
@@ -73,14 +72,14 @@ class CalibrationPanel(QGroupBox):
         form.addRow(self.shift_label)
         self.drift_button = dock.button("Measure drift", self.measure_drift, tip="phase correlation of every "
                                         "energy image with one above the edge (background)")
-        self.register_box = QCheckBox("correct it")
-        self.register_box.setToolTip("move every image back by its drift before the spectra are read")
-        form.addRow("Image drift", hbox(self.drift_button, self.register_box))
+        self.controls["register"] = register = control("register")
+        self.register_box = register.editor
+        form.addRow("Image drift", hbox(self.drift_button, register))
         self.drift_label = QLabel("not measured")
         self.drift_label.setWordWrap(True)
         form.addRow(self.drift_label)
         self.buttons = (self.compute_button, self.self_button, self.load_button, self.drift_button)
-        self.register_box.toggled.connect(self._register_toggled)
+        register.changed.connect(lambda: self._register_toggled(register.value()))
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(lambda *_: self.refresh_layers())
         self.session.changed.connect(self._on_session)
@@ -98,7 +97,12 @@ class CalibrationPanel(QGroupBox):
             self.region_box.setCurrentText(current)
 
     def _reference(self) -> str | None:
-        return self.reference_edit.text().strip() or None
+        return self.controls["calibration_reference"].value()
+
+    @notify_errors("Energy calibration")
+    def _changed(self, name: str):
+        if name in ("degree", "bin_size"):
+            self.session.update("prepare", **{name: self.controls[name].value()})
 
     # energy calibration --------------------------------------------------
     @notify_errors("Energy calibration")
@@ -108,7 +112,10 @@ class CalibrationPanel(QGroupBox):
         if not foil:
             raise ValueError("give the calibration (foil) stack first")
         reference = self._reference()
-        self.dock.launch(compute_shift_map, foil, reference, what="Energy calibration", buttons=self.buttons,
+        from dataclasses import replace
+
+        settings = replace(self.session.settings, calibration=foil, calibration_reference=reference, shift_map=None)
+        self.dock.launch(compute_shift_map, settings, what="Energy calibration", buttons=self.buttons,
                          done=lambda sm: self._use(sm, origin="foil", foil=foil, reference=reference))
 
     @notify_errors("Self-calibration")
@@ -126,16 +133,17 @@ class CalibrationPanel(QGroupBox):
         if not region.any():
             raise ValueError(f"the Labels layer {name!r} marks no pixel")
         self.dock.launch(self_calibrate, self.session.stack, region, self._reference(), what="Self-calibration",
+                         degree=self.session.settings.degree, bin_size=self.session.settings.bin_size,
                          buttons=self.buttons, done=lambda sm: self._use(sm, origin="region"))
 
     @notify_errors("Load shift map")
     def load(self, path: str):
         """Read a shift map file (shift and uncertainty pages) and apply it."""
-        from ..core.settings.recipe import shift_map_file
+        from ..core.prepare.shiftmap import read_shift_map
 
         if not path:
             raise ValueError("give a shift map file (shift.tif) first")
-        self._use(shift_map_file(path), origin="file", path=path)
+        self._use(read_shift_map(path), origin="file", path=path)
 
     def _save_dialog(self):
         path, _ = QFileDialog.getSaveFileName(self, "Save the shift map", "shift.tif", "TIFF (*.tif)")
@@ -181,23 +189,16 @@ class CalibrationPanel(QGroupBox):
                       colormap=("viridis", "PiYG", "magma")[i], contrast_limits=(low, max(high, low + 1e-6)), **grid)
 
     def _describe_shift(self):
-        shift_map, origin = self.session.shift_map, self.session.shift_origin
+        from ..core.prepare.shiftmap import describe_shift_map
+
+        shift_map, origin, settings = self.session.shift_map, self.session.shift_origin, self.session.settings
         if shift_map is None:
             self.shift_label.setText("no energy calibration")
             return
-        where = {"foil": f"from the foil {self.session.choices['calibration']}", "region": "from a region "
-                 "of the sample (saved beside an exported recipe)",
-                 "file": f"from {self.session.choices['shift_map']}"}[origin]
-        shift = shift_map.shift
-        rms = shift_map.residual_rms
-        fit = f"; fit residual {rms:.3f} eV RMS" if rms == rms else ""
-        prepared = ""
-        if self.session.stack is not None:  # the energies every pixel still covers (as prepare_stack keeps)
-            energies = self.session.stack.energies
-            kept = np.count_nonzero((energies >= energies[0] + np.nanmax(shift) - 1e-6)
-                                    & (energies <= energies[-1] + np.nanmin(shift) + 1e-6))
-            prepared = f"; {kept} of {energies.size} energies kept"
-        self.shift_label.setText(f"shift {np.nanmin(shift):.2f} to {np.nanmax(shift):.2f} eV {where}{fit}{prepared}")
+        where = {"foil": f"from the foil {settings.calibration}", "region": "from a region "
+                 "of the sample (saved beside an exported recipe)", "file": f"from {settings.shift_map}"}[origin]
+        energies = self.session.stack.energies if self.session.stack is not None else None
+        self.shift_label.setText(f"{describe_shift_map(shift_map, energies=energies)} ({where})")
 
     # drift ---------------------------------------------------------------
     @notify_errors("Drift")
@@ -226,25 +227,22 @@ class CalibrationPanel(QGroupBox):
 
     # following the session -----------------------------------------------
     def _on_session(self, part: str):
-        choices = self.session.choices
+        settings = self.session.settings
         if part == "recipe":
-            self.foil_edit.setText(choices["calibration"] or "")
-            self.reference_edit.setText(choices["calibration_reference"] or "")
-            self.file_edit.setText(choices["shift_map"] or "")
+            for name, widget in self.controls.items():
+                widget.show_value(getattr(settings, name))
             for name in SHIFT_LAYERS:
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(name)
-            if choices["shift_map"]:
-                self.load(choices["shift_map"])
-            elif choices["calibration"]:
-                self.compute(choices["calibration"])
+            if settings.shift_map:
+                self.load(settings.shift_map)
+            elif settings.calibration:
+                self.compute(settings.calibration)
         if part in ("recipe", "measurement"):
-            self.register_box.blockSignals(True)
-            self.register_box.setChecked(choices["register"])
-            self.register_box.blockSignals(False)
+            self.controls["register"].show_value(settings.register)
             if self.session.drift is None:
                 self.drift_label.setText("not measured")
-            if choices["register"] and self.session.drift is None and self.session.stack is not None:
+            if settings.register and self.session.drift is None and self.session.stack is not None:
                 self.measure_drift(register=True)
         if part in ("recipe", "measurement", "calibration", "prepare"):
             self._describe_shift()

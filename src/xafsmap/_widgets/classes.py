@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QTableWidget,
-    QTableWidgetItem,
-    QWidget,
-)
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QTableWidget, QTableWidgetItem, QWidget
 
 from ._base import Dock, notify_errors
+from ._controls import controls
 from ._plot import PlotCanvas
 
-#: Synthetic spectra drawn per class in the preview.
-PREVIEW_PER_CLASS = 3
+def preview_training(stack, references, classes, settings):
+    """Worker: a few synthetic training spectra per class, made as training makes them
+    (:func:`~xafsmap.core.model.preview.preview_training`)."""
+    from ..core.model.preview import preview_training as preview
 
-
-def preview_training(stack, references, offsets, classes, *, recipe):
-    """Worker: survey the stack, then a few synthetic training spectra per class, normalized."""
-    from ..core.spectra.normalize import normalize
-    from ..core.model.training import prepare_references, survey
-    from ..core.model.synthesize import synthesize_spectra
-
-    params = recipe.normalization
-    found = survey(stack.data, stack.energies, threshold=recipe.threshold, norm_params=params)
-    refs = prepare_references(references, stack.energies, e0=found.e0, offsets=offsets, norm_params=params)
-    noise = found.profiles if recipe.noise is None else recipe.noise
-    spectra, labels, _ = synthesize_spectra(refs, classes.compositions, noise=noise,
-                                            n_per_class=PREVIEW_PER_CLASS, rng=recipe.seed)
-    norm = np.asarray(normalize(spectra.T, stack.energies, **params).norm).T
-    return stack.energies, norm, labels, found
+    return preview(stack, references, classes, offsets=[ref.offset for ref in settings.references],
+                   normalization=settings.normalization, threshold=settings.threshold,
+                   significance=settings.significance, fit_range=settings.fit_range,
+                   align_references=settings.align_references, noise=settings.noise, rng=settings.seed)
 
 
 class ClassesWidget(Dock):
@@ -42,10 +27,8 @@ class ClassesWidget(Dock):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        self.mixtures_edit = QLineEdit("pairs")
-        self.mixtures_edit.setToolTip("'pairs' (25/50/75 %), 'pairs:20,40,60,80', 'none', or "
-                                      "'A=50,B=50;B=25,C=75'")
-        self.form.addRow("Mixtures", self.mixtures_edit)
+        self.controls = controls(self.form, ("mixtures",))
+        self.mixtures_edit = self.controls["mixtures"].editor
         row = QWidget()
         line = QHBoxLayout(row)
         line.setContentsMargins(0, 0, 0, 0)
@@ -56,26 +39,9 @@ class ClassesWidget(Dock):
         self.table = QTableWidget(0, 1)
         self.table.setMinimumHeight(160)
         self.layout().addWidget(self.table)
-        self.measured_box = QCheckBox("measured per pixel")
-        self.measured_box.setChecked(True)
-        self.measured_box.setToolTip("train at each surveyed pixel's own noise level, or at one level you set")
-        self.noise_spin = QDoubleSpinBox()
-        self.noise_spin.setDecimals(4)
-        self.noise_spin.setRange(0.0001, 1.0)
-        self.noise_spin.setSingleStep(0.001)
-        self.noise_spin.setValue(0.01)
-        self.noise_spin.setEnabled(False)
-        self.noise_spin.setToolTip("noise of the training spectra per energy point, in edge steps")
-        row = QWidget()
-        line = QHBoxLayout(row)
-        line.setContentsMargins(0, 0, 0, 0)
-        line.addWidget(self.measured_box)
-        line.addWidget(self.noise_spin)
         noise_form = QFormLayout()
-        noise_form.addRow("Training noise (edge steps)", row)
+        self.controls.update(controls(noise_form, ("noise",), on_change=self._noise_changed))
         self.layout().addLayout(noise_form)
-        self.measured_box.toggled.connect(lambda *_: self._noise_changed())
-        self.noise_spin.valueChanged.connect(lambda *_: self._noise_changed())
         self.preview_button = self.button("Preview training spectra", self.preview,
                                           tip="estimate the noise from the data and draw a few training spectra")
         self.layout().addWidget(self.preview_button)
@@ -91,18 +57,16 @@ class ClassesWidget(Dock):
 
     def classes(self):
         """The current :class:`~xafsmap.core.model.synthesize.Classes` (shown in the table)."""
-        from ..core.settings.recipe import Recipe, recipe_classes
+        from ..core.job import classes_for
 
-        recipe = Recipe(references=(), sample="-", **{k: self.session.choices[k] for k in
-                                                         ("mixtures", "class_names", "compositions")})
-        return recipe_classes(recipe, self.names())
+        return classes_for(self.session.settings, self.names())
 
     @notify_errors("Classes")
     def build_table(self):
         """Classes from the mixtures rule (drops table edits)."""
         from ..core.model.synthesize import parse_mixtures
 
-        spec = self.mixtures_edit.text().strip() or "pairs"
+        spec = self.controls["mixtures"].value()
         parse_mixtures(spec, self.names())  # names the problem in a wrong rule
         self.session.update("classes", mixtures=spec, class_names=None, compositions=None)
 
@@ -156,37 +120,25 @@ class ClassesWidget(Dock):
         if classes is not None:
             self.report(f"{len(classes)} classes over {len(names)} references")
 
-    def _noise_changed(self):
-        self.noise_spin.setEnabled(not self.measured_box.isChecked())
-        noise = None if self.measured_box.isChecked() else float(self.noise_spin.value())
-        if noise != self.session.choices["noise"]:
+    @notify_errors("Training noise")
+    def _noise_changed(self, name: str = "noise"):
+        noise = self.controls["noise"].value()
+        if noise != self.session.settings.noise:
             self.session.update("noise", noise=noise)
 
     def set_noise(self, noise: float | None) -> None:
         """One training noise level (edge steps), or ``None`` for the per-pixel measured levels."""
-        self.measured_box.setChecked(noise is None)
-        if noise is not None:
-            self.noise_spin.setValue(float(noise))
-
-    def _show_noise(self):
-        noise = self.session.choices["noise"]
-        for widget in (self.measured_box, self.noise_spin):
-            widget.blockSignals(True)
-        self.measured_box.setChecked(noise is None)
-        self.noise_spin.setEnabled(noise is not None)
-        if noise is not None:
-            self.noise_spin.setValue(noise)
-        for widget in (self.measured_box, self.noise_spin):
-            widget.blockSignals(False)
+        self.controls["noise"].setValue(noise)
 
     def _on_session(self, part: str):
+        settings = self.session.settings
         if part == "recipe":
-            self.mixtures_edit.setText(self.session.choices["mixtures"])
-            self._show_noise()
-        rows = self.session.choices["compositions"]
+            for name, widget in self.controls.items():
+                widget.show_value(getattr(settings, name))
+        rows = settings.compositions
         if part == "references" and rows is not None and len(rows[0]) != len(self.names()):
             # the table's columns follow the ticked references: start again from the rule
-            self.session.choices.update(class_names=None, compositions=None)
+            self.session.settings = replace(settings, class_names=None, compositions=None)
             rows = None
         if part in ("references", "recipe", "measurement") or (part == "classes" and rows is None):
             self._show()
@@ -196,34 +148,31 @@ class ClassesWidget(Dock):
         """Survey the data for its noise and draw a few training spectra per class (worker)."""
         stack = self.session.prepared_stack()
         references = self.session.references()
-        offsets = [entry.offset for entry in self.session.entries if entry.use]
         classes = self.classes()
-        from ..core.settings.recipe import Recipe
-
-        recipe = Recipe(references=(), sample="-", **self.session.choices)
-        self.launch(preview_training, stack, references, offsets, classes, recipe=recipe,
+        self.launch(preview_training, stack, references, classes, self.session.settings,
                     done=lambda value: self._draw(value, classes), what="Training preview",
                     buttons=(self.preview_button,))
 
     def _draw(self, value, classes):
         from ..core.mapping.quicklook import label_colors
 
-        energies, norm, labels, found = value
+        found = value.survey
         [ax] = self.plot.clear()
         colors = label_colors(len(classes)) / 255.0
         for c, name in enumerate(classes.names):
-            for k, spectrum in enumerate(norm[labels == c]):
-                ax.plot(energies, spectrum + 0.6 * c, color=colors[c + 1], lw=0.8, label=name if k == 0 else None)
+            for k, spectrum in enumerate(value.spectra[value.labels == c]):
+                ax.plot(value.energies, spectrum + 0.6 * c, color=colors[c + 1], lw=0.8,
+                        label=name if k == 0 else None)
         ax.set_xlabel("energy (eV)")
         ax.set_ylabel("normalized μ (offset per class)")
         ax.legend(fontsize=6, ncol=2, loc="upper left")
         self.plot.draw()
         noise = float(np.median(found.noise)) if found.noise.size else float("nan")
-        if self.measured_box.isChecked() and np.isfinite(noise):
-            self.noise_spin.blockSignals(True)  # prefill with the estimate; the choice stays "measured"
-            self.noise_spin.setValue(noise)
-            self.noise_spin.blockSignals(False)
-        used = "each pixel's own level" if self.session.choices["noise"] is None else \
-            f"{self.session.choices['noise']:.4g} everywhere"
+        if self.session.settings.noise is None and np.isfinite(noise):
+            self.controls["noise"].editor.blockSignals(True)  # prefill with the estimate; the choice stays "measured"
+            self.controls["noise"].editor.setValue(noise)
+            self.controls["noise"].editor.blockSignals(False)
+        used = "each pixel's own level" if self.session.settings.noise is None else \
+            f"{self.session.settings.noise:.4g} everywhere"
         self.report(f"noise estimated from {found.n_pixels} pixels: median {noise:.4f} edge steps per energy "
                     f"point (S/N ≈ {1 / noise:.0f}); training at {used}; edge at {found.e0:.1f} eV")

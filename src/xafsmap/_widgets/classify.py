@@ -2,59 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QSpinBox, QWidget
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QWidget
 
 from ._base import Dock, notify_errors, set_layer
+from ._controls import control, controls
 from ._plot import PlotCanvas
+from ._session import training_key
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
 
 
-def train(recipe, stack, references):
-    """Worker: the recipe's model for the prepared stack (the same call as ``xafsmap run``)."""
-    from ..core.settings.recipe import train_recipe
-
-    return train_recipe(recipe, stack, references)
+#: The Classify dock's settings, in the order of its form.
+SETTINGS_SHOWN = ("features", "smooth", "n_per_class", "n_trees", "fit_range", "metric", "seed", "thick")
 
 
-def train_steps(recipe, stack, references):
-    """Worker generator: train, then yield once so a Cancel pressed meanwhile discards the model.
+def train_steps(settings, stack, references):
+    """Worker generator: train (:func:`xafsmap.core.job.train`, as every front end), then yield
+    once so a Cancel pressed meanwhile discards the model.
 
     The forest is built in one core call, so Cancel cannot stop it half-way; it takes
     effect when training ends.
     """
-    model = train(recipe, stack, references)
+    from ..core.job import train
+
+    model = train(settings, stack, references)
     yield ("model", None)
     return model
 
 
-def train_and_map(recipe, stack, references, model=None):
+def train_and_map(settings, stack, references, model=None):
     """Worker generator: train unless ``model`` is given (yields it), then map band by band."""
+    from ..core.job import train
     from ..core.mapping.pipeline import iter_classify
 
     if model is None:
-        model = train(recipe, stack, references)
+        model = train(settings, stack, references)
         yield ("model", model)
-    return (yield from iter_classify(stack, model, metric=recipe.metric))
+    return (yield from iter_classify(stack, model, metric=settings.metric))
 
 
-def save_maps(result, out, recipe, overwrite: bool):
-    """Worker: the files of ``xafsmap map`` (with the recipe in report.json)."""
-    from ..core.mapping.output import write_maps
-    from ..core.settings.recipe import recipe_to_dict
+def save_maps(result, out, settings, prepared, overwrite: bool):
+    """Worker: the files of ``xafsmap map`` (report with the settings and the inputs' sha256)."""
+    from ..core.job import write_result
 
-    return write_maps(result, out, overwrite=overwrite, extra={"recipe": recipe_to_dict(recipe)})
-
-
-def _spin(kind, low, high, *, step=None, decimals=None):
-    spin = QSpinBox() if kind is int else QDoubleSpinBox()
-    spin.setRange(low, high)
-    if decimals is not None:
-        spin.setDecimals(decimals)
-    if step is not None:
-        spin.setSingleStep(step)
-    return spin
+    return write_result(settings, result, out, prepared=prepared, overwrite=overwrite)
 
 
 class ClassifyWidget(Dock):
@@ -62,22 +56,7 @@ class ClassifyWidget(Dock):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        from ..core.model.classify import FEATURES, METRICS
-
-        self.controls = {
-            "features": QComboBox(), "smooth": _spin(int, 1, 101), "n_per_class": _spin(int, 2, 1_000_000, step=100),
-            "n_trees": _spin(int, 1, 10_000, step=10), "metric": QComboBox(), "seed": _spin(int, 0, 2**31 - 1),
-            "fit_low": _spin(float, -500, 0, decimals=1), "fit_high": _spin(float, 0, 2000, decimals=1),
-        }
-        self.controls["features"].addItems(FEATURES)
-        self.controls["metric"].addItems(METRICS)
-        labels = {"features": "Features", "smooth": "Smoothing (points)", "n_per_class": "Spectra per class",
-                  "n_trees": "Trees", "metric": "Distance metric", "seed": "Seed",
-                  "fit_low": "Fit from e0 + (eV)", "fit_high": "Fit to e0 + (eV)"}
-        for key, widget in self.controls.items():
-            self.form.addRow(labels[key], widget)
-            signal = widget.currentTextChanged if isinstance(widget, QComboBox) else widget.valueChanged
-            signal.connect(lambda *_: self._changed())
+        self.controls = controls(self.form, SETTINGS_SHOWN, on_change=self._changed)
         row = QWidget()
         line = QHBoxLayout(row)
         line.setContentsMargins(0, 0, 0, 0)
@@ -100,58 +79,45 @@ class ClassifyWidget(Dock):
         line = QHBoxLayout(row)
         line.setContentsMargins(0, 0, 0, 0)
         self.save_button = self.button("Save all maps…", self._save_dialog, tip="the files of `xafsmap map`")
+        self.controls["zarr"] = control("zarr")
+        self.controls["zarr"].changed.connect(lambda: self._changed("zarr"))
         line.addWidget(self.save_button)
+        line.addWidget(self.controls["zarr"])
         line.addWidget(self.button("Export recipe…", self._export_dialog))
         line.addWidget(self.button("Load recipe…", self._load_dialog))
         self.layout().addWidget(row)
         self.layout().addWidget(self.status)
         self.session.changed.connect(self._on_session)
-        self._show_choices()
+        self._on_session("recipe")
 
     # settings ------------------------------------------------------------
-    def _changed(self):
-        c = self.controls
-        low, high = float(c["fit_low"].value()), float(c["fit_high"].value())
-        self.session.update(
-            "classifier", features=c["features"].currentText(), smooth=int(c["smooth"].value()),
-            n_per_class=int(c["n_per_class"].value()), n_trees=int(c["n_trees"].value()),
-            metric=c["metric"].currentText(), seed=int(c["seed"].value()),
-            fit_range=(low, high) if low < high else self.session.choices["fit_range"])
-
-    def _show_choices(self):
-        choices, c = self.session.choices, self.controls
-        for widget in c.values():
-            widget.blockSignals(True)
-        c["features"].setCurrentText(choices["features"])
-        c["metric"].setCurrentText(choices["metric"])
-        for key in ("smooth", "n_per_class", "n_trees", "seed"):
-            c[key].setValue(choices[key])
-        c["fit_low"].setValue(choices["fit_range"][0])
-        c["fit_high"].setValue(choices["fit_range"][1])
-        for widget in c.values():
-            widget.blockSignals(False)
+    @notify_errors("Classifier settings")
+    def _changed(self, name: str):
+        self.session.update("classifier", **{name: self.controls[name].value()})
 
     def _on_session(self, part: str):
         if part == "recipe":
-            self._show_choices()
+            for name, widget in self.controls.items():
+                widget.show_value(getattr(self.session.settings, name))
 
     # actions -------------------------------------------------------------
     def _inputs(self):
-        return self.session.recipe(strict=False), self.session.prepared_stack(), self.session.references()
+        return self.session.settings, self.session.prepared(), self.session.references()
 
     @notify_errors("Train")
     def train(self):
         """Train the classifier in a worker; show accuracy, confusion matrix and importances."""
-        recipe, stack, references = self._inputs()
+        settings, prepared, references = self._inputs()
         self.report("training…")
         self.cancel_button.setEnabled(True)
-        worker = self.launch(train_steps, recipe, stack, references, done=lambda model: self._trained(model, recipe),
+        worker = self.launch(train_steps, settings, prepared.stack, references,
+                             done=lambda model: self._trained(model, settings),
                              what="Training", buttons=(self.train_button, self.map_button))
         worker.finished.connect(lambda: self.cancel_button.setEnabled(False))
         worker.aborted.connect(lambda: self.report("training cancelled; the previous model is kept"))
 
-    def _trained(self, model, recipe):
-        self.session.model, self.session.model_recipe = model, _without_metric(recipe)
+    def _trained(self, model, settings):
+        self.session.model, self.session.model_settings = model, training_key(settings)
         classifier = model.classifier
         self.accuracy.setText(f"{classifier.accuracy:.3f} on {classifier.confusion.sum()} synthetic spectra")
         confusion_ax, importance_ax = self.plot.clear()
@@ -181,20 +147,20 @@ class ClassifyWidget(Dock):
     @notify_errors("Map")
     def map(self):
         """Map every pixel in a worker (training first unless the trained model is current)."""
-        recipe, stack, references = self._inputs()
-        current = self.session.model is not None and self.session.model_recipe == _without_metric(recipe)
+        settings, prepared, references = self._inputs()
+        current = self.session.model is not None and self.session.model_settings == training_key(settings)
         model = self.session.model if current else None
-        self._map_recipe = recipe
+        self._map_settings = settings
         self.cancel_button.setEnabled(True)
-        worker = self.launch(train_and_map, recipe, stack, references, model,
-                             done=lambda result: self._mapped(result, recipe), yielded=self._yielded,
+        worker = self.launch(train_and_map, settings, prepared.stack, references, model,
+                             done=lambda result: self._mapped(result, settings, prepared), yielded=self._yielded,
                              what="Mapping", total=1, buttons=(self.train_button, self.map_button))
         worker.finished.connect(lambda: self.cancel_button.setEnabled(False))
         worker.aborted.connect(lambda: self.report("mapping cancelled; the viewer's maps are unchanged"))
 
     def _yielded(self, value):
         if value[0] == "model" and value[1] is not None:
-            self._trained(value[1], self._map_recipe)
+            self._trained(value[1], self._map_settings)
         else:
             self.report(f"mapping band {value[0]} of {value[1]}")
 
@@ -203,10 +169,10 @@ class ClassifyWidget(Dock):
         if self.worker is not None and hasattr(self.worker, "quit"):
             self.worker.quit()
 
-    def _mapped(self, result, recipe):
+    def _mapped(self, result, settings, prepared):
         from .._reader import labels_layer
 
-        self.session.result, self.session.result_recipe = result, recipe
+        self.session.result, self.session.result_settings, self.session.result_prepared = result, settings, prepared
         classes = result.classifier.classes
         grid = self.session.map_transform()
         for name in MAP_IMAGES + tuple(f"fraction {ref}" for ref in classes.references):
@@ -236,7 +202,8 @@ class ClassifyWidget(Dock):
         """Write the files of ``xafsmap map`` into ``folder`` (worker)."""
         if self.session.result is None:
             raise ValueError("nothing to save yet: click Map first")
-        self.launch(save_maps, self.session.result, folder, self.session.result_recipe, overwrite,
+        settings = replace(self.session.result_settings, zarr=self.session.settings.zarr)
+        self.launch(save_maps, self.session.result, folder, settings, self.session.result_prepared, overwrite,
                     done=lambda out: self.report(f"maps written to {out}"), what="Saving the maps",
                     buttons=(self.save_button,))
 
@@ -273,10 +240,3 @@ class ClassifyWidget(Dock):
         self.session.apply_recipe(recipe)
         self.report(f"recipe {path} loaded")
         return recipe
-
-
-def _without_metric(recipe):
-    """The metric does not change the model, so a model stays current when only it changes."""
-    from dataclasses import replace
-
-    return replace(recipe, metric="euclidean")

@@ -1,15 +1,14 @@
 """Dock 6, Inspect: click a pixel (or pick a shape) to see its spectra, class and fractions.
 
 With a measured drift (and registration chosen) and an energy-shift map, the pixel's
-spectrum is drift-corrected and calibrated as the prepared stack is.
+spectrum is drift-corrected and calibrated as the prepared stack is
+(:func:`~xafsmap.core.spectra.block.block_spectrum`).
 Only the clicked pixel's spectrum is read (all energies, one pixel or bin), in a worker;
 while one read runs, later clicks replace each other and the newest is read next, so the
 viewer never waits for a lazy multi-GB stack.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QLabel
@@ -21,46 +20,11 @@ from ._plot import PlotCanvas
 SHOWN_FRACTION = 0.1
 
 
-def read_spectrum(stack, energies, rows: slice, cols: slice, norm_params: dict, shift=None, kept=None,
-                  drift=None):
-    """Worker: mean spectrum of stack pixels ``rows, cols`` (all energies) and its normalization.
+def read_spectrum(stack, rows: slice, cols: slice, normalization: dict, drift=None, shift=None):
+    """Worker: the block's spectrum prepared as the stack is (:func:`~xafsmap.core.spectra.block.block_spectrum`)."""
+    from ..core.spectra.block import block_spectrum
 
-    With ``drift`` (E, 2) the pixels are drift-corrected first, as
-    :func:`~xafsmap.core.prepare.register.correct_drift` does the whole stack (from the pixels
-    around them, a margin of the largest drift). With the block's energy ``shift`` (eV,
-    from the shift map) the spectrum is put on the nominal energies as the calibrated
-    stack is, keeping the energies ``kept``. Returns ``(energies, spectrum, normalized or None)``.
-    """
-    from ..core.spectra.normalize import normalize
-
-    if drift is not None:
-        from ..core.prepare.register import correct_drift
-
-        _, n_rows, n_cols = stack.data.shape
-        margin = int(np.ceil(np.abs(drift).max())) + 1
-        r0, c0 = max(rows.start - margin, 0), max(cols.start - margin, 0)
-        around = np.asarray(stack.data[:, r0 : min(rows.stop + margin, n_rows), c0 : min(cols.stop + margin, n_cols)],
-                            dtype=np.float32)
-        block = correct_drift(around, drift)[:, rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
-        block = block.reshape(block.shape[0], -1)
-    elif rows.stop - rows.start == 1 and cols.stop - cols.start == 1:  # one positioned read per page
-        from ..core.io.pixel import read_spectrum as read_pixel
-
-        block = read_pixel(stack, rows.start, cols.start)[:, None]
-    else:
-        block = np.asarray(stack.data[:, rows, cols], dtype=np.float32).reshape(stack.data.shape[0], -1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        spectrum = np.nanmean(block, axis=1)
-    if shift is not None:
-        from ..core.prepare.resample import apply_shift
-
-        spectrum = apply_shift(spectrum[:, None, None], energies, np.full((1, 1), shift, np.float32))[:, 0, 0]
-        inside = np.isin(energies, kept)
-        energies, spectrum = energies[inside], spectrum[inside]
-    if not np.all(np.isfinite(spectrum)):
-        return energies, spectrum, None
-    return energies, spectrum, np.asarray(normalize(spectrum, energies, **norm_params).norm)
+    return block_spectrum(stack, rows, cols, normalization=normalization, drift=drift, shift=shift)
 
 
 class InspectWidget(Dock):
@@ -145,17 +109,13 @@ class InspectWidget(Dock):
         if self.worker is not None and self.worker.is_running:
             self.pending = (block, title, pixel)  # newest click wins
             return
-        model = self.session.model
-        params = model.normalization if model is not None else self.session.choices["normalization"]
+        session = self.session
+        params = session.model.normalization if session.model is not None else session.settings.normalization
         self.shown = pixel
-        shift = kept = None
-        if self.session.shift_map is not None:
-            shift = float(np.nanmean(self.session.shift_map.shift[block]))
-            kept = self.session.prepared_stack().energies
-        drift = self.session.drift if self.session.choices.get("register") else None
-        worker = self.launch(read_spectrum, self.session.stack, self.session.stack.energies, *block, params,
-                             shift, kept, drift, done=lambda value: self._draw(value, title, pixel),
-                             what="Reading the spectrum")
+        shift = None if session.shift_map is None else session.shift_map.shift
+        drift = session.drift if session.settings.register else None
+        worker = self.launch(read_spectrum, session.stack, *block, params, drift, shift,
+                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum")
         worker.finished.connect(self._next)
 
     def _next(self):
@@ -166,7 +126,7 @@ class InspectWidget(Dock):
 
     # showing -------------------------------------------------------------
     def _draw(self, value, title, pixel):
-        energies, spectrum, norm = value
+        energies, spectrum, norm = value.energies, value.mu, value.norm
         raw_ax, norm_ax = self.plot.axes
         if self._raw_line is None:  # axes, labels and layout once; later clicks only move lines
             self._raw_line, = raw_ax.plot([], [], color="white", lw=1)

@@ -9,17 +9,14 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPush
 
 from ..core.io.stack import Stack
 from ._base import Dock, notify_errors
+from ._controls import controls
 
-_FILE_ROLES = (
-    ("stack", "Stack", "multi-page TIFF, folder of TIFFs, or STXM .hdr"),
-    ("energies", "Energies", "optional: energies file (found beside the stack when empty)"),
-    ("flat", "Flat (I0) images", "optional: the stack is then transmitted counts"),
-    ("dark", "Dark images", "optional: subtracted from stack and flat"),
-    ("i0", "I0 spectrum", "optional: incident-beam spectrum (energy, counts), e.g. STXM i0.xsp"),
-)
+#: The measurement's files, in the order of the form (the settings of section [input]).
+FILE_SETTINGS = ("stack", "energies", "flat", "dark", "i0", "axes")
 
 
-def _path_row(tip: str) -> tuple[QWidget, QLineEdit]:
+def path_row(tip: str) -> tuple[QWidget, QLineEdit]:
+    """A line edit with a browse button (for files that are not settings: a shift map to load)."""
     row, edit, browse = QWidget(), QLineEdit(), QPushButton("…")
     edit.setToolTip(tip)
     browse.setMaximumWidth(28)
@@ -46,8 +43,8 @@ def compute_stack(data, energies, sources: dict):
     image per energy, for display — else the layer's data itself."""
     from ..core.io.stack import read_stack
 
-    paths = {role: value for role, value in sources.items() if role in ("stack", "flat", "dark", "i0")}
-    if "stack" in paths and all(Path(str(value)).exists() for value in paths.values()):
+    paths = {role: value for role, value in sources.items() if role in ("stack", "flat", "dark", "i0", "axes")}
+    if "stack" in paths and all(Path(str(value)).exists() for role, value in paths.items() if role != "axes"):
         stack = read_stack(paths.pop("stack"), energies=energies, **paths)
         if tuple(stack.data.shape) == tuple(data.shape):
             return Stack(stack.data, stack.energies, dict(sources))
@@ -87,10 +84,7 @@ class MeasurementWidget(Dock):
         self.form.addRow("Stack layer", self.layer_box)
         self.use_button = self.button("Use layer", self.use_layer, tip="map this image layer")
         self.form.addRow(self.use_button)
-        self.paths = {}
-        for role, label, tip in _FILE_ROLES:
-            row, self.paths[role] = _path_row(tip)
-            self.form.addRow(label, row)
+        self.controls = controls(self.form, FILE_SETTINGS)
         self.open_button = self.button("Open stack", self.open_stack, tip="open lazily, as absorbance")
         self.form.addRow(self.open_button)
         self.layout().addWidget(self.status)
@@ -134,7 +128,7 @@ class MeasurementWidget(Dock):
     @notify_errors("Open stack")
     def open_stack(self, paths: dict | None = None):
         """Open the stack named in the path fields (or ``paths``) in a worker, then use it."""
-        paths = paths or {role: edit.text().strip() for role, edit in self.paths.items()}
+        paths = paths or {role: control.value() for role, control in self.controls.items()}
         paths = {role: value for role, value in paths.items() if value}
         if "stack" not in paths:
             raise ValueError("give the stack file or folder first")
@@ -153,8 +147,8 @@ class MeasurementWidget(Dock):
         wanted = self.session.wanted_source
         if wanted == recipe_source:
             return
-        for role, edit in self.paths.items():
-            edit.setText(str(wanted.get(role, "")))
+        for role, control in self.controls.items():
+            control.show_value(wanted.get(role))
         if "sample" in wanted:
             self.viewer.open_sample("xafsmap", wanted["sample"])
             self.use_layer(self.stack_layers()[-1].name)

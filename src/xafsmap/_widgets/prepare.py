@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
 
 from ._base import Dock, notify_errors, set_layer
 from ._plot import PlotCanvas
+from ._controls import controls
 from .calibration import CalibrationPanel
 
 MASK_LAYER = "mask preview"
+NORMALIZATION = ("e0", "pre1", "pre2", "norm1", "norm2", "nnorm")
 
 
 class PrepareWidget(Dock):
@@ -28,39 +30,22 @@ class PrepareWidget(Dock):
         self.form.addRow(row)
         self.roi_label = QLabel("whole image")
         self.form.addRow("ROI (rows, columns)", self.roi_label)
-        self.bin_spin = QSpinBox()
-        self.bin_spin.setRange(1, 64)
-        self.bin_spin.setToolTip("average n × n neighbouring pixels (better S/N, fewer pixels)")
-        self.form.addRow("Binning n × n", self.bin_spin)
-        self.auto_box = QCheckBox("edge significance")
-        self.auto_box.setToolTip("sample = an edge step at least 5 of its own noise sigmas above zero; "
-                                 "untick for a manual edge-step threshold")
-        self.auto_box.setChecked(True)
-        self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setDecimals(4)
-        self.threshold_spin.setRange(0.0, 1e6)
-        self.threshold_spin.setSingleStep(0.01)
-        self.threshold_spin.setEnabled(False)
-        row = QWidget()
-        line = QHBoxLayout(row)
-        line.setContentsMargins(0, 0, 0, 0)
-        line.addWidget(self.auto_box)
-        line.addWidget(self.threshold_spin)
-        self.form.addRow("Mask", row)
+        self.controls = controls(self.form, ("bin", "threshold", "significance"), on_change=self._changed)
         self.preview_button = self.button("Preview mask", self.preview_mask,
                                           tip="edge step of a subgrid and the no-sample mask, as a layer")
         self.form.addRow(self.preview_button)
         self.histogram = PlotCanvas(height=1.8)
         self.histogram.hide()
         self.layout().addWidget(self.histogram)
+        normalization = QGroupBox("Normalization (Larch's pre_edge)")
+        normalization.setCheckable(False)
+        self.controls.update(controls(QFormLayout(normalization), NORMALIZATION, on_change=self._changed))
+        self.layout().addWidget(normalization)
         self.calibration = CalibrationPanel(self)
         self.layout().addWidget(self.calibration)
         self.layout().addWidget(self.status)
         self.layout().addStretch()
         self.preview = None
-        self.bin_spin.valueChanged.connect(lambda v: self.session.update("prepare", bin=int(v)))
-        self.auto_box.toggled.connect(self._threshold_changed)
-        self.threshold_spin.valueChanged.connect(self._threshold_changed)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda *_: self.refresh_layers())
         self.session.changed.connect(self._on_session)
@@ -99,62 +84,58 @@ class PrepareWidget(Dock):
     @notify_errors("ROI")
     def set_roi(self, roi):
         if roi is not None and self.session.stack is not None:
-            from ..core.prepare.steps import crop_stack
+            from ..core.prepare.grid import crop_stack
 
             crop_stack(self.session.stack.data, roi)  # refuses a ROI outside the image
         self.session.update("prepare", roi=None if roi is None else tuple(int(v) for v in roi))
 
-    def _threshold_changed(self, *_):
-        self.threshold_spin.setEnabled(not self.auto_box.isChecked())
-        threshold = None if self.auto_box.isChecked() else float(self.threshold_spin.value())
-        if threshold != self.session.choices["threshold"]:
-            self.session.update("prepare", threshold=threshold)
-        self._show_mask()
+    @notify_errors("Prepare")
+    def _changed(self, name: str):
+        self.session.update("prepare", **{name: self.controls[name].value()})
+        if name in ("threshold", "significance"):
+            self._show_mask()
 
     @notify_errors("Mask preview")
     def preview_mask(self):
         """Noise model, edge steps and their significance on a subgrid (worker), then the mask as a layer."""
-        from ..core.spectra.mask import preview_mask
+        from ..core.spectra.maskpreview import preview_mask
 
         stack = self.session.prepared_stack()
-        self.launch(preview_mask, stack, norm_params=self.session.choices["normalization"], done=self._previewed,
-                    what="Mask preview", buttons=(self.preview_button,), total=0)
+        settings = self.session.settings
+        self.launch(preview_mask, stack, norm_params=settings.normalization, significance=settings.significance,
+                    done=self._previewed, what="Mask preview", buttons=(self.preview_button,), total=0)
 
     def _previewed(self, preview):
         self.preview = preview
         self._show_mask()
 
     def _show_mask(self):
-        from ..core.spectra.mask import SIGNIFICANCE, dropped_regions
+        from ..core.spectra.mask import dropped_regions
 
         if self.preview is None:
             return
-        preview, threshold = self.preview, self.session.choices["threshold"]
+        preview, threshold = self.preview, self.session.settings.threshold
         mask = preview.mask(threshold)
-        stride = preview.stride
-        transform = self.session.map_transform()
-        scale = tuple(s * stride for s in transform["scale"])
-        translate = tuple(t + (stride - 1) / 2 * s for t, s in zip(transform["translate"], transform["scale"]))
+        grid = preview.grid
         labels = mask.astype(np.uint8)
-        set_layer(self.viewer, labels, kind="labels", update=True, name=MASK_LAYER, scale=scale, translate=translate,
-                  opacity=0.4, colormap={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.8, 1.0, 1.0)})
+        set_layer(self.viewer, labels, kind="labels", update=True, name=MASK_LAYER, opacity=0.4,
+                  colormap={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.8, 1.0, 1.0)},
+                  **grid.transform(**self.session.map_transform()))
         self._draw_histogram(preview, threshold)
         rule = (f"edge step above {threshold:.4g}" if threshold is not None else
-                f"edge at least {SIGNIFICANCE:g} of its noise sigmas above zero")
-        lines = [f"{rule}: {100 * labels.mean():.0f} % of the previewed pixels hold sample "
-                 + ("(all pixels read)" if stride == 1 else f"(1 pixel in {stride}² read)")]
+                f"edge at least {preview.survey.significance:g} of its noise sigmas above zero")
+        read = "all pixels read" if grid.full else f"1 pixel in {grid.row_stride} × {grid.col_stride} read"
+        lines = [f"{rule}: {100 * labels.mean():.0f} % of the previewed pixels hold sample ({read})"]
         lines += [f"⚠ {w}" for w in dropped_regions(preview.jump, preview.jump_sigma, mask)]
         self.report("\n".join(lines))
 
     def _draw_histogram(self, preview, threshold):
         """Histogram of the edge significance (or of the edge step, with a manual cut) and the cut."""
-        from ..core.spectra.mask import SIGNIFICANCE
-
         [ax] = self.histogram.clear()
         if threshold is None:
             values = preview.significance
             values = np.log10(np.clip(values[np.isfinite(values)], 0.1, None))
-            cut, label = np.log10(SIGNIFICANCE), "log10 (edge jump / its sigma)"
+            cut, label = np.log10(preview.survey.significance), "log10 (edge jump / its sigma)"
         else:
             values, cut, label = preview.edge_step[np.isfinite(preview.edge_step)], threshold, "edge step"
         ax.hist(values, bins=80, color="#8fb4d9")
@@ -169,17 +150,8 @@ class PrepareWidget(Dock):
             self.preview = None
         if part not in ("recipe", "measurement", "prepare"):
             return
-        roi = self.session.choices["roi"]
+        settings = self.session.settings
+        roi = settings.roi
         self.roi_label.setText("whole image" if roi is None else f"{roi[0]}:{roi[1]}, {roi[2]}:{roi[3]}")
-        self.bin_spin.blockSignals(True)
-        self.bin_spin.setValue(self.session.choices["bin"])
-        self.bin_spin.blockSignals(False)
-        threshold = self.session.choices["threshold"]
-        self.auto_box.blockSignals(True)
-        self.auto_box.setChecked(threshold is None)
-        self.auto_box.blockSignals(False)
-        self.threshold_spin.setEnabled(threshold is not None)
-        if threshold is not None:
-            self.threshold_spin.blockSignals(True)
-            self.threshold_spin.setValue(threshold)
-            self.threshold_spin.blockSignals(False)
+        for name, widget in self.controls.items():
+            widget.show_value(getattr(settings, name))

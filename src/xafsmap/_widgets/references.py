@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
-                            QWidget)
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem, QWidget
 
 from ._base import Dock, hbox, notify_errors
+from ._controls import control
 from ._plot import PlotCanvas
 from ._session import Entry
 
-#: Pixels averaged into the mean spectrum the references are compared with.
-MEAN_PIXELS = 4096
 COLUMNS = ("use", "name", "offset (eV)", "source")
 
 
@@ -32,30 +29,15 @@ def read_entries(path) -> list[Entry]:
     return [Entry(ref.source, ref.name, 0.0, len(refs) == 1, ref) for ref in refs]
 
 
-def compare_spectra(stack, references, offsets, norm_params: dict, *, align: bool = False, threshold=None,
-                    fit_range=(-30.0, 70.0)):
-    """Worker: the mean spectrum of (a subgrid of) the stack, the references on its energies, its e0, and
-    the energy-scale check of the references on a survey of MEAN_PIXELS pixels (aligned if ``align``)."""
-    from ..core.spectra.energyscale import check_energy_scale
-    from ..core.spectra.normalize import normalize
-    from ..core.model.training import prepare_references, survey
+def compare_spectra(stack, references, settings):
+    """Worker: the references over the prepared stack's mean spectrum, with their energy-scale check
+    (:func:`~xafsmap.core.model.preview.compare_references`, as training prepares them)."""
+    from ..core.model.preview import compare_references
 
-    _, rows, cols = stack.data.shape
-    stride = max(1, int(np.ceil(np.sqrt(rows * cols / MEAN_PIXELS))))
-    block = np.asarray(stack.data[:, ::stride, ::stride], dtype=np.float32).reshape(stack.data.shape[0], -1)
-    good = np.all(np.isfinite(block), axis=0)
-    if not good.any():
-        raise ValueError("every pixel read has a NaN or infinite value")
-    mean = block[:, good].mean(axis=1)
-    result = normalize(mean, stack.energies, **norm_params)
-    e0 = float(np.asarray(result.e0))
-    found = survey(stack.data, stack.energies, threshold=threshold, norm_params=norm_params, n_pixels=MEAN_PIXELS)
-    energies = np.asarray(stack.energies, dtype=np.float64)
-    inside = np.flatnonzero((energies >= found.e0 + fit_range[0]) & (energies <= found.e0 + fit_range[1]))
-    scale = check_energy_scale(found.spectra, energies, references, norm_params=found.normalization,
-                               window=(int(inside[0]), int(inside[-1]) + 1), offsets=offsets, align=align, rng=0)
-    refs = prepare_references(references, stack.energies, e0=e0, offsets=scale.offsets, norm_params=norm_params)
-    return stack.energies, np.asarray(result.norm), refs, e0, scale
+    return compare_references(stack, references, offsets=[ref.offset for ref in settings.references],
+                              normalization=settings.normalization, threshold=settings.threshold,
+                              significance=settings.significance, fit_range=settings.fit_range,
+                              align=settings.align_references)
 
 
 class ReferencesWidget(Dock):
@@ -78,13 +60,13 @@ class ReferencesWidget(Dock):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(140)
         self.layout().addWidget(self.table)
-        self.align_box = QCheckBox("Align to the stack (one common energy offset)")
-        self.align_box.setToolTip("fit one energy offset shared by all references to the stack (Athena's align to a "
-                                  "common standard), added to each offset above; --align-references")
-        self.align_box.toggled.connect(lambda on: self.session.update("alignment", align_references=bool(on)))
+        self.controls = {"align_references": control("align_references")}
+        self.align_box = self.controls["align_references"].editor
+        self.controls["align_references"].changed.connect(
+            lambda: self.session.update("alignment", align_references=self.controls["align_references"].value()))
         self.alignment = QLabel("")
         self.alignment.setWordWrap(True)
-        self.layout().addWidget(self.align_box)
+        self.layout().addWidget(self.controls["align_references"])
         self.layout().addWidget(self.alignment)
         self.plot_button = self.button("Plot over the mean spectrum", self.plot_references,
                                        tip="ticked references over the mean spectrum of the prepared stack")
@@ -177,9 +159,7 @@ class ReferencesWidget(Dock):
             self.show_offset(self.session.model.params.get("alignment"), source="the trained model")
 
     def _show_align(self):
-        self.align_box.blockSignals(True)
-        self.align_box.setChecked(bool(self.session.choices["align_references"]))
-        self.align_box.blockSignals(False)
+        self.controls["align_references"].show_value(self.session.settings.align_references)
 
     def show_offset(self, alignment, *, source: str, best=None, warnings=()):
         """Say which common offset was applied (``alignment``, a report record) or found (``best``)."""
@@ -199,17 +179,14 @@ class ReferencesWidget(Dock):
         """Plot the ticked references over the mean spectrum, both normalized alike (worker)."""
         stack = self.session.prepared_stack()
         references = self.session.references()
-        offsets = [entry.offset for entry in self.session.entries if entry.use]
-        choices = self.session.choices
-        self.launch(compare_spectra, stack, references, offsets, choices["normalization"],
-                    align=choices["align_references"], threshold=choices["threshold"], fit_range=choices["fit_range"],
+        self.launch(compare_spectra, stack, references, self.session.settings,
                     done=lambda value: self._draw(value, [r.name for r in references]),
                     what="Comparing references", buttons=(self.plot_button,))
 
     def _draw(self, value, names):
         from ..core.mapping.quicklook import label_colors
 
-        energies, mean, refs, e0, scale = value
+        energies, mean, refs, e0, scale = value.energies, value.mean, value.references, value.e0, value.scale
         self.show_offset(scale.alignment, source="surveyed pixels", best=scale.fit, warnings=scale.warnings)
         [ax] = self.plot.clear()
         colors = label_colors(len(names)) / 255.0

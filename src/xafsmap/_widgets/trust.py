@@ -10,19 +10,18 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
 )
 
 from ._base import Dock, hbox, notify_errors, set_layer
+from ._controls import control, controls
 from ._plot import PlotCanvas
 from ._session import Entry
 
@@ -78,28 +77,19 @@ class TrustWidget(Dock):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        self.false_alarm = QDoubleSpinBox()
-        self.false_alarm.setDecimals(5)
-        self.false_alarm.setRange(1e-5, 0.2)
-        self.false_alarm.setSingleStep(0.001)
-        self.false_alarm.setValue(1e-3)
-        self.false_alarm.setToolTip("share of well-explained pixels flagged by chance")
-        self.pool = QSpinBox()
-        self.pool.setRange(1, 8)
-        self.pool.setToolTip("pool the evidence of n × n pixels (more sensitive, coarser)")
-        self.form.addRow("False-alarm rate", self.false_alarm)
-        self.form.addRow("Pooling n × n", self.pool)
+        self.controls = controls(self.form, ("false_alarm", "pool"), on_change=self._changed)
         self.find_button = self.button("Find unexplained", self.find, tip="pixels no mixture of the ticked "
                                        "references explains, grouped into regions")
         self.form.addRow(self.find_button)
         self.region_box = QComboBox()
         self.form.addRow("Region", self.region_box)
-        self.library_edit = QLineEdit()
-        self.library_edit.setToolTip("folder(s) or files of candidate spectra, separated by ';'")
+        self.controls["library"] = library = control("library")
+        library.changed.connect(lambda: self._changed("library"))
+        self.library_edit = library.editor
         browse = QPushButton("…")
         browse.setMaximumWidth(28)
         browse.clicked.connect(lambda *_: self._browse())
-        self.form.addRow("Library", hbox(self.library_edit, browse))
+        self.form.addRow(library.setting.label, hbox(library, browse))
         self.search_button = self.button("Search library", self.search, tip="rank library spectra by how much "
                                          "each improves the fit of the region")
         self.add_button = self.button("Add to references", self.add_candidate, tip="add the selected candidate "
@@ -120,8 +110,11 @@ class TrustWidget(Dock):
                                           "pixel and over the image; warns when more references win by chance")
         line = QHBoxLayout(compare)
         line.setContentsMargins(0, 0, 0, 0)
+        self.controls["criterion"] = criterion = control("criterion")
+        criterion.changed.connect(lambda: self._changed("criterion"))
         line.addWidget(QLabel("Sets"))
         line.addWidget(self.sets_edit)
+        line.addWidget(criterion)
         line.addWidget(self.compare_button)
         self.layout().addWidget(compare)
         self.verdict = QLabel("")
@@ -137,13 +130,18 @@ class TrustWidget(Dock):
     def _browse(self):
         path = QFileDialog.getExistingDirectory(self, "Reference library folder")
         if path:
-            self.library_edit.setText(path)
+            self.controls["library"].setValue((path,))
+
+    @notify_errors("Trust settings")
+    def _changed(self, name: str):
+        self.session.update("trust", **{name: self.controls[name].value()})
 
     def _fit_options(self) -> dict:
-        choices = self.session.choices
-        offsets = [entry.offset for entry in self.session.entries if entry.use]
-        return dict(offsets=offsets, threshold=choices["threshold"], fit_range=choices["fit_range"],
-                    align_references=choices["align_references"], **choices["normalization"])
+        """The options of the fits, from the settings (as ``xafsmap search-references`` passes them)."""
+        s = self.session.settings
+        return dict(offsets=[ref.offset for ref in s.references], threshold=s.threshold,
+                    significance=s.significance, fit_range=s.fit_range, thick=s.thick,
+                    align_references=s.align_references, **s.normalization)
 
     # unexplained ---------------------------------------------------------
     @notify_errors("Find unexplained")
@@ -152,8 +150,9 @@ class TrustWidget(Dock):
         from ..core.trust.unexplained import iter_unexplained
 
         stack, references = self.session.prepared_stack(), self.session.references()
-        self.launch(iter_unexplained, stack, references, false_alarm=float(self.false_alarm.value()),
-                    pool=int(self.pool.value()), rng=self.session.choices["seed"], **self._fit_options(),
+        settings = self.session.settings
+        self.launch(iter_unexplained, stack, references, false_alarm=settings.false_alarm, pool=settings.pool,
+                    rng=settings.seed, **self._fit_options(),
                     done=self._found, what="Finding unexplained pixels", total=1,
                     buttons=(self.find_button, self.search_button, self.compare_button))
 
@@ -186,7 +185,7 @@ class TrustWidget(Dock):
             raise ValueError("click Find unexplained first")
         if not self.found.sizes.size:
             raise ValueError("no unexplained region to search for: every pixel is explained")
-        paths = paths or [p.strip() for p in self.library_edit.text().split(";") if p.strip()]
+        paths = paths or list(self.controls["library"].value())
         if not paths:
             raise ValueError("give a library folder or file first")
         self.launch(search_library, [str(p) for p in paths], self.found, done=self._searched,
@@ -275,9 +274,9 @@ class TrustWidget(Dock):
         sets = parse_sets(self.sets_edit.text(), names)
         stack = self.session.prepared_stack()
         refs = {name: self.session.reference_named(name) for name in {n for members in sets.values() for n in members}}
-        options = {k: v for k, v in self._fit_options().items() if k != "offsets"}
+        options = {k: v for k, v in self._fit_options().items() if k not in ("offsets", "thick", "align_references")}
         self.launch(iter_compare, stack, {label: [refs[n] for n in members] for label, members in sets.items()},
-                    **options, done=self._compared, what="Comparing reference sets", total=1,
+                    criterion=self.session.settings.criterion, **options, done=self._compared, what="Comparing reference sets", total=1,
                     buttons=(self.compare_button, self.find_button))
 
     def _compared(self, result):
@@ -297,6 +296,9 @@ class TrustWidget(Dock):
         self.verdict.setText("\n".join(lines))
 
     def _on_session(self, part: str):
+        if part == "recipe":
+            for name, widget in self.controls.items():
+                widget.show_value(getattr(self.session.settings, name))
         if part in ("references", "recipe", "measurement"):
             text = self.sets_edit.text()
             if not text or text == self._sets_auto:

@@ -2,7 +2,7 @@
 
 A page-per-energy TIFF stores a pixel's spectrum as one value on every page. The lazy
 dask stack reads whole (E, band, N) chunks (tens of MB) to return those E values;
-:func:`read_spectrum` reads just the E values, one positioned read per page, for the
+:func:`read_pixel_spectrum` reads just the E values, one positioned read per page, for the
 Inspect dock's click-to-plot.
 """
 
@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["read_spectrum"]
+__all__ = ["read_pixel_spectrum"]
 
 
 @lru_cache(maxsize=8)
@@ -42,7 +42,7 @@ def _raw_file(stack):
     return path, layout
 
 
-def read_spectrum(stack, row: int, col: int) -> np.ndarray:
+def read_pixel_spectrum(stack, row: int, col: int) -> np.ndarray:
     """The spectrum of pixel (row, col): E values, one positioned read per energy page.
 
     Parameters
@@ -75,7 +75,7 @@ def read_spectrum(stack, row: int, col: int) -> np.ndarray:
     >>> from xafsmap.core.io.stack import read_stack, write_stack
     >>> data = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
     >>> f = write_stack(pathlib.Path(tempfile.mkdtemp()) / "s.tif", data, [1.0, 2.0, 3.0])
-    >>> read_spectrum(read_stack(f), 1, 2).tolist()
+    >>> read_pixel_spectrum(read_stack(f), 1, 2).tolist()
     [7.0, 27.0, 47.0]
     """
     n_e, rows, cols = stack.data.shape

@@ -30,6 +30,7 @@ from .tiff import BAND_BYTES, TIFF_SUFFIXES, _open_tiff, _open_tiff_files, _tiff
 
 __all__ = [
     "BAND_BYTES",
+    "IN_MEMORY",
     "Stack",
     "absorbance_from_transmission",
     "count_invalid",
@@ -41,6 +42,9 @@ __all__ = [
     "stack_info",
     "write_stack",
 ]
+
+#: What ``Stack.sources`` records for a role given as an in-memory array (no file to reopen).
+IN_MEMORY = "<array>"
 
 _SUPPORTED = ("a .tif/.tiff file, a folder or glob ('*') of per-energy TIFFs, an STXM .hdr header, an HDF5/NeXus "
               "file (.h5, .hdf5, .nxs; FILE.h5:/path/to/dataset) or a Zeiss/Xradia .txrm/.xrm")
@@ -58,7 +62,7 @@ class Stack:
         Energies in eV, strictly increasing.
     sources : dict of str to str
         Role (``"stack"``, ``"energies"``, ``"flat"``, ``"dark"``, ``"i0"``) to the path
-        used; arrays given directly are recorded as ``"<array>"``.
+        used; arrays given directly are recorded as :data:`IN_MEMORY`.
     preparation : tuple of xafsmap.core.prepare.steps.Preparation
         The :func:`~xafsmap.core.prepare.steps.prepare_stack` calls that made ``data`` from
         what was read, oldest first (empty for a stack as read), so that a cluster
@@ -121,7 +125,7 @@ def _as_array(value, *, role: str, sources: dict):
         sources[role] = str(value)
         data, _ = _open_tiff(Path(value), role=role)
         return data
-    sources[role] = "<array>"
+    sources[role] = IN_MEMORY
     return value
 
 
@@ -138,7 +142,7 @@ def _read_i0(value, energies: np.ndarray, *, sources: dict) -> np.ndarray:
             raise ValueError(f"{name}: {error}; an i0 file holds two columns of numbers (energy in eV, "
                              "counts)") from None
     else:
-        sources["i0"], name = "<array>", "i0"
+        sources["i0"], name = IN_MEMORY, "i0"
         table = np.asarray(value, dtype=np.float64)
         if table.ndim == 1:
             if table.size != energies.size:
@@ -261,7 +265,7 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
         elif isinstance(energies, (str, Path)):
             values, sources["energies"], source = read_energies(energies), str(energies), Path(energies).name
         else:
-            values, sources["energies"], source = _validate_energies(energies, source="energies"), "<array>", "energies"
+            values, sources["energies"], source = _validate_energies(energies, source="energies"), IN_MEMORY, "energies"
         if kind in ("hdf5", "xradia") and embedded is not None:
             notes.append(f"energies from {source} override the {embedded.size} in the file "
                          f"({embedded[0]:g}–{embedded[-1]:g} eV)")

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.classify import METRICS, Classifier, classify, label_features, slope_operator
+from ..model.features import METRICS, slope_operator
+from ..model.classify import Classifier, classify, label_features
 from ..model.kernels import reduce_band
 from ..spectra.mask import edge_jump, edge_mask
 from ..spectra.normalize import normalize
 from ..io.tiff import BAND_BYTES
-from ..model.training import Model, Survey, train_model
+from ..model.training import Model, train_model
+from ..spectra.survey import Survey
 
 __all__ = [
     "MapResult",
@@ -32,6 +34,7 @@ __all__ = [
     "iter_classify",
     "iter_map",
     "map_band",
+    "map_band_into",
     "map_stack",
 ]
 
@@ -123,7 +126,7 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
 
     def map_rows(r0):
         r1 = min(rows, r0 + band)
-        _map_band(read(r0, r1), energies, r0, r1, maps, model=model, metric=metric, thick=thick, origin=r0)
+        map_band_into(read(r0, r1), energies, r0, r1, maps, model=model, metric=metric, thick=thick, origin=r0)
 
     # Two bands in flight: while one waits for the disk or runs the (parallel) forest,
     # the other's single-threaded numpy work uses the second core. Bands write
@@ -253,7 +256,8 @@ def count_bands(shape, band_bytes: int = BAND_BYTES) -> int:
     return -(-shape[1] // band_rows(shape, band_bytes))
 
 
-def _map_band(band, energies, r0, r1, maps, *, model, metric, thick, origin: int = 0):
+def map_band_into(band, energies, r0: int, r1: int, maps: dict, *, model: Model, metric: str, thick: float,
+                  origin: int = 0) -> None:
     """Map rows ``r0:r1`` of ``maps`` (``band`` holds them, all energies; ``origin`` is
     the first row's row in the stack) and write every map with one assignment of whole
     rows, so any array with numpy slicing (numpy, memmap, zarr chunks of whole bands)
@@ -277,7 +281,7 @@ def map_band(band, energies, *, model, metric: str = "euclidean", thick: float |
     energies : ndarray, shape (E,)
     model : Model
     metric : str
-        Feature-space distance (see :data:`~xafsmap.core.model.classify.METRICS`).
+        Feature-space distance (see :data:`~xafsmap.core.model.features.METRICS`).
     thick : float, optional
         Absorbance above which a pixel is flagged too thick (default the model's limit).
     origin : int

@@ -58,7 +58,7 @@ def model_warnings(classifier) -> tuple[str, ...]:
     Low held-out accuracy (naming the classes most confused) and references the map
     cannot tell apart (from the classifier's normalized references, over its window).
     (A stack whose edge falls, transmission given as absorbance, is refused by the
-    survey: :func:`~xafsmap.core.model.training.survey`.)
+    survey: :func:`~xafsmap.core.spectra.survey.survey`.)
 
     Parameters
     ----------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classify import _feature_operator, slope_operator
+from .features import METRICS, feature_operator, slope_operator
 from ..spectra.mask import jump_design
 from ..spectra.noise import LEVEL_WIDTH
 from ..spectra.normalize import SharedFit, _check_windows, _resolve_params, shared_fit
@@ -86,7 +86,7 @@ def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True, l
     noise : xafsmap.core.spectra.noise.NoiseModel
     flatten : bool
     larch_e0 : bool
-        The e0 map by Larch's definition (see :func:`~xafsmap.core.model.classify.slope_operator`).
+        The e0 map by Larch's definition (see :func:`~xafsmap.core.model.features.slope_operator`).
 
     Returns
     -------
@@ -108,7 +108,7 @@ def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True, l
         return None
     start, stop = classifier.window
     window = energies[start:stop].tobytes()
-    feature = _feature_operator(window, classifier.features, int(classifier.smooth or 0))
+    feature = feature_operator(window, classifier.features, int(classifier.smooth or 0))
     slope = slope_operator(energies[start:stop], smooth=classifier.smooth, larch_e0=float(e0) if larch_e0 else None)
     feature_start, feature_weights = _banded(feature, stop - start)
     slope_start, slope_weights = _banded(slope, stop - start)
@@ -213,7 +213,7 @@ def reduce_band(band, plan: BandPlan, *, thick: float, scale) -> dict:
 
 
 def distance_to_class(features, sd, centroids, best, *, metric: str = "euclidean") -> np.ndarray:
-    """:func:`~xafsmap.core.model.classify.feature_distance` of each row to its class's
+    """:func:`~xafsmap.core.model.features.feature_distance` of each row to its class's
     centroid, without gathering the (n, F) centroid rows.
 
     Parameters
@@ -229,8 +229,6 @@ def distance_to_class(features, sd, centroids, best, *, metric: str = "euclidean
     -------
     ndarray, shape (n,), float32
     """
-    from .classify import METRICS
-
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
     features = np.ascontiguousarray(features, dtype=np.float32)
@@ -271,8 +269,6 @@ def label_pixels(classifier, features, sd, proba, moments: dict, *, metric: str,
         float32 (n,) (RMS misfit, edge-step units), float32 (n,) (reduced chi-square).
     """
     from . import _jit
-    from .classify import METRICS
-
     references = np.asarray(classifier.references, dtype=np.float64)
     k, n = references.shape[0], proba.shape[0]
     _, pair_of = reference_pairs(references)

@@ -1,21 +1,19 @@
-"""Region of interest and neighbour binning, for numpy or dask stacks (E, M, N).
+"""Preparing a stack, lazily and in the order that is valid: drift, energy calibration, region, binning.
 
-Both keep the energy axis whole and never read pixel data of a lazy stack: cropping is a
-slice, binning a blockwise mean. Maps made from a cropped or binned stack are in that
-stack's grid; :func:`grid_of` describes it for report.json.
+:func:`prepare_stack` records each call on the stack it returns (:class:`Preparation`),
+so a cluster worker can redo it from the files; :func:`prepare_measurement` adds what
+report.json says about it. The grid itself (region, binning) is :mod:`~xafsmap.core.prepare.grid`.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._arrays import is_dask
+from .grid import bin_stack, crop_stack, grid_of
 
-__all__ = ["Preparation", "bin_stack", "calibrated_energies", "crop_stack", "grid_of", "prepare_measurement",
-           "prepare_stack"]
+__all__ = ["Preparation", "calibrated_energies", "prepare_measurement", "prepare_stack"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,96 +36,6 @@ class Preparation:
     shift: object = None
     roi: tuple | None = None
     factor: int = 1
-
-
-def crop_stack(data, roi):
-    """Crop a stack to ``roi = (row_start, row_stop, col_start, col_stop)`` (pixels).
-
-    Parameters
-    ----------
-    data : array_like, shape (E, M, N)
-    roi : sequence of 4 int
-        Half-open pixel ranges, as Python slices; stops beyond the image are refused.
-
-    Returns
-    -------
-    array_like, shape (E, row_stop - row_start, col_stop - col_start)
-        A view (numpy) or a lazy slice (dask).
-
-    Examples
-    --------
-    >>> crop_stack(np.zeros((3, 10, 20)), (2, 6, 5, 15)).shape
-    (3, 4, 10)
-    """
-    r0, r1, c0, c1 = (int(v) for v in roi)
-    _, rows, cols = data.shape
-    if not (0 <= r0 < r1 <= rows and 0 <= c0 < c1 <= cols):
-        raise ValueError(
-            f"region rows {r0}:{r1}, columns {c0}:{c1} does not fit in the {rows} x {cols} image"
-        )
-    return data[:, r0:r1, c0:c1]
-
-
-def bin_stack(data, factor: int):
-    """Average ``factor x factor`` neighbouring pixels (NaN-aware), for signal to noise.
-
-    Parameters
-    ----------
-    data : array_like, shape (E, M, N)
-    factor : int
-        Bin size; rows and columns that do not fill a whole bin at the bottom and
-        right edges are dropped.
-
-    Returns
-    -------
-    array_like, shape (E, M // factor, N // factor), float32
-        A pixel whose neighbours are all NaN at an energy stays NaN there; a dead
-        pixel among live ones is left out of the mean.
-
-    Examples
-    --------
-    >>> bin_stack(np.arange(16.0).reshape(1, 4, 4), 2)[0].tolist()
-    [[2.5, 4.5], [10.5, 12.5]]
-    """
-    factor = int(factor)
-    if factor < 1:
-        raise ValueError(f"bin factor must be a positive whole number, got {factor}")
-    if factor == 1:
-        return data
-    n_energies, rows, cols = data.shape
-    if rows < factor or cols < factor:
-        raise ValueError(f"cannot bin a {rows} x {cols} image by {factor}")
-    if is_dask(data):
-        import dask.array as da
-
-        chunks = (-1, max(factor, data.chunksize[1] // factor * factor), -1)
-        trimmed = data[:, : rows // factor * factor, : cols // factor * factor].rechunk(chunks)
-        return da.map_blocks(_bin_block, trimmed, factor, dtype=np.float32,
-                             chunks=(n_energies, tuple(c // factor for c in trimmed.chunks[1]),
-                                     (cols // factor,)),
-                             meta=np.empty((0, 0, 0), np.float32))
-    return _bin_block(np.asarray(data), factor)
-
-
-def _bin_block(block: np.ndarray, factor: int) -> np.ndarray:
-    n_energies, rows, cols = block.shape
-    rows, cols = rows // factor * factor, cols // factor * factor
-    view = block[:, :rows, :cols].reshape(n_energies, rows // factor, factor, cols // factor, factor)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
-        return np.nanmean(view, axis=(2, 4)).astype(np.float32)
-
-
-def grid_of(shape, *, roi=None, factor: int = 1) -> dict:
-    """The output grid of a crop then bin of an image of ``shape`` (rows, columns)."""
-    rows, cols = shape
-    r0, r1, c0, c1 = roi if roi is not None else (0, rows, 0, cols)
-    return {
-        "source_shape": [int(rows), int(cols)],
-        "roi": [int(r0), int(r1), int(c0), int(c1)],
-        "bin": int(factor),
-        "shape": [int((r1 - r0) // factor), int((c1 - c0) // factor)],
-    }
 
 
 def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):

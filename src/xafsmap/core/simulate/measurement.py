@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io.stack import Stack
+from ..io.stack import IN_MEMORY, Stack
 from ..spectra.lcf import fit_fractions
 from ..spectra.normalize import find_e0, normalize
 from .scores import Truth
@@ -176,7 +176,7 @@ class Measurement:
     def stack(self) -> Stack:
         """The stack a user maps: absorbance (transmission) or counts (fluorescence)."""
         data = self.absorbance() if self.mode == "transmission" else self.counts
-        return Stack(data, self.energies, {"stack": "<array>"})
+        return Stack(data, self.energies, {"stack": IN_MEMORY})
 
 
     def detection_power(self, *, false_alarm: float = 1e-3, pool: int = 1, fit_range=(-30.0, 70.0)) -> np.ndarray:

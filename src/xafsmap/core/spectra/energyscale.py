@@ -214,7 +214,7 @@ def fit_common_offset(spectra, energies, references, *, norm_params, window, off
     ----------
     spectra : ndarray, shape (E, P)
         Normalized sample spectra of the stack (e.g. :attr:`Survey.spectra
-        <xafsmap.core.model.training.Survey>`), normalized with ``norm_params``.
+        <xafsmap.core.spectra.survey.Survey>`), normalized with ``norm_params``.
     energies : ndarray, shape (E,)
         eV.
     references : sequence of Reference

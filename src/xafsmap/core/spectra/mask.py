@@ -17,19 +17,15 @@ users who want one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .normalize import normalize
 
-__all__ = ["SIGNIFICANCE", "MaskPreview", "dropped_regions", "edge_jump", "edge_mask", "edge_region",
-           "jump_design", "preview_mask"]
+__all__ = ["SIGNIFICANCE", "dropped_regions", "edge_jump", "edge_mask", "edge_region",
+           "jump_design"]
 
 #: An edge this many of its own standard deviations above zero is sample.
 SIGNIFICANCE = 5.0
-#: Pixels read for a mask preview (a regular subgrid of the stack).
-PREVIEW_PIXELS = 40_000
 
 
 def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold: float | None = None,
@@ -166,66 +162,6 @@ def edge_jump(mu, variance, energies, e0: float) -> tuple[np.ndarray, np.ndarray
         coef = np.einsum("pij,pj->pi", inverse, rhs)
         sigma = np.sqrt(inverse[:, 2, 2])
     return coef[:, 2].reshape(shape), sigma.reshape(shape)
-
-
-@dataclass(frozen=True)
-class MaskPreview:
-    """Edge jumps, their sigmas and edge steps on a regular subgrid of a stack (every
-    ``stride``-th pixel), with the survey whose rule makes the mask."""
-
-    jump: np.ndarray
-    jump_sigma: np.ndarray
-    edge_step: np.ndarray
-    stride: int
-    survey: object
-
-    @property
-    def significance(self) -> np.ndarray:
-        """Edge jump in units of its standard deviation (NaN where not finite)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.jump / self.jump_sigma
-
-    def mask(self, threshold=None) -> np.ndarray:
-        """The significance rule (or a manual edge-step ``threshold``) on the subgrid."""
-        return edge_mask(self.jump, self.jump_sigma, significance=self.survey.significance, threshold=threshold,
-                         neighbours=self.stride == 1,
-                         edge_step=self.edge_step)
-
-
-def preview_mask(stack, *, threshold=None, significance: float = SIGNIFICANCE, norm_params=None,
-                 n_pixels: int = PREVIEW_PIXELS) -> MaskPreview:
-    """The mask of a stack on a regular subgrid of about ``n_pixels`` pixels, as the map will make it.
-
-    Parameters
-    ----------
-    stack : xafsmap.core.io.stack.Stack
-    threshold, significance, norm_params
-        As :func:`~xafsmap.core.model.training.survey`.
-    n_pixels : int
-
-    Returns
-    -------
-    MaskPreview
-    """
-    from ..model.training import survey
-
-    found = survey(stack.data, stack.energies, threshold=threshold, significance=significance,
-                   norm_params=norm_params)
-    _, rows, cols = stack.data.shape
-    stride = max(1, int(np.ceil(np.sqrt(rows * cols / n_pixels))))
-    block = np.asarray(stack.data[:, ::stride, ::stride], dtype=np.float32)
-    finite = np.all(np.isfinite(block), axis=0)
-    block = np.where(finite, block, 0.0).astype(np.float32)
-    model = found.noise_model
-    variance = model.variance(block, model.scale(np.arange(0, rows, stride)[:, None], np.arange(0, cols, stride)))
-    jump, sigma = edge_jump(block, variance, stack.energies, found.e0)
-    step = normalize(block, stack.energies, **found.normalization).edge_step
-
-    def where_finite(values):
-        return np.where(finite, values, np.nan).astype(np.float32)
-
-    return MaskPreview(jump=where_finite(jump), jump_sigma=where_finite(sigma), edge_step=where_finite(step),
-                       stride=stride, survey=found)
 
 
 def dropped_regions(jump, jump_sigma, mask, *, low: float = 2.0, min_share: float = 0.01) -> list[str]:

@@ -29,7 +29,8 @@ from ..spectra.lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_momen
 from ..spectra.mask import edge_jump, edge_mask
 from ..spectra.normalize import normalize
 from ..mapping.pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive
-from ..model.training import prepare_references, survey, thick_limit
+from ..model.training import prepare_references, thick_limit
+from ..spectra.survey import survey
 
 __all__ = [
     "BASELINE_TERMS",
@@ -65,7 +66,7 @@ class FitSetup:
     names : tuple of str
     window : (int, int)
         Energy indices ``[start, stop)`` of the fits.
-    survey : xafsmap.core.model.training.Survey
+    survey : xafsmap.core.spectra.survey.Survey
         The stack's survey: e0, mask rule, noise model and noise profiles.
     normalization : dict
         The normalization parameters every spectrum shares (Larch names).
