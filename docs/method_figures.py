@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xafsmap.core.spectra.maskpreview import preview_mask  # noqa: E402
-from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack  # noqa: E402
+from xafsmap.core.mapping.maps import MASK_SAMPLE  # noqa: E402
+from xafsmap.core.mapping.pipeline import map_stack  # noqa: E402
 from xafsmap.core.simulate.generator import simulate_measurement  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parent / "images"

@@ -167,7 +167,7 @@ def run_demo(args) -> Path:
     from .core.io.tiff import write_stack
     from .core.job import map_into, prepare, read_references
     from .core.mapping.quicklook import write_label_png
-    from .core.settings.schema import ReferenceSpec
+    from .core.settings.declare import ReferenceSpec
     from .core.simulate.sample import bundled_reference_paths, make_sample
 
     out = claim_output(args.out, overwrite=args.overwrite)

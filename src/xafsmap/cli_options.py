@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from .core.settings.schema import COMMANDS, SETTINGS, ReferenceSpec, Setting, Settings
+from .core.settings.schema import COMMANDS, SETTINGS, Settings
+from .core.settings.declare import ReferenceSpec, Setting
 
 __all__ = ["Parser", "build_parser", "flag_name", "settings_from_args", "version"]
 

@@ -332,5 +332,5 @@ def test_bad_comparisons(two_phase, refs, sets, options, match):
 
 def test_core_modules_do_not_import_gui():
     for name in ("unexplained", "discover", "parsimony", "assess"):
-        text = Path(__file__).resolve().parents[2].joinpath("src", "xafsmap", "core", f"{name}.py").read_text()
+        text = Path(__file__).resolve().parents[2].joinpath("src", "xafsmap", "core", "trust", f"{name}.py").read_text()
         assert "napari" not in text and "qtpy" not in text and "magicgui" not in text

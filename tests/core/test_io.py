@@ -14,7 +14,6 @@ import tifffile
 from xafsmap.core.io.stack import (
     BAND_BYTES,
     Stack,
-    absorbance_from_transmission,
     count_invalid,
     find_energies_file,
     natural_sort_key,
@@ -23,6 +22,7 @@ from xafsmap.core.io.stack import (
     stack_info,
     write_stack,
 )
+from xafsmap.core.io.rawstack import absorbance_from_transmission
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 STXM = DATA / "stxm-fe-l" / "71214078"

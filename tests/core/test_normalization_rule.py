@@ -9,7 +9,8 @@ import pytest
 
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.spectra.normalize import normalize
-from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack
+from xafsmap.core.mapping.maps import MASK_SAMPLE
+from xafsmap.core.mapping.pipeline import map_stack
 from xafsmap.core.io.references import read_reference
 from xafsmap.core.simulate.sample import make_sample
 from xafsmap.core.spectra.preedge import LARCH_WINDOW_ERROR, pre_edge_rule

@@ -12,7 +12,8 @@ ideal test for the left-out phase (``Measurement.fraction_crlb``,
 import numpy as np
 import pytest
 
-from xafsmap.core.mapping.pipeline import MASK_SAMPLE, map_stack
+from xafsmap.core.mapping.maps import MASK_SAMPLE
+from xafsmap.core.mapping.pipeline import map_stack
 from xafsmap.core.simulate.scores import score_maps
 from xafsmap.core.simulate.generator import simulate_measurement
 from xafsmap.core.trust.unexplained import find_unexplained

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from xafsmap.core.io.stack import Stack
-from xafsmap.core.mapping.pipeline import MASK_INVALID, MASK_SAMPLE, iter_map, map_stack
+from xafsmap.core.mapping.maps import MASK_INVALID, MASK_SAMPLE
+from xafsmap.core.mapping.pipeline import iter_map, map_stack
 
 FAST = dict(n_per_class=400, n_trees=40)
 

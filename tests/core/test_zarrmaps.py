@@ -10,10 +10,12 @@ import tifffile
 
 from xafsmap._reader import get_reader
 from xafsmap.cli import main
+from xafsmap.core.mapping import maps as mapfiles
 from xafsmap.core.mapping import zarrmaps
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.mapping.output import map_output, write_map_files, write_tiff
-from xafsmap.core.mapping.pipeline import band_rows, check_maps, drive, iter_classify, new_maps
+from xafsmap.core.mapping.pipeline import band_rows, drive, iter_classify
+from xafsmap.core.mapping.maps import check_maps, new_maps
 from xafsmap.core.model.training import train_model
 from xafsmap.core.mapping.quicklook import label_colors
 from xafsmap.core.job import run_map
@@ -72,8 +74,8 @@ def test_chunks_are_whole_bands(stored, small_sample):
 def test_class_counts_read_the_labels_in_row_blocks(stored, in_memory, small_sample, monkeypatch):
     _, result = stored
     band = band_rows(small_sample.stack.shape, BAND_BYTES)
-    monkeypatch.setattr(zarrmaps, "BLOCK_PIXELS", 64 * band + 5)  # blocks of one chunk
-    assert zarrmaps.block_rows(result.labels) == band < 48
+    monkeypatch.setattr(mapfiles, "BLOCK_PIXELS", 64 * band + 5)  # blocks of one chunk
+    assert mapfiles.block_rows(result.labels) == band < 48
     counts = np.bincount(in_memory.labels.ravel(), minlength=len(in_memory.classifier.classes) + 1)
     assert result.class_counts == in_memory.class_counts
     assert list(result.class_counts.values()) == counts[1:].tolist() and counts[1:].sum() > 1000
@@ -136,7 +138,7 @@ def test_the_store_is_ome_zarr_0_5_with_the_class_legend(tmp_path, stored, in_me
 def test_chunked_maps_become_the_same_tiffs_strip_by_strip(tmp_path, stored, in_memory, small_sample,
                                                           monkeypatch):
     _, result = stored
-    monkeypatch.setattr(zarrmaps, "BLOCK_PIXELS", 64 * 10)  # strips of whole chunks, 10 rows at most
+    monkeypatch.setattr(mapfiles, "BLOCK_PIXELS", 64 * 10)  # strips of whole chunks, 10 rows at most
     band = band_rows(small_sample.stack.shape, BAND_BYTES)
     step = 10 // band * band
     assert 48 % step  # the last strip is partial

@@ -1,7 +1,7 @@
 """Dock controls generated from the settings' declarations (range, choices, default, help, unit).
 
 :func:`control` makes the Qt editor of one setting
-(:class:`~xafsmap.core.settings.schema.Setting`): a spin box with the declared range,
+(:class:`~xafsmap.core.settings.declare.Setting`): a spin box with the declared range,
 step and decimals, a combo box of the declared choices, a check box, a line edit or a
 file field, and for a setting whose ``None`` means ``auto`` a check box saying what
 ``auto`` is beside it. Its tooltip is the declared help. The docks place these; none of
@@ -25,7 +25,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.settings.schema import SETTINGS, Setting
+from ..core.settings.schema import SETTINGS
+from ..core.settings.declare import Setting
 
 __all__ = ["SettingControl", "control", "controls", "spin_range"]
 

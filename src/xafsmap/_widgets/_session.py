@@ -23,7 +23,8 @@ from psygnal import Signal
 
 from ..core.io.stack import IN_MEMORY
 from ..core.prepare.grid import map_pixel, map_transform, pixel_block
-from ..core.settings.schema import DEFAULTS, ReferenceSpec, Settings
+from ..core.settings.schema import DEFAULTS, Settings
+from ..core.settings.declare import ReferenceSpec
 
 #: Roles of a measurement's files, as settings.
 INPUTS = ("stack", "energies", "flat", "dark", "i0", "axes")

@@ -38,7 +38,7 @@ def natural_sort_key(name: str) -> list:
     return key
 
 
-def _validate_energies(values, *, source: str) -> np.ndarray:
+def validate_energies(values, *, source: str) -> np.ndarray:
     energies = np.asarray(values, dtype=np.float64)
     if energies.ndim != 1 or energies.size == 0:
         raise ValueError(f"{source}: energies must be a non-empty 1-D list, got shape {energies.shape}")
@@ -125,10 +125,10 @@ def read_energies(path: str | Path) -> np.ndarray:
             values.append(float(fields[column]))
         except (ValueError, IndexError):
             raise ValueError(f"{path.name} line {number}: {fields!r} has no number in column {column}") from None
-    return _validate_energies(values, source=path.name)
+    return validate_energies(values, source=path.name)
 
 
-def _is_glob(path) -> bool:
+def is_glob(path) -> bool:
     return isinstance(path, str) and any(c in path for c in "*?[")
 
 
@@ -147,7 +147,7 @@ def find_energies_file(stack_path: str | Path) -> Path | None:
     >>> find_energies_file("/nonexistent/sample.tif") is None
     True
     """
-    if _is_glob(stack_path):
+    if is_glob(stack_path):
         folder, names = Path(stack_path).parent, list(SIDECARS)
     else:
         path = Path(stack_path)
@@ -159,7 +159,7 @@ def find_energies_file(stack_path: str | Path) -> Path | None:
 
 
 
-def _energies_from_names(files: list[Path], *, where: str) -> np.ndarray:
+def energies_from_names(files: list[Path], *, where: str) -> np.ndarray:
     values, texts = [], []
     for file in files:
         tagged = _NUMBER_EV.findall(file.stem)
@@ -174,6 +174,6 @@ def _energies_from_names(files: list[Path], *, where: str) -> np.ndarray:
             f"the files of {where} ({files[0].name} … {files[-1].name}) carry an index, not energies: "
             "give energies=... or put energies.txt beside them"
         )
-    return _validate_energies(values, source=f"energies in the file names of {where}")
+    return validate_energies(values, source=f"energies in the file names of {where}")
 
 

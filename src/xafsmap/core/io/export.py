@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_file
+from .._files import atomic_file
 
 __all__ = ["SpectrumRecord", "read_xdi_element", "write_athena", "write_spectra", "write_xdi"]
 
@@ -336,7 +336,7 @@ def write_spectra(records, *, element: str, edge: str, prj=None, xdi=None, overw
     import contextlib
     import os
 
-    from ..mapping.output import atomic_folder, check_output_folder
+    from .folders import atomic_folder, claim_output
 
     records = list(records)
     if prj is None and xdi is None:
@@ -347,7 +347,7 @@ def write_spectra(records, *, element: str, edge: str, prj=None, xdi=None, overw
     if prj is not None and prj.exists() and not _written_by_xafsmap(prj):
         raise ValueError(f"{prj} is not a project xafsmap wrote: it is never replaced; choose another name")
     if xdi is not None:
-        check_output_folder(xdi, overwrite=overwrite)
+        claim_output(xdi, overwrite=overwrite)
     _check_element(element, edge)
     written, partial = [], None if prj is None else prj.with_name(f".{prj.name}.partial")
     try:

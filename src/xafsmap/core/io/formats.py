@@ -11,48 +11,11 @@ adds what the user gave.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from .rawstack import HDF5_SUFFIXES, XRADIA_SUFFIXES, RawStack
 
-__all__ = ["RawStack", "apply_reference", "format_kind", "open_format", "spectrum_on"]
-
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5")
-XRADIA_SUFFIXES = (".txrm", ".xrm")
-
-
-@dataclass(frozen=True, eq=False)
-class RawStack:
-    """What a format reader found in a file.
-
-    Attributes
-    ----------
-    data : dask.array.Array, shape (E, M, N), float32
-        Absorbance when the file's own I0/flat was applied (or the file holds
-        absorbance), else transmitted counts (``counts`` True).
-    energies : ndarray, shape (E,), float64, or None
-        Energies in eV from the file (converted from keV where the file says so).
-    energies_source : str or None
-        Where they were read, e.g. ``"scan.nxs:/entry1/data/energy"``.
-    layout : str
-        The layout recognised, e.g. ``"NXstxm"``, ``"Data Exchange"``.
-    counts : bool
-        True when ``data`` holds transmitted counts that still need an I0 or flat.
-    sources : dict of str to str
-        Extra provenance, e.g. ``{"file_i0": "scan.nxs:/entry1/control/data"}``.
-    notes : tuple of str
-        What the reader decided that the user should know (units converted, the
-        file's I0 used or not, axis order).
-    """
-
-    data: object
-    energies: np.ndarray | None
-    energies_source: str | None
-    layout: str
-    counts: bool = False
-    sources: dict = field(default_factory=dict)
-    notes: tuple = ()
+__all__ = ["format_kind", "open_format"]
 
 
 def format_kind(path) -> str | None:
@@ -121,45 +84,4 @@ def open_format(path, *, axes: str | None = None, planes: bool = False, referenc
     raise ValueError(f"{path} is neither an HDF5 file nor a Zeiss/Xradia .txrm/.xrm")
 
 
-def parse_axes(axes: str, *, ndim: int = 3, where: str = "axes") -> str:
-    """Validate an axis order: a permutation of ``"EYX"`` (case-insensitive).
 
-    >>> parse_axes("xye")
-    'XYE'
-    """
-    order = str(axes).strip().upper()
-    if sorted(order) != ["E", "X", "Y"] or ndim != 3:
-        raise ValueError(f"{where} {axes!r} must name the {ndim} dimensions as a permutation of EYX "
-                         "(E energy, Y row, X column), e.g. --axes XYE")
-    return order
-
-
-def spectrum_on(energies: np.ndarray, grid, values, *, name: str) -> np.ndarray:
-    """An incident-beam spectrum on the stack's energies (interpolated when its grid differs).
-
-    >>> spectrum_on(np.array([1.0, 2.0]), [0.0, 4.0], [10.0, 50.0], name="i0").tolist()
-    [20.0, 30.0]
-    """
-    grid, values = np.asarray(grid, np.float64).ravel(), np.asarray(values, np.float64).ravel()
-    if grid.size != values.size:
-        raise ValueError(f"{name} has {values.size} values but {grid.size} energies")
-    if grid.size == energies.size and np.allclose(grid, energies, rtol=0, atol=1e-3):
-        return values
-    order = np.argsort(grid)
-    if energies[0] < grid.min() - 1e-6 or energies[-1] > grid.max() + 1e-6:
-        raise ValueError(f"{name} covers {grid.min():g}–{grid.max():g} eV but the stack spans "
-                         f"{energies[0]:g}–{energies[-1]:g} eV")
-    return np.interp(energies, grid[order], values[order])
-
-
-def apply_reference(counts, *, i0=None, flat=None, dark=None):
-    """Absorbance from counts and a file's own reference: an (E,) I0 spectrum or flat images.
-
-    >>> od = apply_reference(np.full((2, 1, 1), 50.0, np.float32), i0=np.array([100.0, 50.0]))
-    >>> [round(float(v), 4) + 0.0 for v in od.compute().ravel()]
-    [0.6931, 0.0]
-    """
-    from .stack import absorbance_from_transmission
-
-    reference = np.asarray(i0, np.float64)[:, None, None] if i0 is not None else flat
-    return absorbance_from_transmission(counts, reference, dark=dark)

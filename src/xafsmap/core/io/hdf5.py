@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import HDF5_SUFFIXES, RawStack, apply_reference, parse_axes
+from .rawstack import HDF5_SUFFIXES, RawStack, apply_reference, parse_axes
 from .hdf5_layouts import energies_of, find_layout
 
 __all__ = ["is_hdf5_spec", "read_energies_dataset", "read_hdf5", "split_spec"]
@@ -91,7 +91,7 @@ def read_energies_dataset(spec) -> np.ndarray:
     >>> read_energies_dataset(f"{f}:/energy")
     array([7100., 7200.])
     """
-    from .energies import _validate_energies
+    from .energies import validate_energies
 
     path, inner = split_spec(spec)
     with _open(path) as f:
@@ -99,7 +99,7 @@ def read_energies_dataset(spec) -> np.ndarray:
             raise ValueError(f"{path.name} has no dataset {inner or '(none named)'}: give energies as "
                              f"{path.name}:/path/to/energies")
         values = energies_of(f[inner], [])
-    return _validate_energies(values, source=f"{path.name}:{inner}")
+    return validate_energies(values, source=f"{path.name}:{inner}")
 
 
 def _open(path: Path):

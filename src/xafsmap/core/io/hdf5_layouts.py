@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .formats import spectrum_on
+from .rawstack import spectrum_on
 
 __all__ = ["Layout", "energies_of", "find_layout"]
 

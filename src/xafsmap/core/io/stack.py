@@ -18,21 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from .formats import format_kind, open_format
+from .rawstack import absorbance_from_transmission
 from .energies import (
-    _energies_from_names,
-    _is_glob,
-    _validate_energies,
+    energies_from_names,
+    is_glob,
+    validate_energies,
     find_energies_file,
     natural_sort_key,
     read_energies,
 )
-from .tiff import BAND_BYTES, TIFF_SUFFIXES, _open_tiff, _open_tiff_files, _tiff_files, write_stack
+from .tiff import BAND_BYTES, TIFF_SUFFIXES, open_tiff, open_tiff_files, tiff_files, write_stack
 
 __all__ = [
     "BAND_BYTES",
     "IN_MEMORY",
     "Stack",
-    "absorbance_from_transmission",
     "count_invalid",
     "find_energies_file",
     "natural_sort_key",
@@ -112,7 +112,7 @@ def plane_view(stack: Stack):
         return stack.data
     if not Path(path).is_file():
         return stack.data
-    data, _ = _open_tiff(Path(path), planes=True)
+    data, _ = open_tiff(Path(path), planes=True)
     return data if tuple(data.shape) == tuple(stack.data.shape) else stack.data
 
 
@@ -123,7 +123,7 @@ def _as_array(value, *, role: str, sources: dict):
         return data[0] if data.shape[0] == 1 else data
     if isinstance(value, (str, Path)):
         sources[role] = str(value)
-        data, _ = _open_tiff(Path(value), role=role)
+        data, _ = open_tiff(Path(value), role=role)
         return data
     sources[role] = IN_MEMORY
     return value
@@ -164,7 +164,7 @@ def _read_i0(value, energies: np.ndarray, *, sources: dict) -> np.ndarray:
 def _stack_kind(path) -> str:
     if kind := format_kind(path):
         return kind
-    if _is_glob(path):
+    if is_glob(path):
         return "files"
     p = Path(path)
     if not p.exists():
@@ -252,10 +252,10 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
                 "spectrum with i0=... (e.g. i0.xsp)"
             )
     elif kind == "tiff":
-        data, embedded = _open_tiff(Path(path))
+        data, embedded = open_tiff(Path(path))
     elif kind == "files":
-        files = _tiff_files(path)
-        data = _open_tiff_files(files)
+        files = tiff_files(path)
+        data = open_tiff_files(files)
     stack_name = Path(_file_of(path)).name
     if energies is not None:
         if isinstance(energies, (str, Path)) and format_kind(energies) == "hdf5":
@@ -265,21 +265,21 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
         elif isinstance(energies, (str, Path)):
             values, sources["energies"], source = read_energies(energies), str(energies), Path(energies).name
         else:
-            values, sources["energies"], source = _validate_energies(energies, source="energies"), IN_MEMORY, "energies"
+            values, sources["energies"], source = validate_energies(energies, source="energies"), IN_MEMORY, "energies"
         if kind in ("hdf5", "xradia") and embedded is not None:
             notes.append(f"energies from {source} override the {embedded.size} in the file "
                          f"({embedded[0]:g}–{embedded[-1]:g} eV)")
     elif kind in ("hdf5", "xradia") and embedded is not None:
-        values, sources["energies"], source = _validate_energies(embedded, source=raw.energies_source), \
+        values, sources["energies"], source = validate_energies(embedded, source=raw.energies_source), \
             raw.energies_source, raw.energies_source
         notes.append(f"{values.size} energies ({values[0]:g}–{values[-1]:g} eV) from the file's "
                      f"{source.rpartition(':')[2]}")
     elif (found := find_energies_file(_file_of(path))) is not None:
         values, sources["energies"], source = read_energies(found), str(found), found.name
     elif embedded is not None:
-        values, sources["energies"], source = _validate_energies(embedded, source=stack_name), str(path), "its metadata"
+        values, sources["energies"], source = validate_energies(embedded, source=stack_name), str(path), "its metadata"
     elif files is not None:
-        values = _energies_from_names(files, where=stack_name)
+        values = energies_from_names(files, where=stack_name)
         sources["energies"], source = str(path), "its file names"
     else:
         raise ValueError(
@@ -309,70 +309,6 @@ def _file_of(path):
 
     return split_spec(path)[0] if format_kind(path) == "hdf5" else path
 
-
-def _absorbance_block(counts, flat, dark=None):
-    counts, flat = counts.astype(np.float32, copy=False), flat.astype(np.float32, copy=False)
-    if dark is not None:
-        dark = dark.astype(np.float32, copy=False)
-        counts, flat = counts - dark, flat - dark
-    with np.errstate(divide="ignore", invalid="ignore"):
-        od = -np.log(counts / flat)
-    return np.where((counts > 0) & (flat > 0), od, np.float32(np.nan)).astype(np.float32, copy=False)
-
-
-def absorbance_from_transmission(counts, flat, *, dark=None):
-    """Absorbance (optical density) ``-ln((I - D) / (F - D))`` from transmitted counts, lazily.
-
-    Parameters
-    ----------
-    counts : array or dask array, shape (E, M, N)
-        Transmitted counts I, any numeric dtype.
-    flat : array or dask array, shape (E, M, N), (M, N) or broadcastable such as (E, 1, 1)
-        Flat-field (incident) counts F; a 2-D image serves every energy.
-    dark : array or dask array, shape (M, N) or (E, M, N), optional
-        Dark counts D, subtracted from I and F.
-
-    Returns
-    -------
-    od : dask.array.Array, shape (E, M, N), float32
-        NaN where ``I - D <= 0`` or ``F - D <= 0`` (undefined; never clipped).
-
-    Raises
-    ------
-    ValueError
-        If ``flat`` or ``dark`` does not broadcast to the shape of ``counts``.
-
-    Notes
-    -----
-    Larch's ``mu = ln(i0 / itrans)`` for each pixel; computed in float32.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> od = absorbance_from_transmission(np.full((2, 1, 2), 50.0), np.full((1, 2), 100.0))
-    >>> np.round(od.compute().ravel(), 4)
-    array([0.6931, 0.6931, 0.6931, 0.6931], dtype=float32)
-    """
-    import dask.array as da
-
-    arrays = [da.asarray(counts)]
-    for role, value in (("flat", flat), ("dark", dark)):
-        if value is None:
-            continue
-        array = da.asarray(value)
-        try:
-            fits = np.broadcast_shapes(array.shape, arrays[0].shape) == arrays[0].shape
-        except ValueError:
-            fits = False
-        if not fits or array.ndim < 2:
-            raise ValueError(
-                f"{role} has shape {array.shape} but the stack has shape {arrays[0].shape}; {role} must be "
-                "one image (M, N) or one image per energy (E, M, N)"
-            )
-        # explicit chunks matching the stack's: broadcast dimensions stay one block of size 1
-        array = array.reshape((1,) * (arrays[0].ndim - array.ndim) + array.shape)
-        arrays.append(array.rechunk([c if s > 1 else (1,) for s, c in zip(array.shape, arrays[0].chunks)]))
-    return da.map_blocks(_absorbance_block, *arrays, dtype=np.float32, meta=np.empty((0,) * arrays[0].ndim, np.float32))
 
 
 def count_invalid(data) -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_file
+from .._files import atomic_file
 
-from .energies import _is_glob, _validate_energies, natural_sort_key
+from .energies import is_glob, validate_energies, natural_sort_key
 
 __all__ = ["write_stack"]
 
@@ -134,7 +134,7 @@ def _read_series(path: str) -> np.ndarray:
         raise ValueError(f"cannot read {path}: its images are damaged or truncated ({error})") from None
 
 
-def _open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
+def open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
     """Return a lazy float32 array over series 0 of one TIFF and the energies in its metadata."""
     import dask
     import dask.array as da
@@ -226,10 +226,10 @@ def _metadata_energies(description: str | None):
     return None if values is None else np.asarray(values, dtype=np.float64)
 
 
-def _tiff_files(path) -> list[Path]:
+def tiff_files(path) -> list[Path]:
     import glob
 
-    if _is_glob(path):
+    if is_glob(path):
         files = [Path(f) for f in glob.glob(path) if f.lower().endswith(TIFF_SUFFIXES)]
         where = f"glob {path}"
     else:
@@ -240,7 +240,7 @@ def _tiff_files(path) -> list[Path]:
     return sorted(files, key=lambda f: natural_sort_key(f.name))
 
 
-def _open_tiff_files(files: list[Path]):
+def open_tiff_files(files: list[Path]):
     """Stack one 2-D TIFF per energy lazily, checking every shape from the headers."""
     import dask
     import dask.array as da
@@ -302,7 +302,7 @@ def write_stack(path: str | Path, data, energies, *, bigtiff: bool | None = None
     path = Path(path)
     if len(data.shape) != 3:
         raise ValueError(f"a stack must be (E, M, N), got shape {tuple(data.shape)}")
-    values = _validate_energies(energies, source="write_stack energies")
+    values = validate_energies(energies, source="write_stack energies")
     e, m, n = data.shape
     if values.size != e:
         raise ValueError(f"stack has {e} energies but {values.size} energies were given")

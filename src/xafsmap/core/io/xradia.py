@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import RawStack, apply_reference
+from .rawstack import RawStack, apply_reference
 
 __all__ = ["read_xradia", "xradia_images"]
 

@@ -19,14 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.files import atomic_file
-from ..io.folders import atomic_folder, claim_output
-from .zarrmaps import value_counts
+from .._files import atomic_file
+from ..io.folders import atomic_folder
+from .maps import value_counts
 
 __all__ = [
-    "atomic_folder",
-    "check_output_folder",
-    "claim_output",
     "file_sha256",
     "library_versions",
     "make_report",
@@ -66,11 +63,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def check_output_folder(out, *, overwrite: bool = False, sources=()) -> Path:
-    """Check before any work that ``out`` may receive a result (see :func:`~xafsmap.core.io.folders.claim_output`)."""
-    return claim_output(out, sources=sources, overwrite=overwrite)
-
-
 def write_tiff(path, data) -> Path:
     """Write an array as a (Big)TIFF, to a temporary name first.
 
@@ -97,7 +89,7 @@ def _write_strips(path, data, dtype, *, bigtiff: bool) -> None:
     """One TIFF page per leading index, each written as strips of whole row blocks."""
     import tifffile
 
-    from .zarrmaps import block_rows
+    from .maps import block_rows
 
     step = block_rows(data, planes=False)
 
@@ -220,7 +212,7 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
     store gets the class legend, and the result's maps if it was mapped elsewhere (in
     memory, on a cluster); TIFFs of zarr maps are written in row blocks.
     """
-    from .pipeline import FLAGS
+    from .maps import FLAGS
 
     folder = Path(folder)
     classes = result.classifier.classes

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..model.features import METRICS
 from ..model.training import Model
-from .pipeline import BAND_BYTES, MapResult, band_rows, finish_map, map_band_into, new_maps
+from .pipeline import BAND_BYTES, MapResult, band_rows, finish_map, map_band_into
+from .maps import new_maps
 from .stacksource import StackSource, open_source, stack_source
 
 __all__ = ["iter_map_distributed", "map_distributed", "open_client", "scheduler_address", "train_model_distributed"]

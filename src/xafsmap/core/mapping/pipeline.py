@@ -15,20 +15,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.features import METRICS, slope_operator
+from ..io.tiff import BAND_BYTES
 from ..model.classify import Classifier, classify, label_features
+from ..model.features import METRICS, slope_operator
 from ..model.kernels import reduce_band
+from ..model.training import Model, train_model
 from ..spectra.mask import edge_jump, edge_mask
 from ..spectra.normalize import normalize
-from ..io.tiff import BAND_BYTES
-from ..model.training import Model, train_model
 from ..spectra.survey import Survey
+from .maps import (CHANNEL_MAPS, FLAG_INVALID, FLAG_NO_SAMPLE, FLAG_THICK, MASK_INVALID, MASK_SAMPLE, check_maps,
+                   new_maps, value_counts)
 
 __all__ = [
     "MapResult",
     "Model",
     "band_rows",
-    "check_maps",
     "count_bands",
     "drive",
     "iter_classify",
@@ -41,16 +42,8 @@ __all__ = [
 #: Bands are processed :data:`~xafsmap.core.io.tiff.BAND_BYTES` (of all energies) at a
 #: time, BANDS_IN_FLIGHT at once (memory ~ BANDS_IN_FLIGHT x 5 x BAND_BYTES).
 BANDS_IN_FLIGHT = 2
-#: mask.tif values.
-MASK_BACKGROUND, MASK_SAMPLE, MASK_INVALID = 0, 1, 2
-#: flags.tif bits, with the legend written to flags.csv.
-FLAGS = {1: "no sample (edge step below threshold)", 2: "too thick (absorbance above the limit)",
-         4: "invalid (NaN/inf or undefined absorbance at some energy)"}
-FLAG_NO_SAMPLE, FLAG_THICK, FLAG_INVALID = 1, 2, 4
 #: Share of the sample flagged too thick above which the map warns.
 THICK_WARNING = 0.01
-#: Maps with one channel per reference, (K, rows, columns).
-CHANNEL_MAPS = ("fractions", "fraction_sigma")
 
 
 @dataclass(frozen=True)
@@ -83,8 +76,6 @@ class MapResult:
     @property
     def class_counts(self) -> dict[str, int]:
         """Pixels per class name (counted in row blocks: the labels may be larger than memory)."""
-        from .zarrmaps import value_counts
-
         counts = value_counts(self.labels, len(self.classifier.classes) + 1)
         return {name: int(c) for name, c in zip(self.classifier.classes.names, counts[1:])}
 
@@ -147,8 +138,6 @@ def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes:
 def finish_map(model: Model, maps: dict, *, metric: str, thick: float, timings: dict) -> MapResult:
     """The :class:`MapResult` of mapped ``maps``, with the model's warnings and one about
     the share of sample pixels too thick to trust."""
-    from .zarrmaps import value_counts
-
     params = dict(model.params, metric=metric, thick_limit=None if not np.isfinite(thick) else thick)
     sample = int(value_counts(maps["mask"], 3)[MASK_SAMPLE])
     too_thick = int(value_counts(maps["flags"], 256)[FLAG_THICK])  # sample (no other bit) and too thick
@@ -192,37 +181,6 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
             return stop.value
         yield done + 1, total
 
-
-def new_maps(k: int, rows: int, cols: int) -> dict:
-    """Empty maps of a :class:`MapResult` (everything but the classifier and survey)."""
-    maps = {
-        "labels": np.zeros((rows, cols), np.uint16),
-        "mask": np.zeros((rows, cols), np.uint8),
-        "flags": np.zeros((rows, cols), np.uint8),
-        "fractions": np.full((k, rows, cols), np.nan, np.float32),
-        "fraction_sigma": np.full((k, rows, cols), np.nan, np.float32),
-    }
-    for name in ("probability", "distance", "residual", "edge_step", "e0"):
-        maps[name] = np.full((rows, cols), np.nan, np.float32)
-    return maps
-
-
-def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
-    """Check that given maps can receive bands of ``band`` rows: names, shapes, chunks.
-
-    Chunked arrays (zarr) must hold whole bands of rows (chunk rows dividing ``band``),
-    so the bands mapped at once never write the same chunk.
-    """
-    for name, empty in new_maps(k, 1, 1).items():
-        shape = (k, rows, cols) if name in CHANNEL_MAPS else (rows, cols)
-        if name not in maps or tuple(maps[name].shape) != shape or maps[name].dtype != empty.dtype:
-            found = (tuple(maps[name].shape), str(maps[name].dtype)) if name in maps else "nothing"
-            raise ValueError(f"maps[{name!r}] must be {shape} {empty.dtype}, got {found}")
-        chunks = getattr(maps[name], "chunks", None)
-        if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) and band % chunks[-2] and rows > band:
-            raise ValueError(f"maps[{name!r}] has chunks of {chunks[-2]} rows but bands of {band} rows: "
-                             f"two bands would write the same chunk")
-    return maps
 
 
 def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:

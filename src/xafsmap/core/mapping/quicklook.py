@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.files import atomic_file
+from .._files import atomic_file
 
 __all__ = ["label_colors", "write_label_png"]
 

@@ -1,7 +1,7 @@
 """Maps larger than memory: an OME-Zarr 0.5 store that the mapping loop writes band by band.
 
 :func:`open_map_store` creates ``maps.ome.zarr`` with one Zarr v3 array per map of
-:func:`~xafsmap.core.mapping.pipeline.new_maps` (same names, dtypes, shapes and fill values)
+:func:`~xafsmap.core.mapping.maps.new_maps` (same names, dtypes, shapes and fill values)
 and returns them as a dict, so ``iter_classify(stack, model, maps=open_map_store(...))``
 writes each band straight to disk. Chunks are whole bands of rows: the two bands in
 flight never write the same chunk. Layout (every group carries ``ome`` metadata)::
@@ -21,23 +21,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+from .maps import chunk_rows, row_blocks
 
 __all__ = [
     "MAPS_ZARR",
     "PATHS",
-    "block_rows",
     "copy_maps",
     "describe_map_store",
     "open_map_store",
     "read_map_store",
-    "row_blocks",
-    "value_counts",
 ]
 
 #: Name of the store inside an output folder.
 MAPS_ZARR = "maps.ome.zarr"
-#: Where each map of :func:`~xafsmap.core.mapping.pipeline.new_maps` lives in the store.
+#: Where each map of :func:`~xafsmap.core.mapping.maps.new_maps` lives in the store.
 PATHS = {
     "edge_step": "0",
     "labels": "labels/classes/0",
@@ -51,8 +48,6 @@ PATHS = {
     "e0": "e0/0",
 }
 NGFF_VERSION = "0.5"
-#: Pixels per block when a map is read in row blocks (about 64 MB of float32).
-BLOCK_PIXELS = 2**24
 _MASK_COLORS = {0: (0, 0, 0, 0), 1: (80, 200, 120, 255), 2: (220, 40, 40, 255)}
 
 
@@ -97,7 +92,7 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
     Returns
     -------
     dict of zarr.Array
-        The maps of :func:`~xafsmap.core.mapping.pipeline.new_maps`: ``labels`` uint16,
+        The maps of :func:`~xafsmap.core.mapping.maps.new_maps`: ``labels`` uint16,
         ``mask``/``flags`` uint8 (fill 0), ``fractions`` (K, rows, cols) and the other
         maps (rows, cols) float32 (fill NaN).
 
@@ -115,7 +110,7 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
     """
     import zarr
 
-    from .pipeline import CHANNEL_MAPS, new_maps
+    from .maps import CHANNEL_MAPS, new_maps
 
     if min(k, rows, cols, band) < 1:
         raise ValueError(f"a map store needs k, rows, cols and band >= 1, got {k}, {rows}, {cols}, {band}")
@@ -165,7 +160,7 @@ def describe_map_store(path, classes) -> None:
     """
     import zarr
 
-    from .pipeline import FLAGS
+    from .maps import FLAGS
     from .quicklook import label_colors
 
     root = zarr.open_group(Path(path), mode="r+", zarr_format=3)
@@ -218,56 +213,12 @@ def read_map_store(path, *, mode: str = "r") -> dict:
     return {name: root[where] for name, where in paths.items()}
 
 
-def block_rows(array, *, planes: bool = True) -> int:
-    """Rows per block of :func:`row_blocks`: whole chunks, about :data:`BLOCK_PIXELS` pixels.
-
-    With ``planes`` the pixels of every leading plane (e.g. the K fraction maps) count.
-
-    >>> block_rows(np.zeros((3, 10_000, 2_000)))
-    2796
-    """
-    width = array.shape[-1] * (int(np.prod(array.shape[:-2])) if planes else 1)
-    step = _chunk_rows(array) or 1
-    rows = max(1, BLOCK_PIXELS // max(1, width))
-    return max(step, rows // step * step)
-
-
-def row_blocks(array, *, rows: int | None = None):
-    """Yield ``(r0, block)``: consecutive blocks of whole rows of a map, as numpy arrays.
-
-    The row axis is the second to last; a block holds ``rows`` rows (default
-    :func:`block_rows`), so a map larger than memory is read a block at a time.
-
-    Examples
-    --------
-    >>> [(r0, b.shape) for r0, b in row_blocks(np.zeros((2, 5, 3)), rows=2)]
-    [(0, (2, 2, 3)), (2, (2, 2, 3)), (4, (2, 1, 3))]
-    """
-    rows = rows or block_rows(array)
-    for r0 in range(0, array.shape[-2], rows):
-        yield r0, np.asarray(array[..., r0 : r0 + rows, :])
-
-
-def value_counts(array, n: int) -> np.ndarray:
-    """Pixels of each value 0..n-1 of an integer map, counted in :func:`row_blocks`.
-
-    >>> value_counts(np.array([[0, 2], [2, 1]]), 3).tolist()
-    [1, 1, 2]
-    """
-    counts = np.zeros(n, np.int64)
-    for _, block in row_blocks(array):
-        counts += np.bincount(block.ravel(), minlength=n)[:n]
-    return counts
-
 
 def copy_maps(source, maps: dict) -> None:
     """Copy every map of ``source`` (a MapResult or a dict) into ``maps``, in row blocks."""
     for name, target in maps.items():
         data = source[name] if isinstance(source, dict) else getattr(source, name)
-        for r0, block in row_blocks(data, rows=_chunk_rows(target)):
+        for r0, block in row_blocks(data, rows=chunk_rows(target)):
             target[..., r0 : r0 + block.shape[-2], :] = block
 
 
-def _chunk_rows(array) -> int | None:
-    chunks = getattr(array, "chunks", None)
-    return chunks[-2] if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) else None

@@ -23,7 +23,7 @@ import numpy as np
 from .features import METRICS, feature_operator, slope_operator
 from ..spectra.mask import jump_design
 from ..spectra.noise import LEVEL_WIDTH
-from ..spectra.normalize import SharedFit, _check_windows, _resolve_params, shared_fit
+from ..spectra.normalize import SharedFit, check_windows, resolve_params, shared_fit
 
 __all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band", "reference_pairs"]
 
@@ -101,8 +101,8 @@ def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True, l
         return None
     energies = np.asarray(classifier.energies, dtype=np.float64)
     given = {name: normalization.get(name) for name in ("pre1", "pre2", "norm1", "norm2", "nnorm")}
-    params = _resolve_params(energies, float(e0), **given)
-    _check_windows(energies, float(e0), params)
+    params = resolve_params(energies, float(e0), **given)
+    check_windows(energies, float(e0), params)
     fit = shared_fit(energies, float(e0), params)
     if fit is None:
         return None

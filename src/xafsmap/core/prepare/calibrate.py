@@ -22,11 +22,11 @@ import math
 
 import numpy as np
 
-from .resample import _APPLY_BLOCK, _apply_shift_2d, _check_stack, apply_shift
+from .resample import APPLY_BLOCK, shift_spectra, check_stack_energies, apply_shift
 from .shiftmap import (
     ShiftMap,
-    _check_degree,
-    _fit_points,
+    check_degree,
+    fit_points,
     evaluate_shift_model,
     fit_shift,
     read_shift_map,
@@ -200,8 +200,8 @@ def _align(
     r_perp = ref - (ref @ q) @ q.T
     rr = np.einsum("sw,sw->s", r_perp, r_perp)
     blocks = [
-        _best_shift(m_perp[:, k : k + _APPLY_BLOCK], r_perp, rr, cand, e_w.size)
-        for k in range(0, m_perp.shape[1], _APPLY_BLOCK)
+        _best_shift(m_perp[:, k : k + APPLY_BLOCK], r_perp, rr, cand, e_w.size)
+        for k in range(0, m_perp.shape[1], APPLY_BLOCK)
     ]
     if not blocks:
         return np.empty(0), np.empty(0)
@@ -253,7 +253,7 @@ def _clean_reference(reference, reference_energies) -> tuple[np.ndarray, np.ndar
 
 def _measure_binned(stack, energies, reference, reference_energies, b, window, region):
     """Per-bin shift (Mb, Nb), its variance, and the (M, N) excluded-pixel mask."""
-    energies = _check_stack(stack, energies)
+    energies = check_stack_energies(stack, energies)
     if int(b) != b or b < 1:
         raise ValueError(f"bin must be a positive integer, got {b!r}")
     e, m, n = stack.shape
@@ -300,7 +300,7 @@ def _measure_binned(stack, energies, reference, reference_energies, b, window, r
         good = np.isfinite(s)
         if good.any():
             s = s - np.median(s[good])
-            aligned = _apply_shift_2d(norm[:, good], energies, s[good].astype(np.float64))
+            aligned = shift_spectra(norm[:, good], energies, s[good].astype(np.float64))
             with np.errstate(invalid="ignore"):
                 cnt = np.isfinite(aligned).sum(axis=1)
                 ref_mu = np.nansum(aligned, axis=1) / cnt
@@ -453,7 +453,7 @@ def calibrate(
     >>> bool(np.abs(sm.shift - true).max() < 0.05)
     True
     """
-    degree = _check_degree(degree)
+    degree = check_degree(degree)
     shift_b, var_b, excluded, b = _measure_binned(
         stack, energies, reference, reference_energies, bin, window, region
     )
@@ -467,7 +467,7 @@ def calibrate(
     w = 1.0 / var_b[ok]
     # the variances are themselves noisy: cap lucky bins so none dominates the fit
     w = np.minimum(w / np.median(w), 10.0) if w.size else w
-    model = _fit_points(rows[ok], cols[ok], shift_b[ok], w, (m, n), degree, True)
+    model = fit_points(rows[ok], cols[ok], shift_b[ok], w, (m, n), degree, True)
     model["bin"] = b
     model["calibration"] = "absolute" if reference is not None else "relative (median 0)"
     shift, unc = evaluate_shift_model(model)

@@ -9,10 +9,10 @@ from .._arrays import is_dask
 __all__ = ["apply_shift"]
 
 #: pixels processed at once by apply_shift's numpy kernel and the alignment (bounds memory).
-_APPLY_BLOCK = 1 << 16
+APPLY_BLOCK = 1 << 16
 
 
-def _check_stack(stack, energies) -> np.ndarray:
+def check_stack_energies(stack, energies) -> np.ndarray:
     energies = np.asarray(energies, dtype=np.float64)
     if stack.ndim != 3:
         raise ValueError(f"stack must be 3-D (E, M, N) but has shape {tuple(stack.shape)}")
@@ -35,13 +35,13 @@ def _float_dtype(dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
-def _apply_shift_2d(spectra: np.ndarray, energies: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def shift_spectra(spectra: np.ndarray, energies: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """corrected[:, p] = spectra[:, p] linearly interpolated at energies - shift[p]; NaN outside."""
     out_dtype = spectra.dtype
     e = energies.size
     out = np.empty(spectra.shape, out_dtype)
-    for start in range(0, spectra.shape[1], _APPLY_BLOCK):
-        sl = slice(start, start + _APPLY_BLOCK)
+    for start in range(0, spectra.shape[1], APPLY_BLOCK):
+        sl = slice(start, start + APPLY_BLOCK)
         q = energies[:, None] - shift[None, sl].astype(np.float64)  # nominal energy to read
         idx = np.clip(np.searchsorted(energies, q, side="right") - 1, 0, e - 2)
         e_lo = energies[idx]
@@ -58,7 +58,7 @@ def _apply_shift_2d(spectra: np.ndarray, energies: np.ndarray, shift: np.ndarray
 def _apply_shift_block(block: np.ndarray, shift_block: np.ndarray, *, energies, out_dtype):
     e, m, n = block.shape
     flat = np.asarray(block).reshape(e, m * n).astype(out_dtype, copy=False)
-    return _apply_shift_2d(flat, energies, np.asarray(shift_block).reshape(m * n)).reshape(e, m, n)
+    return shift_spectra(flat, energies, np.asarray(shift_block).reshape(m * n)).reshape(e, m, n)
 
 
 def apply_shift(stack, energies, shift):
@@ -101,7 +101,7 @@ def apply_shift(stack, energies, shift):
     >>> out[:3, 0, 0].tolist(), out[-2:, 0, 1].tolist()
     ([nan, 0.5, 1.5], [9.0, nan])
     """
-    energies = _check_stack(stack, energies)
+    energies = check_stack_energies(stack, energies)
     if tuple(shift.shape) != tuple(stack.shape[1:]):
         raise ValueError(
             f"shift has shape {tuple(shift.shape)} but the stack's images are {tuple(stack.shape[1:])}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.files import atomic_file
+from .._files import atomic_file
 
 __all__ = ["SHIFT_PAGES", "ShiftMap", "describe_shift_map", "evaluate_shift_model", "fit_shift", "read_shift_map", "write_shift_map"]
 
@@ -121,7 +121,7 @@ def _irls(x, y, w0, robust: bool):
     return beta, wr
 
 
-def _fit_points(rows, cols, values, weights, shape, degree: int, robust: bool) -> dict:
+def fit_points(rows, cols, values, weights, shape, degree: int, robust: bool) -> dict:
     terms = _poly_terms(degree)
     m, n = shape
     model = {
@@ -158,7 +158,7 @@ def _fit_points(rows, cols, values, weights, shape, degree: int, robust: bool) -
     return model
 
 
-def _check_degree(degree) -> int:
+def check_degree(degree) -> int:
     if int(degree) != degree or not 0 <= degree <= 6:
         raise ValueError(f"degree must be an integer in 0..6, got {degree!r}")
     return int(degree)
@@ -209,7 +209,7 @@ def fit_shift(measured, *, degree: int = 3, weights=None, robust: bool = True) -
     measured = np.asarray(measured, dtype=np.float64)
     if measured.ndim != 2:
         raise ValueError(f"measured must be a 2-D (M, N) map but has shape {measured.shape}")
-    degree = _check_degree(degree)
+    degree = check_degree(degree)
     if weights is None:
         w = np.ones_like(measured)
     else:
@@ -218,7 +218,7 @@ def fit_shift(measured, *, degree: int = 3, weights=None, robust: bool = True) -
             raise ValueError(f"weights has shape {w.shape} but measured has shape {measured.shape}")
     ok = np.isfinite(measured) & np.isfinite(w) & (w > 0)
     rows, cols = np.nonzero(ok)
-    model = _fit_points(
+    model = fit_points(
         rows.astype(np.float64), cols.astype(np.float64), measured[ok], w[ok],
         measured.shape, degree, robust,
     )

@@ -8,7 +8,8 @@ this machine. Standard library only.
 
 from .limits import check_maps_memory, check_training, machine_memory
 from .recipe import missing_paths, read_recipe, recipe_paths, settings_from_dict, settings_to_dict, write_recipe
-from .schema import DEFAULTS, SETTINGS, ReferenceSpec, Setting, Settings
+from .schema import DEFAULTS, SETTINGS, Settings
+from .declare import ReferenceSpec, Setting
 from .values import check_field, check_settings
 
 __all__ = [

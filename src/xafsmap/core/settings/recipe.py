@@ -32,7 +32,8 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from .schema import SECTIONS, SETTINGS, ReferenceSpec, Settings
+from .schema import SECTIONS, SETTINGS, Settings
+from .declare import ReferenceSpec
 from .values import check_field, check_settings, normalize_field
 
 __all__ = ["MAX_RECIPE_BYTES", "VERSION", "missing_paths", "read_recipe", "recipe_paths", "settings_from_dict",
@@ -234,7 +235,7 @@ def write_recipe(path, settings: Settings) -> Path:
     >>> read_recipe(write_recipe(p, s)) == s
     True
     """
-    from ..io.files import atomic_file
+    from .._files import atomic_file
 
     path = Path(path)
     data = settings_to_dict(settings)

@@ -1,7 +1,7 @@
 """Checking setting values, and reading the text forms the command line and docks use.
 
 :func:`check_field` checks one value against its declaration
-(:class:`~xafsmap.core.settings.schema.Setting`): its kind, range or choices. Every
+(:class:`~xafsmap.core.settings.declare.Setting`): its kind, range or choices. Every
 message names the value as the user wrote it (``--trees 0``, ``r.toml: [classifier]
 n_trees = 0``, a dock's label): callers pass that name. :func:`check_settings` checks a
 whole :class:`~xafsmap.core.settings.schema.Settings` before a job runs (an input
@@ -18,7 +18,7 @@ import os
 import re
 from typing import Callable
 
-from .schema import OFFSET_RANGE, SETTINGS, ReferenceSpec, Setting, Settings
+from .declare import OFFSET_RANGE, ReferenceSpec, Setting
 
 __all__ = [
     "check_field",
@@ -41,6 +41,7 @@ def check_number(item: Setting, value, where: str):
 
     Examples
     --------
+    >>> from xafsmap.core.settings.schema import SETTINGS
     >>> check_number(SETTINGS["n_trees"], 50, "--trees")
     50
     >>> check_number(SETTINGS["n_trees"], 10**9, "--trees")
@@ -104,6 +105,7 @@ def check_field(item: Setting, value, where: str) -> None:
 
     Examples
     --------
+    >>> from xafsmap.core.settings.schema import SETTINGS
     >>> check_field(SETTINGS["metric"], "cosine", "--metric")
     Traceback (most recent call last):
     ValueError: --metric = 'cosine' is not one of ['euclidean', 'manhattan', 'jensen-shannon']
@@ -187,7 +189,7 @@ def _check_sets(value, where: str) -> None:
             raise ValueError(f"{where}: set {name!r} must name one or more references")
 
 
-def check_settings(settings: Settings, *, name: Callable[[str], str] = str, job: str = "map", where: str = "") -> None:
+def check_settings(settings, *, name: Callable[[str], str] = str, job: str = "map", where: str = "") -> None:
     """Check that a job can run with these settings (each field is checked on construction).
 
     Parameters
@@ -208,6 +210,7 @@ def check_settings(settings: Settings, *, name: Callable[[str], str] = str, job:
 
     Examples
     --------
+    >>> from xafsmap.core.settings import ReferenceSpec, Settings
     >>> check_settings(Settings(references=(ReferenceSpec("Fe.xdi"),), stack="s.tif", shift_map="a.tif",
     ...                         calibration="foil.tif"), name=lambda s: "--" + s.replace("_", "-"))
     Traceback (most recent call last):
@@ -221,7 +224,7 @@ def check_settings(settings: Settings, *, name: Callable[[str], str] = str, job:
         raise ValueError(f"{where}: {error}") from None
 
 
-def _check_whole(s: Settings, name, job: str) -> None:
+def _check_whole(s, name, job: str) -> None:
     if (s.stack is None) == (s.sample is None):
         raise ValueError(f"give exactly one of {name('stack')} (a stack file) or {name('sample')} = \"fe_sample\"")
     if s.sample is not None and any(getattr(s, p) for p in ("energies", "flat", "dark", "i0", "axes")):
@@ -245,7 +248,7 @@ def _check_whole(s: Settings, name, job: str) -> None:
     _check_classes(s, name)
 
 
-def _check_classes(s: Settings, name) -> None:
+def _check_classes(s, name) -> None:
     if (s.class_names is None) != (s.compositions is None):
         raise ValueError(f"{name('class_names')} and {name('compositions')} go together: give both or neither")
     if s.compositions is None:

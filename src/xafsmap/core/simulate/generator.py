@@ -265,7 +265,8 @@ def write_measurement(measurement: Measurement, folder, *, overwrite: bool = Fal
     Path
         The folder.
     """
-    from ..mapping.output import atomic_folder, write_tiff
+    from ..io.folders import atomic_folder
+    from ..mapping.output import write_tiff
 
     m, folder = measurement, Path(folder)
     with atomic_folder(folder, overwrite=overwrite) as tmp:

@@ -127,7 +127,7 @@ class Measurement:
     def absorbance(self) -> np.ndarray:
         """(E, M, N) float32: ``-ln((I - D) / (F - D))``, NaN where I - D or F - D <= 0.
 
-        The same float32 arithmetic as :func:`~xafsmap.core.io.stack.absorbance_from_transmission`,
+        The same float32 arithmetic as :func:`~xafsmap.core.io.rawstack.absorbance_from_transmission`,
         so the files of :func:`~xafsmap.core.simulate.generator.write_measurement` read back to the same numbers.
 
         Raises

@@ -12,7 +12,7 @@ from .._arrays import is_dask
 __all__ = ["find_e0", "larch_slope_operator"]
 
 
-def _check(mu, energies) -> np.ndarray:
+def check_spectra(mu, energies) -> np.ndarray:
     energies = np.asarray(energies, dtype=np.float64)
     if energies.ndim != 1:
         raise ValueError(f"energies must be 1-D, got shape {energies.shape}")
@@ -28,14 +28,14 @@ def _check(mu, energies) -> np.ndarray:
     return energies
 
 
-def _nearest(energies: np.ndarray, values: np.ndarray) -> np.ndarray:
+def nearest_index(energies: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Larch ``index_nearest`` for many values (first index on ties)."""
     j = np.clip(np.searchsorted(energies, values), 1, energies.size - 1)
     lower = np.abs(energies[j - 1] - values) <= np.abs(energies[j] - values)
     return np.where(lower, j - 1, j)
 
 
-def _at_or_below(energies: np.ndarray, values: np.ndarray) -> np.ndarray:
+def index_at_or_below(energies: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Larch ``index_of``: last index with energy <= value, 0 below the range."""
     return np.maximum(np.searchsorted(energies, values, side="right") - 1, 0)
 
@@ -163,7 +163,7 @@ def find_e0(mu, energies, *, sigma: float | None = None) -> np.ndarray:
     >>> float(find_e0(mu, e))
     7112.0
     """
-    energies = _check(mu if hasattr(mu, "ndim") else np.asarray(mu), energies)
+    energies = check_spectra(mu if hasattr(mu, "ndim") else np.asarray(mu), energies)
     if is_dask(mu):
         mu = mu.rechunk({0: -1})
         return mu.map_blocks(find_e0, energies, sigma=sigma, drop_axis=0, dtype=np.float64,

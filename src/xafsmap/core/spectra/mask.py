@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .normalize import normalize
 
 __all__ = ["SIGNIFICANCE", "dropped_regions", "edge_jump", "edge_mask", "edge_region",
            "jump_design"]

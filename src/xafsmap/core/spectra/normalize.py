@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._arrays import is_dask
-from .edge import _at_or_below, _check, _nearest, find_e0
+from .edge import index_at_or_below, check_spectra, nearest_index, find_e0
 
 __all__ = ["Normalized", "SharedFit", "estimate_noise", "find_e0", "normalize", "shared_fit", "step_weights"]
 
@@ -43,7 +43,7 @@ class Normalized:
     params: dict = field(default_factory=dict)
 
 
-def _resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
+def resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
     """Larch ``preedge`` defaults for a spectrum with edge at ``e0``."""
     if e0 is None:
         return dict(pre1=float(min(pre1, pre2)), pre2=float(max(pre1, pre2)),
@@ -51,7 +51,7 @@ def _resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
                     nnorm=int(max(min(nnorm, _MAX_NNORM), 0)))
     lo, hi = energies[0] - e0, energies[-1] - e0
     if pre1 is None:
-        q = 5.0 if _nearest(energies, np.array([e0]))[0] > 20 else 2.0
+        q = 5.0 if nearest_index(energies, np.array([e0]))[0] > 20 else 2.0
         pre1 = q * round((energies[1] - e0) / q)
     pre1 = max(pre1, lo)
     pre2 = 0.5 * pre1 if pre2 is None else pre2
@@ -70,11 +70,11 @@ def _resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
 def _fit_windows(energies, e0, params):
     """Larch's fit slices per pixel: pre-edge ``[p1, p2)`` (a constant where ``const``)
     and post-edge ``[q1, q2)``, from ``index_of(e0 + lo)`` to ``index_nearest(e0 + hi)``."""
-    p1 = _at_or_below(energies, e0 + params["pre1"])
-    p2 = _nearest(energies, e0 + params["pre2"])
-    const = (_at_or_below(energies, e0 + params["pre2"]) - p1) < 3
-    q1 = np.minimum(_at_or_below(energies, e0 + params["norm1"]), energies.size - 3)
-    return p1, p2, const, q1, _nearest(energies, e0 + params["norm2"])
+    p1 = index_at_or_below(energies, e0 + params["pre1"])
+    p2 = nearest_index(energies, e0 + params["pre2"])
+    const = (index_at_or_below(energies, e0 + params["pre2"]) - p1) < 3
+    q1 = np.minimum(index_at_or_below(energies, e0 + params["norm1"]), energies.size - 3)
+    return p1, p2, const, q1, nearest_index(energies, e0 + params["norm2"])
 
 
 def _fit_poly(x, y, inside, degree):
@@ -113,7 +113,7 @@ def _normalize_2d(mu, energies, e0, params, flatten):
     # post-edge polynomial of mu - pre_edge: degree at most 1 with fewer than 5 points
     deg = np.where(q2 - q1 < 5, min(1, params["nnorm"]), params["nnorm"])
     post = _fit_poly(x, sub, (idx >= q1) & (idx < q2), deg)
-    ie0 = _nearest(energies, e0f)
+    ie0 = nearest_index(energies, e0f)
     curve = (x[:, None] ** np.arange(post.shape[0])) @ post  # post_edge - pre_edge
     step = np.where(good, curve[ie0, np.arange(ie0.size)], np.nan)
     step[step == 0] = np.nan
@@ -170,7 +170,7 @@ def shared_fit(energies, e0: float, params) -> SharedFit | None:
         return None
     powers = x[:, None] ** np.arange(max(pre_degree, post_degree) + 1)
     return SharedFit(
-        p1=p1, p2=p2, q1=q1, q2=q2, ie0=int(_nearest(energies, np.array([e0]))[0]), powers=powers,
+        p1=p1, p2=p2, q1=q1, q2=q2, ie0=int(nearest_index(energies, np.array([e0]))[0]), powers=powers,
         pinv_pre=np.linalg.pinv(powers[p1:p2, : pre_degree + 1]),
         pinv_post=np.linalg.pinv(powers[q1:q2, : post_degree + 1]),
     )
@@ -303,7 +303,7 @@ def normalize(mu, energies, *, e0=None, pre1: float | None = None,
     >>> round(float(out.e0), 1), round(float(out.edge_step), 2)
     (7112.0, 2.0)
     """
-    energies = _check(mu if hasattr(mu, "ndim") else np.asarray(mu), energies)
+    energies = check_spectra(mu if hasattr(mu, "ndim") else np.asarray(mu), energies)
     lazy = is_dask(mu)
     mu = mu.rechunk({0: -1}) if lazy else np.asarray(mu)
     e0_arr = None if e0 is None else np.asarray(e0, dtype=np.float64)
@@ -324,9 +324,9 @@ def normalize(mu, energies, *, e0=None, pre1: float | None = None,
     else:
         e_ref = None  # all windows given: nothing to derive, no clamping to the range
     if e_ref is not None and not np.isfinite(e_ref):
-        _check_windows(energies, e_ref, {})
-    params = _resolve_params(energies, e_ref, **given)
-    _check_windows(energies, e_ref, params)
+        check_windows(energies, e_ref, {})
+    params = resolve_params(energies, e_ref, **given)
+    check_windows(energies, e_ref, params)
     if not lazy:
         e0_map = find_e0(mu, energies) if e0_arr is None else e0_arr
         norm, step = _normalize_numpy(mu, energies, e0_map, params, flatten)
@@ -344,7 +344,7 @@ def normalize(mu, energies, *, e0=None, pre1: float | None = None,
     return Normalized(out[:n].astype(dtype), out[n], out[n + 1].astype(dtype), params)
 
 
-def _check_windows(energies, e0, params) -> None:
+def check_windows(energies, e0, params) -> None:
     if e0 is None:
         return
     if not np.isfinite(e0):
@@ -394,7 +394,7 @@ def estimate_noise(norm, energies, *, e0=None) -> np.ndarray:
     >>> np.round(estimate_noise(y, e, e0=7112.0), 2).tolist()
     [0.02, 0.02, 0.02]
     """
-    energies = _check(np.asarray(norm), energies)
+    energies = check_spectra(np.asarray(norm), energies)
     norm = np.asarray(norm)
     y = norm.reshape(norm.shape[0], -1).astype(np.float64)
     e0 = find_e0(norm, energies) if e0 is None else e0

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .discover import prepare_candidates, rank_candidates
-from ..mapping.output import atomic_folder, library_versions, write_rows, write_tiff
+from ..io.folders import atomic_folder, claim_output
+from ..mapping.output import library_versions, write_rows, write_tiff
 from .parsimony import iter_compare
 from ..mapping.pipeline import drive
 from ..io.references import Reference, scan_library
@@ -79,11 +80,9 @@ def search_references(stack, references, library, *, out, overwrite: bool = Fals
     (energy and each region's mean normalized spectrum), ``search.json`` (parameters,
     counts, skipped library files) and, with matplotlib, ``candidates.png``.
     """
-    from ..mapping.output import check_output_folder
-
     named = [library] if isinstance(library, (str, os.PathLike)) else [p for p in library if not isinstance(p, Reference)]
     sources = [*sources, *named]
-    check_output_folder(out, overwrite=overwrite, sources=sources)  # fail before the work
+    claim_output(out, overwrite=overwrite, sources=sources)  # fail before the work
     candidates_in, skipped = _library(library)
     found = drive(iter_unexplained(stack, references, **map_options), progress)
     candidates = prepare_candidates(candidates_in, found.setup)
@@ -190,9 +189,7 @@ def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=
     (float32: criterion of the runner-up minus the preferred's; below 2 undecided) and
     ``comparison.json``.
     """
-    from ..mapping.output import check_output_folder
-
-    check_output_folder(out, overwrite=overwrite, sources=sources)
+    claim_output(out, overwrite=overwrite, sources=sources)
     result = drive(iter_compare(stack, sets, **options), progress)
     summary = dict(result.summary, order=list(result.names), parameters=result.params,
                    versions=library_versions())

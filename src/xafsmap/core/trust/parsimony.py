@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..mapping.pipeline import BAND_BYTES, MASK_SAMPLE, band_rows, drive
+from ..mapping.pipeline import BAND_BYTES, band_rows, drive
+from ..mapping.maps import MASK_SAMPLE
 from .unexplained import normalize_band, setup_fit
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]

@@ -28,7 +28,8 @@ from ..spectra.energyscale import check_energy_scale
 from ..spectra.lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_moments
 from ..spectra.mask import edge_jump, edge_mask
 from ..spectra.normalize import normalize
-from ..mapping.pipeline import BAND_BYTES, MASK_INVALID, MASK_SAMPLE, band_rows, drive
+from ..mapping.pipeline import BAND_BYTES, band_rows, drive
+from ..mapping.maps import MASK_INVALID, MASK_SAMPLE
 from ..model.training import prepare_references, thick_limit
 from ..spectra.survey import survey
 
