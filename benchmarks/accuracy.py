@@ -28,7 +28,7 @@ from xafsmap.core.io.stack import Stack
 from xafsmap.core.spectra.lcf import fit_fractions
 from xafsmap.core.spectra.normalize import normalize
 from xafsmap.core.mapping.pipeline import map_stack
-from xafsmap.core.model.training import prepare_references
+from xafsmap.core.model.standards import prepare_references
 from xafsmap.core.spectra.survey import survey
 from xafsmap.core.simulate.sample import make_sample
 from xafsmap.core.model.synthesize import make_classes, synthesize_spectra

@@ -16,12 +16,13 @@ import json
 
 import numpy as np
 
-from xafsmap.core.prepare.calibrate import apply_shift, calibrate
+from xafsmap.core.prepare.resample import apply_shift
+from xafsmap.core.prepare.calibrate import calibrate
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.spectra.normalize import normalize
 from xafsmap.core.mapping.pipeline import map_stack
 from xafsmap.core.prepare.steps import prepare_stack
-from xafsmap.core.io.references import resample_reference
+from xafsmap.core.model.standards import resample_reference
 from xafsmap.core.simulate.sample import bundled_references, make_sample
 
 

@@ -129,7 +129,7 @@ def figure(path: Path, seed: int = 100) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xafsmap.core.spectra.energyscale import shifted_references
+    from xafsmap.core.spectra.offsets import shifted_references
 
     sample = make_sample(rng=seed)
     found = survey(sample.stack, sample.energies)

@@ -24,7 +24,7 @@ import numpy as np
 def build(n_trees: int, n_features: int, rng: int = 0):
     from xafsmap.core.model.classify import train_classifier
     from xafsmap.core.spectra.normalize import normalize
-    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.model.standards import resample_reference
     from xafsmap.core.simulate.sample import bundled_references, sample_energies
     from xafsmap.core.model.synthesize import make_classes
 

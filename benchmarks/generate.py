@@ -5,7 +5,7 @@ mixed, a few grains of Fe3O4 that is not among the references, ~10 % holes), a
 smoothly varying edge step 0.6–1.4, a sloped pre-edge background, Gaussian noise
 0.02 and a few dead (NaN) pixels. Written as a contiguous float32 multi-page TIFF
 (BigTIFF past 4 GB) with its ``.energies.txt`` sidecar through
-:func:`xafsmap.core.io.stack.write_stack`; only the (K, M, N) fraction maps and one page are
+:func:`xafsmap.core.io.tiff.write_stack`; only the (K, M, N) fraction maps and one page are
 ever in memory (~0.25 GB for 4000 x 1700), never the stack.
 
     python benchmarks/generate.py /tmp/xafsmap-bench/stack-1000.tif --rows 1000 --cols 1700 --energies 210
@@ -86,7 +86,7 @@ class SyntheticStack:
     def __init__(self, rows: int, cols: int, energies: np.ndarray, *, n_grains: int, noise: float, rng: int,
                  drift: np.ndarray | None = None):
         from xafsmap.core.spectra.normalize import normalize
-        from xafsmap.core.io.references import resample_reference
+        from xafsmap.core.model.standards import resample_reference
         from xafsmap.core.simulate.sample import bundled_references
 
         gen = np.random.default_rng(rng)
@@ -139,7 +139,7 @@ def main(argv=None) -> Path:
                              "the true drift goes to <stem>.drift.txt")
     args = parser.parse_args(argv)
 
-    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.io.tiff import write_stack
     from xafsmap.core.simulate.sample import sample_energies
 
     energies = sample_energies(n_edge=args.energies - 61)  # 61 points off the edge region

@@ -38,7 +38,7 @@ def write_stack(path: Path, *, energies: int, rows: int, cols: int, tile: int = 
     import tifffile
 
     from xafsmap.core.spectra.normalize import normalize
-    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.model.standards import resample_reference
     from xafsmap.core.simulate.sample import bundled_references, make_sample
 
     grid = np.linspace(7050.0, 7250.0, energies)

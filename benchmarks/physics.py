@@ -58,7 +58,8 @@ from xafsmap.core.trust.discover import prepare_candidates, rank_candidates
 from xafsmap.core.io.stack import read_stack
 from xafsmap.core.mapping.maps import MASK_SAMPLE
 from xafsmap.core.mapping.pipeline import map_stack
-from xafsmap.core.io.references import read_reference, scan_library
+from xafsmap.core.io.references import read_reference
+from xafsmap.core.io.library import scan_library
 from xafsmap.core.simulate.scores import THICKNESS_BINS, check_targets, score_maps
 from xafsmap.core.simulate.generator import CONDITIONS, simulate_measurement, write_measurement
 from xafsmap.core.trust.unexplained import find_unexplained

@@ -22,10 +22,11 @@ def write_foil(folder: Path, stack_layer) -> Path:
     """An Fe foil measured over the sample's field with a smooth energy shift (-1.5 to +2 eV)."""
     import numpy as np
 
-    from xafsmap.core.prepare.calibrate import apply_shift
-    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.prepare.resample import apply_shift
+    from xafsmap.core.io.tiff import write_stack
     from xafsmap.core.spectra.normalize import normalize
-    from xafsmap.core.io.references import read_reference, resample_reference
+    from xafsmap.core.io.references import read_reference
+    from xafsmap.core.model.standards import resample_reference
     from xafsmap.core.simulate.sample import bundled_reference_paths
 
     energies = np.asarray(stack_layer.metadata["energies"])

@@ -28,7 +28,7 @@ def small_sample():
 @pytest.fixture(scope="session")
 def small_sample_file(tmp_path_factory, small_sample) -> Path:
     """The small sample written as a multi-page TIFF with its energies sidecar."""
-    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.io.tiff import write_stack
 
     folder = tmp_path_factory.mktemp("sample")
     return write_stack(folder / "sample.tif", small_sample.stack, small_sample.energies)
@@ -40,10 +40,10 @@ def shifted(tmp_path_factory, small_sample):
     same smooth energy-shift field (true energy = nominal + truth), written as TIFFs."""
     import numpy as np
 
-    from xafsmap.core.prepare.calibrate import apply_shift
-    from xafsmap.core.io.stack import write_stack
+    from xafsmap.core.prepare.resample import apply_shift
+    from xafsmap.core.io.tiff import write_stack
     from xafsmap.core.spectra.normalize import normalize
-    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.model.standards import resample_reference
     from xafsmap.core.simulate.sample import bundled_references
 
     folder = tmp_path_factory.mktemp("shifted")

@@ -44,7 +44,8 @@ def get_reader(path):
 
 def _open_stack(path: Path):
     from .core.io.formats import format_kind
-    from .core.io.stack import find_energies_file, read_stack
+    from .core.io.energies import find_energies_file
+    from .core.io.stack import read_stack
 
     if format_kind(path):  # HDF5/NeXus, Xradia: the file's own energies and I0
         return read_stack(path)

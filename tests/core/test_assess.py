@@ -17,7 +17,8 @@ import pytest
 
 from xafsmap.core.io.stack import Stack, read_stack
 from xafsmap.core.spectra.normalize import normalize
-from xafsmap.core.io.references import read_library, resample_reference
+from xafsmap.core.io.library import read_library
+from xafsmap.core.model.standards import resample_reference
 from xafsmap.core.simulate.sample import bundled_references, make_sample
 
 LIBRARY = "reference-library/als-10.3.2-fe-k"

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 from scipy.interpolate import CubicSpline
 
-from xafsmap.core.prepare.calibrate import (
+from xafsmap.core.prepare.shiftmap import (
     ShiftMap,
-    apply_shift,
-    calibrate,
     evaluate_shift_model,
     fit_shift,
-    measure_shift,
     read_shift_map,
     write_shift_map,
 )
+from xafsmap.core.prepare.resample import apply_shift
+from xafsmap.core.prepare.calibrate import calibrate, measure_shift
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FE_METAL = DATA / "references" / "fe-k" / "fe_metal_rt.xdi"

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from xafsmap.core.prepare.calibrate import apply_shift, calibrate
+from xafsmap.core.prepare.resample import apply_shift
+from xafsmap.core.prepare.calibrate import calibrate
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.spectra.normalize import normalize
 from xafsmap.core.mapping.pipeline import map_stack
 from xafsmap.core.prepare.steps import prepare_stack
-from xafsmap.core.io.references import resample_reference
+from xafsmap.core.model.standards import resample_reference
 from xafsmap.core.simulate.sample import bundled_references
 
 FAST = dict(n_per_class=300, n_trees=30, rng=0)

@@ -13,13 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from xafsmap.core.spectra.energyscale import (
-    EDGE_MARGIN,
-    check_energy_scale,
-    energy_scale_warnings,
-    fit_common_offset,
-    reference_edges,
-)
+from xafsmap.core.spectra.energyscale import EDGE_MARGIN, check_energy_scale, energy_scale_warnings
+from xafsmap.core.spectra.offsets import fit_common_offset, reference_edges
 from xafsmap.core.io.stack import Stack
 from xafsmap.core.simulate.sample import bundled_references, make_sample
 from xafsmap.core.spectra.survey import survey
@@ -187,7 +182,7 @@ def test_train_model_warns_then_aligns_and_the_map_is_right_again(references):
 
 
 def test_setup_fit_aligns_like_the_map(references):
-    from xafsmap.core.trust.unexplained import setup_fit
+    from xafsmap.core.trust.fitsetup import setup_fit
 
     sample = make_sample((40, 50), n_grains=12, rng=2)
     stack = Stack(sample.stack, sample.energies, {"stack": "<array>"})
@@ -215,7 +210,7 @@ def stxm(shared_data):
 
 @pytest.mark.parametrize("shift", [2.0, -2.0])
 def test_real_stxm_fe_l_offset_is_recovered(stxm, shift):
-    from xafsmap.core.trust.unexplained import setup_fit
+    from xafsmap.core.trust.fitsetup import setup_fit
 
     stack, refs = stxm
     assert stack.data.shape == (123, 62, 62)
@@ -233,7 +228,7 @@ def test_real_stxm_fe_l_offset_is_recovered(stxm, shift):
 
 
 def test_matched_real_stxm_references_give_no_energy_warning(stxm):
-    from xafsmap.core.trust.unexplained import setup_fit
+    from xafsmap.core.trust.fitsetup import setup_fit
 
     stack, refs = stxm
     setup = setup_fit(stack, refs)

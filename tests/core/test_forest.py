@@ -15,7 +15,7 @@ def spectra_forest():
     """A 12-class forest on derivative features of noisy mixtures of real Fe references."""
     from xafsmap.core.model.classify import train_classifier
     from xafsmap.core.spectra.normalize import normalize
-    from xafsmap.core.io.references import resample_reference
+    from xafsmap.core.model.standards import resample_reference
     from xafsmap.core.simulate.sample import bundled_references, sample_energies
     from xafsmap.core.model.synthesize import make_classes, synthesize_spectra
 

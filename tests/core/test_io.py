@@ -11,17 +11,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from xafsmap.core.io.stack import (
-    BAND_BYTES,
-    Stack,
-    count_invalid,
-    find_energies_file,
-    natural_sort_key,
-    read_energies,
-    read_stack,
-    stack_info,
-    write_stack,
-)
+from xafsmap.core.io.tiff import BAND_BYTES, write_stack
+from xafsmap.core.io.stack import Stack, count_invalid, read_stack, stack_info
+from xafsmap.core.io.energies import find_energies_file, natural_sort_key, read_energies
 from xafsmap.core.io.rawstack import absorbance_from_transmission
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

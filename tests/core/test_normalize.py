@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xafsmap.core.spectra.normalize import Normalized, estimate_noise, find_e0, normalize, step_weights
+from xafsmap.core.spectra.normalize import Normalized, estimate_noise, normalize
+from xafsmap.core.spectra.edge import find_e0
+from xafsmap.core.spectra.sharedfit import step_weights
 
 FE_K = ["fe_metal_rt", "feo_rt1", "fe2o3_rt", "fe3c_rt", "fen_rt"]
 

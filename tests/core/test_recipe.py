@@ -171,7 +171,7 @@ def test_run_recipe_calibrates_from_a_foil_and_from_its_shift_map_alike(tmp_path
     import tifffile
 
     from xafsmap.core.job import prepare, shift_map_for
-    from xafsmap.core.prepare.calibrate import write_shift_map
+    from xafsmap.core.prepare.shiftmap import write_shift_map
 
     paths = bundled_reference_paths()
     base = Settings(references=tuple(ReferenceSpec(str(paths[n])) for n in ("Fe", "FeO", "Fe2O3")),

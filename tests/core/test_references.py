@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xafsmap.core.io.references import (
-    Reference,
-    list_references,
-    read_library,
-    read_reference,
-    read_references,
-    resample_reference,
-    scan_library,
-)
+from xafsmap.core.io.references import Reference, read_reference, read_references
+from xafsmap.core.io.library import list_references, read_library, scan_library
+from xafsmap.core.model.standards import resample_reference
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FE_K_EDGE = 7112.0

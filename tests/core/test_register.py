@@ -10,8 +10,10 @@ import pytest
 from scipy import ndimage
 
 from xafsmap.core.io import tiff
-from xafsmap.core.io.stack import read_stack, write_stack
-from xafsmap.core.prepare.register import correct_drift, drift_report, measure_drift
+from xafsmap.core.io.stack import read_stack
+from xafsmap.core.io.tiff import write_stack
+from xafsmap.core.prepare.drift import correct_drift, drift_report
+from xafsmap.core.prepare.register import measure_drift
 
 E, M, N, PAD = 40, 72, 72, 20
 ENERGIES = np.linspace(7090.0, 7160.0, E)

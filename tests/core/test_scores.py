@@ -10,7 +10,6 @@ from xafsmap.core.simulate.sample import make_sample
 from xafsmap.core.simulate.specimen import HOLE, MATRIX, SAMPLE
 from xafsmap.core.simulate.scores import (
     TARGETS,
-    Truth,
     check_targets,
     coverage,
     dominant_accuracy,
@@ -20,6 +19,7 @@ from xafsmap.core.simulate.scores import (
     score_maps,
     unexplained_rates,
 )
+from xafsmap.core.simulate.truth import Truth
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xafsmap.core.spectra.normalize import normalize
-from xafsmap.core.io.references import resample_reference
+from xafsmap.core.model.standards import resample_reference
 from xafsmap.core.simulate.sample import bundled_references, make_sample
 
 
@@ -94,7 +94,7 @@ from xafsmap.core.spectra.lcf import fit_fractions  # noqa: E402
 from xafsmap.core.simulate.specimen import HOLE, MATRIX  # noqa: E402
 from xafsmap.core.simulate.scores import dominant_accuracy, fraction_rmse, mask_iou, roc_auc, score_maps  # noqa: E402
 from xafsmap.core.simulate.generator import CONDITIONS, simulate_measurement, write_measurement  # noqa: E402
-from xafsmap.core.model.training import prepare_references  # noqa: E402
+from xafsmap.core.model.standards import prepare_references  # noqa: E402
 
 SMALL = dict(shape=(40, 50), n_grains=14, unexplained_grains=2)
 

@@ -12,7 +12,8 @@ import olefile
 import pytest
 
 from _ole import write_ole, xradia_streams
-from xafsmap.core.io.stack import plane_view, read_stack, write_stack
+from xafsmap.core.io.stack import plane_view, read_stack
+from xafsmap.core.io.tiff import write_stack
 from xafsmap.core.io.xradia import read_xradia, xradia_images
 
 ENERGIES = np.array([7100.0, 7110.0, 7112.5, 7120.0, 7150.0])

@@ -35,7 +35,8 @@ def self_calibrate(stack, region, reference: str | None, *, degree: int, bin_siz
 
 def measure(stack):
     """Worker: image drift (E, 2) across energies and its summary."""
-    from ..core.prepare.register import drift_report, measure_drift
+    from ..core.prepare.drift import drift_report
+    from ..core.prepare.register import measure_drift
 
     drift = measure_drift(stack.data, stack.energies)
     return drift, drift_report(drift)

@@ -17,7 +17,8 @@ COLUMNS = ("use", "name", "offset (eV)", "source")
 
 def read_entries(path) -> list[Entry]:
     """Entries of a file (every record; ticked when it holds one) or of a library folder."""
-    from ..core.io.references import read_references, scan_library
+    from ..core.io.references import read_references
+    from ..core.io.library import scan_library
 
     path = Path(path)
     if path.is_dir():

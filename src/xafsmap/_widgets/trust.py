@@ -37,7 +37,7 @@ def search_library(paths, found):
     :func:`~xafsmap.core.trust.discover.rank_candidates` for the tables.
     """
     from ..core.trust.discover import prepare_candidates, rank_candidates
-    from ..core.io.references import scan_library
+    from ..core.io.library import scan_library
 
     library, skipped = scan_library(paths)
     if not library:

@@ -64,7 +64,7 @@ def read_pixel_spectrum(stack, row: int, col: int) -> np.ndarray:
     Notes
     -----
     For a stack read straight from one uncompressed contiguous TIFF (what
-    :func:`~xafsmap.core.io.stack.write_stack` and most beamline software write), reads
+    :func:`~xafsmap.core.io.tiff.write_stack` and most beamline software write), reads
     4 bytes per page at ``offset + ((e * M + row) * N + col) * 4``; any other stack
     (absorbance computed from counts and flats, folders of TIFFs, STXM, corrected
     stacks) is indexed through dask.

@@ -19,7 +19,6 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +27,7 @@ import numpy as np
 from xafsmap.core.io.athena import athena_records
 from .bounds import ENERGY_RANGE_EV, MAX_PROJECT_BYTES
 
-__all__ = [
-    "Reference",
-    "read_references",
-    "read_reference",
-    "list_references",
-    "read_library",
-    "scan_library",
-    "resample_reference",
-    "split_spec",
-]
+__all__ = ["Reference", "read_references", "read_reference", "split_spec"]
 
 # XDI column labels holding mu(E), in order of preference (XDI dictionary,
 # plus the bare ``mu``/``norm`` and Athena's ``xmu``). ``murefer`` is the
@@ -93,7 +83,7 @@ def _make_reference(name: str, energies, mu, source: str, where: str) -> Referen
     return Reference(name, e, m, source)
 
 
-def _unique(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
     """Append `` (2)``, `` (3)`` … to repeated names."""
     seen: dict[str, int] = {}
     out = []
@@ -214,7 +204,7 @@ def _read_columns(path: Path, text: str) -> list[Reference]:
         ie = low.index("energy") if "energy" in low else 0
         energies = _energy_scale(data[:, ie], units[ie])
         cols = [i for i in range(ncol) if i != ie]
-        names = _unique([labels[i] if labels else f"column {i + 1}" for i in cols])
+        names = unique_names([labels[i] if labels else f"column {i + 1}" for i in cols])
         return [_make_reference(n, energies, data[:, i], f"{path}:{n}", where)
                 for n, i in zip(names, cols)]
     is_xdi = text.lstrip().upper().startswith("# XDI/") or any(k.startswith("column.") for k in tags)
@@ -243,7 +233,7 @@ def _read_bytes(path: Path) -> tuple[bytes, bool]:
     return raw, True
 
 
-def _read_file(path: Path) -> tuple[list[Reference], list[tuple[str, str]]]:
+def read_reference_file(path: Path) -> tuple[list[Reference], list[tuple[str, str]]]:
     """All references of one file and the records skipped as (source, reason)."""
     raw, gzipped = _read_bytes(path)
     if gzipped and not raw.lstrip().startswith(b"# Athena project file") and path.suffix.lower() != ".prj":
@@ -253,7 +243,7 @@ def _read_file(path: Path) -> tuple[list[Reference], list[tuple[str, str]]]:
     text = raw.decode("utf-8", errors="replace")  # headers may hold Latin-1 bytes
     if path.suffix.lower() == ".prj" or text.lstrip().startswith("# Athena project file"):
         spectra, skipped = athena_records(text, label=path.name)
-        names = _unique([name for name, _, _ in spectra])
+        names = unique_names([name for name, _, _ in spectra])
         refs = [_make_reference(n, e, m, f"{path}:{n}", f"{path.name} record {n!r}")
                 for n, (_, e, m) in zip(names, spectra)]
         return refs, [(f"{path}:{name}", reason) for name, reason in skipped]
@@ -314,16 +304,16 @@ def read_references(spec: str | os.PathLike) -> list[Reference]:
     [('FeO', [0.1, 0.5, 1.0])]
     """
     path, name = split_spec(spec)
-    refs, skipped = _read_file(path)
+    refs, skipped = read_reference_file(path)
     if name is None:
         if not refs:
             why = "; ".join(f"{s}: {r}" for s, r in skipped)
             raise ValueError(f"{path.name}: no mu(E) spectra found ({why})")
         return refs
-    return [_select(refs, skipped, name, path)]
+    return [select_record(refs, skipped, name, path)]
 
 
-def _select(refs: list[Reference], skipped, name: str, path: Path) -> Reference:
+def select_record(refs: list[Reference], skipped, name: str, path: Path) -> Reference:
     for ref in refs:
         if ref.name == name:
             return ref
@@ -358,150 +348,4 @@ def read_reference(spec: str | os.PathLike) -> Reference:
     return refs[0]
 
 
-def list_references(path: str | os.PathLike) -> list[str]:
-    """Names of the references in a file (one for single-spectrum files).
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "lib.nor"
-    >>> _ = p.write_text("# energy a b\\n7100 0.1 0.2\\n7110 0.5 0.6\\n")
-    >>> list_references(p)
-    ['a', 'b']
-    """
-    return [r.name for r in read_references(path)]
-
-
-def _library_files(paths) -> list[str]:
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out: list[str] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            out += [str(f) for f in sorted(p.rglob("*"))
-                    if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)]
-        else:
-            out.append(os.fspath(p))
-    return out
-
-
-def scan_library(paths: str | os.PathLike | Iterable[str | os.PathLike]
-                 ) -> tuple[list[Reference], list[tuple[str, str]]]:
-    """Read a reference library: folders (recursively, sorted), files and ``FILE:NAME`` specs.
-
-    Parameters
-    ----------
-    paths : path-like or iterable of path-like
-        Folders, files (any supported format) or ``FILE:NAME`` specs.
-
-    Returns
-    -------
-    references : list of Reference
-        Every readable spectrum; repeated names across the library get
-        `` (2)``, `` (3)`` … appended so each name selects one spectrum.
-    skipped : list of (str, str)
-        ``(file or file:record, reason)`` for files that could not be read
-        and Athena records that are not mu(E).
-
-    Raises
-    ------
-    FileNotFoundError
-        If a given path does not exist (a typo is not a skipped file).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "a.dat").write_text("7100 0.1\\n7110 0.5\\n")
-    >>> _ = (d / "notes.txt").write_text("measured in 2007\\n")
-    >>> refs, skipped = scan_library(d)
-    >>> [r.name for r in refs], [pathlib.Path(s).name for s, _ in skipped]
-    (['a'], ['notes.txt'])
-    """
-    refs: list[Reference] = []
-    skipped: list[tuple[str, str]] = []
-    for spec in _library_files(paths):
-        path, name = split_spec(spec)
-        try:
-            found, bad = _read_file(path)
-            refs += [_select(found, bad, name, path)] if name is not None else found
-            skipped += bad if name is None else []
-        except (ValueError, OSError, UnicodeError) as err:
-            skipped.append((spec, str(err)))
-    names = _unique([r.name for r in refs])
-    return [r if n == r.name else Reference(n, r.energies, r.mu, r.source)
-            for r, n in zip(refs, names)], skipped
-
-
-def read_library(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Reference]:
-    """The readable references of :func:`scan_library` (unreadable files are left out).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "a.dat").write_text("7100 0.1\\n7110 0.5\\n")
-    >>> [r.name for r in read_library([d])]
-    ['a']
-    """
-    return scan_library(paths)[0]
-
-
-def resample_reference(ref: Reference, energies, *, offset: float = 0.0, mu=None,
-                       require: tuple[float, float] | None = None) -> np.ndarray:
-    """Interpolate a reference onto the measurement's energies.
-
-    Parameters
-    ----------
-    ref : Reference
-        The reference spectrum.
-    energies : array_like, shape (E,)
-        Measurement energies in eV, increasing.
-    offset : float
-        Energy shift in eV added to the reference axis (``ref.energies + offset``).
-    mu : array_like, shape (n,), optional
-        Values to interpolate instead of ``ref.mu``, on ``ref.energies`` (e.g.
-        the reference after normalization by the caller).
-    require : (float, float), optional
-        Region ``(lo, hi)`` in eV the shifted reference must cover, e.g. the
-        edge region; default: the whole ``energies`` range. One measurement
-        energy step of tolerance is allowed at each end.
-
-    Returns
-    -------
-    ndarray, shape (E,), float64
-        Linear interpolation (``np.interp``). Outside the reference's range
-        the nearest end value is repeated (flat extrapolation), which is only
-        sensible for normalized spectra (flat pre-edge 0, post-edge ~1).
-
-    Raises
-    ------
-    ValueError
-        If the shifted reference does not cover ``require``, or ``mu`` does
-        not match ``ref.energies`` in length.
-
-    Examples
-    --------
-    >>> ref = Reference("lin", np.array([7100.0, 7200.0]), np.array([0.0, 1.0]), "x")
-    >>> resample_reference(ref, np.array([7100.0, 7150.0, 7200.0]), offset=10.0).tolist()
-    [0.0, 0.4, 0.9]
-    """
-    e = np.asarray(energies, dtype=np.float64)
-    if e.ndim != 1 or e.size == 0:
-        raise ValueError(f"energies must be a non-empty 1-D array, got shape {e.shape}")
-    values = ref.mu if mu is None else np.asarray(mu, dtype=np.float64)
-    if values.shape != ref.energies.shape:
-        raise ValueError(f"mu has {values.size} values but reference {ref.name!r} "
-                         f"has {ref.energies.size} energies")
-    lo, hi = (float(e[0]), float(e[-1])) if require is None else map(float, require)
-    if lo > hi:
-        raise ValueError(f"require=({lo}, {hi}): lower end is above the upper end")
-    src = ref.energies + float(offset)
-    steps = np.diff(e) if e.size > 1 else np.zeros(1)
-    tol_lo = steps[np.clip(np.searchsorted(e, lo), 0, steps.size - 1)]
-    tol_hi = steps[np.clip(np.searchsorted(e, hi) - 1, 0, steps.size - 1)]
-    if src[0] > lo + tol_lo or src[-1] < hi - tol_hi:
-        raise ValueError(f"reference {ref.name!r} covers {src[0]:.1f}–{src[-1]:.1f} eV but the "
-                         f"measurement's edge region needs {lo:.1f}–{hi:.1f} eV")
-    return np.interp(e, src, values)

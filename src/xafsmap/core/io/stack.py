@@ -30,17 +30,12 @@ from .energies import (
 from .tiff import BAND_BYTES, TIFF_SUFFIXES, open_tiff, open_tiff_files, tiff_files, write_stack
 
 __all__ = [
-    "BAND_BYTES",
     "IN_MEMORY",
     "Stack",
     "count_invalid",
-    "find_energies_file",
-    "natural_sort_key",
     "plane_view",
-    "read_energies",
     "read_stack",
     "stack_info",
-    "write_stack",
 ]
 
 #: What ``Stack.sources`` records for a role given as an in-memory array (no file to reopen).

@@ -207,7 +207,7 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
     order: the fractions and their 1-sigma uncertainties), ``residual.tif``,
     ``edge_step.tif``, ``e0.tif``, ``mask.tif`` (uint8: 0 no sample, 1 sample,
     2 invalid), ``flags.tif`` (uint8 bits, legend in ``flags.csv``), ``report.json``
-    and, with a ``shift_map`` (:class:`~xafsmap.core.prepare.calibrate.ShiftMap`), ``shift.tif``
+    and, with a ``shift_map`` (:class:`~xafsmap.core.prepare.shiftmap.ShiftMap`), ``shift.tif``
     (shift and its uncertainty). With ``maps`` (the store of :func:`map_output`) the
     store gets the class legend, and the result's maps if it was mapped elsewhere (in
     memory, on a cluster); TIFFs of zarr maps are written in row blocks.

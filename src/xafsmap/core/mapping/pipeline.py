@@ -28,7 +28,6 @@ from .maps import (CHANNEL_MAPS, FLAG_INVALID, FLAG_NO_SAMPLE, FLAG_THICK, MASK_
 
 __all__ = [
     "MapResult",
-    "Model",
     "band_rows",
     "count_bands",
     "drive",

@@ -5,7 +5,7 @@
 spectra, the smoothing-derivative product, the e0 argmax, the LCF moments, and gathers
 of the sample pixels between them. Every one of those is linear in a pixel's spectrum
 or needs only that spectrum, because the whole stack shares one e0 and one set of fit
-windows (:func:`~xafsmap.core.spectra.normalize.shared_fit`). :func:`reduce_band` therefore
+windows (:func:`~xafsmap.core.spectra.sharedfit.shared_fit`). :func:`reduce_band` therefore
 visits each spectrum once, keeps it in cache and returns only what the rest of the
 pipeline needs per pixel: the edge step, the forest's features, the e0 index, and the
 two moments an exact NNLS needs (:func:`~xafsmap.core.spectra.lcf.fractions_from_moments`).
@@ -23,7 +23,8 @@ import numpy as np
 from .features import METRICS, feature_operator, slope_operator
 from ..spectra.mask import jump_design
 from ..spectra.noise import LEVEL_WIDTH
-from ..spectra.normalize import SharedFit, check_windows, resolve_params, shared_fit
+from ..spectra.sharedfit import SharedFit, shared_fit
+from ..spectra.windows import check_windows, resolve_params
 
 __all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band", "reference_pairs"]
 
@@ -194,7 +195,7 @@ def reduce_band(band, plan: BandPlan, *, thick: float, scale) -> dict:
     # the post fit acts on mu - pre_edge: fold the pre-edge part into one matrix
     post_of_pre = fit.pinv_post @ fit.powers[fit.q1 : fit.q2, : fit.pinv_pre.shape[0]]
     level0, inv_step, table = plan.noise.lookup()
-    from ._jit import reduce_band as kernel
+    from ._jit_band import reduce_band as kernel
 
     kernel(flat, float(thick), fit.p1, fit.p2, fit.q1, fit.q2, fit.ie0, plan.flatten,
            np.ascontiguousarray(fit.powers), np.ascontiguousarray(fit.pinv_pre),

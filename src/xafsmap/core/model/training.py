@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.references import Reference, resample_reference
+from ..io.references import Reference
 from ..settings.schema import DEFAULTS
 from ..spectra.energyscale import EnergyScale, check_energy_scale
 from ..spectra.normalize import normalize
@@ -28,54 +28,10 @@ from .classify import Classifier, train_classifier
 from .features import slope_operator
 from .kernels import band_plan
 from .synthesize import make_classes
+from .standards import prepare_references
 
-__all__ = ["Model", "TrainingSetup", "e0_map_rule", "prepare_references", "thick_limit", "train_model",
-           "training_setup"]
+__all__ = ["Model", "TrainingSetup", "e0_map_rule", "thick_limit", "train_model", "training_setup"]
 
-
-def prepare_references(
-    references, energies, *, e0: float, offsets=None, norm_params=None, edge_region=(-20.0, 40.0)
-) -> np.ndarray:
-    """Normalize references, put them on the measurement's energies, normalize again.
-
-    Each reference is first normalized on its own energies (so its own pre- and
-    post-edge define its edge step), shifted by its offset and interpolated onto the
-    measurement's energies, then normalized with the measurement's parameters so it
-    carries the same normalization as every pixel.
-
-    Parameters
-    ----------
-    references : sequence of Reference
-    energies : ndarray, shape (E,)
-        The measurement's energies.
-    e0 : float
-        The measurement's edge energy; ``edge_region`` is relative to it.
-    offsets : sequence of float, optional
-        Energy offset per reference, eV (added to the reference's energies).
-    norm_params : dict, optional
-        Keyword arguments for :func:`~xafsmap.core.spectra.normalize.normalize`.
-    edge_region : (float, float)
-        The part of the measurement, relative to ``e0``, every reference must cover.
-
-    Returns
-    -------
-    ndarray, shape (K, E), float64
-
-    Raises
-    ------
-    ValueError
-        If a reference does not cover the edge region.
-    """
-    energies = np.asarray(energies, dtype=np.float64)
-    offsets = list(offsets) if offsets is not None else [0.0] * len(references)
-    lo = max(e0 + edge_region[0], energies[0])
-    hi = min(e0 + edge_region[1], energies[-1])
-    rows = []
-    for ref, offset in zip(references, offsets):
-        own = normalize(ref.mu, ref.energies).norm
-        rows.append(resample_reference(ref, energies, offset=offset, mu=own, require=(lo, hi)))
-    resampled = np.array(rows).T
-    return normalize(resampled, energies, **(norm_params or {})).norm.T.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -339,3 +295,5 @@ def thick_limit(found: Survey, references, energies, *, window, stated: float | 
         return ThickLimit(np.inf, "none")
     return measure_thick_limit(found.spectra, found.spectra_variance, found.spectra_max, references, energies,
                                window=window, e0=found.e0)
+
+

@@ -13,7 +13,7 @@ Sign convention used throughout: ``shift`` (eV) at a pixel is such that
 so the measured spectrum is ``m(E_nominal) = s(E_nominal + shift)`` where ``s`` is the
 material's spectrum against true energy. The smooth model and its files live in
 :mod:`xafsmap.core.prepare.shiftmap`, the resampling in :mod:`xafsmap.core.prepare.resample`; this
-module measures, and re-exports both.
+module measures.
 """
 
 from __future__ import annotations
@@ -22,74 +22,18 @@ import math
 
 import numpy as np
 
-from .resample import APPLY_BLOCK, shift_spectra, check_stack_energies, apply_shift
-from .shiftmap import (
-    ShiftMap,
-    check_degree,
-    fit_points,
-    evaluate_shift_model,
-    fit_shift,
-    read_shift_map,
-    write_shift_map,
-)
+from .edgealign import MIN_R2, MIN_STEP_FRACTION, align_shifts, clean_reference, edge_e0, edge_scale, pre_post_masks
+from .resample import shift_spectra, check_stack_energies
+from .shiftmap import ShiftMap, check_degree, fit_points, evaluate_shift_model
 
-__all__ = [
-    "ShiftMap",
-    "measure_shift",
-    "fit_shift",
-    "calibrate",
-    "apply_shift",
-    "evaluate_shift_model",
-    "read_shift_map",
-    "write_shift_map",
-]
+__all__ = ["calibrate", "measure_shift"]
 
-#: candidate shifts of the grid search (eV); a minimum on either end is rejected.
-_SEARCH_HALF_WIDTH = 5.0
-_SEARCH_STEP = 0.1
-#: a binned pixel whose edge step is below this fraction of the field's 90th
-#: percentile step is a hole (no foil) and gets NaN.
-_MIN_STEP_FRACTION = 0.1
-#: a bin whose best edge fit explains less of its variance than this is unreliable.
-_MIN_R2 = 0.5
 #: default fitting window relative to e0 (eV), Larch-style.
 _DEFAULT_WINDOW = (-20.0, 40.0)
 
 
 # ------------------------------------------------------------------ edge scaling
 
-
-def _edge_e0(energies: np.ndarray, mu: np.ndarray) -> float:
-    """Energy of the maximum of the (lightly smoothed) derivative of one spectrum."""
-    d = np.gradient(mu, energies)
-    if d.size >= 5:
-        d = np.convolve(d, np.ones(3) / 3.0, mode="same")
-    return float(energies[int(np.nanargmax(d))])
-
-
-def _pre_post_masks(energies: np.ndarray, e0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pre-edge (<= e0-10 eV) and post-edge (e0+20 .. e0+150 eV) points, at least 3 each."""
-    pre = energies <= e0 - 10.0
-    post = (energies >= e0 + 20.0) & (energies <= e0 + 150.0)
-    if pre.sum() < 1:
-        pre = np.zeros(energies.size, bool)
-        pre[: min(3, energies.size)] = True
-    if post.sum() < 1:
-        post = np.zeros(energies.size, bool)
-        post[-min(3, energies.size):] = True
-    return pre, post
-
-
-def _edge_scale(energies: np.ndarray, spectra: np.ndarray, e0: float):
-    """Pre-edge mean and edge step of spectra (E, P): a simple flat normalization.
-
-    Kept local (not :mod:`xafsmap.core.spectra.normalize`) because only the step size and a
-    rough scale are needed here; the alignment itself fits offset, slope and scale.
-    """
-    pre, post = _pre_post_masks(energies, e0)
-    pre_mean = spectra[pre].mean(axis=0)
-    step = spectra[post].mean(axis=0) - pre_mean
-    return pre_mean, step
 
 
 # ---------------------------------------------------------------------- binning
@@ -132,7 +76,7 @@ def _dead_pixels(stack, region):
 
 def _hole_pixels(stack, energies, e0, dead):
     """(M, N) bool: pixels whose edge step is below 10 % of the field's 90th percentile."""
-    pre, post = _pre_post_masks(energies, e0)
+    pre, post = pre_post_masks(energies, e0)
     step = np.empty(stack.shape[1:], np.float64)
     for r0, r1, band in _bands(stack):
         step[r0:r1] = band[post].mean(axis=0, dtype=np.float64) - band[pre].mean(axis=0, dtype=np.float64)
@@ -142,7 +86,7 @@ def _hole_pixels(stack, energies, e0, dead):
             f"no pixel shows an absorption edge at e0={e0:.1f} eV (90th-percentile edge step"
             f" {big:.3g}); is the stack absorbance (mu), not transmitted counts?"
         )
-    return ~(step > _MIN_STEP_FRACTION * big)
+    return ~(step > MIN_STEP_FRACTION * big)
 
 
 def _bin_mean(stack, excluded: np.ndarray, b: int) -> np.ndarray:
@@ -166,90 +110,6 @@ def _bin_mean(stack, excluded: np.ndarray, b: int) -> np.ndarray:
 # -------------------------------------------------------------------- alignment
 
 
-def _align(
-    energies: np.ndarray,
-    spectra: np.ndarray,
-    ref_e: np.ndarray,
-    ref_mu: np.ndarray,
-    window: tuple[float, float],
-    e0: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shift (eV) and its variance for every column of spectra (E, P) against one reference.
-
-    Each spectrum is fitted in the window as ``a + b*E + c*ref(E + shift)`` with ``c > 0``;
-    for a candidate shift the best (a, b, c) is a linear projection, so the sum of
-    squared residuals of all pixels for all candidates is two matrix products.
-    """
-    from scipy.interpolate import CubicSpline
-
-    cand = np.arange(-_SEARCH_HALF_WIDTH, _SEARCH_HALF_WIDTH + _SEARCH_STEP / 2, _SEARCH_STEP)
-    lo = max(e0 + window[0], ref_e[0] + _SEARCH_HALF_WIDTH)
-    hi = min(e0 + window[1], ref_e[-1] - _SEARCH_HALF_WIDTH)
-    sel = (energies >= lo) & (energies <= hi)
-    if sel.sum() < 8:
-        raise ValueError(
-            f"only {int(sel.sum())} energies lie in the fitting window {lo:.1f}..{hi:.1f} eV"
-            f" (e0={e0:.1f} eV, reference covers {ref_e[0]:.1f}..{ref_e[-1]:.1f} eV); need >= 8"
-        )
-    e_w = energies[sel]
-    m = spectra[sel]  # (W, P)
-    basis = np.stack([np.ones_like(e_w), (e_w - e_w.mean()) / max(np.ptp(e_w), 1e-12)], axis=1)
-    q, _ = np.linalg.qr(basis)
-    m_perp = m - q @ (q.T @ m)
-    ref = CubicSpline(ref_e, ref_mu)(e_w[None, :] + cand[:, None])  # (S, W)
-    r_perp = ref - (ref @ q) @ q.T
-    rr = np.einsum("sw,sw->s", r_perp, r_perp)
-    blocks = [
-        _best_shift(m_perp[:, k : k + APPLY_BLOCK], r_perp, rr, cand, e_w.size)
-        for k in range(0, m_perp.shape[1], APPLY_BLOCK)
-    ]
-    if not blocks:
-        return np.empty(0), np.empty(0)
-    return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
-
-
-def _best_shift(m_perp, r_perp, rr, cand, n_w):
-    """Grid minimum of the misfit over candidate shifts, refined by a parabola, per column."""
-    mm = np.einsum("wp,wp->p", m_perp, m_perp)
-    mr = m_perp.T @ r_perp.T  # (P, S)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sse = mm[:, None] - np.where(mr > 0, mr, 0.0) ** 2 / rr[None, :]
-    k = np.argmin(np.where(np.isfinite(sse), sse, np.inf), axis=1)
-    inner = (k > 0) & (k < cand.size - 1)
-    kk = np.clip(k, 1, cand.size - 2)
-    rows = np.arange(sse.shape[0])
-    y0, y1, y2 = sse[rows, kk - 1], sse[rows, kk], sse[rows, kk + 1]
-    curv = y0 - 2.0 * y1 + y2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        delta = 0.5 * (y0 - y2) / curv
-        shift = cand[kk] + delta * _SEARCH_STEP
-        # var(shift) = 2 sigma^2 / SSE''; dof: offset, slope, scale, shift
-        sigma2 = np.maximum(y1, 0.0) / max(n_w - 4, 1)
-        var = 2.0 * sigma2 / (curv / _SEARCH_STEP**2)
-        r2 = 1.0 - y1 / mm  # share of the window's variance the shifted edge explains
-    ok = inner & np.isfinite(shift) & (curv > 0) & (np.abs(delta) <= 1.0) & (r2 > _MIN_R2)
-    return np.where(ok, shift, np.nan), np.where(ok, var, np.nan)
-
-
-def _clean_reference(reference, reference_energies) -> tuple[np.ndarray, np.ndarray]:
-    mu = np.asarray(reference, dtype=np.float64).ravel()
-    if reference_energies is None:
-        raise ValueError("reference is given but reference_energies is None")
-    e = np.asarray(reference_energies, dtype=np.float64).ravel()
-    if e.size != mu.size:
-        raise ValueError(
-            f"reference has {mu.size} points but reference_energies has {e.size}"
-        )
-    ok = np.isfinite(e) & np.isfinite(mu)
-    e, mu = e[ok], mu[ok]
-    order = np.argsort(e)
-    e, mu = e[order], mu[order]
-    if e.size < 8 or np.any(np.diff(e) <= 0):
-        raise ValueError(
-            f"reference needs >= 8 finite points on strictly increasing energies, got {e.size}"
-        )
-    return e, mu
-
 
 def _measure_binned(stack, energies, reference, reference_energies, b, window, region):
     """Per-bin shift (Mb, Nb), its variance, and the (M, N) excluded-pixel mask."""
@@ -268,35 +128,35 @@ def _measure_binned(stack, energies, reference, reference_energies, b, window, r
     if len(window) != 2 or window[0] >= window[1]:
         raise ValueError(f"window must be (low, high) eV relative to e0 with low < high, got {window}")
     if reference is not None:
-        ref_e, ref_mu = _clean_reference(reference, reference_energies)
+        ref_e, ref_mu = clean_reference(reference, reference_energies)
     dead, mean = _dead_pixels(stack, region)
     if dead.all():
         raise ValueError(
             f"stack has no usable pixel: all {m * n} spectra contain NaN/inf, are constant"
             " or lie outside region"
         )
-    e0 = _edge_e0(ref_e, ref_mu) if reference is not None else _edge_e0(energies, mean)
+    e0 = edge_e0(ref_e, ref_mu) if reference is not None else edge_e0(energies, mean)
     # holes are dropped per pixel, so bins at a hole's edge average foil pixels only
     excluded = dead | _hole_pixels(stack, energies, e0, dead)
     binned = _bin_mean(stack, excluded, b)
     mb, nb = binned.shape[1:]
     spectra = binned.reshape(e, mb * nb)
     usable = np.isfinite(spectra).all(axis=0)
-    _, step = _edge_scale(energies, np.where(usable, spectra, 0.0), e0)
+    _, step = edge_scale(energies, np.where(usable, spectra, 0.0), e0)
     usable &= step > 0
 
     shift = np.full(mb * nb, np.nan)
     var = np.full(mb * nb, np.nan)
     sp = spectra[:, usable]
     if reference is not None:
-        s, v = _align(energies, sp, ref_e, ref_mu, window, e0)
+        s, v = align_shifts(energies, sp, ref_e, ref_mu, window, e0)
     else:
         # relative calibration: align to the field's mean normalized spectrum, then
         # once more to the mean of the aligned spectra (sharper than the blurred mean)
-        pre_mean, st = _edge_scale(energies, sp, e0)
+        pre_mean, st = edge_scale(energies, sp, e0)
         norm = (sp - pre_mean) / st
         ref_mu = norm.mean(axis=1)
-        s, v = _align(energies, sp, energies, ref_mu, window, e0)
+        s, v = align_shifts(energies, sp, energies, ref_mu, window, e0)
         good = np.isfinite(s)
         if good.any():
             s = s - np.median(s[good])
@@ -305,14 +165,14 @@ def _measure_binned(stack, energies, reference, reference_energies, b, window, r
                 cnt = np.isfinite(aligned).sum(axis=1)
                 ref_mu = np.nansum(aligned, axis=1) / cnt
             keep = cnt > 0
-            s, v = _align(energies, sp, energies[keep], ref_mu[keep], window, e0)
+            s, v = align_shifts(energies, sp, energies[keep], ref_mu[keep], window, e0)
             if np.isfinite(s).any():
                 s = s - np.nanmedian(s)
     shift[usable], var[usable] = s, v
     if not np.isfinite(shift).any():
         raise ValueError(
             f"no {b}x{b} bin of the {m}x{n} stack gives a reliable absorption edge alignment"
-            f" (edge fit R^2 > {_MIN_R2} and best shift inside -5..+5 eV); window {window} eV"
+            f" (edge fit R^2 > {MIN_R2} and best shift inside -5..+5 eV); window {window} eV"
             f" around e0={e0:.1f} eV"
         )
     return shift.reshape(mb, nb), var.reshape(mb, nb), excluded, b

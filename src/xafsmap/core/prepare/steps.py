@@ -71,7 +71,7 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
     data, energies = stack.data, stack.energies
     shape = tuple(data.shape[1:])
     if drift is not None:
-        from .register import correct_drift
+        from .drift import correct_drift
 
         data = correct_drift(data, drift)
     if shift is not None:
@@ -165,7 +165,7 @@ def prepare_measurement(stack, *, shift_map=None, register: bool = False, drift=
 
         drift = measure_drift(stack.data, stack.energies)
     if drift is not None:
-        from .register import drift_report
+        from .drift import drift_report
 
         extra["drift"] = dict(drift_report(drift), per_energy=np.asarray(drift).tolist())
     shift = None if shift_map is None else shift_map.shift

@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from .measurement import MATRIX_ENERGY, Measurement
-from ..spectra.normalize import find_e0, normalize
+from ..spectra.edge import find_e0
+from ..spectra.normalize import normalize
 from ..io.references import Reference
 from .sample import SAMPLE_PHASES, SAMPLE_REFERENCES, reference_spectra, sample_energies
-from .scores import Truth
+from .truth import Truth
 from .specimen import HOLE, make_specimen, smooth_field
 
 __all__ = ["CONDITIONS", "simulate_measurement", "write_measurement"]
@@ -109,7 +110,7 @@ def simulate_measurement(
         out of the references, thin rims, cracks): see
         :func:`~xafsmap.core.simulate.specimen.make_specimen`.
     leak_tolerance : float
-        A pixel is *distorted* (:attr:`~xafsmap.core.simulate.scores.Truth.distorted`) when the
+        A pixel is *distorted* (:attr:`~xafsmap.core.simulate.truth.Truth.distorted`) when the
         leak changes its normalized spectrum by more than this (edge-step units) at some
         energy from e0 - 20 to e0 + 60 eV (noise-free spectra normalized with the same
         e0 and windows).
@@ -246,7 +247,7 @@ def write_measurement(measurement: Measurement, folder, *, overwrite: bool = Fal
     frames), ``dark.tif`` (float32, one page, the average of the dark frames),
     ``energies.txt`` (eV, one per line), ``references/<name>.xdi`` (the references as
     handed out: energies shifted by ``-offset``, raw mu) and ``truth.npz`` (the
-    :class:`~xafsmap.core.simulate.scores.Truth` arrays, ``phases``, ``references``,
+    :class:`~xafsmap.core.simulate.truth.Truth` arrays, ``phases``, ``references``,
     ``illumination``, ``beam``, ``dose``, ``leak``, ``offset``). Map it with::
 
         xafsmap map stack.tif --flat flat.tif --dark dark.tif \\

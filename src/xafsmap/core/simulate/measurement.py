@@ -16,8 +16,9 @@ import numpy as np
 
 from ..io.stack import IN_MEMORY, Stack
 from ..spectra.lcf import fit_fractions
-from ..spectra.normalize import find_e0, normalize
-from .scores import Truth
+from ..spectra.edge import find_e0
+from ..spectra.normalize import normalize
+from .truth import Truth
 
 __all__ = ["MATRIX_ENERGY", "Measurement", "detection_power", "fraction_crlb"]
 

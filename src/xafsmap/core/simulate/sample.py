@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..spectra.normalize import normalize
-from ..io.references import Reference, read_reference, resample_reference
+from ..io.references import Reference, read_reference
+from ..model.standards import resample_reference
 from .specimen import HOLE, SAMPLE, grain_compositions, smooth_field, voronoi_grains
 
 __all__ = [
@@ -109,8 +110,8 @@ class Sample:
 
     @property
     def truth(self):
-        """The :class:`~xafsmap.core.simulate.scores.Truth` of this sample, for scoring maps of it."""
-        from .scores import Truth
+        """The :class:`~xafsmap.core.simulate.truth.Truth` of this sample, for scoring maps of it."""
+        from .truth import Truth
 
         kind = np.where(self.mask, SAMPLE, HOLE).astype(np.uint8)
         return Truth(phases=self.phases, references=tuple(r.name for r in self.references),

@@ -2,7 +2,7 @@
 
 The Inspect dock shows the spectrum under the mouse; reading it must not read bands of a
 multi-GB stack, and it must equal the prepared stack's pixel: the drift corrected from
-the pixels around the block (:func:`~xafsmap.core.prepare.register.correct_drift`), the
+the pixels around the block (:func:`~xafsmap.core.prepare.drift.correct_drift`), the
 energy calibration applied with the block's shift and the energies every pixel keeps
 (:func:`~xafsmap.core.prepare.steps.calibrated_energies`), then normalized.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.pixel import read_pixel_spectrum
 from ..io.stack import Stack
-from ..prepare.register import correct_drift
+from ..prepare.drift import correct_drift
 from ..prepare.resample import apply_shift
 from ..prepare.steps import calibrated_energies
 from .normalize import normalize

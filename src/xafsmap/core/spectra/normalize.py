@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._arrays import is_dask
-from .edge import index_at_or_below, check_spectra, nearest_index, find_e0
+from .edge import check_spectra, nearest_index, find_e0
+from .sharedfit import normalize_shared
+from .windows import check_windows, fit_windows, resolve_params
 
-__all__ = ["Normalized", "SharedFit", "estimate_noise", "find_e0", "normalize", "shared_fit", "step_weights"]
-
-_MAX_NNORM = 5  # Larch's cap on the post-edge polynomial degree
+__all__ = ["Normalized", "estimate_noise", "normalize"]
 
 
 @dataclass(frozen=True)
@@ -42,39 +42,6 @@ class Normalized:
     edge_step: np.ndarray
     params: dict = field(default_factory=dict)
 
-
-def resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
-    """Larch ``preedge`` defaults for a spectrum with edge at ``e0``."""
-    if e0 is None:
-        return dict(pre1=float(min(pre1, pre2)), pre2=float(max(pre1, pre2)),
-                    norm1=float(min(norm1, norm2)), norm2=float(max(norm1, norm2)),
-                    nnorm=int(max(min(nnorm, _MAX_NNORM), 0)))
-    lo, hi = energies[0] - e0, energies[-1] - e0
-    if pre1 is None:
-        q = 5.0 if nearest_index(energies, np.array([e0]))[0] > 20 else 2.0
-        pre1 = q * round((energies[1] - e0) / q)
-    pre1 = max(pre1, lo)
-    pre2 = 0.5 * pre1 if pre2 is None else pre2
-    pre1, pre2 = min(pre1, pre2), max(pre1, pre2)
-    norm2 = 5.0 * round(hi / 5.0) if norm2 is None else norm2
-    norm2 = min(hi - norm2 if norm2 < 0 else norm2, hi)
-    norm1 = min(25.0, 5.0 * round(norm2 / 15.0)) if norm1 is None else norm1
-    norm1, norm2 = min(norm1, norm2), max(norm1, norm2)
-    norm1 = min(norm1, norm2 - 2)
-    if nnorm is None:
-        nnorm = 2 if norm2 - norm1 >= 300 else 1 if norm2 - norm1 >= 30 else 0
-    return dict(pre1=float(pre1), pre2=float(pre2), norm1=float(norm1),
-                norm2=float(norm2), nnorm=int(max(min(nnorm, _MAX_NNORM), 0)))
-
-
-def _fit_windows(energies, e0, params):
-    """Larch's fit slices per pixel: pre-edge ``[p1, p2)`` (a constant where ``const``)
-    and post-edge ``[q1, q2)``, from ``index_of(e0 + lo)`` to ``index_nearest(e0 + hi)``."""
-    p1 = index_at_or_below(energies, e0 + params["pre1"])
-    p2 = nearest_index(energies, e0 + params["pre2"])
-    const = (index_at_or_below(energies, e0 + params["pre2"]) - p1) < 3
-    q1 = np.minimum(index_at_or_below(energies, e0 + params["norm1"]), energies.size - 3)
-    return p1, p2, const, q1, nearest_index(energies, e0 + params["norm2"])
 
 
 def _fit_poly(x, y, inside, degree):
@@ -105,7 +72,7 @@ def _normalize_2d(mu, energies, e0, params, flatten):
     x = (energies - energies.mean()) / np.ptp(energies)  # conditioning of the powers
     good = np.isfinite(e0)
     e0f = np.where(good, e0, energies[n // 2])
-    p1, p2, const, q1, q2 = _fit_windows(energies, e0f, params)
+    p1, p2, const, q1, q2 = fit_windows(energies, e0f, params)
     good &= ((p2 - p1) >= 2) & ((q2 - q1) >= 2)
     p2 = np.where(const, np.maximum(p2, p1 + 1), p2)
     pre = _fit_poly(x, mu, (idx >= p1) & (idx < p2), np.where(const, 0, 1))
@@ -125,105 +92,6 @@ def _normalize_2d(mu, energies, e0, params, flatten):
     return sub, step
 
 
-@dataclass(frozen=True)
-class SharedFit:
-    """Normalization of spectra that share e0 and the fit windows, as linear operators.
-
-    ``pre = pinv_pre @ mu[p1:p2]`` are the pre-edge line's coefficients over
-    ``powers[:, :pre.size]``; ``post = pinv_post @ (mu - pre_edge)[q1:q2]`` the
-    post-edge polynomial's (of ``mu - pre_edge``); the edge step is that polynomial at
-    ``ie0``. ``powers`` (E, D) are the powers of the conditioned energy axis.
-    """
-
-    p1: int
-    p2: int
-    q1: int
-    q2: int
-    ie0: int
-    powers: np.ndarray
-    pinv_pre: np.ndarray
-    pinv_post: np.ndarray
-
-    @property
-    def step_weights(self) -> np.ndarray:
-        """(E,) weights c with ``edge_step = c @ mu``: the step is linear in the spectrum,
-        so its variance is ``sum(c**2 var(mu))`` for independent points."""
-        at_e0 = self.powers[self.ie0, : self.pinv_post.shape[0]] @ self.pinv_post  # on mu - pre_edge [q1:q2]
-        weights = np.zeros(self.powers.shape[0])
-        weights[self.q1 : self.q2] += at_e0
-        pre = at_e0 @ self.powers[self.q1 : self.q2, : self.pinv_pre.shape[0]] @ self.pinv_pre
-        weights[self.p1 : self.p2] -= pre
-        return weights
-
-
-def shared_fit(energies, e0: float, params) -> SharedFit | None:
-    """The :class:`SharedFit` of resolved ``params`` around ``e0``, or None where the
-    shared windows are too short (the per-pixel path decides then)."""
-    x = (energies - energies.mean()) / np.ptp(energies)
-    p1, p2, const, q1, q2 = (int(v[0]) for v in _fit_windows(energies, np.array([e0]), params))
-    if p2 - p1 < 2 or q2 - q1 < 2:
-        return None
-    p2 = max(p2, p1 + 1) if const else p2
-    pre_degree = 0 if const else 1
-    post_degree = min(1, params["nnorm"]) if q2 - q1 < 5 else params["nnorm"]
-    if p2 - p1 <= pre_degree or q2 - q1 <= post_degree:
-        return None
-    powers = x[:, None] ** np.arange(max(pre_degree, post_degree) + 1)
-    return SharedFit(
-        p1=p1, p2=p2, q1=q1, q2=q2, ie0=int(nearest_index(energies, np.array([e0]))[0]), powers=powers,
-        pinv_pre=np.linalg.pinv(powers[p1:p2, : pre_degree + 1]),
-        pinv_post=np.linalg.pinv(powers[q1:q2, : post_degree + 1]),
-    )
-
-
-def step_weights(energies, e0: float, params: dict) -> np.ndarray:
-    """(E,) weights ``c`` with ``edge_step = c @ mu`` for spectra sharing ``e0`` and the
-    resolved fit windows ``params`` (see :func:`shared_fit`).
-
-    Raises
-    ------
-    ValueError
-        If the shared windows are too short for a linear fit.
-
-    Examples
-    --------
-    >>> e = np.linspace(7000.0, 7400.0, 401)
-    >>> mu = 0.1 - 1e-4 * (e - 7000) + 2.0 / (1 + np.exp(-(e - 7112.0) / 2.0))
-    >>> params = normalize(mu, e).params
-    >>> round(float(step_weights(e, 7112.0, params) @ mu), 2)
-    2.0
-    """
-    energies = np.asarray(energies, dtype=np.float64)
-    fit = shared_fit(energies, float(e0), params)
-    if fit is None:
-        raise ValueError(f"the fit windows {params} around e0 = {e0:g} eV hold too few energies for a line")
-    return fit.step_weights
-
-
-def _normalize_shared(mu, energies, e0: float, params, flatten):
-    """Every spectrum with the same e0 and windows: normalization is linear up to the
-    division by the edge step, so each fit is one matrix product (no per-pixel
-    systems) in the input's precision. Same result as :func:`_normalize_2d`.
-    Returns None where the shared windows are too short (the general path decides)."""
-    fit = shared_fit(energies, e0, params)
-    if fit is None:
-        return None
-    fit_pre = fit.powers[:, : fit.pinv_pre.shape[0]] @ fit.pinv_pre
-    fit_post = fit.powers[:, : fit.pinv_post.shape[0]] @ fit.pinv_post
-    dtype = mu.dtype
-    sub = mu - fit_pre.astype(dtype) @ mu[fit.p1 : fit.p2]
-    curve = fit_post.astype(dtype) @ sub[fit.q1 : fit.q2]  # post_edge - pre_edge
-    ie0 = fit.ie0
-    step = curve[ie0].copy()
-    step[step == 0] = np.nan
-    sub /= step
-    if flatten:
-        curve -= curve[ie0]
-        curve[:ie0] = 0
-        curve /= step
-        sub -= curve
-    return sub, step
-
 
 def _normalize_numpy(mu, energies, e0, params, flatten):
     e0 = np.broadcast_to(e0, mu.shape[1:]).reshape(-1).astype(np.float64)
@@ -231,7 +99,7 @@ def _normalize_numpy(mu, energies, e0, params, flatten):
     shared = None
     if e0.size and np.all(e0 == e0[0]) and np.isfinite(e0[0]) and np.isfinite(flat).all():
         work = flat.astype(np.float32 if mu.dtype == np.float32 else np.float64)
-        shared = _normalize_shared(work, energies, float(e0[0]), params, flatten)
+        shared = normalize_shared(work, energies, float(e0[0]), params, flatten)
     if shared is not None:
         norm, step = shared
     else:
@@ -343,19 +211,6 @@ def normalize(mu, energies, *, e0=None, pre1: float | None = None,
                         meta=np.array((), dtype=np.float64))
     return Normalized(out[:n].astype(dtype), out[n], out[n + 1].astype(dtype), params)
 
-
-def check_windows(energies, e0, params) -> None:
-    if e0 is None:
-        return
-    if not np.isfinite(e0):
-        raise ValueError("no finite spectrum to derive e0 and the default windows from")
-    p1, p2, _, q1, q2 = _fit_windows(energies, np.array([e0]), params)
-    for name, lo, hi, count in (("pre-edge", "pre1", "pre2", p2 - p1),
-                                ("post-edge", "norm1", "norm2", q2 - q1)):
-        if count[0] < 2:
-            raise ValueError(
-                f"{name} window e0 + [{params[lo]:g}, {params[hi]:g}] eV around e0 = "
-                f"{e0:g} eV holds {max(int(count[0]), 0)} energy points; need at least 2")
 
 
 def estimate_noise(norm, energies, *, e0=None) -> np.ndarray:

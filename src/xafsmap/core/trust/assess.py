@@ -22,7 +22,8 @@ from ..io.folders import atomic_folder, claim_output
 from ..mapping.output import library_versions, write_rows, write_tiff
 from .parsimony import iter_compare
 from ..mapping.pipeline import drive
-from ..io.references import Reference, scan_library
+from ..io.references import Reference
+from ..io.library import scan_library
 from .unexplained import iter_unexplained
 
 __all__ = ["compare_models", "search_references"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spectra.normalize import normalize
-from ..io.references import resample_reference
+from ..model.standards import resample_reference
 
 __all__ = ["Candidates", "prepare_candidates", "rank_candidates"]
 
@@ -42,7 +42,7 @@ def prepare_candidates(library, setup, *, offsets=OFFSETS, edge_region=(-20.0, 4
     Parameters
     ----------
     library : sequence of Reference
-    setup : xafsmap.core.trust.unexplained.FitSetup
+    setup : xafsmap.core.trust.fitsetup.FitSetup
         Energies, e0 and normalization of the measurement.
     offsets : sequence of float
         Energy offsets to try, eV (added to each candidate's energies).
@@ -91,7 +91,7 @@ def rank_candidates(spectra, setup, candidates: Candidates, variance) -> list[li
     ----------
     spectra : ndarray, shape (R, E) or (E,)
         Mean normalized spectra of R regions on the measurement's energies.
-    setup : xafsmap.core.trust.unexplained.FitSetup
+    setup : xafsmap.core.trust.fitsetup.FitSetup
         The current references and fit window.
     candidates : Candidates
     variance : ndarray, same shape as ``spectra``

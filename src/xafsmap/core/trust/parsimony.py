@@ -2,7 +2,7 @@
 
 Adding references always fits at least as well, so fit quality alone cannot choose the
 reference set. Each set is fitted to every sample pixel (the weighted non-negative fit
-with a free baseline of :meth:`~xafsmap.core.trust.unexplained.FitSetup.fit`, on the raw
+with a free baseline of :meth:`~xafsmap.core.trust.fitsetup.FitSetup.fit`, on the raw
 normalized spectra: smoothing would make neighbouring energies dependent and the
 chi-square meaningless), and its misfit ``chi2 = sum(r**2 / sigma**2)`` under the
 stack's noise model is penalized by the number of free parameters ``k``:
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..mapping.pipeline import BAND_BYTES, band_rows, drive
 from ..mapping.maps import MASK_SAMPLE
-from .unexplained import normalize_band, setup_fit
+from .fitsetup import normalize_band, setup_fit
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]
 
@@ -204,7 +204,7 @@ def iter_compare(stack, sets: dict, *, criterion: str = "bic", band_bytes: int =
     criterion : {'bic', 'aic'}
     **fit_options
         ``threshold``, ``fit_range``, ``e0``, ``pre1`` ... of
-        :func:`~xafsmap.core.trust.unexplained.setup_fit` (not ``offsets``).
+        :func:`~xafsmap.core.trust.fitsetup.setup_fit` (not ``offsets``).
 
     Yields
     ------
