@@ -280,7 +280,9 @@ def fit_weighted(gram, aty, yy, *, n_points: int, allowed=None, sum_to_one: bool
     The covariance of the fractions on S is ``G_S^-1`` (with sum-to-one ``G_S^-1 - v
     v^T / sum v``), multiplied by the reduced chi-square where that exceeds 1 (a misfit
     beyond the noise widens the uncertainty). A reference outside S gets the sigma it
-    would have if it were added to S: how much of it the data could hide. Singular
+    would have if it were added to S: how much of it the data could hide; and with
+    sum-to-one the one reference of a pure pixel (whose fraction is exactly 1 on its own
+    support) gets the largest of its sigmas with another reference added. Singular
     subsets (two identical references) are skipped.
 
     Examples
@@ -333,8 +335,10 @@ def fit_weighted(gram, aty, yy, *, n_points: int, allowed=None, sum_to_one: bool
         for extra in sorted(set(range(k)) - set(rows)):  # how much of an absent reference could hide
             wider = sorted([*rows, extra])
             cols = wider + nuisance
-            sigma[extra, pick] = _subset_sigma(gram[pick][:, cols][:, :, cols], sum_to_one,
-                                               len(wider))[wider.index(extra)]
+            spread = _subset_sigma(gram[pick][:, cols][:, :, cols], sum_to_one, len(wider))
+            sigma[extra, pick] = spread[wider.index(extra)]
+            if len(rows) == 1 and sum_to_one:  # a pure pixel's fraction is as uncertain as what could hide
+                sigma[rows[0], pick] = np.fmax(sigma[rows[0], pick], spread[wider.index(rows[0])])
     dof = np.maximum(n_points - support.sum(axis=0) - free + int(sum_to_one), 1)
     sigma *= np.sqrt(np.maximum(chi2 / dof, 1.0))
     best_w[:, best_subset < 0] = np.nan
