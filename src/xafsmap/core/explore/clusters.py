@@ -200,6 +200,12 @@ def assign_clusters(scores, clustering: Clustering) -> np.ndarray:
     coords = cluster_coordinates(scores, clustering.reference)
     good = np.all(np.isfinite(coords), axis=1)
     labels = np.zeros(coords.shape[0], np.uint16)
-    if good.any():
-        labels[good] = clustering.order[clustering.model.predict(coords[good])] + 1
+    if not good.any():
+        return labels
+    x = coords[good]
+    if clustering.method == "kmeans":  # nearest centre: |x|^2 - 2 x.c + |c|^2, without |x|^2
+        centers = clustering.centers
+        labels[good] = np.argmin((centers**2).sum(axis=1)[None, :] - 2 * x @ centers.T, axis=1) + 1
+    else:
+        labels[good] = clustering.order[clustering.model.predict(x)] + 1
     return labels

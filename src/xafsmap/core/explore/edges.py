@@ -35,7 +35,7 @@ __all__ = ["EDGE_WINDOW", "FE_K_PREEDGE", "edge_maps", "edge_settings", "local_s
 #: Edge window relative to e0 (eV) of K edges above 4 keV, and of soft X-ray edges.
 EDGE_WINDOW = {"hard": (-20.0, 30.0), "soft": (-5.0, 8.0)}
 #: Half-width (eV) of the local quadratic smoothing before E50 and the white line.
-SMOOTHING = {"hard": 1.5, "soft": 0.4}
+SMOOTHING = {"hard": 2.0, "soft": 0.4}
 #: Fe K pre-edge windows (absolute eV) and the edge-onset term of the baseline.
 FE_K_PREEDGE = {"lower": (7100.0, 7109.0), "upper": (7115.5, 7117.0), "peak": (7109.5, 7115.5),
                 "onset": 7117.0, "onset_width": 2.0}
@@ -155,7 +155,7 @@ def edge_maps(spectra, energies, *, e0: float, shift=None, preedge="auto") -> di
     energies = np.asarray(energies, dtype=np.float64)
     spectra = np.asarray(spectra)
     shape = spectra.shape[1:]
-    y = spectra.reshape(energies.size, -1).astype(np.float32)
+    y = np.asarray(spectra.reshape(energies.size, -1), dtype=np.float32)
     if shift is not None and y.shape[1]:
         from ..resample import apply_shift
 
@@ -177,10 +177,10 @@ def _edge_position(y, energies, settings):
         return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     rows = local_smoother(energies, settings["smoothing"])[inside]
     used = np.flatnonzero(np.any(rows != 0, axis=0))
-    smooth = rows[:, used].astype(np.float32) @ np.nan_to_num(y[used])
-    smooth[:, ~np.all(np.isfinite(y[inside]), axis=0)] = np.nan
+    # a NaN point makes its pixel's column NaN (and its argmax meaningless): flagged below
+    smooth = rows[:, used].astype(np.float32) @ y[used[0] : used[-1] + 1][used - used[0]]
     e = energies[inside]
-    top = np.argmax(np.where(np.isfinite(smooth), smooth, -np.inf), axis=0)
+    top = np.argmax(smooth, axis=0)
     pixels = np.arange(n)
     # E50: the last energy below 0.5 before the maximum, and the next one
     below = (smooth < 0.5) & (np.arange(e.size)[:, None] < top[None, :])
@@ -199,8 +199,8 @@ def _edge_position(y, energies, settings):
     with np.errstate(invalid="ignore", divide="ignore"):
         vertex = np.clip(np.where(curve < 0, (x0 + x1) / 2 - slope01 / (2 * curve), x1), x0, x2)
     height = f1 + (vertex - x1) * (slope01 + curve * (vertex - x0))
-    edge_ok = np.isfinite(smooth).all(axis=0)
-    return e50, np.where(edge_ok, vertex, np.nan), np.where(edge_ok, height, np.nan)
+    edge_ok = ~np.isnan(smooth).any(axis=0)
+    return (np.where(edge_ok, e50, np.nan), np.where(edge_ok, vertex, np.nan), np.where(edge_ok, height, np.nan))
 
 
 def _preedge(y, energies, windows):

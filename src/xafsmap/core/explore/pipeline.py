@@ -157,20 +157,20 @@ def learn(data, energies, *, components="auto", clusters="auto", method: str = "
 
 
 def _reduce(band, learned: Learned, origin: int):
-    """Normalized spectra (E, P), finite, sample mask and edge step of a band's P pixels."""
+    """Normalized spectra (P, E), finite, sample mask and edge step of a band's P pixels."""
     energies, survey = learned.energies, learned.sample.survey
     rows, cols = band.shape[1:]
     scale = survey.noise_model.band_scale(origin, origin + rows, cols)
     if learned.plan is not None:
         reduced = reduce_band(band, learned.plan, thick=THICK_LIMIT, scale=scale)
         finite, step = reduced["finite"].ravel(), reduced["edge_step"].ravel()
-        jump, sigma, norm = reduced["edge_jump"].ravel(), reduced["jump_sigma"].ravel(), reduced["features"].T
+        jump, sigma, norm = reduced["edge_jump"].ravel(), reduced["jump_sigma"].ravel(), reduced["features"]
     else:
         flat = band.reshape(energies.size, -1)
         finite = np.all(np.isfinite(flat), axis=0)
         flat = np.where(finite, flat, 0.0).astype(np.float32)
         result = normalize(flat, energies, **learned.sample.params)
-        norm, step = result.norm, np.where(finite, result.edge_step, np.nan).astype(np.float32)
+        norm, step = result.norm.T, np.where(finite, result.edge_step, np.nan).astype(np.float32)
         jump, sigma = edge_jump(flat, survey.noise_model.variance(flat, scale.ravel()), energies, survey.e0)
     sample = finite & edge_mask(jump, sigma, significance=survey.significance, threshold=survey.threshold,
                                 edge_step=step)
@@ -202,23 +202,23 @@ def explore_band(band, learned: Learned, *, origin: int = 0, shift=None) -> dict
     rows, cols = band.shape[1:]
     comps, clustering = learned.components, learned.clustering
     norm, finite, sample, step = _reduce(band, learned, origin)
-    y = np.ascontiguousarray(norm[:, sample], dtype=np.float32)
-    scores = comps.projector.T @ y
-    labels = assign_clusters(scores.T, clustering)
+    spectra = np.ascontiguousarray(norm[sample], dtype=np.float32)  # (S, E), pixel-major
+    scores = spectra @ comps.projector
+    labels = assign_clusters(scores, clustering)
     out = {"mask": np.where(finite, sample.astype(np.uint8) * MASK_SAMPLE, MASK_INVALID).astype(np.uint8),
            "edge_step": np.where(finite, step, np.nan).astype(np.float32),
-           "scores": _scatter(scores, sample, np.nan, np.float32), "clusters": _scatter(labels, sample, 0, np.uint16),
-           "nmf": None if learned.unmixing is None else _scatter(abundances(y, learned.unmixing), sample, np.nan,
-                                                                  np.float32)}
-    found = edge_maps(y, learned.energies, e0=learned.sample.params["e0"],
+           "scores": _scatter(scores.T, sample, np.nan, np.float32), "clusters": _scatter(labels, sample, 0, np.uint16),
+           "nmf": None if learned.unmixing is None else _scatter(abundances(spectra.T, learned.unmixing), sample,
+                                                                  np.nan, np.float32)}
+    found = edge_maps(spectra.T, learned.energies, e0=learned.sample.params["e0"],
                       shift=None if shift is None else np.asarray(shift).ravel()[sample])
     out["edges"] = {name: _scatter(value, sample, np.nan, np.float32).reshape(rows, cols)
                     for name, value in found.items()}
-    k = clustering.k
-    onehot = np.zeros((k, labels.size), np.float32)
+    onehot = np.zeros((clustering.k, labels.size), np.float32)
     onehot[labels.astype(np.int64) - 1, np.arange(labels.size)] = labels > 0
-    out["sums"] = (onehot @ y.T).astype(np.float64)
-    out["squares"] = (onehot @ (y.T.astype(np.float64) ** 2))
+    # float32 products over one band's pixels (a few 10^4), summed over bands in float64
+    out["sums"] = (onehot @ spectra).astype(np.float64)
+    out["squares"] = (onehot @ (spectra * spectra)).astype(np.float64)
     out["counts"] = onehot.sum(axis=1).astype(np.int64)
     for name in ("mask", "edge_step", "clusters"):
         out[name] = out[name].reshape(rows, cols)
