@@ -207,8 +207,11 @@ def find_components(sample, *, n="auto", keep: int | None = None) -> Components:
                          "energies (read more pixels, or crop the energies)")
     whitened = y * np.sqrt(a)[:, None] * np.sqrt(b)[None, :]
     whitened -= (whitened @ basis) @ basis.T
-    _, singular, vt = np.linalg.svd(whitened, full_matrices=False)
-    eigenvalues = singular[:dims] ** 2 / p
+    # the (E, E) Gram matrix's eigenvectors are the SVD's right vectors, for P x E**2
+    # operations instead of P x E x min(P, E) with a large constant
+    values, vectors = np.linalg.eigh(whitened.T @ whitened / p)
+    order = np.argsort(values)[::-1]
+    eigenvalues, vt = np.maximum(values[order][:dims], 0.0), vectors[:, order].T
     ratio = dims / p
     mp_edge = (1 + np.sqrt(ratio)) ** 2
     bulk = float(np.median(eigenvalues) / marchenko_pastur_median(ratio))
