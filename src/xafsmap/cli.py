@@ -1,4 +1,4 @@
-"""Command line: map, info, calibrate, search-references, compare-models, run, export, demo.
+"""Command line: map, explore, info, calibrate, search-references, compare-models, run, export, demo.
 
 A contract other tools script against: options and output files are documented in
 docs/cli.md. Bad input ends with one line ``xafsmap: error: ...`` and a non-zero exit,
@@ -192,6 +192,36 @@ def run_map(args) -> Path:
     _print_warnings(result.warnings)
     if not args.quiet:
         print(f"xafsmap: wrote {args.out} (held-out accuracy {result.classifier.accuracy:.3f}; {counts})",
+              file=sys.stderr)
+    return Path(args.out)
+
+
+def run_explore(args) -> Path:
+    """``xafsmap explore``: components, clusters, NMF and edge maps, written all-or-nothing like map."""
+    from .core.explore import explore_options, iter_explore, prepare_exploration, write_explore_files
+    from .core.limits import check_maps_memory
+    from .core.output import atomic_folder
+    from .core.pipeline import drive
+    from .core.prepare import parse_roi
+
+    options = explore_options(components=args.components, clusters=args.clusters, method=args.cluster_method,
+                              nmf=args.nmf)
+    out = _claim(args)
+    stack, shift, extra = prepare_exploration(
+        _read_stack(args), shift_map=_shift_map(args), register=args.register,
+        roi=parse_roi(args.roi) if args.roi else None, factor=args.bin,
+        calibration={"source": args.shift_map or args.calibration, "reference": args.calibration_reference})
+    _, rows, cols = stack.data.shape
+    check_maps_memory(rows=rows, cols=cols, k=(options["nmf"] or 0) + 12)
+    generator = iter_explore(stack, **options, shift=shift, threshold=args.threshold,
+                             norm_params=_normalization(args), rng=args.seed)
+    result = drive(generator, _progress(args, "exploring"))
+    with atomic_folder(out, overwrite=args.overwrite, sources=option_sources(args)) as tmp:
+        write_explore_files(result, tmp, extra={**extra, "command": sys.argv[1:], "stack": stack.sources})
+    if not args.quiet:
+        learned = result.learned
+        nmf = f", {learned.unmixing.spectra.shape[0]} NMF spectra" if learned.unmixing is not None else ""
+        print(f"xafsmap: wrote {args.out} ({learned.components.n} components, {learned.clustering.k} clusters{nmf})",
               file=sys.stderr)
     return Path(args.out)
 
@@ -421,6 +451,7 @@ def run_export(args) -> dict:
 
 COMMANDS = {
     "map": run_map,
+    "explore": run_explore,
     "info": run_info,
     "calibrate": run_calibrate,
     "search-references": run_search,

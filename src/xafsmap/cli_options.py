@@ -57,6 +57,10 @@ def _map_options(parser: argparse.ArgumentParser) -> None:
                         help="energy offset of one reference in eV, added to its energies (repeat)")
     parser.add_argument("--align-references", action="store_true",
                         help="fit one common energy offset of all references to the stack and add it to --offset")
+    _normalization_options(parser)
+
+
+def _normalization_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="edge-step threshold of the no-sample mask")
     for name in ("e0", "pre1", "pre2", "norm1", "norm2"):
         parser.add_argument(f"--{name}", type=float, help=f"normalization {name} (eV, Larch meaning)")
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="map band by band into OUT/maps.ome.zarr (OME-Zarr 0.5) for maps larger than memory; "
                              "the TIFFs are written from it in row blocks")
     _cluster_options(mapper)
+
+    _explore_parser(commands)
 
     info = commands.add_parser("info", help="describe a stack without reading its pixels")
     _stack_options(info, prepare=False)
@@ -159,6 +165,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-view", action="store_true", help="do not open napari even with a display")
     demo.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _explore_parser(commands) -> None:
+    """``xafsmap explore``: the stack options of map, the mask and normalization, and the
+    exploration's choices (checked by :func:`xafsmap.core.explore.explore_options`)."""
+    explore = commands.add_parser("explore", help="components, clusters, NMF and edge maps of a stack, no "
+                                                  "references needed")
+    _stack_options(explore)
+    _normalization_options(explore)
+    _output_options(explore)
+    explore.add_argument("--components", default="auto", metavar="N|auto",
+                         help="principal components to keep (default auto: those above the noise floor)")
+    explore.add_argument("--clusters", default="auto", metavar="K|auto",
+                         help="clusters (default auto: as many as are at least 4 noise sigmas apart)")
+    explore.add_argument("--cluster-method", default="kmeans", metavar="kmeans|gmm",
+                         help="k-means (default) or a Gaussian mixture on the component scores")
+    explore.add_argument("--nmf", metavar="K", help="also unmix into K non-negative spectra (NMF)")
+    explore.add_argument("--seed", type=int, default=0, help="seed of the clustering (default 0)")
 
 
 #: Command-line flags whose name is not ``--`` + the dest with dashes.

@@ -6,7 +6,8 @@ and applied to every pixel in one pass over the stack in bands (:func:`iter_expl
 like ``xafsmap map``:
 
 * :mod:`.sampling` -- the sample: normalized spectra of the grid's sample pixels and
-  the noise of every point;
+  the noise of every point; :mod:`.calibration` -- an energy-shift map applied inside,
+  so the noise stays known;
 * :mod:`.components` -- uncentred SVD of the biwhitened spectra, the number of
   components decided against the noise model (Marchenko-Pastur floor);
 * :mod:`.clusters` -- k-means or a Gaussian mixture on the component scores, ``auto``
@@ -19,9 +20,10 @@ like ``xafsmap map``:
 * :mod:`.defaults` -- every default and range.
 """
 
+from .calibration import prepare_exploration, resample_spectra
 from .clusters import Clustering, assign_clusters, find_clusters
 from .components import Components, find_components, project_scores
-from .defaults import CLUSTER_METHODS, MAX_CLUSTERS, MAX_COMPONENTS, MAX_NMF, parse_count
+from .defaults import CLUSTER_METHODS, MAX_CLUSTERS, MAX_COMPONENTS, MAX_NMF, explore_options, parse_count
 from .edges import FE_K_PREEDGE, edge_maps
 from .files import write_explore_files
 from .pipeline import ExploreResult, Learned, explore_band, explore_stack, iter_explore, learn
@@ -34,8 +36,9 @@ from .unmix import Unmixing, abundances, unmix
 __all__ = [
     "CLUSTER_METHODS", "Clustering", "Components", "ExploreResult", "FE_K_PREEDGE", "Learned", "MAX_CLUSTERS",
     "MAX_COMPONENTS", "MAX_NMF", "PixelSample", "Roi", "RoiSpectra", "Unmixing", "abundances", "assign_clusters",
-    "edge_maps", "explore_band", "explore_stack", "find_clusters", "find_components", "guess_edge",
-    "histogram_2d", "iter_explore", "learn", "parse_count", "points_in_polygon", "project_scores", "read_rois",
+    "edge_maps", "explore_band", "explore_options", "explore_stack", "find_clusters", "find_components", "guess_edge",
+    "histogram_2d", "iter_explore", "learn", "parse_count", "points_in_polygon", "prepare_exploration",
+    "project_scores", "read_rois", "resample_spectra",
     "rgb_composite", "roi_mask", "roi_spectra", "rois_from_labels", "sample_pixels", "save_reference",
     "select_by_values", "spectrum_reference", "unmix", "write_explore_files", "write_rois", "write_spectra_csv",
 ]

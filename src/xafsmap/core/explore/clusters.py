@@ -166,6 +166,8 @@ def find_clusters(components, *, k="auto", method: str = "kmeans", rng=0) -> Clu
             break
     # the counting stopped at the first K that failed: the others before it all passed
     chosen = int(k) if k != "auto" else max(row["k"] for row in table if row["min_separation_sigma"] >= SEPARATION)
+    for row in table:  # one cluster has no separation (JSON has no infinity)
+        row["min_separation_sigma"] = None if row["k"] == 1 else row["min_separation_sigma"]
     model = fits[chosen]
     if method == "gmm":
         from sklearn.mixture import GaussianMixture

@@ -197,31 +197,27 @@ def find_components(sample, *, n="auto", keep: int | None = None) -> Components:
     4
     """
     y = sample.spectra.T.astype(np.float64)  # (P, E)
-    p, e = y.shape
-    a, b = biwhiten(sample.variance.T)
-    shapes = background_shapes(sample.energies, sample.params) * np.sqrt(b)[:, None]
-    basis = np.linalg.qr(shapes)[0]
-    dims = e - basis.shape[1]
+    p = y.shape[0]
+    # the test on energies with independent noise (every other one of resampled spectra)
+    step = max(1, int(getattr(sample, "stride", 1)))
+    eigenvalues, vectors, dims, shapes = _whitened_spectrum(y[:, ::step], sample.variance[::step].T,
+                                                            sample.energies[::step], sample.params)
     if p < dims:
         raise ValueError(f"the sample holds {p} pixels but {dims} energies: components need more pixels than "
                          "energies (read more pixels, or crop the energies)")
-    whitened = y * np.sqrt(a)[:, None] * np.sqrt(b)[None, :]
-    whitened -= (whitened @ basis) @ basis.T
-    # the (E, E) Gram matrix's eigenvectors are the SVD's right vectors, for P x E**2
-    # operations instead of P x E x min(P, E) with a large constant
-    values, vectors = np.linalg.eigh(whitened.T @ whitened / p)
-    order = np.argsort(values)[::-1]
-    eigenvalues, vt = np.maximum(values[order][:dims], 0.0), vectors[:, order].T
     ratio = dims / p
     mp_edge = (1 + np.sqrt(ratio)) ** 2
     bulk = float(np.median(eigenvalues) / marchenko_pastur_median(ratio))
     floor = mp_edge * max(1.0, bulk) * (1 + FLOOR_MARGIN)
     significant = int(np.count_nonzero(eigenvalues > floor))
-    count = max(significant, 1) if n == "auto" else int(n)
-    count = int(keep) if keep is not None else count
-    if not 1 <= count <= min(dims, MAX_COMPONENTS):
-        raise ValueError(f"{count} components asked for; give 1 to {min(dims, MAX_COMPONENTS)}")
-    loadings = vt[:count].T  # (E, N) in the whitened metric, orthogonal to the shapes
+    top = min(dims, MAX_COMPONENTS)
+    count = int(keep) if keep is not None else min(max(significant, 1), top) if n == "auto" else int(n)
+    if not 1 <= count <= top:
+        raise ValueError(f"{count} components asked for; give 1 to {top}")
+    if step > 1:  # the loadings on every energy
+        vectors = _whitened_spectrum(y, sample.variance.T, sample.energies, sample.params)[1]
+    a, b = biwhiten(sample.variance.T)
+    loadings = vectors[:, :count]  # (E, N) in the whitened metric, orthogonal to the shapes
     # signs: the first component's scores positive (every pixel holds some of it), the
     # others with their largest loading positive
     signs = np.sign(loadings[np.argmax(np.abs(loadings), axis=0), np.arange(count)])
@@ -233,13 +229,31 @@ def find_components(sample, *, n="auto", keep: int | None = None) -> Components:
     evidence = {
         "test": "eigenvalues of the biwhitened, background-projected sample above the Marchenko-Pastur edge "
                 "of the noise model's unit noise (times the bulk ratio where > 1, times 1 + margin)",
-        "n_significant": significant, "pixels": p, "energies": e, "background_shapes": int(basis.shape[1]),
+        "n_significant": significant, "pixels": p, "energies": int(y[:, ::step].shape[1]), "energy_stride": step,
+        "background_shapes": shapes,
         "dimensions": dims, "marchenko_pastur_edge": mp_edge, "bulk_ratio": bulk, "margin": FLOOR_MARGIN,
         "noise_floor": floor, "eigenvalues": eigenvalues[: max(20, count + 5)].tolist(),
     }
     return Components(energies=sample.energies, spectra=(loadings / np.sqrt(b)[:, None]).T, projector=projector.astype(
         np.float32), eigenvalues=eigenvalues, n_significant=significant, noise_floor=floor, mp_edge=mp_edge,
         bulk_ratio=bulk, energy_weights=np.sqrt(b), pixel_noise=noise, sample_scores=scores, evidence=evidence)
+
+
+def _whitened_spectrum(y, variance, energies, params):
+    """Eigenvalues (largest first, noise units) and eigenvectors (E, E) of the biwhitened,
+    background-projected spectra y (P, E); the dimensions left and the shapes removed."""
+    p, e = y.shape
+    a, b = biwhiten(variance)
+    shapes = background_shapes(energies, params) * np.sqrt(b)[:, None]
+    basis = np.linalg.qr(shapes)[0]
+    whitened = y * np.sqrt(a)[:, None] * np.sqrt(b)[None, :]
+    whitened -= (whitened @ basis) @ basis.T
+    # the (E, E) Gram matrix's eigenvectors are the SVD's right vectors, for P x E**2
+    # operations instead of P x E x min(P, E) with a large constant
+    values, vectors = np.linalg.eigh(whitened.T @ whitened / p)
+    order = np.argsort(values)[::-1]
+    dims = e - basis.shape[1]
+    return np.maximum(values[order][:dims], 0.0), vectors[:, order], dims, int(basis.shape[1])
 
 
 def project_scores(spectra, components: Components) -> np.ndarray:

@@ -8,7 +8,7 @@ turns the ``N|auto`` options into a number or ``"auto"`` within their range.
 from __future__ import annotations
 
 __all__ = ["CLUSTER_METHODS", "FLOOR_MARGIN", "MAX_CLUSTERS", "MAX_COMPONENTS", "MAX_NMF", "MINIBATCH_ABOVE",
-           "NMF_MAX_ITER", "NMF_TOL", "SEPARATION", "parse_count"]
+           "NMF_MAX_ITER", "NMF_TOL", "SEPARATION", "explore_options", "parse_count"]
 
 #: Most principal components kept, shown or asked for (the significance test looks at all).
 MAX_COMPONENTS = 12
@@ -77,3 +77,25 @@ def parse_count(value, *, name: str, maximum: int, auto: bool = True):
     if not 1 <= number <= maximum:
         raise ValueError(f"{name} {value}: give {allowed}")
     return number
+
+
+def explore_options(*, components="auto", clusters="auto", method: str = "kmeans", nmf=None) -> dict:
+    """The exploration choices checked and converted, as :func:`~xafsmap.core.explore.iter_explore` takes them.
+
+    Every value is checked before any pixel is read; ``nmf`` None (or ``"0"``) is no NMF.
+
+    Examples
+    --------
+    >>> explore_options(components="auto", clusters="5", method="gmm", nmf="3")
+    {'components': 'auto', 'clusters': 5, 'method': 'gmm', 'nmf': 3}
+    >>> explore_options(method="ward")
+    Traceback (most recent call last):
+    ...
+    ValueError: --cluster-method ward: choose one of kmeans, gmm
+    """
+    if method not in CLUSTER_METHODS:
+        raise ValueError(f"--cluster-method {method}: choose one of {', '.join(CLUSTER_METHODS)}")
+    none = nmf is None or str(nmf).strip() in ("", "0", "none")
+    return {"components": parse_count(components, name="--components", maximum=MAX_COMPONENTS),
+            "clusters": parse_count(clusters, name="--clusters", maximum=MAX_CLUSTERS), "method": method,
+            "nmf": None if none else parse_count(nmf, name="--nmf", maximum=MAX_NMF, auto=False)}

@@ -113,7 +113,7 @@ class ExploreResult:
 
 def learn(data, energies, *, components="auto", clusters="auto", method: str = "kmeans", nmf: int | None = None,
           threshold: float | None = None, significance: float = SIGNIFICANCE, norm_params: dict | None = None,
-          n_pixels: int = SURVEY_PIXELS, rng=0) -> Learned:
+          n_pixels: int = SURVEY_PIXELS, shift=None, rng=0) -> Learned:
     """Sample the stack and learn its components, clusters and NMF spectra.
 
     Parameters
@@ -127,19 +127,20 @@ def learn(data, energies, *, components="auto", clusters="auto", method: str = "
         See :func:`~xafsmap.core.explore.clusters.find_clusters`.
     nmf : int, optional
         Number of NMF spectra (none without).
-    threshold, significance, norm_params, n_pixels
+    threshold, significance, norm_params, n_pixels, shift
         See :func:`~xafsmap.core.explore.sampling.sample_pixels`.
     rng : int or Generator
 
     Returns
     -------
     Learned
+        On the true energies every pixel covers, with a shift map.
     """
     from ..forest import has_numba
 
     sample = sample_pixels(data, energies, threshold=threshold, significance=significance,
                            norm_params={k: v for k, v in (norm_params or {}).items() if v is not None},
-                           n_pixels=n_pixels)
+                           n_pixels=n_pixels, shift=shift)
     found = find_components(sample, n=components)
     clustering = find_clusters(found, k=clusters, method=method, rng=rng)
     unmixing = unmix(sample, found, int(nmf)) if nmf else None
@@ -151,16 +152,16 @@ def learn(data, energies, *, components="auto", clusters="auto", method: str = "
         plan = BandPlan(fit=fit, flatten=True, window=(0, n_e), feature_start=np.arange(n_e, dtype=np.int64),
                         feature_weights=np.ones((n_e, 1)), slope_start=np.arange(n_e, dtype=np.int64),
                         slope_weights=np.ones((n_e, 1)), references=np.zeros((1, n_e)), pairs=pairs,
-                        pair_of=pair_of, noise=sample.survey.noise_model,
+                        pair_of=pair_of, noise=sample.noise,
                         jump_design=np.ascontiguousarray(jump_design(sample.energies, sample.params["e0"])))
     return Learned(sample=sample, components=found, clustering=clustering, unmixing=unmixing, plan=plan)
 
 
 def _reduce(band, learned: Learned, origin: int):
     """Normalized spectra (P, E), finite, sample mask and edge step of a band's P pixels."""
-    energies, survey = learned.energies, learned.sample.survey
+    energies, survey, noise = learned.energies, learned.sample.survey, learned.sample.noise
     rows, cols = band.shape[1:]
-    scale = survey.noise_model.band_scale(origin, origin + rows, cols)
+    scale = noise.band_scale(origin, origin + rows, cols)
     if learned.plan is not None:
         reduced = reduce_band(band, learned.plan, thick=THICK_LIMIT, scale=scale)
         finite, step = reduced["finite"].ravel(), reduced["edge_step"].ravel()
@@ -171,7 +172,7 @@ def _reduce(band, learned: Learned, origin: int):
         flat = np.where(finite, flat, 0.0).astype(np.float32)
         result = normalize(flat, energies, **learned.sample.params)
         norm, step = result.norm.T, np.where(finite, result.edge_step, np.nan).astype(np.float32)
-        jump, sigma = edge_jump(flat, survey.noise_model.variance(flat, scale.ravel()), energies, survey.e0)
+        jump, sigma = edge_jump(flat, noise.variance(flat, scale.ravel()), energies, survey.e0)
     sample = finite & edge_mask(jump, sigma, significance=survey.significance, threshold=survey.threshold,
                                 edge_step=step)
     sample &= np.isfinite(step) & (step > 0)
@@ -189,7 +190,8 @@ def explore_band(band, learned: Learned, *, origin: int = 0, shift=None) -> dict
     origin : int
         Row of the stack where the band starts (for the noise model's field).
     shift : ndarray, shape (rows, N), optional
-        Energy shift of the band's pixels for the edge maps (true = nominal + shift).
+        Energy shift of the band's pixels (true = nominal + shift) when the band is on
+        the nominal energies: it is resampled onto the learned (true) energies first.
 
     Returns
     -------
@@ -199,6 +201,11 @@ def explore_band(band, learned: Learned, *, origin: int = 0, shift=None) -> dict
         clusters' normalized spectra, ``counts`` (k,).
     """
     band = np.asarray(band, dtype=np.float32)
+    if shift is not None:
+        from ..resample import apply_shift
+
+        sample = learned.sample
+        band = apply_shift(band, sample.nominal_energies, np.asarray(shift, dtype=np.float64))[sample.energy_index]
     rows, cols = band.shape[1:]
     comps, clustering = learned.components, learned.clustering
     norm, finite, sample, step = _reduce(band, learned, origin)
@@ -210,8 +217,7 @@ def explore_band(band, learned: Learned, *, origin: int = 0, shift=None) -> dict
            "scores": _scatter(scores.T, sample, np.nan, np.float32), "clusters": _scatter(labels, sample, 0, np.uint16),
            "nmf": None if learned.unmixing is None else _scatter(abundances(spectra.T, learned.unmixing), sample,
                                                                   np.nan, np.float32)}
-    found = edge_maps(spectra.T, learned.energies, e0=learned.sample.params["e0"],
-                      shift=None if shift is None else np.asarray(shift).ravel()[sample])
+    found = edge_maps(spectra.T, learned.energies, e0=learned.sample.params["e0"])
     out["edges"] = {name: _scatter(value, sample, np.nan, np.float32).reshape(rows, cols)
                     for name, value in found.items()}
     onehot = np.zeros((clustering.k, labels.size), np.float32)
@@ -248,8 +254,8 @@ def iter_explore(stack, *, components="auto", clusters="auto", method: str = "km
     components, clusters, method, nmf, threshold, significance, norm_params, n_pixels, rng
         See :func:`learn`.
     shift : ndarray, shape (M, N), optional
-        Energy shift (true = nominal + shift) for the edge maps of a stack not
-        calibrated in its preparation.
+        Energy shift (true = nominal + shift) of a stack on its nominal energies: every
+        map is then on the true energies (:mod:`~xafsmap.core.explore.calibration`).
     band_bytes : int
         Bytes of one band of all energies.
 
@@ -281,11 +287,12 @@ def iter_explore(stack, *, components="auto", clusters="auto", method: str = "km
     total = 1 + -(-rows // band)
     tic = time.perf_counter()
     learned = learn(data, energies, components=components, clusters=clusters, method=method, nmf=nmf,
-                    threshold=threshold, significance=significance, norm_params=norm_params, n_pixels=n_pixels, rng=rng)
+                    threshold=threshold, significance=significance, norm_params=norm_params, n_pixels=n_pixels,
+                    shift=shift, rng=rng)
     learn_s = time.perf_counter() - tic
     yield 1, total
     maps = _new_maps(learned, rows, cols)
-    k, n_e = learned.clustering.k, energies.size
+    k, n_e = learned.clustering.k, learned.energies.size
     sums, squares, counts = np.zeros((k, n_e)), np.zeros((k, n_e)), np.zeros(k, np.int64)
 
     def explore_rows(r0):

@@ -10,13 +10,15 @@ the pixels with an edge (the mask of ``xafsmap map``) are kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..mask import SIGNIFICANCE, edge_jump, edge_mask
+from ..noise import NoiseModel
 from ..normalize import normalize
 from ..training import SURVEY_ASPECT, SURVEY_PIXELS, Survey, survey
+from .calibration import calibrated_indices, resample_spectra
 
 __all__ = ["PixelSample", "sample_grid", "sample_pixels"]
 
@@ -40,6 +42,15 @@ class PixelSample:
     survey : xafsmap.core.training.Survey
     n_read : int
         Finite pixels read (sample or not).
+    energy_index : ndarray of int, shape (E,)
+        Indices of ``energies`` in the stack's own (nominal) energies: all of them, or
+        with a shift map those every pixel covers (:mod:`~xafsmap.core.explore.calibration`).
+    nominal_energies : ndarray, shape (E0,)
+        The stack's own energies.
+    stride : int
+        Energies this far apart have independent noise (2 for resampled spectra).
+    noise : xafsmap.core.noise.NoiseModel
+        The survey's noise model on ``energies`` (for bands resampled the same way).
     """
 
     spectra: np.ndarray
@@ -51,6 +62,10 @@ class PixelSample:
     params: dict
     survey: Survey
     n_read: int
+    energy_index: np.ndarray
+    nominal_energies: np.ndarray
+    stride: int
+    noise: NoiseModel
 
     @property
     def n_pixels(self) -> int:
@@ -78,7 +93,7 @@ def sample_grid(shape, n_pixels: int = SURVEY_PIXELS) -> tuple[slice, slice]:
 
 
 def sample_pixels(data, energies, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
-                  norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS) -> PixelSample:
+                  norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS, shift=None) -> PixelSample:
     """Survey a stack and keep the normalized spectra of the grid's sample pixels.
 
     Parameters
@@ -91,6 +106,11 @@ def sample_pixels(data, energies, *, threshold: float | None = None, significanc
         The mask rule and normalization, as :func:`~xafsmap.core.training.survey`.
     n_pixels : int
         About this many pixels are read (:func:`sample_grid`).
+    shift : ndarray, shape (M, N), optional
+        Energy shift of every pixel (true = nominal + shift): the noise model and the
+        mask come from the measured spectra, the spectra are then resampled onto the
+        true energies every pixel covers with their variance
+        (:mod:`~xafsmap.core.explore.calibration`).
 
     Returns
     -------
@@ -130,8 +150,17 @@ def sample_pixels(data, energies, *, threshold: float | None = None, significanc
     if np.count_nonzero(keep) < 10:
         raise ValueError(f"only {np.count_nonzero(keep)} of the {flat.shape[1]} surveyed pixels hold sample; "
                          "exploring needs at least 10: crop to the sample or lower the significance")
+    index, stride = np.arange(energies.size), 1
+    if shift is not None:
+        index, stride = calibrated_indices(energies, shift), 2
+        flat, variance = resample_spectra(flat, variance, energies, np.asarray(shift)[rows, cols], index)
+        result = normalize(flat, energies[index], **found.normalization)
+        step = np.asarray(result.edge_step, dtype=np.float32)
+        keep &= np.isfinite(step) & (step > 0)
+        model = replace(model, energy_profile=model.energy_profile[index])
     return PixelSample(
         spectra=np.ascontiguousarray(result.norm[:, keep], dtype=np.float32),
         variance=(variance[:, keep] / step[keep] ** 2).astype(np.float32),
-        rows=rows[keep], cols=cols[keep], edge_step=step[keep], energies=energies,
-        params={**result.params, "e0": float(found.e0)}, survey=found, n_read=int(flat.shape[1]))
+        rows=rows[keep], cols=cols[keep], edge_step=step[keep], energies=energies[index],
+        params={**result.params, "e0": float(found.e0)}, survey=found, n_read=int(flat.shape[1]),
+        energy_index=index, nominal_energies=energies, stride=stride, noise=model)
