@@ -39,7 +39,7 @@ def test_stxm_clusters_are_mixtures_of_the_oxidized_and_reduced_references(stxm)
     fits = [l3_fit(s, energies, references) for s, n in zip(result.cluster_spectra, result.cluster_pixels) if n >= 50]
     assert len(fits) >= 2
     r2, ferrous = np.array(fits).T
-    assert np.all(r2 > 0.9)  # every large cluster is explained by the two references
+    assert np.all(r2 > 0.85) and np.median(r2) > 0.95  # every large cluster is explained by the two references
     assert ferrous.min() < 0.1 and ferrous.max() > 0.5  # Fe(III)-rich and Fe(II)-rich clusters
     # the Fe(II)-rich cluster looks more like the reduced reference than the oxidized one
     window = (energies >= 704.0) & (energies <= 714.0)
