@@ -84,7 +84,7 @@ def resample_spectra(mu, variance, energies, shift, keep):
     return out.astype(np.float32), var.astype(np.float32)
 
 
-def prepare_exploration(stack, *, shift_map=None, register: bool = False, roi=None, factor: int = 1,
+def prepare_exploration(stack, *, shift_map=None, register: bool = False, drift=None, roi=None, factor: int = 1,
                         calibration: dict | None = None):
     """Prepare a stack as ``xafsmap map`` does, but hand back the shift map on its grid
     instead of resampling (see the module notes).
@@ -98,6 +98,8 @@ def prepare_exploration(stack, *, shift_map=None, register: bool = False, roi=No
     shift_map : xafsmap.core.calibrate.ShiftMap, optional
     register, roi, factor, calibration
         As :func:`~xafsmap.core.prepare.prepare_measurement`.
+    drift : ndarray, shape (E, 2), optional
+        A drift measured before (the napari docks): corrected instead of measured.
 
     Returns
     -------
@@ -107,9 +109,13 @@ def prepare_exploration(stack, *, shift_map=None, register: bool = False, roi=No
     extra : dict
         ``grid`` (``energy_calibrated`` True with a shift map) and ``calibration``, as map's.
     """
-    from ..prepare import bin_stack, crop_stack, prepare_measurement
+    from ..prepare import bin_stack, crop_stack, prepare_measurement, prepare_stack
 
-    prepared, extra = prepare_measurement(stack, register=register, roi=roi, factor=factor)
+    if drift is not None:
+        prepared, grid = prepare_stack(stack, drift=drift, roi=roi, factor=factor)
+        extra = {"grid": grid}
+    else:
+        prepared, extra = prepare_measurement(stack, register=register, roi=roi, factor=factor)
     if shift_map is None:
         return prepared, None, extra
     shift = np.asarray(shift_map.shift, dtype=np.float32)
