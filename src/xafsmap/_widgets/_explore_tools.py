@@ -306,7 +306,7 @@ class ScatterPanel(QWidget):
         set_layer(self.viewer, labels, kind="labels", update=True, name=SELECTION_LAYER, **grid)
         [ax] = self.plot.axes
         polygon = np.asarray(vertices)
-        ax.plot(*np.vstack([polygon, polygon[:1]]).T, color="cyan", lw=1)
+        ax.plot(*np.vstack([polygon, polygon[:1]]).T, color="cyan", lw=1, scalex=False, scaley=False)
         self.plot.draw()
         self.dock.report(f"{int(chosen.sum())} pixels selected as label {int(labels.max())} of "
                          f"'{SELECTION_LAYER}' (use it as a regions layer)")
@@ -320,6 +320,8 @@ class ScatterPanel(QWidget):
         names = names or [box.currentText() for box in self.rgb_boxes]
         if any(name not in maps for name in names):
             raise ValueError("explore first, then pick three maps")
+        for box, name in zip(self.rgb_boxes, names):
+            box.setCurrentText(name)
         rgb = rgb_composite(*(np.asarray(maps[n].data) for n in names), mask=self.dock.result.mask == 1)
         set_layer(self.viewer, rgb, name=RGB_LAYER, rgb=True, metadata={"channels": list(names)},
                   **self.dock.session.map_transform())
