@@ -24,7 +24,7 @@ import numpy as np
 from ..kernels import BandPlan, reduce_band, reference_pairs
 from ..mask import SIGNIFICANCE, edge_jump, edge_mask, jump_design
 from ..normalize import normalize, shared_fit
-from ..pipeline import BANDS_IN_FLIGHT, MASK_INVALID, MASK_SAMPLE, THICK_LIMIT, band_rows, drive
+from ..pipeline import BANDS_IN_FLIGHT, MASK_INVALID, MASK_SAMPLE, band_rows, drive
 from ..tiff import BAND_BYTES
 from ..training import SURVEY_PIXELS
 from .clusters import Clustering, assign_clusters, find_clusters
@@ -163,7 +163,7 @@ def _reduce(band, learned: Learned, origin: int):
     rows, cols = band.shape[1:]
     scale = noise.band_scale(origin, origin + rows, cols)
     if learned.plan is not None:
-        reduced = reduce_band(band, learned.plan, thick=THICK_LIMIT, scale=scale)
+        reduced = reduce_band(band, learned.plan, thick=np.inf, scale=scale)  # (no too-thick flag here)
         finite, step = reduced["finite"].ravel(), reduced["edge_step"].ravel()
         jump, sigma, norm = reduced["edge_jump"].ravel(), reduced["jump_sigma"].ravel(), reduced["features"]
     else:
@@ -173,8 +173,10 @@ def _reduce(band, learned: Learned, origin: int):
         result = normalize(flat, energies, **learned.sample.params)
         norm, step = result.norm.T, np.where(finite, result.edge_step, np.nan).astype(np.float32)
         jump, sigma = edge_jump(flat, noise.variance(flat, scale.ravel()), energies, survey.e0)
-    sample = finite & edge_mask(jump, sigma, significance=survey.significance, threshold=survey.threshold,
-                                edge_step=step)
+    # the mask of xafsmap map: a pixel's own edge, or its row neighbours' pooled with some of its own
+    shape = (rows, cols)
+    sample = finite & edge_mask(jump.reshape(shape), sigma.reshape(shape), significance=survey.significance,
+                                threshold=survey.threshold, edge_step=step.reshape(shape), neighbours=True).ravel()
     sample &= np.isfinite(step) & (step > 0)
     return norm, finite, sample, step
 
