@@ -25,7 +25,7 @@ SEPARATION = 4.0
 #: A component is significant when its eigenvalue exceeds the noise floor: the
 #: Marchenko-Pastur edge of pure noise, raised by this share for finite samples and a
 #: noise model a few per cent off (on 12 simulated stacks without a harmonic leak the
-#: largest noise eigenvalue lay between 0.95 and 1.01 times the bulk-corrected edge;
+#: largest noise eigenvalue lay between 0.91 and 0.99 times the bulk-corrected edge;
 #: benchmarks/explore_accuracy.py).
 FLOOR_MARGIN = 0.05
 #: Mini-batch k-means above this many sample pixels (full Lloyd iterations below).
