@@ -126,9 +126,11 @@ def main():
     labels = viewer.layers["classes"]
     import numpy as np
 
-    rows, cols = np.nonzero(labels.data == 6)  # a mixed grain
-    rows, cols = (rows, cols) if rows.size else np.nonzero(labels.data > 0)
-    widgets["inspect"].inspect_pixel(int(rows[len(rows) // 2]), int(cols[len(cols) // 2]))
+    probability = np.nan_to_num(np.asarray(viewer.layers["probability"].data))
+    mixed = labels.data == 6  # a mixed grain: its most certain pixel
+    pick = np.where(mixed if mixed.any() else labels.data > 0, probability, -1.0)
+    row, col = np.unravel_index(int(np.argmax(pick)), pick.shape)
+    widgets["inspect"].inspect_pixel(int(row), int(col))
     wait(widgets["inspect"])
     shoot(viewer, docks["inspect"], "inspect")
 

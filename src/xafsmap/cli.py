@@ -1,4 +1,4 @@
-"""Command line: map, info, calibrate, search-references, compare-models, run, export, demo.
+"""Command line: map, explore, info, calibrate, search-references, compare-models, run, export, demo.
 
 A contract other tools script against: options and output files are documented in
 docs/cli.md. Each command turns its options into
@@ -67,6 +67,20 @@ def run_map(args) -> Path:
                   extra={"command": sys.argv[1:]})
     _report_map(args, run)
     return run.out
+
+
+def run_explore(args) -> Path:
+    """``xafsmap explore``: the settings of the options, explored by :func:`~xafsmap.core.job.run_explore`."""
+    from .core.job import run_explore as explore_job
+
+    result = explore_job(settings_from_args(args), out=args.out, overwrite=args.overwrite,
+                         progress=_progress(args, "exploring"), extra={"command": sys.argv[1:]})
+    if not args.quiet:
+        learned = result.learned
+        nmf = f", {learned.unmixing.spectra.shape[0]} NMF spectra" if learned.unmixing is not None else ""
+        print(f"xafsmap: wrote {args.out} ({learned.components.n} components, {learned.clustering.k} clusters{nmf})",
+              file=sys.stderr)
+    return Path(args.out)
 
 
 def run_recipe_command(args) -> Path:
@@ -237,6 +251,7 @@ def run_export(args) -> dict:
 
 COMMANDS = {
     "map": run_map,
+    "explore": run_explore,
     "info": run_info,
     "calibrate": run_calibrate,
     "search-references": run_search,

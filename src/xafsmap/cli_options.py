@@ -22,6 +22,7 @@ __all__ = ["Parser", "build_parser", "flag_name", "settings_from_args", "version
 #: Help of each command.
 HELP = {
     "map": "map a stack into classes, fractions and trust maps",
+    "explore": "components, clusters, NMF and edge maps of a stack, no references needed",
     "info": "describe a stack without reading its pixels",
     "calibrate": "measure the energy-shift map from a foil stack",
     "search-references": "flag unexplained pixels, rank library candidates",
@@ -95,11 +96,21 @@ def _add(parser, item: Setting, command: str) -> None:
     elif item.kind == "choice":
         parser.add_argument(flag, choices=item.choices, **options)
     elif item.kind == "int":
-        parser.add_argument(flag, type=int, **options)
+        parser.add_argument(flag, type=_int_or_auto if item.optional else int, **options)
     elif item.kind == "float":
         parser.add_argument(flag, type=float, **options)
     else:
         parser.add_argument(flag, **options)
+
+
+def _int_or_auto(text: str) -> int | None:
+    """A whole number, or ``auto`` (None: the setting's automatic value)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a whole number or auto, not {text!r}") from None
 
 
 def add_settings(parser: argparse.ArgumentParser, command: str) -> None:

@@ -108,7 +108,7 @@ def test_every_reference_present_flags_nothing(refs):
 
 def test_trust_fit_removes_baseline_and_scale():
     from xafsmap.core.spectra.lcf import fit_weighted, weighted_moments
-    from xafsmap.core.spectra.lcf import BASELINE_TERMS, baseline
+    from xafsmap.core.spectra.sharedfit import BASELINE_TERMS, baseline
 
     e = np.linspace(7100.0, 7170.0, 71)
     edge = np.stack([1 / (1 + np.exp(-(e - 7120) / 2)), 1 / (1 + np.exp(-(e - 7126) / 3))])

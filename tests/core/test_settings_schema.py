@@ -22,7 +22,7 @@ from xafsmap.core.settings.schema import COMMANDS, SECTIONS
 NOT_ON_THE_COMMAND_LINE = {"sample": "the built-in sample is mapped by `xafsmap demo`"}
 #: What each command needs besides its options, to parse.
 REQUIRED = {
-    "map": ["s.tif", "--reference", "Fe.xdi", "--out", "o"],
+    "map": ["s.tif", "--reference", "Fe.xdi", "--out", "o"], "explore": ["s.tif", "--out", "o"],
     "search-references": ["s.tif", "--reference", "Fe.xdi", "--library", "lib", "--out", "o"],
     "compare-models": ["s.tif", "--set", "a=Fe.xdi", "--set", "b=FeO.xdi", "--out", "o"],
     "calibrate": ["foil.tif", "--out", "o"], "info": ["s.tif"], "run": ["r.toml", "--out", "o"],

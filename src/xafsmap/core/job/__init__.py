@@ -6,6 +6,7 @@ at a time). Locally or on a dask.distributed cluster; the report carries the set
 and the sha256 of the inputs.
 """
 
+from .explorejob import iter_explore_settings, run_explore
 from .inputs import hash_inputs
 from .mapjob import MapRun, iter_map_settings, map_into, run_map, write_result
 from .steps import (
@@ -28,12 +29,14 @@ __all__ = [
     "classes_for",
     "hash_inputs",
     "input_paths",
+    "iter_explore_settings",
     "iter_map_settings",
     "map_into",
     "open_measurement",
     "prepare",
     "read_references",
     "run_compare",
+    "run_explore",
     "run_map",
     "run_search",
     "shift_map_for",

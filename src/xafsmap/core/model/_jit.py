@@ -267,10 +267,17 @@ def label_pixels(x, sd, proba, centroids, metric, present, support, aty, yy, gra
                 sigma[r, i] = np.nan
                 continue
             at = 0
+            member = 0
             for t in range(wider):
                 if idx[t] == r:
                     at = t
+                elif (best_mask >> idx[t]) & 1:
+                    member = t
             sigma[r, i] = np.sqrt(subset_variance(lower, wider, at, sum_to_one, unit, u, v)) * inflate
+            if size == 1 and sum_to_one:  # a pure pixel's fraction is as uncertain as what could hide
+                spread = np.sqrt(subset_variance(lower, wider, member, sum_to_one, unit, u, v)) * inflate
+                if spread > sigma[idx[member], i]:
+                    sigma[idx[member], i] = spread
         misfit = yy[i]
         for r in range(k):
             misfit -= 2.0 * w[r] * aty[r, i]

@@ -23,12 +23,12 @@ from .declare import ReferenceSpec, Setting, setting
 __all__ = ["COMMANDS", "DEFAULTS", "SECTIONS", "SETTINGS", "Settings"]
 
 #: TOML sections in the order a recipe lists them.
-SECTIONS = ("input", "prepare", "calibration", "normalization", "classes", "classifier", "output", "trust",
-            "cluster")
+SECTIONS = ("input", "prepare", "calibration", "normalization", "classes", "classifier", "explore", "output",
+            "trust", "cluster")
 #: Commands of ``xafsmap`` that take settings.
-COMMANDS = ("map", "info", "calibrate", "search-references", "compare-models", "run", "export", "demo")
-_INPUT = ("map", "info", "calibrate", "search-references", "compare-models", "export")
-_PREPARED = ("map", "search-references", "compare-models")
+COMMANDS = ("map", "explore", "info", "calibrate", "search-references", "compare-models", "run", "export", "demo")
+_INPUT = ("map", "explore", "info", "calibrate", "search-references", "compare-models", "export")
+_PREPARED = ("map", "explore", "search-references", "compare-models")
 _FITTED = ("map", "search-references")
 
 
@@ -154,11 +154,23 @@ class Settings:
                           choices=("euclidean", "manhattan", "jensen-shannon"), commands=("map",),
                           label="Distance metric")
     seed: int = setting(0, "classifier", "int", "seed of the training set and forest", low=0, high=2**31 - 1,
-                        commands=("map", "search-references", "demo"), label="Seed")
+                        commands=("map", "explore", "search-references", "demo"), label="Seed")
     thick: float | None = setting(
         None, "classifier", "float", "absorbance above which a pixel is flagged too thick", unit="absorbance",
         low=0.0, high=1000.0, open_low=True, commands=_FITTED, label="Too thick above",
         auto="measured (where the references stop explaining the surveyed pixels)", decimals=3, step=0.1)
+    # [explore] components, clusters, NMF (xafsmap explore, the Explore dock)
+    components: int | None = setting(
+        None, "explore", "int", "principal components to keep", low=1, high=12, commands=("explore",),
+        auto="those above the noise floor", label="Components", metavar="N")
+    clusters: int | None = setting(
+        None, "explore", "int", "clusters of the component scores", low=1, high=12, commands=("explore",),
+        auto="as many as are at least 4 noise sigmas apart", label="Clusters", metavar="K")
+    cluster_method: str = setting("kmeans", "explore", "choice", "k-means or a Gaussian mixture on the component "
+                                  "scores", choices=("kmeans", "gmm"), commands=("explore",), label="Method")
+    nmf: int | None = setting(
+        None, "explore", "int", "also unmix into K non-negative spectra (NMF)", low=1, high=8, commands=("explore",),
+        auto="no NMF", label="NMF spectra", metavar="K")
     # [output]
     zarr: bool = setting(False, "output", "flag", "map band by band into OUT/maps.ome.zarr (OME-Zarr 0.5) for maps "
                          "larger than memory; the TIFFs are written from it in row blocks", commands=("map", "run"),

@@ -15,11 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BASELINE_TERMS", "WeightedFit", "baseline", "fit_fractions", "fit_weighted", "fractions_from_moments", "spectrum_moments",
+__all__ = ["WeightedFit", "fit_fractions", "fit_weighted", "fractions_from_moments", "spectrum_moments",
            "weighted_moments"]
-
-#: Nuisance terms of a trust fit: a + b min(E - e0, 0) + c max(E - e0, 0) (:func:`baseline`).
-BASELINE_TERMS = 3
 
 #: Above this many references the subset search (2**K - 1 subsets) gives way to
 #: scipy's active-set NNLS, one pixel at a time.
@@ -280,7 +277,9 @@ def fit_weighted(gram, aty, yy, *, n_points: int, allowed=None, sum_to_one: bool
     The covariance of the fractions on S is ``G_S^-1`` (with sum-to-one ``G_S^-1 - v
     v^T / sum v``), multiplied by the reduced chi-square where that exceeds 1 (a misfit
     beyond the noise widens the uncertainty). A reference outside S gets the sigma it
-    would have if it were added to S: how much of it the data could hide. Singular
+    would have if it were added to S: how much of it the data could hide; and with
+    sum-to-one the one reference of a pure pixel (whose fraction is exactly 1 on its own
+    support) gets the largest of its sigmas with another reference added. Singular
     subsets (two identical references) are skipped.
 
     Examples
@@ -333,8 +332,10 @@ def fit_weighted(gram, aty, yy, *, n_points: int, allowed=None, sum_to_one: bool
         for extra in sorted(set(range(k)) - set(rows)):  # how much of an absent reference could hide
             wider = sorted([*rows, extra])
             cols = wider + nuisance
-            sigma[extra, pick] = _subset_sigma(gram[pick][:, cols][:, :, cols], sum_to_one,
-                                               len(wider))[wider.index(extra)]
+            spread = _subset_sigma(gram[pick][:, cols][:, :, cols], sum_to_one, len(wider))
+            sigma[extra, pick] = spread[wider.index(extra)]
+            if len(rows) == 1 and sum_to_one:  # a pure pixel's fraction is as uncertain as what could hide
+                sigma[rows[0], pick] = np.fmax(sigma[rows[0], pick], spread[wider.index(rows[0])])
     dof = np.maximum(n_points - support.sum(axis=0) - free + int(sum_to_one), 1)
     sigma *= np.sqrt(np.maximum(chi2 / dof, 1.0))
     best_w[:, best_subset < 0] = np.nan
@@ -382,19 +383,3 @@ def _subset_sigma(gram, sum_to_one, constrained):
             v = inverse[:, :, :constrained].sum(axis=2)[:, :constrained]
             variance = variance - v**2 / v.sum(axis=1, keepdims=True)
     return np.sqrt(np.maximum(variance, 0.0)).T
-
-
-def baseline(energies, e0: float) -> np.ndarray:
-    """The (3, E) baseline terms ``1``, ``min(x, 0)``, ``max(x, 0)``, ``x = (E - e0) / 50 eV``.
-
-    What the normalization of a noisy spectrum gets wrong is of this form: the pre-edge
-    line's error extrapolated to the edge, a kink from the post-edge fit and the
-    flattening; none of it is chemistry, so every trust fit (unexplained pixels, model
-    comparison, library search, thickness) carries these as free nuisance columns
-    (``fit_weighted(..., free=BASELINE_TERMS)``).
-
-    >>> baseline(np.array([7100.0, 7150.0, 7200.0]), 7150.0).tolist()
-    [[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
-    """
-    x = (np.asarray(energies, dtype=np.float64) - e0) / 50.0
-    return np.stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)])

@@ -63,7 +63,7 @@ def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold
     jump of ``ROW_POOL`` pixels in a row, ``sum(jump) / sqrt(sum(sigma**2))``, is
     ``sqrt(ROW_POOL)`` times more sensitive (a thin rim at 4 sigma per pixel is found at
     900 counts). Background far from sample keeps the 3e-7 rate; a background pixel at a
-    grain's border joins it only when its own jump reaches ``SUPPORT`` sigmas (2.3 %).
+    grain's border joins it only when its own jump reaches ``SUPPORT`` sigmas (0.13 %).
     Pooling along the row keeps every band of rows deciding alone, so maps do not
     depend on how the stack is cut into bands.
 
@@ -92,7 +92,7 @@ def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold
 
 #: Pixels of a row whose jumps are pooled (centred), and the own significance a pixel
 #: needs to join sample on its neighbours' evidence.
-ROW_POOL, SUPPORT = 5, 2.0
+ROW_POOL, SUPPORT = 5, 3.0
 
 
 def _row_sum(values):

@@ -16,7 +16,10 @@ import numpy as np
 from .edge import nearest_index
 from .windows import fit_windows
 
-__all__ = ["SharedFit", "normalize_shared", "shared_fit", "step_weights"]
+__all__ = ["BASELINE_TERMS", "SharedFit", "baseline", "normalize_shared", "shared_fit", "step_weights"]
+
+#: Nuisance terms of a trust fit: a + b min(E - e0, 0) + c max(E - e0, 0) (:func:`baseline`).
+BASELINE_TERMS = 3
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def step_weights(energies, e0: float, params: dict) -> np.ndarray:
 
     Examples
     --------
+    >>> from xafsmap.core.spectra.normalize import normalize
     >>> e = np.linspace(7000.0, 7400.0, 401)
     >>> mu = 0.1 - 1e-4 * (e - 7000) + 2.0 / (1 + np.exp(-(e - 7112.0) / 2.0))
     >>> params = normalize(mu, e).params
@@ -117,3 +121,19 @@ def normalize_shared(mu, energies, e0: float, params, flatten):
         curve /= step
         sub -= curve
     return sub, step
+
+
+def baseline(energies, e0: float) -> np.ndarray:
+    """The (3, E) baseline terms ``1``, ``min(x, 0)``, ``max(x, 0)``, ``x = (E - e0) / 50 eV``.
+
+    What the normalization of a noisy spectrum gets wrong is of this form: the pre-edge
+    line's error extrapolated to the edge, a kink from the post-edge fit and the
+    flattening; none of it is chemistry, so every trust fit (unexplained pixels, model
+    comparison, library search, thickness) carries these as free nuisance columns
+    (``lcf.fit_weighted(..., free=BASELINE_TERMS)``).
+
+    >>> baseline(np.array([7100.0, 7150.0, 7200.0]), 7150.0).tolist()
+    [[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    x = (np.asarray(energies, dtype=np.float64) - e0) / 50.0
+    return np.stack([np.ones_like(x), np.minimum(x, 0.0), np.maximum(x, 0.0)])

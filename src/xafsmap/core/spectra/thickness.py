@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_moments
+from .lcf import fit_weighted, weighted_moments
+from .sharedfit import BASELINE_TERMS, baseline
 
 __all__ = ["ThickLimit", "measure_thick_limit"]
 

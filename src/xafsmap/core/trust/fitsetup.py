@@ -16,7 +16,8 @@ from ..mapping.maps import MASK_INVALID, MASK_SAMPLE
 from ..model.standards import prepare_references
 from ..model.training import thick_limit
 from ..spectra.energyscale import check_energy_scale
-from ..spectra.lcf import BASELINE_TERMS, baseline, fit_weighted, weighted_moments
+from ..spectra.lcf import fit_weighted, weighted_moments
+from ..spectra.sharedfit import BASELINE_TERMS, baseline
 from ..spectra.mask import edge_jump, edge_mask
 from ..spectra.normalize import normalize
 from ..spectra.survey import survey

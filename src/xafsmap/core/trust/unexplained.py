@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..spectra.lcf import BASELINE_TERMS, baseline
+from ..spectra.sharedfit import BASELINE_TERMS, baseline
 from ..mapping.pipeline import BAND_BYTES, band_rows, drive
 from ..mapping.maps import MASK_SAMPLE
 from .fitsetup import FitSetup, normalize_band, setup_fit
