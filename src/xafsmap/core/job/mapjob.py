@@ -33,7 +33,7 @@ from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from ..settings.values import check_settings
 from .inputs import hash_inputs, hashing_inputs
-from .steps import Prepared, check_sizes, input_paths, prepare, read_references, train
+from .steps import Prepared, check_sizes, input_paths, prepare, references_for, train
 
 __all__ = ["MapRun", "iter_map_settings", "map_into", "run_map", "write_result"]
 
@@ -169,7 +169,7 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
         if client is None and (settings.workers or settings.scheduler):
             client = context.enter_context(open_client(scheduler=settings.scheduler, workers=settings.workers))
         prepared = prepare(settings)
-        references = read_references(settings)
+        references = references_for(settings)
         check_sizes(settings, prepared.stack, references, distributed=client is not None)
         shape = prepared.stack.data.shape
         with map_output(out, k=len(references), rows=shape[1], cols=shape[2], band=band_rows(shape),

@@ -22,7 +22,7 @@ from ..settings.limits import check_maps_memory, check_training
 from ..settings.recipe import recipe_paths
 from ..settings.schema import Settings
 
-__all__ = ["Prepared", "check_sizes", "classes_for", "input_paths", "open_measurement", "prepare", "read_references",
+__all__ = ["Prepared", "check_sizes", "classes_for", "input_paths", "open_measurement", "prepare", "references_for",
            "shift_map_for", "train"]
 
 #: ``prepare(..., shift_map=FROM_SETTINGS)``: read or measure the shift map the settings name.
@@ -112,7 +112,7 @@ def prepare(settings: Settings, stack: Stack | None = None, *, shift_map=FROM_SE
     return Prepared(prepared, shift_map, extra)
 
 
-def read_references(settings: Settings) -> list[Reference]:
+def references_for(settings: Settings) -> list[Reference]:
     """The settings' references, read and named as the settings name them."""
     refs = []
     for item in settings.references:
