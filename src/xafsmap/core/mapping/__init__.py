@@ -10,6 +10,10 @@ from ..lazy import lazy_names
 NAMES = {
     "MapResult": "pipeline",
     "iter_classify": "pipeline",
+    "iter_map_distributed": "parallel",
+    "map_distributed": "parallel",
+    "open_client": "parallel",
+    "train_model_distributed": "parallel",
     "iter_map": "pipeline",
     "map_class_spectra": "mapspectra",
     "map_stack": "pipeline",

@@ -18,6 +18,7 @@ NAMES = {
     "prepare_measurement": "steps",
     "prepare_stack": "steps",
     "read_shift_map": "shiftmap",
+    "subgrid": "grid",
     "write_shift_map": "shiftmap",
 }
 __all__ = sorted(NAMES)
