@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +27,10 @@ from ..spectra.normalize import normalize
 from ..spectra.survey import Survey
 from .maps import (CHANNEL_MAPS, FLAG_INVALID, FLAG_NO_SAMPLE, FLAG_THICK, MASK_INVALID, MASK_SAMPLE, check_maps,
                    new_maps, value_counts)
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
 
 __all__ = [
     "MapResult",
@@ -179,7 +185,6 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
             stop.value.timings["train_s"] = train_s
             return stop.value
         yield done + 1, total
-
 
 
 def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:
@@ -337,6 +342,6 @@ def drive(generator, progress=None):
             progress(*step)
 
 
-def map_stack(stack, references, **options) -> MapResult:
+def map_stack(stack: Stack, references: Sequence[Reference], **options) -> MapResult:
     """Run :func:`iter_map` to the end and return its :class:`MapResult` (``maps=`` too)."""
     return drive(iter_map(stack, references, **options))
