@@ -39,6 +39,7 @@ __all__ = [
     "drive",
     "iter_classify",
     "iter_map",
+    "iter_train_and_classify",
     "map_band",
     "map_band_into",
     "map_stack",
@@ -172,9 +173,26 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    return (yield from iter_train_and_classify(lambda: train_model(stack, references, **options), stack,
+                                               metric=metric, band_bytes=band_bytes, maps=maps))
+
+
+def iter_train_and_classify(train, stack, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
+                            maps: dict | None = None):
+    """Call ``train()`` for the model (the first step, timed), then map every band with it.
+
+    Yields
+    ------
+    (done, total) : tuple of int
+
+    Returns
+    -------
+    MapResult
+        With ``timings["train_s"]``.
+    """
     total = 1 + count_bands(stack.data.shape, band_bytes)
     tic = time.perf_counter()
-    model = train_model(stack, references, **options)
+    model = train()
     train_s = time.perf_counter() - tic
     yield 1, total
     generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, maps=maps)
