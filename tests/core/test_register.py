@@ -187,7 +187,7 @@ def _bytes_read() -> int:
 
 
 def test_band_of_a_drift_corrected_file_reads_only_its_rows(tmp_path, monkeypatch):
-    """A band of rows reads the reader's chunks under it plus the drift margin, not the stack."""
+    """A band of rows reads its rows plus the drift margin, not the stack; a subgrid its rows'."""
     if not Path("/proc/self/io").exists():
         pytest.skip("counting the bytes a process reads needs Linux /proc/self/io")
     e, m, n = 12, 160, 50
@@ -208,10 +208,16 @@ def test_band_of_a_drift_corrected_file_reads_only_its_rows(tmp_path, monkeypatc
         band = corrected[:, r0:r1].compute(scheduler="synchronous")
         read = _bytes_read() - before
         np.testing.assert_array_equal(band, whole[:, r0:r1])
-        lo, hi = 16 * (r0 // 16), min(m, 16 * -(-r1 // 16))  # the reader's chunks under the band
-        need = (min(m, hi + 4) - max(0, lo - 4)) * row_bytes
+        need = (min(m, r1 + 4) - max(0, r0 - 4)) * row_bytes  # the band's rows and the margin
         assert need <= read <= need + 64 * 1024, (r0, r1, read, need)
-        assert read < 0.2 * m * row_bytes  # the previous implementation read the whole stack
+        assert read < 0.2 * m * row_bytes  # the first implementation read the whole stack
+    # a sparse subgrid (the survey's) reads each asked row's margin, not the bands around them
+    before = _bytes_read()
+    grid = corrected[:, 5::36, 1::2].compute(scheduler="synchronous")
+    read = _bytes_read() - before
+    np.testing.assert_array_equal(grid, whole[:, 5::36, 1::2])
+    need = sum(min(m, r + 5) - max(0, r - 4) for r in range(5, m, 36)) * row_bytes
+    assert need <= read <= need + 64 * 1024, (read, need)  # 5 x 9 rows; it was the whole stack
 
 
 def test_correct_drift_integer_shift_known_answer():

@@ -8,7 +8,6 @@ numbers report.json and the Prepare dock show.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -117,96 +116,86 @@ def _shift_region(region: np.ndarray, y: _Axis, x: _Axis, dtype) -> np.ndarray:
     return out
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(shape: tuple, dtype) -> np.ndarray:
-    """This thread's reusable array of ``shape`` (its old contents): a fresh 40 MB
-    region per band costs as much in page faults as copying into it."""
-    held = getattr(_SCRATCH, "array", None)
-    if held is None or held.shape != shape or held.dtype != dtype:
-        held = _SCRATCH.array = np.empty(shape, dtype)
-    return held
-
-
-def _correct_parts(parts: list, *, drift: np.ndarray, origin: tuple, rows: tuple, x: _Axis, shape: tuple,
-                   dtype) -> np.ndarray:
-    """One output block from the input pieces around it (a nested list, rows by columns).
-
-    The pieces are copied into one region (this thread's, reused) by assignment
-    (``np.block`` copies along the row axis at a third of that speed); ``x``, the columns' sampling, is the
-    same for every band and computed once per column chunk.
-    """
-    if len(parts) == 1 and len(parts[0]) == 1:
-        region = parts[0][0]
-    else:
-        lines = [line[0] if len(line) == 1 else np.concatenate(line, axis=2) for line in parts]
-        region = _scratch((lines[0].shape[0], sum(p.shape[1] for p in lines), lines[0].shape[2]), lines[0].dtype)
-        r = 0
-        for line in lines:
-            region[:, r : r + line.shape[1]] = line
-            r += line.shape[1]
-    y = _sampling(np.arange(*rows), drift[:, 0], shape[0], start=origin[0], size=region.shape[1], run=False)
-    return _shift_region(region, y, x, dtype)
-
-
 def _margin(drift: np.ndarray) -> int:
     """Source pixels beyond a block that a bilinear move by at most ``max |drift|`` reads."""
     return int(np.ceil(np.abs(drift).max(initial=0.0))) + 1
 
 
-def _overlapping(edges: np.ndarray, lo: int, hi: int) -> range:
-    """Indices of the chunks (boundaries ``edges``) that hold some of ``lo:hi``."""
-    return range(int(np.searchsorted(edges, lo, side="right")) - 1, int(np.searchsorted(edges, hi, side="left")))
+def _runs(index: np.ndarray, margin: int) -> list:
+    """Split sorted positions into runs whose source windows (``margin`` either side) touch."""
+    if index.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(index) > 2 * margin + 1) + 1
+    return np.split(index, cut)
+
+
+class _DriftCorrected:
+    """Array-like (E, M, N): the stack's images moved back by their drift, computed on indexing.
+
+    ``dask.array.from_array`` over it fuses any slicing of the corrected stack into one
+    indexing here, so a band reads only its raw rows plus the margin, and a sparse
+    subgrid (the survey's every 36th row) reads and corrects only the rows it asks for,
+    not the bands around them. The raw pixels are read by computing the slice of the
+    raw dask array in the calling thread.
+    """
+
+    def __init__(self, raw, drift: np.ndarray, dtype):
+        self.raw, self.drift, self.dtype = raw, drift, np.dtype(dtype)
+        self.shape, self.ndim = tuple(raw.shape), 3
+        self.margin = (_margin(drift[:, 0]), _margin(drift[:, 1]))
+        self._columns: dict = {}
+
+    def _x(self, energies: slice, cols: np.ndarray, left: int, right: int) -> _Axis:
+        """The columns' sampling, the same for every band: computed once per column selection."""
+        key = (energies.indices(self.shape[0]), cols[0], cols[-1], cols.size, left, right)
+        x = self._columns.get(key)
+        if x is None:
+            x = self._columns[key] = _sampling(cols, self.drift[energies, 1], self.shape[2], start=left,
+                                               size=right - left)
+        return x
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        if len(key) != 3 or not all(isinstance(k, slice) for k in key) or key[0].step not in (None, 1):
+            # anything but slices (not what dask's chunk reads ask): the box around it, then numpy indexing
+            return self[:, :, :][key]
+        energies = slice(*key[0].indices(self.shape[0])[:2])
+        _, m, n = self.shape
+        rows, cols = np.arange(m)[key[1]], np.arange(n)[key[2]]
+        out = np.empty((energies.stop - energies.start, rows.size, cols.size), self.dtype)
+        if out.size == 0:
+            return out
+        order = np.argsort(rows, kind="stable")  # a negative step: sorted here, put back below
+        left, right = max(0, cols.min() - self.margin[1]), min(n, cols.max() + 1 + self.margin[1])
+        ordered = cols if cols[0] <= cols[-1] else cols[::-1]
+        x = self._x(energies, ordered, int(left), int(right))
+        done = 0
+        for run in _runs(rows[order], self.margin[0]):
+            lo, hi = max(0, run[0] - self.margin[0]), min(m, run[-1] + 1 + self.margin[0])
+            region = self.raw[energies, lo:hi, left:right]
+            region = np.asarray(region.compute(scheduler="synchronous") if hasattr(region, "compute") else region)
+            y = _sampling(run, self.drift[energies, 0], m, start=int(lo), size=hi - lo, run=False)
+            block = _shift_region(region, y, x, self.dtype)
+            out[:, order[done : done + run.size]] = block if cols[0] <= cols[-1] else block[:, :, ::-1]
+            done += run.size
+        return out
 
 
 def _correct_lazy(stack, drift: np.ndarray, dtype):
-    """Each output block from its input pixels plus the margin around them, same chunks.
+    """The corrected stack as a dask array with the input's chunks, read through :class:`_DriftCorrected`.
 
-    Every block's task takes its own slice of each input chunk it needs (a plain
-    ``getitem`` task on that chunk): when one band is computed, a neighbour's chunk
-    feeds only that slice, and dask then fuses the slice into the chunk's read, so only
-    the margin rows of the neighbours are read. ``dask.array.overlap`` reads the
-    neighbouring chunks whole; slicing the dask array per block instead is defeated by
-    HighLevelGraph culling, which can keep every slice of a layer when the number of
-    keys it looks for happens to equal the layer's size.
+    Each block's task asks :class:`_DriftCorrected` for its pixels; a slice of the result
+    is fused into that request, so only what is asked for is read and corrected (the
+    previous graph of slices of the neighbouring chunks computed whole bands for a
+    subgrid, i.e. read and corrected the whole stack for the survey).
     """
-    from functools import partial
-
     import dask.array as da
-    from dask.array.chunk import getitem  # the getitem dask fuses into the chunk's read
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
 
-    _, rows, cols = stack.shape
-    margin = (_margin(drift[:, 0]), _margin(drift[:, 1]))
-    edges = [np.cumsum((0, *c)) for c in stack.chunks]
     name = f"correct_drift-{tokenize(stack.name, drift, dtype)}"
-    graph, columns = {}, {}
-    for i, (e0, e1) in enumerate(zip(edges[0][:-1], edges[0][1:])):
-        for j, (r0, r1) in enumerate(zip(edges[1][:-1], edges[1][1:])):
-            lo, hi = max(0, r0 - margin[0]), min(rows, r1 + margin[0])
-            for k, (c0, c1) in enumerate(zip(edges[2][:-1], edges[2][1:])):
-                left, right = max(0, c0 - margin[1]), min(cols, c1 + margin[1])
-                if (i, k) not in columns:
-                    columns[i, k] = _sampling(np.arange(c0, c1), drift[e0:e1, 1], cols, start=left, size=right - left)
-                parts = []
-                for jj in _overlapping(edges[1], lo, hi):
-                    line = []
-                    for kk in _overlapping(edges[2], left, right):
-                        piece = (name + "-part", i, j, k, jj, kk)
-                        graph[piece] = (getitem, (stack.name, i, jj, kk), (
-                            slice(None),
-                            slice(max(lo, edges[1][jj]) - edges[1][jj], min(hi, edges[1][jj + 1]) - edges[1][jj]),
-                            slice(max(left, edges[2][kk]) - edges[2][kk], min(right, edges[2][kk + 1]) - edges[2][kk]),
-                        ))
-                        line.append(piece)
-                    parts.append(line)
-                block = partial(_correct_parts, drift=drift[e0:e1], origin=(int(lo), int(left)),
-                                rows=(int(r0), int(r1)), x=columns[i, k], shape=(rows, cols), dtype=dtype)
-                graph[(name, i, j, k)] = (block, parts)
-    layers = HighLevelGraph.from_collections(name, graph, dependencies=[stack])
-    return da.Array(layers, name, chunks=stack.chunks, meta=np.empty((0, 0, 0), dtype))
+    return da.from_array(_DriftCorrected(stack, drift, dtype), chunks=stack.chunks, name=name, lock=False,
+                         asarray=False, meta=np.empty((0, 0, 0), dtype))
 
 
 def correct_drift(stack, drift):
