@@ -144,6 +144,26 @@ def test_correct_drift_equals_scipy_whole_image_shift(kind, dtype):
         np.testing.assert_array_equal(lazy.compute(), expected)
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_compiled_and_numpy_loops_equal_scipy_on_wide_images(compiled, monkeypatch):
+    """The compiled loop's consecutive-column stretch (negative and positive offsets, a
+    block that starts inside the image) and the numpy fallback give scipy's bits."""
+    from xafsmap.core.prepare import drift as drift_module
+
+    if not compiled:
+        monkeypatch.setattr(drift_module, "_compiled_shift", lambda: None)
+    elif drift_module._compiled_shift() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(8)
+    stack = rng.random((6, 30, 300)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.01] = np.nan
+    drift = np.array([[2.7, -3.4], [-5.5, 6.25], [0.0, 0.0], [1e-13, -1e-13], [-0.5, 299.5], [3.0, -7.0]])
+    expected = _scipy_correct(stack, drift)
+    np.testing.assert_array_equal(correct_drift(stack, drift), expected)
+    lazy = correct_drift(da.from_array(stack, chunks=(4, 7, (120, 100, 80))), drift)
+    np.testing.assert_array_equal(lazy.compute(), expected)
+
+
 def test_nan_spreads_to_neighbours_only():
     image = np.ones((1, 12, 12), np.float32)
     image[0, 6, 6] = np.nan
@@ -167,7 +187,7 @@ def _bytes_read() -> int:
 
 
 def test_band_of_a_drift_corrected_file_reads_only_its_rows(tmp_path, monkeypatch):
-    """A band of rows reads the reader's chunks under it plus the drift margin, not the stack."""
+    """A band of rows reads its rows plus the drift margin, not the stack; a subgrid its rows'."""
     if not Path("/proc/self/io").exists():
         pytest.skip("counting the bytes a process reads needs Linux /proc/self/io")
     e, m, n = 12, 160, 50
@@ -188,10 +208,16 @@ def test_band_of_a_drift_corrected_file_reads_only_its_rows(tmp_path, monkeypatc
         band = corrected[:, r0:r1].compute(scheduler="synchronous")
         read = _bytes_read() - before
         np.testing.assert_array_equal(band, whole[:, r0:r1])
-        lo, hi = 16 * (r0 // 16), min(m, 16 * -(-r1 // 16))  # the reader's chunks under the band
-        need = (min(m, hi + 4) - max(0, lo - 4)) * row_bytes
+        need = (min(m, r1 + 4) - max(0, r0 - 4)) * row_bytes  # the band's rows and the margin
         assert need <= read <= need + 64 * 1024, (r0, r1, read, need)
-        assert read < 0.2 * m * row_bytes  # the previous implementation read the whole stack
+        assert read < 0.2 * m * row_bytes  # the first implementation read the whole stack
+    # a sparse subgrid (the survey's) reads each asked row's margin, not the bands around them
+    before = _bytes_read()
+    grid = corrected[:, 5::36, 1::2].compute(scheduler="synchronous")
+    read = _bytes_read() - before
+    np.testing.assert_array_equal(grid, whole[:, 5::36, 1::2])
+    need = sum(min(m, r + 5) - max(0, r - 4) for r in range(5, m, 36)) * row_bytes
+    assert need <= read <= need + 64 * 1024, (read, need)  # 5 x 9 rows; it was the whole stack
 
 
 def test_correct_drift_integer_shift_known_answer():
@@ -348,3 +374,18 @@ def test_noise_only_images_get_their_neighbours_drift(big):
     for axis in range(2):
         expected = np.interp(np.flatnonzero(~structured), np.flatnonzero(structured), drift[structured, axis])
         np.testing.assert_array_equal(drift[~structured, axis], expected)
+
+
+def test_compiled_feature_gives_scipy_bits(monkeypatch):
+    """The compiled smoothing and gradient (no GIL) give the scipy version's feature bit for bit."""
+    from xafsmap.core.prepare import register
+
+    if register._compiled_feature() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(2)
+    for shape in [(40, 33), (7, 120), (5, 5)]:
+        image = (ndimage.gaussian_filter(rng.random(shape), 1.5) * 300).astype(np.float32)
+        compiled = register._feature(image)
+        monkeypatch.setattr(register, "_compiled_feature", lambda: None)
+        np.testing.assert_array_equal(compiled, register._feature(image))
+        monkeypatch.undo()

@@ -24,6 +24,7 @@ from xafsmap.core.simulate.sample import bundled_reference_paths
 from xafsmap.core.mapping.zarrmaps import MAPS_ZARR, open_map_store, read_map_store
 
 BAND_BYTES = 2**17  # 3 rows of the 48 x 64 sample: 16 bands, two in flight
+CHUNK_ROWS = 15  # 5 bands per chunk; the last chunk (3 rows) is partial
 REFS = ("Fe", "FeO", "Fe2O3")
 
 
@@ -46,7 +47,8 @@ def stored(tmp_path_factory, small_sample, model):
     stack = as_stack(small_sample)
     _, rows, cols = stack.data.shape
     path = tmp_path_factory.mktemp("zarr") / MAPS_ZARR
-    maps = open_map_store(path, 3, rows, cols, band=band_rows(stack.data.shape, BAND_BYTES))
+    maps = open_map_store(path, 3, rows, cols, band=band_rows(stack.data.shape, BAND_BYTES),
+                          chunk_pixels=CHUNK_ROWS * cols)
     result = drive(iter_classify(stack, model, band_bytes=BAND_BYTES, maps=maps))
     return path, result
 
@@ -63,19 +65,63 @@ def test_zarr_maps_equal_the_in_memory_maps_exactly(stored, in_memory, small_sam
         np.testing.assert_array_equal(reread[...], getattr(in_memory, name))
 
 
-def test_chunks_are_whole_bands(stored, small_sample):
+def test_chunks_hold_whole_bands(stored, small_sample):
     path, result = stored
     band = band_rows(small_sample.stack.shape, BAND_BYTES)
-    assert result.labels.chunks == (band, 64)
-    assert result.fractions.chunks == (1, band, 64)
+    assert CHUNK_ROWS % band == 0 and 48 % CHUNK_ROWS
+    assert result.labels.chunks == (CHUNK_ROWS, 64)
+    assert result.fractions.chunks == (1, CHUNK_ROWS, 64)
     assert np.isnan(result.fractions.fill_value) and result.labels.fill_value == 0
+    assert read_map_store(path)["e0"].chunks == (CHUNK_ROWS, 64)
+
+
+def test_each_chunk_is_written_once_whole_while_two_bands_are_in_flight(tmp_path, small_sample, model,
+                                                                         monkeypatch):
+    import zarr
+
+    writes = []
+    setitem = zarr.Array.__setitem__
+
+    def spy(array, key, value):
+        writes.append((array.path, key[-2] if isinstance(key, tuple) else key, np.shape(value)))
+        return setitem(array, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", spy)
+    stack = as_stack(small_sample)
+    maps = open_map_store(tmp_path / MAPS_ZARR, 3, 48, 64, band=band_rows(stack.data.shape, BAND_BYTES),
+                          chunk_pixels=CHUNK_ROWS * 64)
+    drive(iter_classify(stack, model, band_bytes=BAND_BYTES, maps=maps))
+    maps["labels"].flush()
+    starts = [0, 15, 30, 45]
+    for where in zarrmaps.PATHS.values():
+        rows = sorted((key.start, shape[-2]) for path, key, shape in writes if path == where)
+        assert rows == [(r0, min(48, r0 + CHUNK_ROWS) - r0) for r0 in starts], where  # 4 writes, not 16
+    assert len(writes) == 4 * len(zarrmaps.PATHS)
+
+
+class _FullDisk:
+    """A chunked target whose writes fail as on a full disk."""
+
+    shape, dtype, chunks, fill_value = (8, 4), np.dtype(np.float32), (4, 4), np.nan
+
+    def __setitem__(self, key, value):
+        raise OSError("No space left on device")
+
+
+def test_a_failed_background_write_is_raised_when_the_maps_are_read():
+    from xafsmap.core.mapping.chunkwriter import BufferedArray, ChunkWriter
+
+    target = BufferedArray(_FullDisk(), ChunkWriter())
+    target[0:4] = 1.0  # a whole chunk: written in the background, fails there
+    with pytest.raises(OSError, match="No space left"):
+        target.flush()
 
 
 def test_class_counts_read_the_labels_in_row_blocks(stored, in_memory, small_sample, monkeypatch):
     _, result = stored
     band = band_rows(small_sample.stack.shape, BAND_BYTES)
     monkeypatch.setattr(mapfiles, "BLOCK_PIXELS", 64 * band + 5)  # blocks of one chunk
-    assert mapfiles.block_rows(result.labels) == band < 48
+    assert mapfiles.block_rows(result.labels) == CHUNK_ROWS < 48
     counts = np.bincount(in_memory.labels.ravel(), minlength=len(in_memory.classifier.classes) + 1)
     assert result.class_counts == in_memory.class_counts
     assert list(result.class_counts.values()) == counts[1:].tolist() and counts[1:].sum() > 1000
@@ -138,9 +184,8 @@ def test_the_store_is_ome_zarr_0_5_with_the_class_legend(tmp_path, stored, in_me
 def test_chunked_maps_become_the_same_tiffs_strip_by_strip(tmp_path, stored, in_memory, small_sample,
                                                           monkeypatch):
     _, result = stored
-    monkeypatch.setattr(mapfiles, "BLOCK_PIXELS", 64 * 10)  # strips of whole chunks, 10 rows at most
-    band = band_rows(small_sample.stack.shape, BAND_BYTES)
-    step = 10 // band * band
+    monkeypatch.setattr(mapfiles, "BLOCK_PIXELS", 64 * 10)  # strips of whole chunks: one chunk each
+    step = CHUNK_ROWS
     assert 48 % step  # the last strip is partial
     for name in ("labels", "fractions", "e0"):
         streamed = write_tiff(tmp_path / f"{name}.tif", getattr(result, name))
@@ -178,9 +223,10 @@ def test_a_run_that_fails_part_way_leaves_no_output(tmp_path, small_sample, mode
 def test_check_maps_names_what_cannot_receive_the_bands(tmp_path):
     good = new_maps(2, 10, 6)
     assert check_maps(good, 2, 10, 6, band=4) is good
-    maps = open_map_store(tmp_path / "m.zarr", 2, 10, 6, band=3)
+    maps = open_map_store(tmp_path / "m.zarr", 2, 10, 6, band=3, chunk_pixels=18)
+    assert check_maps(maps, 2, 10, 6, band=4) is maps  # buffered: any bands become whole chunks
     with pytest.raises(ValueError, match="chunks of 3 rows but bands of 4 rows"):
-        check_maps(maps, 2, 10, 6, band=4)
+        check_maps({name: array.array for name, array in maps.items()}, 2, 10, 6, band=4)
     with pytest.raises(ValueError, match=r"maps\['labels'\] must be \(10, 6\) uint16, got \(\(10, 5\)"):
         check_maps({**good, "labels": np.zeros((10, 5), np.uint16)}, 2, 10, 6, band=4)
     with pytest.raises(ValueError, match=r"maps\['mask'\] must be .* uint8, got nothing"):
@@ -211,7 +257,7 @@ def test_maps_in_memory_are_copied_into_the_store(tmp_path, in_memory):
     with map_output(tmp_path / "out", k=3, rows=48, cols=64, band=5, zarr=True) as (folder, maps):
         write_map_files(in_memory, folder, maps=maps)
     stored = read_map_store(tmp_path / "out" / MAPS_ZARR)
-    assert stored["labels"].chunks == (5, 64)
+    assert stored["labels"].chunks == (48, 64)  # 2**20 pixels per chunk: the whole 48 x 64 map
     for name, array in stored.items():
         np.testing.assert_array_equal(array[...], getattr(in_memory, name))
 

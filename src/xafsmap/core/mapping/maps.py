@@ -50,7 +50,8 @@ def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
     """Check that given maps can receive bands of ``band`` rows: names, shapes, chunks.
 
     Chunked arrays (zarr) must hold whole bands of rows (chunk rows dividing ``band``),
-    so the bands mapped at once never write the same chunk.
+    so the bands mapped at once never write the same chunk, unless they buffer rows
+    into whole chunks themselves (``buffers_rows``, :class:`~xafsmap.core.mapping.chunkwriter.BufferedArray`).
     """
     for name, empty in new_maps(k, 1, 1).items():
         shape = (k, rows, cols) if name in CHANNEL_MAPS else (rows, cols)
@@ -58,6 +59,8 @@ def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
             found = (tuple(maps[name].shape), str(maps[name].dtype)) if name in maps else "nothing"
             raise ValueError(f"maps[{name!r}] must be {shape} {empty.dtype}, got {found}")
         chunks = getattr(maps[name], "chunks", None)
+        if getattr(maps[name], "buffers_rows", False):  # collects whole chunks before writing them
+            continue
         if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) and band % chunks[-2] and rows > band:
             raise ValueError(f"maps[{name!r}] has chunks of {chunks[-2]} rows but bands of {band} rows: "
                              f"two bands would write the same chunk")

@@ -8,6 +8,8 @@ numbers report.json and the Prepare dock show.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._arrays import is_dask
@@ -16,17 +18,34 @@ from .register import check_drift_stack
 __all__ = ["correct_drift", "drift_report"]
 
 
-def _sampling(index: np.ndarray, offset: float, length: int):
+class _Axis(NamedTuple):
+    """Bilinear sampling of one axis for every image (each field (images, positions)),
+    source indices local to a block; ``run`` (images, 2): the positions ``lo:hi`` whose
+    two sources are consecutive and inside, ``first = position + offset`` (the compiled
+    loop reads them without a gather)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    w0: np.ndarray
+    w1: np.ndarray
+    inside: np.ndarray
+    run: np.ndarray
+
+
+def _sampling(index: np.ndarray, offset: np.ndarray, length: int, *, start: int, size: int,
+              run: bool = True) -> _Axis:
     """Bilinear sampling along one axis, exactly as ``scipy.ndimage.shift(order=1, mode="constant")``.
 
-    Output position ``k`` (whole-image index) takes the source at ``k + offset``:
-    the two source indices, their weights and whether the source lies inside
-    ``[0, length - 1]``. Same double-precision steps as scipy's ``NI_ZoomShift``
-    (``cc = k + offset``, ``w0 = 1 - (cc - floor(cc))``, ``w1 = 1 - w0``; an index
-    past the last pixel reflected to ``length - 2`` with weight 0), so the result is
-    bit-identical to scipy's on the whole image, whatever part of it is computed.
+    Output position ``k`` (whole-image index, ``index``) of image ``i`` takes the source
+    at ``k + offset[i]``: the two source indices (made local to a block of ``size``
+    starting at ``start``; 0 where the source is outside), their weights and whether the
+    source lies inside ``[0, length - 1]``. Same double-precision steps as scipy's
+    ``NI_ZoomShift`` (``cc = k + offset``, ``w0 = 1 - (cc - floor(cc))``, ``w1 = 1 - w0``;
+    an index past the last pixel reflected to ``length - 2`` with weight 0), so the
+    result is bit-identical to scipy's on the whole image, whatever part of it is computed.
+    ``run``: find the regular stretches (for the columns, which the loop runs along).
     """
-    cc = index.astype(np.float64) + offset
+    cc = index.astype(np.float64)[None, :] + offset[:, None]
     inside = (cc >= 0.0) & (cc <= length - 1)
     cc = np.where(inside, cc, 0.0)
     low = np.floor(cc)
@@ -34,50 +53,67 @@ def _sampling(index: np.ndarray, offset: float, length: int):
     first = low.astype(np.intp)
     second = first + 1
     second[second >= length] = max(length - 2, 0)
-    return first, second, w0, 1.0 - w0, inside
+    first, second = (np.where(inside, i - start, 0) for i in (first, second))
+    if first.size and (min(first.min(), second.min()) < 0 or max(first.max(), second.max()) >= size):
+        raise ValueError(f"drift correction needs source pixels {min(first.min(), second.min())}.."
+                         f"{max(first.max(), second.max())} of a block of {size}")  # a margin too small: a bug
+    runs = _regular_run(first, second, inside) if run else np.zeros((first.shape[0], 2), np.intp)
+    return _Axis(first, second, w0, 1.0 - w0, inside, runs)
 
 
-def _shift_region(region: np.ndarray, drift: np.ndarray, *, origin: tuple, rows: np.ndarray,
-                  cols: np.ndarray, shape: tuple, dtype) -> np.ndarray:
-    """Rows ``rows`` and columns ``cols`` (whole-image indices) of each image moved back by its drift.
+def _regular_run(first: np.ndarray, second: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Per image, the longest stretch ``lo:hi`` of positions that read sources
+    ``position + c`` and ``position + c + 1`` (one c per image), all inside."""
+    positions = np.arange(first.shape[1])
+    run = np.zeros((first.shape[0], 2), np.intp)
+    for i in range(first.shape[0]):
+        offset = first[i] - positions
+        common = np.bincount(offset[inside[i]] - offset.min()).argmax() + offset.min() if inside[i].any() else 0
+        ok = np.r_[False, inside[i] & (offset == common) & (second[i] == first[i] + 1), False]
+        edges = np.flatnonzero(np.diff(ok.astype(np.int8)))
+        if edges.size:
+            longest = np.argmax(edges[1::2] - edges[::2])
+            run[i] = edges[2 * longest], edges[2 * longest + 1]
+    return run
 
-    ``region`` (E, R, C) holds whole-image pixels ``origin[0]:origin[0] + R``,
-    ``origin[1]:origin[1] + C`` of images of ``shape``; it must cover every source
-    pixel of the wanted output. One image at a time: float64 temporaries stay small.
+
+def _compiled_shift():
+    """The compiled bilinear loop, or None without numba (the ``fast`` extra)."""
+    try:
+        from ._jit_drift import shift_bilinear
+    except ImportError:
+        return None
+    return shift_bilinear
+
+
+def _shift_region(region: np.ndarray, y: _Axis, x: _Axis, dtype) -> np.ndarray:
+    """Every image of ``region`` (E, R, C) moved back by its drift, as sampled by ``y`` and ``x``.
+
+    ``region`` must hold every source pixel the samplings read (their indices are local
+    to it). Compiled (:func:`~xafsmap.core.prepare._jit_drift.shift_bilinear`, ~1 ns per
+    pixel and energy, no GIL) when numba is there, else the same sums in numpy one image
+    at a time (~25 ns); both give the same bits.
     """
-    out = np.empty((region.shape[0], rows.size, cols.size), dtype)
+    out = np.empty((region.shape[0], y.first.shape[1], x.first.shape[1]), dtype)
+    # what scipy reads: the image cast to the output type, then summed in double
+    region = np.asarray(region).astype(dtype, copy=False)
+    kernel = _compiled_shift()
+    if kernel is not None:
+        kernel(region, y.first, y.second, y.w0, y.w1, y.inside, x.first, x.second, x.w0, x.w1, x.inside, x.run, out)
+        return out
     for k in range(region.shape[0]):
-        y0, y1, wy0, wy1, in_y = _sampling(rows, drift[k, 0], shape[0])
-        x0, x1, wx0, wx1, in_x = _sampling(cols, drift[k, 1], shape[1])
-        # local indices; positions whose source is outside the image read pixel 0
-        y0, y1 = (np.where(in_y, i - origin[0], 0) for i in (y0, y1))
-        x0, x1 = (np.where(in_x, i - origin[1], 0) for i in (x0, x1))
-        for index, size in ((y0, region.shape[1]), (y1, region.shape[1]), (x0, region.shape[2]),
-                            (x1, region.shape[2])):
-            if index.size and (index.min() < 0 or index.max() >= size):  # a margin too small: a bug
-                raise ValueError(f"drift correction needs source pixels {index.min()}..{index.max()} "
-                                 f"of a block of {size}")
-        # what scipy reads: the image cast to the output type, then summed in double
-        image = np.asarray(region[k], dtype=dtype).astype(np.float64)
-        top, bottom = image[y0], image[y1]
-        wy0, wy1 = wy0[:, None], wy1[:, None]
+        image = region[k].astype(np.float64)
+        top, bottom = image[y.first[k]], image[y.second[k]]
+        a, b = y.w0[k][:, None], y.w1[k][:, None]
         # scipy's order of operations: t = 0; t += (pixel * wy) * wx over the 2 x 2
-        total = (top[:, x0] * wy0) * wx0 + 0.0
-        total += (top[:, x1] * wy0) * wx1
-        total += (bottom[:, x0] * wy1) * wx0
-        total += (bottom[:, x1] * wy1) * wx1
+        total = (top[:, x.first[k]] * a) * x.w0[k] + 0.0
+        total += (top[:, x.second[k]] * a) * x.w1[k]
+        total += (bottom[:, x.first[k]] * b) * x.w0[k]
+        total += (bottom[:, x.second[k]] * b) * x.w1[k]
         out[k] = total
-        out[k, ~in_y] = np.nan
-        out[k][:, ~in_x] = np.nan
+        out[k, ~y.inside[k]] = np.nan
+        out[k][:, ~x.inside[k]] = np.nan
     return out
-
-
-def _correct_parts(parts: list, *, drift: np.ndarray, origin: tuple, rows: tuple, cols: tuple, shape: tuple,
-                   dtype) -> np.ndarray:
-    """One output block from the input pieces around it (a nested list, rows by columns)."""
-    region = parts[0][0] if len(parts) == 1 and len(parts[0]) == 1 else np.block(parts)
-    return _shift_region(region, drift, origin=origin, rows=np.arange(*rows), cols=np.arange(*cols),
-                         shape=shape, dtype=dtype)
 
 
 def _margin(drift: np.ndarray) -> int:
@@ -85,56 +121,81 @@ def _margin(drift: np.ndarray) -> int:
     return int(np.ceil(np.abs(drift).max(initial=0.0))) + 1
 
 
-def _overlapping(edges: np.ndarray, lo: int, hi: int) -> range:
-    """Indices of the chunks (boundaries ``edges``) that hold some of ``lo:hi``."""
-    return range(int(np.searchsorted(edges, lo, side="right")) - 1, int(np.searchsorted(edges, hi, side="left")))
+def _runs(index: np.ndarray, margin: int) -> list:
+    """Split sorted positions into runs whose source windows (``margin`` either side) touch."""
+    if index.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(index) > 2 * margin + 1) + 1
+    return np.split(index, cut)
+
+
+class _DriftCorrected:
+    """Array-like (E, M, N): the stack's images moved back by their drift, computed on indexing.
+
+    ``dask.array.from_array`` over it fuses any slicing of the corrected stack into one
+    indexing here, so a band reads only its raw rows plus the margin, and a sparse
+    subgrid (the survey's every 36th row) reads and corrects only the rows it asks for,
+    not the bands around them. The raw pixels are read by computing the slice of the
+    raw dask array in the calling thread.
+    """
+
+    def __init__(self, raw, drift: np.ndarray, dtype):
+        self.raw, self.drift, self.dtype = raw, drift, np.dtype(dtype)
+        self.shape, self.ndim = tuple(raw.shape), 3
+        self.margin = (_margin(drift[:, 0]), _margin(drift[:, 1]))
+        self._columns: dict = {}
+
+    def _x(self, energies: slice, cols: np.ndarray, left: int, right: int) -> _Axis:
+        """The columns' sampling, the same for every band: computed once per column selection."""
+        key = (energies.indices(self.shape[0]), cols[0], cols[-1], cols.size, left, right)
+        x = self._columns.get(key)
+        if x is None:
+            x = self._columns[key] = _sampling(cols, self.drift[energies, 1], self.shape[2], start=left,
+                                               size=right - left)
+        return x
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        if len(key) != 3 or not all(isinstance(k, slice) for k in key) or key[0].step not in (None, 1):
+            # anything but slices (not what dask's chunk reads ask): the box around it, then numpy indexing
+            return self[:, :, :][key]
+        energies = slice(*key[0].indices(self.shape[0])[:2])
+        _, m, n = self.shape
+        rows, cols = np.arange(m)[key[1]], np.arange(n)[key[2]]
+        out = np.empty((energies.stop - energies.start, rows.size, cols.size), self.dtype)
+        if out.size == 0:
+            return out
+        order = np.argsort(rows, kind="stable")  # a negative step: sorted here, put back below
+        left, right = max(0, cols.min() - self.margin[1]), min(n, cols.max() + 1 + self.margin[1])
+        ordered = cols if cols[0] <= cols[-1] else cols[::-1]
+        x = self._x(energies, ordered, int(left), int(right))
+        done = 0
+        for run in _runs(rows[order], self.margin[0]):
+            lo, hi = max(0, run[0] - self.margin[0]), min(m, run[-1] + 1 + self.margin[0])
+            region = self.raw[energies, lo:hi, left:right]
+            region = np.asarray(region.compute(scheduler="synchronous") if hasattr(region, "compute") else region)
+            y = _sampling(run, self.drift[energies, 0], m, start=int(lo), size=hi - lo, run=False)
+            block = _shift_region(region, y, x, self.dtype)
+            out[:, order[done : done + run.size]] = block if cols[0] <= cols[-1] else block[:, :, ::-1]
+            done += run.size
+        return out
 
 
 def _correct_lazy(stack, drift: np.ndarray, dtype):
-    """Each output block from its input pixels plus the margin around them, same chunks.
+    """The corrected stack as a dask array with the input's chunks, read through :class:`_DriftCorrected`.
 
-    Every block's task takes its own slice of each input chunk it needs (a plain
-    ``getitem`` task on that chunk): when one band is computed, a neighbour's chunk
-    feeds only that slice, and dask then fuses the slice into the chunk's read, so only
-    the margin rows of the neighbours are read. ``dask.array.overlap`` reads the
-    neighbouring chunks whole; slicing the dask array per block instead is defeated by
-    HighLevelGraph culling, which can keep every slice of a layer when the number of
-    keys it looks for happens to equal the layer's size.
+    Each block's task asks :class:`_DriftCorrected` for its pixels; a slice of the result
+    is fused into that request, so only what is asked for is read and corrected (the
+    previous graph of slices of the neighbouring chunks computed whole bands for a
+    subgrid, i.e. read and corrected the whole stack for the survey).
     """
-    from functools import partial
-
     import dask.array as da
-    from dask.array.chunk import getitem  # the getitem dask fuses into the chunk's read
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
 
-    _, rows, cols = stack.shape
-    margin = (_margin(drift[:, 0]), _margin(drift[:, 1]))
-    edges = [np.cumsum((0, *c)) for c in stack.chunks]
     name = f"correct_drift-{tokenize(stack.name, drift, dtype)}"
-    graph = {}
-    for i, (e0, e1) in enumerate(zip(edges[0][:-1], edges[0][1:])):
-        for j, (r0, r1) in enumerate(zip(edges[1][:-1], edges[1][1:])):
-            lo, hi = max(0, r0 - margin[0]), min(rows, r1 + margin[0])
-            for k, (c0, c1) in enumerate(zip(edges[2][:-1], edges[2][1:])):
-                left, right = max(0, c0 - margin[1]), min(cols, c1 + margin[1])
-                parts = []
-                for jj in _overlapping(edges[1], lo, hi):
-                    line = []
-                    for kk in _overlapping(edges[2], left, right):
-                        piece = (name + "-part", i, j, k, jj, kk)
-                        graph[piece] = (getitem, (stack.name, i, jj, kk), (
-                            slice(None),
-                            slice(max(lo, edges[1][jj]) - edges[1][jj], min(hi, edges[1][jj + 1]) - edges[1][jj]),
-                            slice(max(left, edges[2][kk]) - edges[2][kk], min(right, edges[2][kk + 1]) - edges[2][kk]),
-                        ))
-                        line.append(piece)
-                    parts.append(line)
-                block = partial(_correct_parts, drift=drift[e0:e1], origin=(int(lo), int(left)),
-                                rows=(int(r0), int(r1)), cols=(int(c0), int(c1)), shape=(rows, cols), dtype=dtype)
-                graph[(name, i, j, k)] = (block, parts)
-    layers = HighLevelGraph.from_collections(name, graph, dependencies=[stack])
-    return da.Array(layers, name, chunks=stack.chunks, meta=np.empty((0, 0, 0), dtype))
+    return da.from_array(_DriftCorrected(stack, drift, dtype), chunks=stack.chunks, name=name, lock=False,
+                         asarray=False, meta=np.empty((0, 0, 0), dtype))
 
 
 def correct_drift(stack, drift):
@@ -191,8 +252,9 @@ def correct_drift(stack, drift):
         return _correct_lazy(stack, drift, dtype)
     stack = np.asarray(stack)
     _, rows, cols = stack.shape
-    return _shift_region(stack, drift, origin=(0, 0), rows=np.arange(rows), cols=np.arange(cols),
-                         shape=(rows, cols), dtype=dtype)
+    y = _sampling(np.arange(rows), drift[:, 0], rows, start=0, size=rows, run=False)
+    x = _sampling(np.arange(cols), drift[:, 1], cols, start=0, size=cols)
+    return _shift_region(stack, y, x, dtype)
 
 
 def drift_report(drift) -> dict:
