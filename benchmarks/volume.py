@@ -7,7 +7,7 @@ RSS from ``os.wait4``), scores the fractions against the truth on the voxels mad
 reference phases, and deletes the files. Run it for several Z to see that the peak
 memory does not grow with the number of slices.
 
-    python benchmarks/volume.py --slices 8 32 [--size 512] [--folder /tmp/xafsmap-volume]
+    python benchmarks/volume.py --slices 8 32 [--size 512] [--register] [--folder /tmp/xafsmap-volume]
 
 Needs about 1.2 x the volume's size free on disk (the volume plus its maps); checked
 first. A 141 x 32 x 512 x 512 volume is 4.7 GB.
@@ -60,31 +60,39 @@ def run_measured(command: list[str], log: Path) -> dict:
             "status": os.waitstatus_to_exitcode(status)}
 
 
-def bench(slices: int, size: int, folder: Path) -> dict:
+def write(slices: int, size: int, folder: Path):
+    """The simulated volume and its 4-D TIFF (written one energy at a time), and the seconds it took."""
     from xafsmap.core.io.volume import write_volume
-    from xafsmap.core.simulate.sample import bundled_reference_paths
-    from xafsmap.core.simulate.scores import dominant_accuracy, fraction_rmse
     from xafsmap.core.simulate.volume import make_volume
 
     tic = time.perf_counter()
     volume = make_volume((slices, size, size), radius=(6.0, 30.0), rng=slices)
     path = write_volume(folder / f"volume-{slices}.tif", Energies(volume), volume.energies)
-    written = time.perf_counter() - tic
-    evict(path)
-    paths = bundled_reference_paths()
-    out = folder / f"maps-{slices}"
-    command = [sys.executable, "-m", "xafsmap.cli", "map", str(path), *[a for name in REFERENCES
-               for a in ("--reference", str(paths[name]))], "--out", str(out), "--quiet"]
-    measured = run_measured(command, folder / f"map-{slices}.log")
-    if measured["status"] != 0:
-        raise SystemExit((folder / f"map-{slices}.log").read_text())
+    return volume, path, time.perf_counter() - tic
+
+
+def bench(volume, path: Path, folder: Path, *, options=()) -> dict:
+    """Map ``path`` with ``xafsmap map`` from a cold cache; time, memory and accuracy."""
     import tifffile
 
+    from xafsmap.core.simulate.sample import bundled_reference_paths
+    from xafsmap.core.simulate.scores import dominant_accuracy, fraction_rmse
+
+    evict(path)
+    paths = bundled_reference_paths()
+    out = folder / f"maps-{path.stem}{''.join(options)}"
+    command = [sys.executable, "-m", "xafsmap.cli", "map", str(path), *[a for name in REFERENCES
+               for a in ("--reference", str(paths[name]))], "--out", str(out), "--quiet", *options]
+    log = folder / f"{out.name}.log"
+    measured = run_measured(command, log)
+    if measured["status"] != 0:
+        raise SystemExit(log.read_text())
     truth = volume.truth
     fractions = tifffile.imread(out / "fractions.tif")
     report = json.loads((out / "report.json").read_text())
-    return {"shape": list(volume.shape), "gigabytes": path.stat().st_size / 1e9, "write_s": written, **measured,
-            "timings_s": report["timings_s"],
+    shutil.rmtree(out)
+    return {"shape": list(volume.shape), "options": list(options), "gigabytes": path.stat().st_size / 1e9,
+            **measured, "timings_s": report["timings_s"],
             "dominant_accuracy": dominant_accuracy(fractions, truth.reference_fractions, truth.known),
             "fraction_rmse": fraction_rmse(fractions, truth.reference_fractions, truth.known),
             "known_voxels": int(truth.known.sum())}
@@ -95,6 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--slices", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice")
     parser.add_argument("--folder", type=Path, default=None, help="where the volumes go (default a temp folder)")
+    parser.add_argument("--register", action="store_true", help="also map each volume with --register")
     args = parser.parse_args(argv)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="xafsmap-volume-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,8 +113,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"{folder} has {free / 1e9:.1f} GB free; the largest volume needs {need / 1e9:.1f} GB")
     try:
         for slices in args.slices:
-            result = bench(slices, args.size, folder)
-            print(json.dumps(result), flush=True)
+            volume, path, seconds = write(slices, args.size, folder)
+            print(json.dumps({"wrote": str(path), "write_s": round(seconds, 1)}), flush=True)
+            for options in ([], ["--register"]) if args.register else ([],):
+                print(json.dumps(bench(volume, path, folder, options=options)), flush=True)
             for item in folder.iterdir():  # big files go as soon as they are measured
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
     finally:

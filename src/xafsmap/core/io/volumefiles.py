@@ -331,12 +331,7 @@ def volume_kind(path, *, axes: str | None = None) -> str | None:
         if p.is_dir():
             return "folders" if energy_folders(p) else None
         if p.suffix.lower() in TIFF_SUFFIXES and p.is_file():
-            import tifffile
-
-            with tifffile.TiffFile(p) as tif:
-                series = tif.series[0]
-                # a dimension of 3 before (Y, X) may be taken for planar RGB samples ("S"): still a volume
-                return "tiff" if len(series.shape) == 4 and not series.axes.endswith("S") else None
+            return "tiff" if _tiff_ndim(p) == 4 else None
     except (OSError, ValueError, KeyError, IndexError):
         return None
     return None
@@ -350,3 +345,24 @@ def _hdf5_ndim(file: Path, inner: str) -> int | None:
     with h5py.File(file, "r", locking=False) as f:
         ds = f.get(inner)
         return getattr(ds, "ndim", None)
+
+
+def _tiff_ndim(path: Path) -> int | None:
+    """Dimensions of a TIFF's series 0 (None if tifffile cannot tell); damage is left for
+    :func:`~xafsmap.core.io.tiff.open_tiff` to report, so tifffile's log stays quiet here."""
+    import logging
+    import struct
+
+    import tifffile
+
+    logger, quiet = logging.getLogger("tifffile"), logging.NullHandler()
+    logger.addHandler(quiet)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            # a dimension of 3 before (Y, X) may be taken for planar RGB samples ("S"): still a volume
+            return None if series.axes.endswith("S") else len(series.shape)
+    except (ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError, EOFError, struct.error):
+        return None
+    finally:
+        logger.removeHandler(quiet)

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +119,11 @@ def prepare_volume(settings: Settings, volume: Volume) -> PreparedVolume:
     shift_map = shift_map_for(settings)
     drift, extra = None, {}
     if settings.register:
-        projection = volume.data.mean(axis=1)  # read once, one slice's images at a time
+        import dask.array as da
+
+        # computed once (one pass over the volume, (E, Y, X) in memory): measure_drift reads
+        # image by image, which on a lazy projection would read the volume once per energy
+        projection = np.asarray(da.nanmean(volume.data, axis=1), dtype=np.float32)
         drift = measure_drift(projection, volume.energies)
         extra["drift_measured_on"] = f"the mean of the {volume.data.shape[1]} slices (projection along Z)"
     slices = tuple(prepare(settings, volume_slice(volume, z), shift_map=shift_map, drift=drift)
@@ -125,8 +131,11 @@ def prepare_volume(settings: Settings, volume: Volume) -> PreparedVolume:
     return PreparedVolume(volume, slices, drift, {**slices[0].extra, **extra})
 
 
-def hash_volume(volume: Volume, reference_specs) -> dict:
-    """sha256 of every file of a volume (each file of a folder of folders) and of its references."""
+def hash_volume(volume: Volume, reference_specs, *, stop=None) -> dict:
+    """sha256 of every file of a volume (each file of a folder of folders) and of its references.
+
+    ``stop`` (a :class:`threading.Event`) ends the hashing once set (remaining hashes None).
+    """
     from ..io.references import split_spec
 
     inputs = {}
@@ -135,9 +144,10 @@ def hash_volume(volume: Volume, reference_specs) -> dict:
             continue
         path = split_spec(spec)[0] if ":" in spec and not Path(spec).exists() else Path(spec)
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        inputs[role] = {"path": spec, "sha256": {str(f.relative_to(path) if path.is_dir() else f.name): file_sha256(f)
-                                                 for f in files if f.is_file()}}
-    inputs["references"] = [{"spec": spec, "sha256": file_sha256(split_spec(spec)[0])} for spec in reference_specs]
+        inputs[role] = {"path": spec, "sha256": {str(f.relative_to(path) if path.is_dir() else f.name):
+                                                 file_sha256(f, stop=stop) for f in files if f.is_file()}}
+    inputs["references"] = [{"spec": spec, "sha256": file_sha256(split_spec(spec)[0], stop=stop)}
+                            for spec in reference_specs]
     return inputs
 
 
@@ -220,14 +230,20 @@ def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=Non
                    n_per_class=settings.n_per_class, n_energies=len(prepared.stacks[0].energies),
                    n_trees=settings.n_trees)
     e, rows, cols = prepared.stacks[0].data.shape
-    with atomic_folder(out, overwrite=overwrite, sources=sources) as folder:
+    stop, pool = threading.Event(), ThreadPoolExecutor(max_workers=1)
+    # the input's sha256 is read beside the job (the disk at its own pace while training uses a core)
+    hashed = pool.submit(hash_volume, volume, [ref.spec for ref in settings.references], stop=stop)
+    with contextlib.ExitStack() as context:
+        context.callback(pool.shutdown, wait=False, cancel_futures=True)
+        folder = context.enter_context(atomic_folder(out, overwrite=overwrite, sources=sources))
+        context.callback(stop.set)  # first on the way out: an error exit does not wait for the hash
         maps = open_volume_store(folder / SCRATCH, len(references), len(prepared.slices), rows, cols)
         result = drive(iter_volume_settings(settings, prepared, references, maps), progress)
         result.timings["total_s"] = time.perf_counter() - tic
         report = {**prepared.extra, "volume": {"shape": list(volume.data.shape), "notes": list(volume.notes)},
                   "recipe": settings_to_dict(settings), **(extra or {})}
-        inputs = hash_volume(volume, [ref.spec for ref in settings.references])
-        write_volume_files(result, folder, inputs=inputs, extra=report, shift_map=prepared.slices[0].shift_map)
+        write_volume_files(result, folder, inputs=hashed.result(), extra=report,
+                           shift_map=prepared.slices[0].shift_map)
         counts = result.class_counts
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(folder / SCRATCH)
