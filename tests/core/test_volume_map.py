@@ -118,3 +118,38 @@ def test_register_measures_one_drift_on_the_projection(tmp_path, refs):
     assert np.max(np.abs(measured - truth)) < 0.3
     assert "projection along Z" in prepared.extra["drift_measured_on"]
     assert all(np.array_equal(p.stack.preparation[-1].drift, prepared.drift) for p in prepared.slices)
+
+
+def test_a_folder_of_slice_tiffs_maps_as_the_4d_tiff_does(mapped, tmp_path):
+    """The same volume as energy folders of slice TIFFs (read a slice at a time, whole):
+    the same model and the same maps."""
+    v, settings, run = mapped
+    data = v.absorbance()
+    for e, energy in enumerate(v.energies):
+        (tmp_path / "scan" / f"{energy:.2f}eV").mkdir(parents=True)
+        for z in range(data.shape[1]):
+            tifffile.imwrite(tmp_path / "scan" / f"{energy:.2f}eV" / f"slice_{z}.tif", data[e, z])
+    folders = run_map(replace(settings, stack=str(tmp_path / "scan")), out=tmp_path / "maps")
+    for name in ("labels", "fractions", "mask"):
+        np.testing.assert_array_equal(tifffile.imread(folders.out / f"{name}.tif"),
+                                      tifffile.imread(run.out / f"{name}.tif"), err_msg=name)
+    report = json.loads((folders.out / "report.json").read_text())
+    assert len(report["inputs"]["stack"]["sha256"]) == 141 * 5  # every slice file, by its relative path
+
+
+def test_an_energy_shift_map_applies_to_every_slice(shifted, small_sample, refs, tmp_path):
+    """A volume whose slices are the energy-shifted sample, calibrated with the foil: every
+    slice is prepared exactly as the 2-D stack is (same energies, same calibrated data)."""
+    from xafsmap.core.job.steps import prepare
+
+    sample = read_stack(shifted["sample"])
+    data = np.asarray(sample.data)
+    volume = write_volume(tmp_path / "v.tif", np.stack([data, data[:, ::-1]], axis=1), sample.energies)
+    settings = Settings(stack=str(volume), references=refs, calibration=str(shifted["foil"]))
+    prepared = prepare_volume(settings, open_volume(settings))
+    flat = prepare(replace(settings, stack=str(shifted["sample"])))
+    assert prepared.extra["calibration"]["residual_rms_eV"] == flat.extra["calibration"]["residual_rms_eV"]
+    for stack in prepared.stacks:
+        np.testing.assert_array_equal(stack.energies, flat.stack.energies)
+    np.testing.assert_array_equal(np.asarray(prepared.stacks[0].data), np.asarray(flat.stack.data))
+    assert flat.stack.energies.size < sample.energies.size  # calibration trimmed the ends: it acted
