@@ -192,6 +192,15 @@ def energy_folders(path) -> list[Path]:
 
     Returns an empty list when ``path`` is not a folder of such folders (it holds
     TIFFs itself, or no sub-folder with TIFFs).
+
+    >>> import tempfile, pathlib, tifffile
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("7112.5eV", "7100eV", "notes"):
+    ...     (root / name).mkdir()
+    >>> for name in ("7112.5eV", "7100eV"):
+    ...     tifffile.imwrite(root / name / "slice_0.tif", np.zeros((2, 3), np.float32))
+    >>> [p.name for p in energy_folders(root)]
+    ['7100eV', '7112.5eV']
     """
     path = Path(path)
     if not path.is_dir() or any(p.suffix.lower() in TIFF_SUFFIXES and p.is_file() for p in path.iterdir()):

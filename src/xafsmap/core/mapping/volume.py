@@ -26,7 +26,7 @@ from .maps import CHANNEL_MAPS, FLAGS, new_maps, value_counts
 from .output import make_report, write_classes_csv, write_rows, write_tiff
 from .pipeline import MapResult, count_bands, drive, finish_map, iter_classify
 
-__all__ = ["SLICE_BYTES", "iter_map_volume", "open_volume_store", "slice_model", "tall_stack", "write_volume_files"]
+__all__ = ["SLICE_BYTES", "iter_map_volume", "map_volume", "open_volume_store", "slice_model", "tall_stack", "write_volume_files"]
 
 #: A slice whose chunks are whole images (slice TIFFs, compressed pages) is read whole
 #: when it holds at most this many bytes (reading it in bands would read every image
