@@ -53,13 +53,18 @@ def first_difference(a: bytes, b: bytes) -> int | None:
 
 
 def compare(before: Path, after: Path) -> list[str]:
-    """Differences between two output folders, one line each (empty when identical)."""
+    """Differences between two output folders, one line each (empty when identical).
+
+    Folders (``maps.ome.zarr``) are compared file by file, chunks and metadata alike.
+    """
     problems = []
     names = {p.name for p in before.iterdir()} | {p.name for p in after.iterdir()}
     for name in sorted(names - {".xafsmap-output.json"}):
         a, b = before / name, after / name
-        if not (a.is_file() and b.is_file()):
-            problems.append(f"{name}: only in {'before' if a.is_file() else 'after'}")
+        if a.is_dir() and b.is_dir():
+            problems += [f"{name}/{line}" for line in compare(a, b)]
+        elif not (a.is_file() and b.is_file()):
+            problems.append(f"{name}: only in {'before' if a.exists() else 'after'}")
         elif name == "report.json":
             ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
             for key in REPORT_KEYS:
@@ -76,8 +81,11 @@ def main(argv=None) -> int:
     parser.add_argument("--before", type=Path, required=True, help="checkout before the change (its src/ is used)")
     parser.add_argument("--after", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--out", type=Path, required=True, help="folder for the two outputs")
-    parser.add_argument("extra", nargs="*", help="options for xafsmap map after --")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = parser.parse_args(argv)
+    args.extra = extra
     args.out.mkdir(parents=True, exist_ok=True)
     times = {}
     for label, checkout in (("before", args.before), ("after", args.after)):

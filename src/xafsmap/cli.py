@@ -179,7 +179,7 @@ def run_demo(args) -> Path:
 
     from .core.io.folders import atomic_folder, claim_output
     from .core.io.tiff import write_stack
-    from .core.job import map_into, prepare, read_references
+    from .core.job import map_into, prepare, references_for
     from .core.mapping.quicklook import write_label_png
     from .core.settings.declare import ReferenceSpec
     from .core.simulate.sample import bundled_reference_paths, make_sample
@@ -193,7 +193,7 @@ def run_demo(args) -> Path:
         stack_path = write_stack(tmp / "input" / "sample.tif", sample.stack, sample.energies)
         settings = replace(settings, stack=str(stack_path),
                            references=tuple(ReferenceSpec(str(paths[ref.name])) for ref in sample.references))
-        run = map_into(settings, prepare(settings), read_references(settings), tmp, progress=_progress(args),
+        run = map_into(settings, prepare(settings), references_for(settings), tmp, progress=_progress(args),
                        moved=(tmp, out), extra={"command": sys.argv[1:]})
         write_label_png(tmp / "labels.png", tmp / "labels.tif", tmp / "classes.csv")
     _print_warnings(run.warnings)

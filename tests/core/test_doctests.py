@@ -8,8 +8,9 @@ import pytest
 
 import xafsmap.core
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(xafsmap.core.__path__, "xafsmap.core.")
-                 if not m.name.rsplit(".", 1)[-1].startswith("_"))
+MODULES = ["xafsmap",
+           *sorted(m.name for m in pkgutil.walk_packages(xafsmap.core.__path__, "xafsmap.core.")
+                   if not m.name.rsplit(".", 1)[-1].startswith("_"))]
 
 
 @pytest.mark.parametrize("name", MODULES)

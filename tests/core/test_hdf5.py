@@ -180,7 +180,7 @@ def test_given_energies_override_the_file_with_a_note(tmp_path, counts):
     assert any(note.startswith("energies from other.txt override the 7 in the file") for note in stack.notes)
 
 
-def test_data_exchange_od_maps_to_the_labels_of_its_tiff(tmp_path, small_sample, small_sample_file):
+def test_data_exchange_od_maps_to_the_labels_of_its_tiff(tmp_path, small_sample, small_sample_file, capsys):
     dx = write_data_exchange(tmp_path / "sample.hdf5", small_sample.stack, small_sample.energies)
     stack = read_stack(dx)
     np.testing.assert_array_equal(stack.data.compute(), small_sample.stack)
@@ -191,6 +191,10 @@ def test_data_exchange_od_maps_to_the_labels_of_its_tiff(tmp_path, small_sample,
     assert main(["map", str(small_sample_file), *args, "--out", str(tmp_path / "tif"), *FAST]) == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "dx" / "labels.tif"),
                                   tifffile.imread(tmp_path / "tif" / "labels.tif"))
+    # what reading decided is said on the terminal and kept in the report
+    notes = json.loads((tmp_path / "dx" / "report.json").read_text())["stack_notes"]
+    assert notes == list(stack.notes)
+    assert f"xafsmap: note: {notes[0]}" in capsys.readouterr().err
 
 
 def test_data_exchange_counts_with_white_spectrum_on_its_own_grid(tmp_path, small_sample):

@@ -243,3 +243,18 @@ def test_unknown_metric_is_refused(client, stack, model):
 def test_open_client_needs_one_way(options, match):
     with pytest.raises(ValueError, match=match), open_client(**options):
         pass
+
+
+def test_an_hdf5_stack_in_another_axis_order_maps_on_the_cluster(client, small_sample, tmp_path):
+    """Workers reopen an HDF5 dataset with the order it was read in (``--axes XYE``)."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "xye.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.transpose(small_sample.stack, (2, 1, 0))
+        f["energy"] = small_sample.energies
+    stack = read_stack(f"{path}:/data", energies=f"{path}:/energy", axes="XYE")
+    assert stack_source(stack).axes == "XYE"
+    model = train_model(stack, bundled_references(), n_per_class=60, n_trees=8, rng=5)
+    remote, _ = run(iter_map_distributed(stack, model, client=client, band_bytes=BAND_BYTES))
+    local, _ = run(iter_classify(stack, model))
+    np.testing.assert_array_equal(remote.labels, local.labels)

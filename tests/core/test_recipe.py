@@ -200,13 +200,13 @@ def test_noise_reaches_the_training_and_registration_the_stack(small_sample_file
 
     from xafsmap.core.io.stack import read_stack
     from xafsmap.core.prepare.steps import prepare_stack
-    from xafsmap.core.job import prepare, read_references, train
+    from xafsmap.core.job import prepare, references_for, train
     from xafsmap.core.prepare.register import measure_drift
 
     paths = bundled_reference_paths()
     recipe = Settings(references=tuple(ReferenceSpec(str(paths[n])) for n in ("Fe", "FeO")),
                     stack=str(small_sample_file), n_per_class=20, n_trees=4, mixtures="none", noise=0.05)
-    model = train(recipe, prepare(recipe).stack, read_references(recipe))
+    model = train(recipe, prepare(recipe).stack, references_for(recipe))
     assert model.params["noise"] == [0.05]
     stack = read_stack(small_sample_file)
     expected = prepare_stack(stack, drift=measure_drift(stack.data, stack.energies), roi=(0, 40, 0, 40))[0]

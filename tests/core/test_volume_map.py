@@ -14,7 +14,7 @@ from xafsmap.core.io.stack import read_stack
 from xafsmap.core.io.tiff import write_stack
 from xafsmap.core.io.volume import write_volume
 from xafsmap.core.job import run_map
-from xafsmap.core.job.steps import read_references, train
+from xafsmap.core.job.steps import references_for, train
 from xafsmap.core.job.volumejob import open_volume, prepare_volume
 from xafsmap.core.mapping.pipeline import drive, iter_classify
 from xafsmap.core.mapping.volume import slice_model, tall_stack
@@ -76,7 +76,7 @@ def test_slices_equal_the_same_slices_mapped_as_2d_stacks(mapped, tmp_path):
     pipeline gives the volume's maps of that slice, bit for bit."""
     v, settings, run = mapped
     prepared = prepare_volume(settings, open_volume(settings))
-    model = train(settings, tall_stack(prepared.stacks), read_references(settings))  # the job's model (same seed)
+    model = train(settings, tall_stack(prepared.stacks), references_for(settings))  # the job's model (same seed)
     labels, fractions = tifffile.imread(run.out / "labels.tif"), tifffile.imread(run.out / "fractions.tif")
     truth = v.truth
     volume_rmse, slice_rmse = [], []
@@ -95,7 +95,7 @@ def test_the_noise_field_follows_the_slices(mapped):
     """slice_model moves the tall stack's noise field: row y of slice z has row z*Y + y's scale."""
     _, settings, _ = mapped
     prepared = prepare_volume(settings, open_volume(settings))
-    model = train(replace(settings, n_trees=2, n_per_class=20), tall_stack(prepared.stacks), read_references(settings))
+    model = train(replace(settings, n_trees=2, n_per_class=20), tall_stack(prepared.stacks), references_for(settings))
     noise = model.survey.noise_model
     moved = slice_model(model, 3, 40).survey.noise_model
     np.testing.assert_allclose(moved.band_scale(5, 9, 40), noise.band_scale(125, 129, 40), rtol=1e-6)

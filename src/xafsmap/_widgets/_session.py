@@ -203,10 +203,23 @@ class Session:
     def apply_recipe(self, settings: Settings) -> None:
         """Restore every choice of a recipe (the docks follow through :attr:`changed`)."""
         self.settings = settings
-        self.entries = [Entry(r.spec, r.name or "", r.offset, True) for r in settings.references]
+        self.entries = [self._entry(r) for r in settings.references]
         self.wanted_source = self.source_of(settings)
         self.model = self.result = self.shift_map = self.shift_origin = self.drift = None
         self.changed.emit("recipe")
+
+    @staticmethod
+    def _entry(spec) -> Entry:
+        """A References row of a recipe's reference: unnamed ones take the name in their file."""
+        if spec.name:
+            return Entry(spec.spec, spec.name, spec.offset, True)
+        from ..core.io.references import read_reference
+
+        try:
+            reference = read_reference(spec.spec)
+        except (OSError, ValueError):  # named by its file; mapping will say what is wrong with it
+            return Entry(spec.spec, Path(spec.spec.split(":")[0]).stem, spec.offset, True)
+        return Entry(spec.spec, reference.name, spec.offset, True, reference)
 
     def recipe_for(self, path) -> Settings:
         """The recipe to write at ``path``: a self-calibrated shift map is saved beside it first."""

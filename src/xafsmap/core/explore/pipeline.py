@@ -18,6 +18,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from .components import Components, find_components
 from .edges import edge_maps, edge_settings
 from .sampling import PixelSample, sample_pixels
 from .unmix import Unmixing, abundances, unmix
+
+if TYPE_CHECKING:
+    from ..io.stack import Stack
 
 __all__ = ["ExploreResult", "Learned", "explore_band", "explore_stack", "iter_explore", "learn"]
 
@@ -348,6 +352,6 @@ def _new_maps(learned: Learned, rows: int, cols: int) -> dict:
             "edges": {name: np.full((rows, cols), np.nan, np.float32) for name in names}}
 
 
-def explore_stack(stack, **options) -> ExploreResult:
+def explore_stack(stack: Stack, **options) -> ExploreResult:
     """Run :func:`iter_explore` to the end and return its :class:`ExploreResult`."""
     return drive(iter_explore(stack, **options))

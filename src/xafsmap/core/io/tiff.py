@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 
@@ -270,8 +271,7 @@ def open_tiff_files(files: list[Path]):
     return da.stack([da.from_delayed(read(str(f), shapes[0]), shapes[0], np.float32) for f in files])
 
 
-
-def write_stack(path: str | Path, data, energies, *, bigtiff: bool | None = None) -> Path:
+def write_stack(path: str | Path, data: ArrayLike, energies: ArrayLike, *, bigtiff: bool | None = None) -> Path:
     """Write a stack as a multi-page float32 TIFF with a ``<stem>.energies.txt`` sidecar.
 
     Parameters

@@ -16,7 +16,7 @@ from .steps import (
     input_paths,
     open_measurement,
     prepare,
-    read_references,
+    references_for,
     shift_map_for,
     train,
 )
@@ -36,7 +36,7 @@ __all__ = [
     "map_into",
     "open_measurement",
     "prepare",
-    "read_references",
+    "references_for",
     "run_compare",
     "run_explore",
     "run_map",

@@ -10,7 +10,10 @@ of the measured points.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..explore import prepare_exploration, write_explore_files
 from ..explore import iter_explore as explore_stack
@@ -20,6 +23,9 @@ from ..settings.limits import check_maps_memory
 from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from .steps import FROM_SETTINGS, input_paths, open_measurement, shift_map_for
+
+if TYPE_CHECKING:
+    from ..explore.pipeline import ExploreResult
 
 __all__ = ["iter_explore_settings", "run_explore"]
 
@@ -67,7 +73,8 @@ def iter_explore_settings(settings: Settings, stack=None, *, shift_map=FROM_SETT
     return result, {**extra, "stack": prepared.sources}
 
 
-def run_explore(settings: Settings, *, out, overwrite: bool = False, progress=None, extra: dict | None = None):
+def run_explore(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+                progress: Callable[[int, int], None] | None = None, extra: dict | None = None) -> ExploreResult:
     """Explore a measurement and write its maps, spectra and report into ``out`` (all or nothing).
 
     Parameters

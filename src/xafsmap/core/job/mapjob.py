@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..mapping.output import map_output, write_map_files, write_maps
-from ..mapping.pipeline import MapResult, band_rows, count_bands, drive, iter_classify
+from ..mapping.pipeline import MapResult, band_rows, drive, iter_train_and_classify
 from ..model.training import Model
 from ..io.folders import claim_output
 from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from ..settings.values import check_settings
 from .inputs import hash_inputs, hashing_inputs
-from .steps import Prepared, check_sizes, input_paths, prepare, read_references, train
+from .steps import Prepared, check_sizes, input_paths, prepare, references_for, train
 
 __all__ = ["MapRun", "iter_map_settings", "map_into", "run_map", "write_result"]
 
@@ -73,19 +73,8 @@ def iter_map_settings(settings: Settings, stack, references, *, maps: dict | Non
     -------
     MapResult
     """
-    total = 1 + count_bands(stack.data.shape)
-    tic = time.perf_counter()
-    model = train(settings, stack, references) if model is None else model
-    train_s = time.perf_counter() - tic
-    yield 1, total
-    bands = iter_classify(stack, model, metric=settings.metric, maps=maps)
-    while True:
-        try:
-            done, _ = next(bands)
-        except StopIteration as stop:
-            stop.value.timings["train_s"] = train_s
-            return stop.value
-        yield done + 1, total
+    return (yield from iter_train_and_classify(lambda: train(settings, stack, references) if model is None else model,
+                                               stack, metric=settings.metric, maps=maps))
 
 
 def _map_distributed(settings: Settings, stack, references, client):
@@ -177,7 +166,7 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
         if client is None and (settings.workers or settings.scheduler):
             client = context.enter_context(open_client(scheduler=settings.scheduler, workers=settings.workers))
         prepared = prepare(settings)
-        references = read_references(settings)
+        references = references_for(settings)
         check_sizes(settings, prepared.stack, references, distributed=client is not None)
         shape = prepared.stack.data.shape
         with map_output(out, k=len(references), rows=shape[1], cols=shape[2], band=band_rows(shape),

@@ -8,6 +8,7 @@ builds its stack, references and model the same way.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,8 +23,10 @@ from ..settings.limits import check_maps_memory, check_training
 from ..settings.recipe import recipe_paths
 from ..settings.schema import Settings
 
-__all__ = ["Prepared", "check_sizes", "classes_for", "input_paths", "open_measurement", "prepare", "read_references",
+__all__ = ["Prepared", "check_sizes", "classes_for", "input_paths", "open_measurement", "prepare", "references_for",
            "shift_map_for", "train"]
+
+log = logging.getLogger("xafsmap")
 
 #: ``prepare(..., shift_map=FROM_SETTINGS)``: read or measure the shift map the settings name.
 FROM_SETTINGS = object()
@@ -109,10 +112,14 @@ def prepare(settings: Settings, stack: Stack | None = None, *, shift_map=FROM_SE
         stack, shift_map=shift_map, register=settings.register, drift=drift, roi=settings.roi, factor=settings.bin,
         calibration={"source": settings.shift_map or settings.calibration, "reference": settings.calibration_reference},
     )
+    if stack.notes:  # what reading decided (energies from the file or overridden, an axis order)
+        extra["stack_notes"] = list(stack.notes)
+        for note in stack.notes:
+            log.warning(note)
     return Prepared(prepared, shift_map, extra)
 
 
-def read_references(settings: Settings) -> list[Reference]:
+def references_for(settings: Settings) -> list[Reference]:
     """The settings' references, read and named as the settings name them."""
     refs = []
     for item in settings.references:

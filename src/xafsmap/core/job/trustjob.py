@@ -13,7 +13,7 @@ from ..io.references import read_reference
 from ..settings.schema import Settings
 from ..settings.values import check_settings
 from ..trust.assess import compare_models, search_references
-from .steps import input_paths, prepare, read_references
+from .steps import input_paths, prepare, references_for
 
 __all__ = ["run_compare", "run_search"]
 
@@ -28,7 +28,7 @@ def run_search(settings: Settings, *, out, overwrite: bool = False, progress=Non
     sources = [*map(str, sources), *input_paths(settings)]
     claim_output(out, sources=sources, overwrite=overwrite)
     prepared = prepare(settings)
-    references = read_references(settings)
+    references = references_for(settings)
     return search_references(
         prepared.stack, references, list(settings.library), out=out, overwrite=overwrite, progress=progress,
         sources=sources, false_alarm=settings.false_alarm, pool=settings.pool, threshold=settings.threshold,

@@ -55,7 +55,7 @@ from ..settings.limits import check_training
 from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from ..settings.values import check_settings
-from .steps import classes_for, input_paths, prepare, read_references, shift_map_for, train
+from .steps import classes_for, input_paths, prepare, references_for, shift_map_for, train
 
 __all__ = ["PreparedVolume", "VolumeRun", "hash_volume", "iter_volume_settings", "open_volume", "prepare_volume",
            "run_volume"]
@@ -225,7 +225,7 @@ def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=Non
     tic = time.perf_counter()
     volume = open_volume(settings)
     prepared = prepare_volume(settings, volume)
-    references = read_references(settings)
+    references = references_for(settings)
     check_training(n_classes=len(classes_for(settings, [r.name for r in references])),
                    n_per_class=settings.n_per_class, n_energies=len(prepared.stacks[0].energies),
                    n_trees=settings.n_trees)

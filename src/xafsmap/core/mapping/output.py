@@ -13,15 +13,22 @@ import contextlib
 import csv
 import hashlib
 import json
+import os
 import platform
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._files import atomic_file
 from ..io.folders import atomic_folder
 from .maps import value_counts
+
+if TYPE_CHECKING:
+    from ..prepare.shiftmap import ShiftMap
+    from .pipeline import MapResult
 
 __all__ = [
     "file_sha256",
@@ -238,8 +245,9 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
     return folder
 
 
-def write_maps(result, out, *, overwrite: bool = False, inputs: dict | None = None,
-               extra: dict | None = None, shift_map=None, zarr: bool = False, sources=()) -> Path:
+def write_maps(result: MapResult, out: str | os.PathLike, *, overwrite: bool = False, inputs: dict | None = None,
+               extra: dict | None = None, shift_map: ShiftMap | None = None, zarr: bool = False,
+               sources: Sequence[str] = ()) -> Path:
     """Write every map of a :class:`~xafsmap.core.mapping.pipeline.MapResult` into ``out``.
 
     The files of :func:`write_map_files`, plus ``maps.ome.zarr`` with ``zarr``.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +28,10 @@ from ..spectra.survey import Survey
 from .maps import (CHANNEL_MAPS, FLAG_INVALID, FLAG_NO_SAMPLE, FLAG_THICK, MASK_INVALID, MASK_SAMPLE, check_maps,
                    new_maps, value_counts)
 
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
+
 __all__ = [
     "MapResult",
     "band_rows",
@@ -33,6 +39,7 @@ __all__ = [
     "drive",
     "iter_classify",
     "iter_map",
+    "iter_train_and_classify",
     "map_band",
     "map_band_into",
     "map_stack",
@@ -166,9 +173,26 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    return (yield from iter_train_and_classify(lambda: train_model(stack, references, **options), stack,
+                                               metric=metric, band_bytes=band_bytes, maps=maps))
+
+
+def iter_train_and_classify(train, stack, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
+                            maps: dict | None = None):
+    """Call ``train()`` for the model (the first step, timed), then map every band with it.
+
+    Yields
+    ------
+    (done, total) : tuple of int
+
+    Returns
+    -------
+    MapResult
+        With ``timings["train_s"]``.
+    """
     total = 1 + count_bands(stack.data.shape, band_bytes)
     tic = time.perf_counter()
-    model = train_model(stack, references, **options)
+    model = train()
     train_s = time.perf_counter() - tic
     yield 1, total
     generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, maps=maps)
@@ -179,7 +203,6 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
             stop.value.timings["train_s"] = train_s
             return stop.value
         yield done + 1, total
-
 
 
 def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:
@@ -337,6 +360,6 @@ def drive(generator, progress=None):
             progress(*step)
 
 
-def map_stack(stack, references, **options) -> MapResult:
+def map_stack(stack: Stack, references: Sequence[Reference], **options) -> MapResult:
     """Run :func:`iter_map` to the end and return its :class:`MapResult` (``maps=`` too)."""
     return drive(iter_map(stack, references, **options))

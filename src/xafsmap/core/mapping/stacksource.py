@@ -42,6 +42,8 @@ class StackSource:
         Energies in eV given to ``read_stack`` (before preparation).
     preparation : tuple of xafsmap.core.prepare.steps.Preparation
         The ``prepare_stack`` steps to redo after reading, oldest first.
+    axes : str or None
+        The order of an HDF5 dataset's dimensions as given to ``read_stack`` (``"XYE"``).
     """
 
     path: str
@@ -53,10 +55,11 @@ class StackSource:
     name: str
     read_energies: np.ndarray
     preparation: tuple = ()
+    axes: str | None = None
 
     def key(self) -> tuple:
         """Hashable identity (for the per-worker cache of opened stacks)."""
-        return (self.path, self.flat, self.dark, self.i0, self.shape, self.name, self.energies.tobytes(),
+        return (self.path, self.axes, self.flat, self.dark, self.i0, self.shape, self.name, self.energies.tobytes(),
                 self.read_energies.tobytes())
 
 
@@ -111,7 +114,7 @@ def stack_source(stack) -> StackSource:
     source = StackSource(path=str(path), energies=np.asarray(stack.energies, dtype=np.float64),
                          shape=tuple(int(n) for n in stack.data.shape), name=str(name),
                          read_energies=np.asarray(steps[0].energies if steps else stack.energies, dtype=np.float64),
-                         preparation=steps, **given)
+                         preparation=steps, axes=sources.get("axes"), **given)
     if name is None or _reopen(source).data.name != name:
         redo = f" and its {len(steps)} recorded prepare_stack step{'s' * (len(steps) != 1)}" if steps else ""
         raise ValueError(
@@ -133,7 +136,7 @@ def _reopen(source: StackSource, *, band: int | None = None):
     from ..prepare.steps import prepare_stack
 
     stack = read_stack(source.path, energies=source.read_energies, flat=source.flat, dark=source.dark,
-                       i0=source.i0)
+                       i0=source.i0, axes=source.axes)
     if band is not None and source.preparation:
         edges = _raw_edges(source.preparation, source.shape[1], band, stack.data.shape[1])
         stack = replace(stack, data=stack.data.rechunk({1: tuple(np.diff(edges).tolist())}))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .edgealign import MIN_R2, MIN_STEP_FRACTION, align_shifts, clean_reference, edge_e0, edge_scale, pre_post_masks
 from .resample import shift_spectra, check_stack_energies
@@ -33,7 +34,6 @@ _DEFAULT_WINDOW = (-20.0, 40.0)
 
 
 # ------------------------------------------------------------------ edge scaling
-
 
 
 # ---------------------------------------------------------------------- binning
@@ -108,7 +108,6 @@ def _bin_mean(stack, excluded: np.ndarray, b: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------- alignment
-
 
 
 def _measure_binned(stack, energies, reference, reference_energies, b, window, region):
@@ -256,13 +255,13 @@ def measure_shift(
 
 
 def calibrate(
-    stack,
-    energies,
+    stack: ArrayLike,
+    energies: ArrayLike,
     *,
-    reference=None,
-    reference_energies=None,
+    reference: ArrayLike | None = None,
+    reference_energies: ArrayLike | None = None,
     degree: int = 3,
-    region=None,
+    region: tuple[int, int, int, int] | None = None,
     bin: int = 4,
     window: tuple[float, float] | None = None,
 ) -> ShiftMap:

@@ -131,7 +131,7 @@ def settings_from_dict(data: dict, *, base: Path | None = None, where: str = "re
     return settings
 
 
-def read_recipe(path) -> Settings:
+def read_recipe(path: str | os.PathLike) -> Settings:
     """Read and check a recipe TOML file.
 
     Parameters
@@ -224,7 +224,7 @@ def settings_to_dict(settings: Settings) -> dict:
     return out
 
 
-def write_recipe(path, settings: Settings) -> Path:
+def write_recipe(path: str | os.PathLike, settings: Settings) -> Path:
     """Write settings as a TOML recipe (under a temporary name, then renamed into place).
 
     Examples

@@ -13,11 +13,13 @@ The grains come from :mod:`xafsmap.core.simulate.specimen` and the spectra from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..spectra.normalize import normalize
 from ..io.references import Reference, read_reference
@@ -49,7 +51,7 @@ def bundled_reference_paths() -> dict[str, Path]:
     return dict(sorted(paths.items()))
 
 
-def bundled_references(names=SAMPLE_REFERENCES) -> list[Reference]:
+def bundled_references(names: Sequence[str] = SAMPLE_REFERENCES) -> list[Reference]:
     """The bundled standards (Fe, FeO, Fe2O3, Fe3O4) as :class:`Reference` objects."""
     paths = bundled_reference_paths()
     missing = [name for name in names if name not in paths]
@@ -146,16 +148,16 @@ def reference_spectra(phases, energies) -> tuple[list[Reference], np.ndarray]:
 def make_sample(
     shape: tuple[int, int] = (120, 160),
     *,
-    energies=None,
-    phases=SAMPLE_PHASES,
-    references=SAMPLE_REFERENCES,
+    energies: ArrayLike | None = None,
+    phases: Sequence[str] = SAMPLE_PHASES,
+    references: Sequence[str] = SAMPLE_REFERENCES,
     n_grains: int = 40,
     hole_fraction: float = 0.1,
     unexplained_grains: int = 3,
     noise: float = 0.02,
-    edge_step=(0.6, 1.4),
+    edge_step: tuple[float, float] = (0.6, 1.4),
     n_dead: int = 5,
-    rng=0,
+    rng: int | np.random.Generator | None = 0,
 ) -> Sample:
     """Synthesize a grainy Fe sample from the bundled real reference spectra.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._arrays import is_dask
 from .edge import check_spectra, nearest_index, find_e0
@@ -41,7 +42,6 @@ class Normalized:
     e0: np.ndarray
     edge_step: np.ndarray
     params: dict = field(default_factory=dict)
-
 
 
 def _fit_poly(x, y, inside, degree):
@@ -92,7 +92,6 @@ def _normalize_2d(mu, energies, e0, params, flatten):
     return sub, step
 
 
-
 def _normalize_numpy(mu, energies, e0, params, flatten):
     e0 = np.broadcast_to(e0, mu.shape[1:]).reshape(-1).astype(np.float64)
     flat = mu.reshape(mu.shape[0], -1)
@@ -113,7 +112,8 @@ def _normalize_block(block, e0, energies, params, flatten):
     return np.concatenate([norm.astype(np.float64), e0, step[None]], axis=0)
 
 
-def normalize(mu, energies, *, e0=None, pre1: float | None = None,
+def normalize(mu: ArrayLike, energies: ArrayLike, *, e0: float | ArrayLike | None = None,
+              pre1: float | None = None,
               pre2: float | None = None, norm1: float | None = None,
               norm2: float | None = None, nnorm: int | None = None,
               flatten: bool = True) -> Normalized:
@@ -210,7 +210,6 @@ def normalize(mu, energies, *, e0=None, pre1: float | None = None,
                         chunks=((n + 2,),) + mu.chunks[1:], dtype=np.float64,
                         meta=np.array((), dtype=np.float64))
     return Normalized(out[:n].astype(dtype), out[n], out[n + 1].astype(dtype), params)
-
 
 
 def estimate_noise(norm, energies, *, e0=None) -> np.ndarray:

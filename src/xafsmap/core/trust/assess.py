@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +27,13 @@ from ..mapping.pipeline import drive
 from ..io.references import Reference
 from ..io.library import scan_library
 from .unexplained import iter_unexplained
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
+
+#: ``progress(done, total)`` after each step of a long job.
+Progress = Callable[[int, int], None]
 
 __all__ = ["compare_models", "search_references"]
 
@@ -41,8 +50,9 @@ def _library(library) -> tuple[list[Reference], list[tuple[str, str]]]:
     return scan_library(library)
 
 
-def search_references(stack, references, library, *, out, overwrite: bool = False, progress=None,
-                      sources=(), **map_options) -> dict:
+def search_references(stack: Stack, references: Sequence[Reference], library: str | os.PathLike | Sequence,
+                      *, out: str | os.PathLike, overwrite: bool = False, progress: Progress | None = None,
+                      sources: Sequence[str] = (), **map_options) -> dict:
     """Find unexplained regions and rank library spectra that could explain them.
 
     Parameters
@@ -155,7 +165,8 @@ def _plot_candidates(path: Path, found, candidates, tables, *, n_regions: int = 
     plt.close(fig)
 
 
-def compare_models(stack, sets: dict, *, out, overwrite: bool = False, progress=None, sources=(),
+def compare_models(stack: Stack, sets: dict[str, Sequence[Reference]], *, out: str | os.PathLike,
+                   overwrite: bool = False, progress: Progress | None = None, sources: Sequence[str] = (),
                    **options) -> dict:
     """Compare named reference sets for parsimony and write the verdict.
 

@@ -20,7 +20,9 @@ so memory is bounded by one band plus the 2-D maps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +30,10 @@ from ..spectra.sharedfit import BASELINE_TERMS, baseline
 from ..mapping.pipeline import BAND_BYTES, band_rows, drive
 from ..mapping.maps import MASK_SAMPLE
 from .fitsetup import FitSetup, normalize_band, setup_fit
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
 
 __all__ = [
     "NullModel",
@@ -44,7 +50,6 @@ __all__ = [
 FALSE_ALARM = 1e-3
 #: With pooling, a pixel is flagged only if its own misfit also has a p-value below this.
 OWN_EVIDENCE = 0.1
-
 
 
 @dataclass(frozen=True)
@@ -365,6 +370,6 @@ def region_spectra(stack, regions, setup: FitSetup, *, band_bytes: int = BAND_BY
         return sums[1:] / weights[1:], 1.0 / weights[1:], counts[1:].astype(int)
 
 
-def find_unexplained(stack, references, **options) -> Unexplained:
+def find_unexplained(stack: Stack, references: Sequence[Reference], **options) -> Unexplained:
     """Run :func:`iter_unexplained` to the end and return its :class:`Unexplained`."""
     return drive(iter_unexplained(stack, references, **options))
