@@ -26,6 +26,7 @@ NAMES = {
     "Stack": "core.io.stack",
     "read_stack": "core.io.stack",
     "write_stack": "core.io.tiff",
+    "read_volume": "core.io.volume",
     "Reference": "core.io.references",
     "read_reference": "core.io.references",
     "write_spectra": "core.io.export",

@@ -1,6 +1,7 @@
 """napari reader: imaging-XAFS stacks (lazy) and folders of xafsmap maps.
 
-Stacks: TIFF, STXM ``.hdr`` (with ``i0.xsp`` beside it), HDF5/NeXus (NXstxm, Data
+Volumes (E, Z, Y, X: a 4-D TIFF, a folder of energy folders of slice TIFFs, a 4-D HDF5
+dataset) open as one 4-D image layer (energy and Z sliders). Stacks: TIFF, STXM ``.hdr`` (with ``i0.xsp`` beside it), HDF5/NeXus (NXstxm, Data
 Exchange, FXI/TXM-Sandbox) and Zeiss/Xradia ``.txrm``/``.xrm``; an HDF5 file whose
 layout is not recognised (or that holds counts without an I0) is declined.
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.io.volumefiles import volume_kind
 from .core.mapping.quicklook import label_colors
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
@@ -36,6 +38,8 @@ def get_reader(path):
             return lambda _: read_maps(path)
         if _legend_of(path) is not None:
             return read_labels
+        if volume_kind(path):
+            return lambda _: [volume_layer(path)]
         stack = _open_stack(path)
     except Exception:  # noqa: BLE001 - napari's reader contract: decline, never raise
         return None
@@ -75,6 +79,22 @@ def stack_layer(stack, *, name=None):
         "colormap": "gray",
     }
     return data, meta, "image"
+
+
+def volume_layer(path):
+    """Layer-data tuple of a volume (E, Z, Y, X), lazy (one image per chunk): the energy and
+    Z sliders; energies in metadata, contrast from the middle slice above the edge."""
+    from .core.io.volume import read_volume
+
+    volume = read_volume(path, planes=True)
+    energies = volume.energies
+    plane = np.asarray(volume.data[int(np.argmax(energies > np.median(energies))), volume.data.shape[1] // 2])
+    finite = plane[np.isfinite(plane)]
+    low, high = np.percentile(finite, [1, 99]).tolist() if finite.size else (0.0, 1.0)
+    meta = {"name": Path(str(path)).stem, "contrast_limits": [low, high if high > low else low + 1],
+            "colormap": "gray", "metadata": {"energies": energies, "sources": dict(volume.sources),
+                                             "notes": list(volume.notes), "xafsmap": "volume"}}
+    return volume.data, meta, "image"
 
 
 def _legend_of(path: Path):

@@ -229,6 +229,11 @@ def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None
     """
     from xafsmap.core.io import stxm
 
+    from .volumefiles import volume_kind
+
+    if volume_kind(path, axes=axes):
+        raise ValueError(f"{Path(str(path)).name} is a volume (E, Z, Y, X), not a stack (E, M, N): 'xafsmap map' "
+                         "maps it voxel by voxel (xafsmap.read_volume opens it)")
     kind, sources, embedded, files, notes = _stack_kind(path), {"stack": str(path)}, None, None, []
     if kind in ("hdf5", "xradia"):
         raw = open_format(path, axes=axes, references=flat is None and i0 is None)

@@ -21,10 +21,12 @@ from .steps import (
     train,
 )
 from .trustjob import run_compare, run_search
+from .volumejob import VolumeRun, run_volume
 
 __all__ = [
     "MapRun",
     "Prepared",
+    "VolumeRun",
     "check_sizes",
     "classes_for",
     "hash_inputs",
@@ -39,6 +41,7 @@ __all__ = [
     "run_explore",
     "run_map",
     "run_search",
+    "run_volume",
     "shift_map_for",
     "train",
     "write_result",

@@ -138,6 +138,9 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
     Returns
     -------
     MapRun
+        (a :class:`~xafsmap.core.job.volumejob.VolumeRun` with the same fields when the
+        stack is a volume (E, Z, Y, X): :func:`~xafsmap.core.job.volumejob.run_volume`
+        maps it voxel by voxel)
 
     Raises
     ------
@@ -146,8 +149,13 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
     ValueError
         For settings a job cannot run with, or from reading, training or writing.
     """
+    from ..io.volumefiles import volume_kind
     from ..mapping.parallel import open_client
 
+    if settings.stack is not None and client is None and volume_kind(settings.stack, axes=settings.axes):
+        from .volumejob import run_volume
+
+        return run_volume(settings, out=out, overwrite=overwrite, progress=progress, sources=sources, extra=extra)
     check_settings(settings)
     missing = missing_paths(settings)
     if missing:

@@ -70,7 +70,7 @@ class Settings:
                              commands=_INPUT, label="I0 spectrum")
     axes: str | None = setting(
         None, "input", "text", "order of an HDF5 dataset's dimensions, a permutation of EYX (e.g. XYE) when it is "
-        "not (energy, row, column) or not stated in the file", commands=_INPUT, auto="from the file", label="Axes")
+        "not (energy, row, column) or not stated in the file; EZYX (or a permutation) for a volume", commands=_INPUT, auto="from the file", label="Axes")
     # [prepare] drift, energy calibration, region, binning, mask
     roi: tuple[int, int, int, int] | None = setting(
         None, "prepare", "roi", "region ROW0:ROW1,COL0:COL1 in pixels (half-open)", commands=_PREPARED,

@@ -124,8 +124,8 @@ def check_field(item: Setting, value, where: str) -> None:
         raise ValueError(f"{where} = {value!r} is not one of {list(item.choices)}")
     if kind == "text" and item.name == "mixtures":
         check_mixtures(value, where=where)
-    if kind == "text" and item.name == "axes" and sorted(value.upper()) != sorted("EYX"):
-        raise ValueError(f"{where} = {value!r} must be a permutation of EYX, e.g. XYE")
+    if kind == "text" and item.name == "axes" and sorted(value.upper()) not in (sorted("EYX"), sorted("EZYX")):
+        raise ValueError(f"{where} = {value!r} must be a permutation of EYX, e.g. XYE (or of EZYX for a volume)")
     if kind == "flag" and not isinstance(value, bool):
         raise bad("true or false")
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):

@@ -10,6 +10,7 @@ from ..lazy import lazy_names
 NAMES = {
     "CONDITIONS": "generator",
     "make_sample": "sample",
+    "make_volume": "volume",
     "score_maps": "scores",
     "simulate_measurement": "generator",
 }
