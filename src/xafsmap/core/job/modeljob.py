@@ -17,7 +17,7 @@ Examples
 >>> run = run_train(settings, out=pathlib.Path(tempfile.mkdtemp()) / "model.npz")
 >>> saved = load_model_for(replace(settings, model=str(run.path)), read_references(settings))
 >>> saved.model.classifier.classes.names[:3]
-('Fe', 'FeO', 'Fe2O3')
+('Fe', 'Fe2O3', 'Fe3O4')
 """
 
 from __future__ import annotations

@@ -109,6 +109,7 @@ def write_model(path, model: Model, *, extra: dict | None = None) -> Path:
     >>> import tempfile, pathlib
     >>> from xafsmap.core.simulate.sample import make_sample
     >>> from xafsmap.core.io.stack import Stack
+    >>> from xafsmap.core.model.training import train_model
     >>> s = make_sample((24, 32), n_grains=6, rng=1)
     >>> model = train_model(Stack(s.stack, s.energies, {}), s.references, n_per_class=30, n_trees=3, rng=0)
     >>> path = write_model(pathlib.Path(tempfile.mkdtemp()) / "model.npz", model)
