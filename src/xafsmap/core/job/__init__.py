@@ -9,8 +9,8 @@ and the sha256 of the inputs.
 from .explorejob import iter_explore_settings, run_explore
 from .inputs import hash_inputs
 from .mapjob import MapRun, iter_map_settings, map_into, run_map, write_result
-from .modeljob import TrainRun, load_model_for, run_train
-from .series import SeriesRun, iter_series, run_series
+from .modeljob import TrainRun, load_model_for, reference_records, run_train
+from .series import SeriesRun, iter_apply, iter_series, run_series
 from .steps import (
     Prepared,
     check_sizes,
@@ -33,6 +33,7 @@ __all__ = [
     "classes_for",
     "hash_inputs",
     "input_paths",
+    "iter_apply",
     "iter_explore_settings",
     "iter_map_settings",
     "iter_series",
@@ -41,6 +42,7 @@ __all__ = [
     "open_measurement",
     "prepare",
     "read_references",
+    "reference_records",
     "run_compare",
     "run_explore",
     "run_map",

@@ -37,7 +37,7 @@ from .modeljob import TRAINING, load_model_for, model_settings, reference_record
 from .seriestable import read_series_list, series_name, summarize_maps, write_series_plot, write_series_table
 from .steps import check_sizes, input_paths, open_measurement, prepare, read_references, train
 
-__all__ = ["SeriesRun", "iter_series", "run_series", "series_entries"]
+__all__ = ["SeriesRun", "iter_apply", "iter_series", "run_series", "series_entries"]
 
 SERIES_FILE, TABLE, PLOT, MODEL_FILE = "series.json", "series.csv", "series.png", "model.npz"
 
@@ -57,6 +57,8 @@ class SeriesRun:
         The model file every stack was mapped with.
     warnings : tuple of str
         The model's warnings (once, not per stack).
+    references : tuple of str
+        The model's references (the fraction columns of the rows).
     """
 
     out: Path
@@ -65,6 +67,7 @@ class SeriesRun:
     skipped: tuple
     model: Path
     warnings: tuple = ()
+    references: tuple = ()
 
 
 def series_entries(settings: Settings) -> list[dict]:
@@ -250,8 +253,9 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
             yield i + 2, total
     finally:
         if rows:
-            write_series_plot(out / PLOT, rows, saved.model.params.get("references", []))
-    return SeriesRun(out, rows, tuple(mapped), tuple(skipped), saved.path, saved.model.warnings)
+            write_series_plot(out / PLOT, rows, saved.model.classifier.classes.references)
+    return SeriesRun(out, rows, tuple(mapped), tuple(skipped), saved.path, saved.model.warnings,
+                     tuple(saved.model.classifier.classes.references))
 
 
 def _failure(entry, i: int, n: int, error, rows, out: Path) -> str:
@@ -275,6 +279,59 @@ def _map_one(settings, entry, folder, saved, trained, references, sources, clien
     with map_output(folder, k=len(references), rows=shape[1], cols=shape[2], band=band_rows(shape),
                     zarr=settings.zarr, overwrite=True, sources=sources) as (tmp, maps):
         map_into(settings, prepared, references, tmp, maps, client=client, extra=extra, model=model)
+
+
+def iter_apply(settings: Settings, model, stacks: dict):
+    """Map stacks already open (napari layers) with one model, in memory; a generator of progress.
+
+    Each stack is prepared as the settings say, gets its own survey
+    (:func:`~xafsmap.core.model.reuse.model_for_stack`) and is mapped with the model's
+    classifier: the classes mean the same in every map.
+
+    Parameters
+    ----------
+    settings : Settings
+        The preparation, mask rule, thick limit and metric (the model fixes the rest).
+    model : Model
+        Trained (a session's) or read from a file.
+    stacks : dict of str to Stack
+        Name -> measurement, in the order of the series.
+
+    Yields
+    ------
+    (done, total) : tuple of int
+        Stacks done out of all.
+
+    Returns
+    -------
+    list of (str, MapResult, dict)
+        Name, maps and series.csv row of each stack.
+
+    Raises
+    ------
+    ValueError
+        Naming the stack that cannot be mapped (other energies, no sample ...).
+    """
+    from ..mapping.pipeline import drive, iter_classify
+    from ..model.reuse import model_for_stack
+    from .seriestable import summarize
+
+    found = []
+    for i, (name, stack) in enumerate(stacks.items()):
+        try:
+            prepared = prepare(settings, stack)
+            own = model_for_stack(model, prepared.stack, threshold=settings.threshold,
+                                  significance=settings.significance, normalization=settings.normalization,
+                                  thick=settings.thick)
+            result = drive(iter_classify(prepared.stack, own, metric=settings.metric))
+        except (ValueError, OSError) as error:
+            raise ValueError(f"{name} (stack {i + 1} of {len(stacks)}): {error}") from error
+        classes = result.classifier.classes
+        row = {"name": name, **summarize(result.labels, result.mask, result.fractions, result.fraction_sigma,
+                                         result.e0, references=classes.references, classes=classes.names)}
+        found.append((name, result, row))
+        yield i + 1, len(stacks)
+    return found
 
 
 def run_series(settings: Settings, *, out, overwrite: bool = False, progress=None, client=None,

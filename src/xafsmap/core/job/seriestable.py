@@ -19,7 +19,8 @@ import numpy as np
 from .._files import atomic_file
 from ..mapping.maps import MASK_INVALID, MASK_SAMPLE
 
-__all__ = ["read_series_list", "series_name", "summarize_maps", "write_series_plot", "write_series_table"]
+__all__ = ["STACK_PATTERNS", "find_stacks", "read_series_list", "series_name", "summarize", "summarize_maps",
+           "write_series_plot", "write_series_table"]
 
 
 def series_name(path) -> str:
@@ -92,7 +93,28 @@ def _read(folder: Path, name: str) -> np.ndarray:
 
 
 def summarize_maps(folder) -> dict:
-    """One row of ``series.csv`` from a map folder (``xafsmap map``'s files).
+    """One row of ``series.csv`` from a map folder (``xafsmap map``'s files): see :func:`summarize`."""
+    folder = Path(folder)
+    report = json.loads((folder / "report.json").read_text())
+    labels = _read(folder, "labels")
+    return summarize(labels, _read(folder, "mask"), _read(folder, "fractions").reshape(-1, *labels.shape),
+                     _read(folder, "fraction_sigma").reshape(-1, *labels.shape), _read(folder, "e0"),
+                     references=report["parameters"]["references"], classes=[c["name"] for c in report["classes"]])
+
+
+def summarize(labels, mask, fractions, fraction_sigma, e0, *, references, classes) -> dict:
+    """One row of ``series.csv`` from one stack's maps.
+
+    Parameters
+    ----------
+    labels, mask : ndarray, shape (M, N)
+        The class (0 none) and mask (:data:`~xafsmap.core.mapping.maps.MASK_SAMPLE` = 1) maps.
+    fractions, fraction_sigma : ndarray, shape (K, M, N)
+        Fractions of the K references and their 1-sigma uncertainty.
+    e0 : ndarray, shape (M, N)
+        Edge energy, eV.
+    references, classes : sequence of str
+        Names of the K references and of the classes (label 1, 2, ...).
 
     Returns
     -------
@@ -103,32 +125,52 @@ def summarize_maps(folder) -> dict:
         each reference's fraction: the spread of the sample), ``fraction_<ref>_sigma``
         (the mean of the pixels' own 1-sigma uncertainty of it: the noise), ``share_<class>``
         (the class's pixels / the sample's).
+
+    Examples
+    --------
+    >>> labels = np.array([[1, 2], [0, 1]]); mask = np.array([[1, 1], [0, 1]])
+    >>> fractions = np.array([[[1.0, 0.2], [0, 0.9]], [[0.0, 0.8], [0, 0.1]]])
+    >>> row = summarize(labels, mask, fractions, fractions * 0 + 0.01, labels * 0 + 7120.0,
+    ...                 references=["A", "B"], classes=["A", "B"])
+    >>> row["sample_pixels"], row["fraction_A"], row["share_A"]
+    (3, 0.7, 0.6667)
     """
-    folder = Path(folder)
-    report = json.loads((folder / "report.json").read_text())
-    labels, mask = _read(folder, "labels"), _read(folder, "mask")
-    fractions = _read(folder, "fractions").reshape(-1, *labels.shape)
-    sigmas = _read(folder, "fraction_sigma").reshape(fractions.shape)
-    e0 = _read(folder, "e0")
-    sample = mask == MASK_SAMPLE
+    sample = np.asarray(mask) == MASK_SAMPLE
     n = int(sample.sum())
-    row = {"pixels": int(mask.size), "sample_pixels": n, "no_sample_pixels": int(np.sum(mask == 0)),
-           "invalid_pixels": int(np.sum(mask == MASK_INVALID)),
-           "e0_mean_eV": _round(np.nanmean(e0[sample]) if n else math.nan, 3)}
-    names = report["parameters"]["references"]
-    for name, values in zip(names, fractions):
-        inside = values[sample]
-        inside = inside[np.isfinite(inside)]
-        row[f"fraction_{name}"] = _round(inside.mean() if inside.size else math.nan, 4)
-        row[f"fraction_{name}_sd"] = _round(inside.std() if inside.size else math.nan, 4)
-        sigma = sigmas[names.index(name)][sample]
-        sigma = sigma[np.isfinite(sigma)]
-        row[f"fraction_{name}_sigma"] = _round(sigma.mean() if sigma.size else math.nan, 4)
-    classes = [c["name"] for c in report["classes"]]
-    counts = np.bincount(labels[sample].ravel(), minlength=len(classes) + 1)
+    row = {"pixels": int(sample.size), "sample_pixels": n, "no_sample_pixels": int(np.sum(np.asarray(mask) == 0)),
+           "invalid_pixels": int(np.sum(np.asarray(mask) == MASK_INVALID)),
+           "e0_mean_eV": _round(np.nanmean(np.asarray(e0)[sample]) if n else math.nan, 3)}
+    for name, values, sigmas in zip(references, fractions, fraction_sigma):
+        for suffix, kept in (("", np.asarray(values)[sample]), ("_sigma", np.asarray(sigmas)[sample])):
+            kept = kept[np.isfinite(kept)]
+            row[f"fraction_{name}{suffix}"] = _round(kept.mean() if kept.size else math.nan, 4)
+            if not suffix:
+                row[f"fraction_{name}_sd"] = _round(kept.std() if kept.size else math.nan, 4)
+    counts = np.bincount(np.asarray(labels)[sample].ravel().astype(np.int64), minlength=len(classes) + 1)
     for label, name in enumerate(classes, start=1):
         row[f"share_{name}"] = _round(counts[label] / n if n else math.nan, 4)
     return row
+
+
+#: File names a folder of stacks is searched for (one stack per file).
+STACK_PATTERNS = ("*.tif", "*.tiff", "*.h5", "*.hdf5", "*.nxs", "*.txrm", "*.hdr")
+
+
+def find_stacks(folder) -> list[str]:
+    """The stack files of a folder, sorted by name (for a series of a folder).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.tif", "a.tif", "a.energies.txt", "notes.md"):
+    ...     _ = (d / name).write_text("")
+    >>> [pathlib.Path(p).name for p in find_stacks(d)]
+    ['a.tif', 'b.tif']
+    """
+    folder = Path(folder)
+    found = {path for pattern in STACK_PATTERNS for path in folder.glob(pattern) if path.is_file()}
+    if not found:
+        raise ValueError(f"{folder} holds no stack file ({', '.join(STACK_PATTERNS)})")
+    return [str(path) for path in sorted(found)]
 
 
 def _round(value, digits: int):
