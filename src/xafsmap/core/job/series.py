@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .._files import atomic_file
 from ..io.folders import claim_output
-from ..mapping.output import map_output
+from ..mapping.output import file_sha256, map_output
 from ..mapping.pipeline import band_rows
-from ..model.modelfile import read_model, write_model
+from ..model.modelfile import SavedModel, read_model, write_model
 from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from ..settings.values import check_settings
@@ -106,6 +108,11 @@ def series_entries(settings: Settings) -> list[dict]:
     return [{"name": series_name(entry["path"]), **entry} for entry in entries]
 
 
+def _import_quietly(name: str) -> None:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(name)
+
+
 def _exists(spec: str) -> bool:
     """A stack file or folder, a glob of per-energy files, or FILE.h5:/dataset."""
     path = Path(spec)
@@ -172,9 +179,10 @@ def _model_for_series(settings, references, entries, out: Path, resume: bool):
     prepared = prepare(first)
     check_sizes(first, prepared.stack, references)
     model = train(first, prepared.stack, references)
-    write_model(out / MODEL_FILE, model, extra={"references": training["references"],
-                                                "recipe": settings_to_dict(first), "training_key": key})
-    return read_model(out / MODEL_FILE), settings, (model, prepared, key)
+    header = {"references": training["references"], "recipe": settings_to_dict(first), "training_key": key}
+    path = write_model(out / MODEL_FILE, model, extra=header)
+    # the model in memory maps as the file does (modelfile's contract): no need to read it back
+    return SavedModel(model, header, path, file_sha256(path)), settings, (model, prepared, key)
 
 
 def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None, note=None):
@@ -210,6 +218,8 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
     """
     note = note or (lambda text: None)
     entries = series_entries(settings)
+    # matplotlib takes a second or two to import: let it load while the stacks are mapped
+    threading.Thread(target=_import_quietly, args=("matplotlib.figure",), daemon=True).start()
     first = _stack_settings(settings, entries[0])
     check_settings(first)
     missing = missing_paths(replace(first, model=settings.model))

@@ -230,6 +230,10 @@ def write_series_plot(path, rows: list[dict], references) -> Path | None:
     axes.set_ylim(-0.05, 1.05)
     if label == "stack":
         axes.set_xticks(x, [row.get("name", "") for row in rows], rotation=30, ha="right")
+    elif np.all(x == np.round(x)):
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend(loc="best", fontsize="small")
     axes.grid(alpha=0.3)
     figure.tight_layout()
