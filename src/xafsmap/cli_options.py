@@ -129,10 +129,11 @@ def takes(command: str, item: Setting) -> bool:
 
 def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     """Every setting ``command`` takes, as options; the stack positional (``--stack`` for export)."""
-    groups = {name: parser.add_mutually_exclusive_group() for pair in EXCLUSIVE for name in pair[:1]}
-    for pair in EXCLUSIVE:
-        for name in pair[1:]:
-            groups[name] = groups[pair[0]]
+    groups = {}
+    for pair in EXCLUSIVE:  # a group only where the command takes them: argparse's help fails on an empty one
+        if all(takes(command, SETTINGS[name]) for name in pair):
+            group = parser.add_mutually_exclusive_group()
+            groups.update(dict.fromkeys(pair, group))
     for item in SETTINGS.values():
         if not takes(command, item):
             continue

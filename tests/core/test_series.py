@@ -188,3 +188,10 @@ def test_series_on_local_workers_equals_the_plain_series(reduction, mapped, tmp_
         for what in ("labels", "fractions"):
             assert np.array_equal(tifffile.imread(out / name / f"{what}.tif"),
                                   tifffile.imread(mapped / name / f"{what}.tif"), equal_nan=True), (name, what)
+
+
+@pytest.mark.parametrize("command", ["map", "explore", "info", "train", "series", "run", "calibrate"])
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0 and f"usage: xafsmap {command}" in capsys.readouterr().out
