@@ -151,9 +151,17 @@ def _done(folder: Path, key: str, settings: Settings) -> bool:
     return same and [r["sha256"] for r in then.get("references", [])] == [r["sha256"] for r in now["references"]]
 
 
-def _claim(out: Path, entries, sources, overwrite: bool) -> bool:
+def _is_series(out: Path) -> bool:
+    """``out`` holds the series.json of an earlier series (not just any file of that name)."""
+    try:
+        return json.loads((out / SERIES_FILE).read_text()).get("xafsmap_series") == 1
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _claim(out: Path, entries, sources) -> bool:
     """Check where the series may write; True when ``out`` is a series to resume."""
-    resume = (out / SERIES_FILE).is_file()
+    resume = _is_series(out)
     if not resume:
         claim_output(out, sources=sources)
     for entry in entries:  # each stack's folder: new, empty or a map folder of ours; never an input
@@ -162,7 +170,7 @@ def _claim(out: Path, entries, sources, overwrite: bool) -> bool:
 
 
 def _model_for_series(settings, references, entries, out: Path, resume: bool):
-    """``(saved model, settings with its training choices, trained Model and Prepared of the first stack or None)``."""
+    """``(saved model, settings with its training choices, (trained Model, Prepared) of the first stack or None)``."""
     if settings.model is not None:
         saved = load_model_for(settings, references)
         return saved, model_settings(settings, saved), None
@@ -182,7 +190,7 @@ def _model_for_series(settings, references, entries, out: Path, resume: bool):
     header = {"references": training["references"], "recipe": settings_to_dict(first), "training_key": key}
     path = write_model(out / MODEL_FILE, model, extra=header)
     # the model in memory maps as the file does (modelfile's contract): no need to read it back
-    return SavedModel(model, header, path, file_sha256(path)), settings, (model, prepared, key)
+    return SavedModel(model, header, path, file_sha256(path)), settings, (model, prepared)
 
 
 def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None, note=None):
@@ -227,7 +235,7 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
         raise FileNotFoundError(f"the settings name files that do not exist: {', '.join(missing)}")
     out = Path(out).expanduser().absolute()
     sources = [entry["path"] for entry in entries] + input_paths(replace(first, stack=None))
-    resume = _claim(out, entries, sources, overwrite)
+    resume = _claim(out, entries, sources)
     out.mkdir(parents=True, exist_ok=True)
     references = read_references(settings)
     saved, settings, trained = _model_for_series(settings, references, entries, out, resume)
@@ -251,7 +259,7 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
                     note(f"skipped {entry['name']}: its maps in {folder} were made with the same inputs and settings")
                 else:
                     reuse = trained if trained is not None and i == 0 else None
-                    _map_one(each, entry, folder, saved, reuse, references, sources, client,
+                    _map_one(each, folder, saved, reuse, references, sources, client,
                              extra={"series": {"key": key, "index": i + 1, "of": len(entries), "folder": str(out)},
                                     "model": model_info})
                     mapped.append(entry["name"])
@@ -277,10 +285,10 @@ def _failure(entry, i: int, n: int, error, rows, out: Path) -> str:
     return f"stack {i + 1} of {n} ({entry['path']}): {message}; {kept}; rerun to resume"
 
 
-def _map_one(settings, entry, folder, saved, trained, references, sources, client, *, extra):
+def _map_one(settings, folder, saved, trained, references, sources, client, *, extra):
     """Prepare, survey and map one stack into ``folder`` (all-or-nothing)."""
     if trained is not None:
-        model, prepared, _ = trained
+        model, prepared = trained
     else:
         prepared = prepare(settings)
         model = stack_model(settings, saved, prepared.stack)

@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ _SURVEY = ("noise", "profiles", "spectra", "spectra_variance", "spectra_max")
 _CLASSIFIER = ("references", "energies", "centroids", "noise", "confusion", "importances")
 
 
+@dataclass(frozen=True)
 class SavedModel:
     """A model read from a file, with its header.
 
@@ -56,8 +57,10 @@ class SavedModel:
         Of the whole file: names this model in the reports of the maps made with it.
     """
 
-    def __init__(self, model: Model, header: dict, path: Path, sha256: str):
-        self.model, self.header, self.path, self.sha256 = model, header, path, sha256
+    model: Model
+    header: dict
+    path: Path
+    sha256: str
 
 
 def array_sha256(array) -> str:
