@@ -1,4 +1,4 @@
-"""Command line: map, explore, info, calibrate, search-references, compare-models, run, export, demo.
+"""Command line: map, explore, info, calibrate, search-references, compare-models, run, export, demo, train, series.
 
 A contract other tools script against: options and output files are documented in
 docs/cli.md. Each command turns its options into
@@ -249,7 +249,40 @@ def run_export(args) -> dict:
     return {"classes": [r.name for r in found.records], "empty": found.empty, "prj": args.prj, "xdi": args.xdi}
 
 
+def run_train(args) -> Path:
+    """``xafsmap train``: train on a stack as ``map`` would, and save the model (:func:`~xafsmap.core.job.run_train`)."""
+    from .core.job import run_train as train_job
+
+    run = train_job(settings_from_args(args), out=args.out, overwrite=args.overwrite, progress=_progress(args, "training"))
+    _print_alignment(run.model.params.get("alignment"))
+    _print_warnings(run.model.warnings)
+    if not args.quiet:
+        classes = run.model.classifier.classes
+        print(f"xafsmap: wrote {run.path} ({len(classes)} classes over {', '.join(classes.references)}; held-out "
+              f"accuracy {run.model.classifier.accuracy:.3f})", file=sys.stderr)
+    return run.path
+
+
+def run_series(args) -> Path:
+    """``xafsmap series``: every stack mapped with one model, series.csv and series.png (:func:`~xafsmap.core.job.run_series`)."""
+    from .core.job import run_series as series_job
+
+    def note(text):
+        print(f"xafsmap: {text}", file=sys.stderr)
+
+    run = series_job(settings_from_args(args), out=args.out, overwrite=args.overwrite,
+                     progress=_progress(args, "series"), note=note)
+    _print_warnings(run.warnings)
+    if not args.quiet:
+        skipped = f", {len(run.skipped)} already done" if run.skipped else ""
+        print(f"xafsmap: wrote {run.out}/series.csv ({len(run.mapped)} stacks mapped{skipped}; model "
+              f"{run.model})", file=sys.stderr)
+    return run.out
+
+
 COMMANDS = {
+    "train": run_train,
+    "series": run_series,
     "map": run_map,
     "explore": run_explore,
     "info": run_info,

@@ -17,7 +17,7 @@ import math
 from .core.settings.schema import COMMANDS, SETTINGS, Settings
 from .core.settings.declare import ReferenceSpec, Setting
 
-__all__ = ["Parser", "build_parser", "flag_name", "settings_from_args", "version"]
+__all__ = ["Parser", "build_parser", "flag_name", "settings_from_args", "takes", "version"]
 
 #: Help of each command.
 HELP = {
@@ -30,7 +30,13 @@ HELP = {
     "run": "reproduce a recipe exported from the napari docks",
     "export": "class spectra of a map as XDI files and an Athena project",
     "demo": "map the built-in synthetic sample measurement",
+    "train": "train a model on a stack and save it (for --model)",
+    "series": "map many stacks with one model: DIR/<stack>/ maps, series.csv and series.png",
 }
+#: Commands that take every setting another command takes (``xafsmap series`` takes map's options).
+TAKES_OPTIONS_OF = {"series": "map", "train": "map"}
+#: Settings of the command they borrow from that a borrowing command leaves out.
+LEAVES_OUT = {"series": ("stack",), "train": ("metric", "zarr", "workers", "scheduler", "model")}
 #: Settings given as a repeated option (``--reference A --reference B``); required where they apply.
 REPEATED = {"references": True, "library": True, "sets": True}
 #: Settings of which at most one may be given.
@@ -113,14 +119,26 @@ def _int_or_auto(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"give a whole number or auto, not {text!r}") from None
 
 
+def takes(command: str, item: Setting) -> bool:
+    """Whether ``xafsmap command`` takes the setting as an option (its own or borrowed, :data:`TAKES_OPTIONS_OF`)."""
+    if command in item.commands:
+        return True
+    borrowed = TAKES_OPTIONS_OF.get(command)
+    return borrowed in item.commands and item.name not in LEAVES_OUT.get(command, ())
+
+
 def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     """Every setting ``command`` takes, as options; the stack positional (``--stack`` for export)."""
-    groups = {name: parser.add_mutually_exclusive_group() for pair in EXCLUSIVE for name in pair[:1]}
-    for pair in EXCLUSIVE:
-        for name in pair[1:]:
-            groups[name] = groups[pair[0]]
+    groups = {}
+    for pair in EXCLUSIVE:  # a group only where the command takes them: argparse's help fails on an empty one
+        if all(takes(command, SETTINGS[name]) for name in pair):
+            group = parser.add_mutually_exclusive_group()
+            groups.update(dict.fromkeys(pair, group))
     for item in SETTINGS.values():
-        if command not in item.commands:
+        if not takes(command, item):
+            continue
+        if item.name == "stacks":
+            parser.add_argument("stacks", nargs="*", metavar="STACK", help=item.help)
             continue
         if item.name == "stack" and command != "export":
             parser.add_argument("stack", help=item.help if command != "calibrate" else
@@ -135,10 +153,20 @@ def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                             help="foil reference spectrum (absolute calibration)")
 
 
-def _output_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument("--out", required=required, help="output folder (must not exist or be empty)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an output folder xafsmap wrote before (never one holding other files)")
+#: What ``--out`` and ``--overwrite`` mean where they are not a map folder.
+OUTPUT_HELP = {
+    "train": ("model file to write (.npz)", "replace a model file"),
+    "series": ("series folder: DIR/<stack name>/ maps, series.csv, series.png (new, empty, or a series folder "
+               "to resume)", "map again the stacks whose maps are already done"),
+}
+
+
+def _output_options(parser: argparse.ArgumentParser, *, required: bool = True, command: str = "") -> None:
+    out, overwrite = OUTPUT_HELP.get(command, ("output folder (must not exist or be empty)",
+                                               "replace an output folder xafsmap wrote before (never one holding "
+                                               "other files)"))
+    parser.add_argument("--out", required=required, help=out)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -156,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "labels.tif)")
         add_settings(command, name)
         if name not in ("info", "export"):
-            _output_options(command, required=name != "demo")
+            _output_options(command, required=name != "demo", command=name)
     sub["info"].add_argument("--json", action="store_true", help="print JSON")
     sub["demo"].set_defaults(out="demo-output")
     sub["demo"].add_argument("--no-view", action="store_true", help="do not open napari even with a display")
@@ -245,6 +273,6 @@ def settings_from_args(args: argparse.Namespace, *, base: Settings | None = None
     if given.get("scheduler"):
         scheduler_address(given["scheduler"])
     settings = replace(base, **given) if base is not None else Settings(**given)
-    if args.command in ("map", "search-references", "compare-models"):
-        check_settings(settings, name=flag_name, job=args.command)
+    if args.command in ("map", "train", "search-references", "compare-models"):
+        check_settings(settings, name=flag_name, job="map" if args.command == "train" else args.command)
     return settings

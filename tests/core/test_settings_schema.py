@@ -27,6 +27,7 @@ REQUIRED = {
     "compare-models": ["s.tif", "--set", "a=Fe.xdi", "--set", "b=FeO.xdi", "--out", "o"],
     "calibrate": ["foil.tif", "--out", "o"], "info": ["s.tif"], "run": ["r.toml", "--out", "o"],
     "export": ["maps"], "demo": [],
+    "train": ["s.tif", "--reference", "Fe.xdi", "--out", "m.npz"], "series": ["--reference", "Fe.xdi", "--out", "o"],
 }
 
 

@@ -9,6 +9,8 @@ and the sha256 of the inputs.
 from .explorejob import iter_explore_settings, run_explore
 from .inputs import hash_inputs
 from .mapjob import MapRun, iter_map_settings, map_into, run_map, write_result
+from .modeljob import TrainRun, load_model_for, reference_records, run_train
+from .series import SeriesRun, iter_apply, iter_series, run_series
 from .steps import (
     Prepared,
     check_sizes,
@@ -26,21 +28,29 @@ from .volumejob import VolumeRun, run_volume
 __all__ = [
     "MapRun",
     "Prepared",
+    "SeriesRun",
+    "TrainRun",
     "VolumeRun",
     "check_sizes",
     "classes_for",
     "hash_inputs",
     "input_paths",
+    "iter_apply",
     "iter_explore_settings",
     "iter_map_settings",
+    "iter_series",
+    "load_model_for",
     "map_into",
     "open_measurement",
     "prepare",
+    "reference_records",
     "references_for",
     "run_compare",
     "run_explore",
     "run_map",
     "run_search",
+    "run_series",
+    "run_train",
     "run_volume",
     "shift_map_for",
     "train",

@@ -33,6 +33,7 @@ from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from ..settings.values import check_settings
 from .inputs import hash_inputs, hashing_inputs
+from .modeljob import load_model_for, model_settings, stack_model
 from .steps import Prepared, check_sizes, input_paths, prepare, references_for, train
 
 __all__ = ["MapRun", "iter_map_settings", "map_into", "run_map", "write_result"]
@@ -77,12 +78,12 @@ def iter_map_settings(settings: Settings, stack, references, *, maps: dict | Non
                                                stack, metric=settings.metric, maps=maps))
 
 
-def _map_distributed(settings: Settings, stack, references, client):
-    """Train here, then map the bands on a dask.distributed cluster (the same maps)."""
+def _map_distributed(settings: Settings, stack, references, client, model: Model | None = None):
+    """Train here (unless ``model`` is given), then map the bands on a dask.distributed cluster (the same maps)."""
     from ..mapping.parallel import iter_map_distributed
 
     tic = time.perf_counter()
-    model = train(settings, stack, references)
+    model = train(settings, stack, references) if model is None else model
     train_s = time.perf_counter() - tic
     result = yield from iter_map_distributed(stack, model, client=client, metric=settings.metric)
     result.timings["train_s"] = train_s
@@ -90,20 +91,21 @@ def _map_distributed(settings: Settings, stack, references, client):
 
 
 def map_into(settings: Settings, prepared: Prepared, references, folder, maps: dict | None = None, *,
-             progress=None, client=None, extra: dict | None = None, moved=None) -> MapRun:
+             progress=None, client=None, extra: dict | None = None, moved=None, model: Model | None = None) -> MapRun:
     """Map as the settings say and write every file into an existing ``folder``.
 
     ``maps`` are the arrays to map into (:func:`~xafsmap.core.mapping.output.map_output`'s
     store), ``client`` a dask.distributed client, ``extra`` more report.json fields,
-    ``moved = (tmp, out)`` records inputs inside a temporary folder at their final place.
+    ``moved = (tmp, out)`` records inputs inside a temporary folder at their final place,
+    ``model`` a model for this stack instead of training (a saved model, a series').
     """
     tic = time.perf_counter()
     stack = prepared.stack
     with hashing_inputs(stack, [ref.spec for ref in settings.references], moved=moved) as inputs:
         if client is None:
-            generator = iter_map_settings(settings, stack, references, maps=maps)
+            generator = iter_map_settings(settings, stack, references, maps=maps, model=model)
         else:
-            generator = _map_distributed(settings, stack, references, client)
+            generator = _map_distributed(settings, stack, references, client, model)
         result = drive(generator, progress)
         result.timings["total_s"] = time.perf_counter() - tic
         report = {**prepared.extra, "recipe": settings_to_dict(settings), **(extra or {})}
@@ -165,13 +167,18 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
     with contextlib.ExitStack() as context:
         if client is None and (settings.workers or settings.scheduler):
             client = context.enter_context(open_client(scheduler=settings.scheduler, workers=settings.workers))
-        prepared = prepare(settings)
         references = references_for(settings)
+        saved = None if settings.model is None else load_model_for(settings, references)  # refused before any work
+        settings = settings if saved is None else model_settings(settings, saved)
+        prepared = prepare(settings)
         check_sizes(settings, prepared.stack, references, distributed=client is not None)
+        model = None if saved is None else stack_model(settings, saved, prepared.stack)
+        extra = extra if saved is None else {**(extra or {}), "model": {"path": str(saved.path), "sha256": saved.sha256}}
         shape = prepared.stack.data.shape
         with map_output(out, k=len(references), rows=shape[1], cols=shape[2], band=band_rows(shape),
                         zarr=settings.zarr, overwrite=overwrite, sources=sources) as (folder, maps):
-            run = map_into(settings, prepared, references, folder, maps, progress=progress, client=client, extra=extra)
+            run = map_into(settings, prepared, references, folder, maps, progress=progress, client=client, extra=extra,
+                           model=model)
     return MapRun(Path(out), run.accuracy, run.class_counts, run.warnings, run.params)
 
 

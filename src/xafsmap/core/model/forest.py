@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CompiledForest", "compile_forest", "has_numba", "predict_proba"]
+__all__ = ["CompiledForest", "compile_forest", "has_numba", "predict_proba", "walk_forest"]
 
 #: Rows walked together through one tree (interleaved; 32–128 measured best).
 BLOCK_ROWS = 64
@@ -215,8 +215,8 @@ def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS, parallel: bool = T
         raise ValueError(f"features have {x.shape[1]} columns but the forest was trained on {n_features}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not has_numba() or not np.all(np.isfinite(x)):
-        if compiled is not None:
-            raise ValueError("a CompiledForest needs numba and finite features; pass the scikit-learn forest")
+        if compiled is not None:  # a forest read from a model file: no scikit-learn trees to call
+            return walk_forest(compiled, x)
         return forest.predict_proba(x)
     if compiled is None:
         compiled = getattr(forest, "_xafsmap_compiled", None)
@@ -234,6 +234,37 @@ def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS, parallel: bool = T
         else:
             _kernels()[0](*args)
     return out
+
+
+def walk_forest(compiled: CompiledForest, x) -> np.ndarray:
+    """:func:`predict_proba` of a compiled forest in numpy (no numba needed).
+
+    Every row advances one level per step through each tree (a loop over trees and
+    levels, not rows). ``NaN`` features go right (``x <= threshold`` is false), where
+    scikit-learn sends them to the child that saw more training samples: the two agree
+    on finite features.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> x = np.arange(40.0, dtype=np.float32).reshape(20, 2); y = np.arange(20) % 2
+    >>> f = RandomForestClassifier(5, random_state=0).fit(x, y)
+    >>> bool(np.allclose(walk_forest(compile_forest(f), x), f.predict_proba(x)))
+    True
+    """
+    x = np.asarray(x, dtype=np.float32)
+    rows = np.arange(x.shape[0])
+    out = np.zeros((x.shape[0], compiled.classes.size), np.float64)
+    for root, depth in zip(compiled.roots, compiled.depths):
+        node = np.full(x.shape[0], root, np.int64)
+        for _ in range(int(depth)):
+            right = ~(x[rows, compiled.feature[node]] <= compiled.thresholds[node])
+            node = compiled.children[node, right.astype(np.intp)].astype(np.int64)
+        code = compiled.leaf_code[node]
+        pure = code >= 0
+        out[rows[pure], code[pure]] += 1.0
+        out[~pure] += compiled.leaf_values[-1 - code[~pure]]
+    return out / compiled.n_trees
 
 
 _KERNEL_LOCK = threading.Lock()

@@ -26,7 +26,8 @@ __all__ = ["COMMANDS", "DEFAULTS", "SECTIONS", "SETTINGS", "Settings"]
 SECTIONS = ("input", "prepare", "calibration", "normalization", "classes", "classifier", "explore", "output",
             "trust", "cluster")
 #: Commands of ``xafsmap`` that take settings.
-COMMANDS = ("map", "explore", "info", "calibrate", "search-references", "compare-models", "run", "export", "demo")
+COMMANDS = ("map", "explore", "info", "calibrate", "search-references", "compare-models", "run", "export", "demo",
+            "train", "series")
 _INPUT = ("map", "explore", "info", "calibrate", "search-references", "compare-models", "export")
 _PREPARED = ("map", "explore", "search-references", "compare-models")
 _FITTED = ("map", "search-references")
@@ -56,6 +57,12 @@ class Settings:
     stack: str | None = setting(
         None, "input", "path", "multi-page TIFF, folder or glob of one TIFF per energy, STXM .hdr, HDF5/NeXus file "
         "(FILE.h5 or FILE.h5:/path/to/dataset) or Zeiss/Xradia .txrm", commands=_INPUT, label="Stack")
+    stacks: tuple[str, ...] = setting((), "input", "paths", "the stacks of a series, mapped in this order (or --list)",
+                                      commands=("series",), label="Stacks", metavar="STACK")
+    series_list: str | None = setting(
+        None, "input", "path", "CSV of the series: a 'path' column (relative to the CSV's folder) and any others "
+        "(time, temperature ...), copied into series.csv", commands=("series",), flag="--list", key="list",
+        label="Series list", metavar="FILE.csv")
     sample: str | None = setting(None, "input", "choice", "the built-in synthetic sample measurement instead of a stack",
                                  choices=("fe_sample",))
     energies: str | None = setting(
@@ -159,6 +166,10 @@ class Settings:
         None, "classifier", "float", "absorbance above which a pixel is flagged too thick", unit="absorbance",
         low=0.0, high=1000.0, open_low=True, commands=_FITTED, label="Too thick above",
         auto="measured (where the references stop explaining the surveyed pixels)", decimals=3, step=0.1)
+    model: str | None = setting(
+        None, "classifier", "path", "map with this saved model (xafsmap train) instead of training; refused if it "
+        "was made for other references, energies or normalization", commands=("map", "series", "run"),
+        auto="train on the stack", label="Saved model", metavar="MODEL")
     # [explore] components, clusters, NMF (xafsmap explore, the Explore dock)
     components: int | None = setting(
         None, "explore", "int", "principal components to keep", low=1, high=12, commands=("explore",),
