@@ -160,7 +160,7 @@ def main(argv=None) -> dict:
             app.processEvents()
         watch = DrawWatch(viewer, app)
         _, inspect = viewer.window.add_plugin_dock_widget("xafsmap", "6 Inspect")
-        _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Measurement")
+        _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Stack")
         for _ in range(20):
             app.processEvents()
 

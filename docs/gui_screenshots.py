@@ -13,8 +13,8 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 HERE = Path(__file__).resolve().parent / "images"
-DOCKS = [("measurement", "1 Measurement"), ("prepare", "2 Prepare"), ("references", "3 References"),
-         ("classes", "4 Classes"), ("classify", "5 Classify"), ("inspect", "6 Inspect"), ("trust", "7 Trust")]
+DOCKS = [("measurement", "1 Stack"), ("prepare", "2 Prepare"), ("references", "3 References"),
+         ("classes", "4 Classes"), ("classify", "5 Map"), ("inspect", "6 Inspect"), ("trust", "7 Trust")]
 LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference-library" / "als-10.3.2-fe-k"
 
 

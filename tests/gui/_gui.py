@@ -10,3 +10,11 @@ def wait_for(qtbot, dock, *, timeout=60_000):
         pass
     assert not errors, f"worker failed: {errors[0]!r}"
     return worker
+
+
+def result_layer(viewer, what):
+    """The result layer ``what`` (e.g. ``"classes"``) of the viewer's measurement (None if absent)."""
+    from xafsmap._widgets._base import find_layer
+    from xafsmap._widgets._session import session_for
+
+    return find_layer(viewer, session_for(viewer).layer_title(what))

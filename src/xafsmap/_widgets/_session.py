@@ -141,6 +141,11 @@ class Session:
         return str(path)
 
     # derived -------------------------------------------------------------
+    def layer_title(self, what: str) -> str:
+        """Name of a result layer: ``what`` after the measurement's layer name (``sample classes``),
+        so results of two stacks, or a user's layer called ``classes``, never collide."""
+        return f"{self.layer_name} {what}" if self.layer_name else what
+
     def prepared(self):
         """The measurement drift-corrected, energy-calibrated, cropped and binned as chosen
         (:func:`xafsmap.core.job.prepare` with the drift and shift map measured in the docks)."""

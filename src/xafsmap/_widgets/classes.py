@@ -49,7 +49,7 @@ class ClassesWidget(Dock):
         self.layout().addWidget(self.plot)
         self.layout().addWidget(self.status)
         self.table.itemChanged.connect(lambda *_: self._table_edited())
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
         self._show()
 
     def names(self) -> list[str]:

@@ -83,7 +83,7 @@ class ExploreWidget(Dock):
         self.scatter = ScatterPanel(self)
         self.tabs.addTab(self.scatter, "Scatter")
         self.pick_box.currentTextChanged.connect(lambda text: self.name_edit.setText(text))
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
 
     def _page(self, title):
         from qtpy.QtWidgets import QFormLayout

@@ -46,16 +46,10 @@ class InspectWidget(Dock):
         self.pending = None
         self.shown = None
         self._raw_line = self._norm_line = None
-        napari_viewer.mouse_drag_callbacks.append(self._on_click)
-        napari_viewer.mouse_move_callbacks.append(self._on_move)
-        self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
-
-    @staticmethod
-    def _disconnect(viewer):
-        for callbacks in (viewer.mouse_drag_callbacks, viewer.mouse_move_callbacks):
-            for callback in list(callbacks):
-                if getattr(callback, "__self__", None).__class__ is InspectWidget:
-                    callbacks.remove(callback)
+        for callbacks, callback in ((napari_viewer.mouse_drag_callbacks, self._on_click),
+                                    (napari_viewer.mouse_move_callbacks, self._on_move)):
+            callbacks.append(callback)
+            self.tasks.on_close(lambda callbacks=callbacks, callback=callback: callbacks.remove(callback))
 
     # mouse ---------------------------------------------------------------
     def _on_click(self, viewer, event):
@@ -115,8 +109,8 @@ class InspectWidget(Dock):
         shift = None if session.shift_map is None else session.shift_map.shift
         drift = session.drift if session.settings.register else None
         worker = self.launch(read_spectrum, session.stack, *block, params, drift, shift,
-                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum")
-        worker.finished.connect(self._next)
+                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum",
+                             finished=self._next, progress=False)
 
     def _next(self):
         if self.pending is not None:

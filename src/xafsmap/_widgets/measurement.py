@@ -90,8 +90,8 @@ class MeasurementWidget(Dock):
         self.layout().addWidget(self.status)
         self.layout().addStretch()
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
-        self.session.changed.connect(self._on_session)
+            self.listen(event, lambda *_: self.refresh_layers())
+        self.listen(self.session.changed, self._on_session)
         self.refresh_layers()
 
     def stack_layers(self) -> list:

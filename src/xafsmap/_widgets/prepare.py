@@ -47,8 +47,8 @@ class PrepareWidget(Dock):
         self.layout().addStretch()
         self.preview = None
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
-        self.session.changed.connect(self._on_session)
+            self.listen(event, lambda *_: self.refresh_layers())
+        self.listen(self.session.changed, self._on_session)
         self.refresh_layers()
 
     def refresh_layers(self):
@@ -118,7 +118,7 @@ class PrepareWidget(Dock):
         mask = preview.mask(threshold)
         grid = preview.grid
         labels = mask.astype(np.uint8)
-        set_layer(self.viewer, labels, kind="labels", update=True, name=MASK_LAYER, opacity=0.4,
+        set_layer(self.viewer, labels, kind="labels", update=True, name=self.session.layer_title(MASK_LAYER), opacity=0.4,
                   colormap={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.8, 1.0, 1.0)},
                   **grid.transform(**self.session.map_transform()))
         self._draw_histogram(preview, threshold)

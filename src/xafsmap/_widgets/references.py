@@ -78,7 +78,7 @@ class ReferencesWidget(Dock):
         self.layout().addWidget(self.plot)
         self.layout().addWidget(self.status)
         self.table.itemChanged.connect(self._edited)
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
         self._fill()
         self._show_align()
 
