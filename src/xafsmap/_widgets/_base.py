@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ._session import session_for
 
@@ -72,15 +81,44 @@ class Dock(QWidget):
         self.worker = None
         self.tasks = Tasks()
         self.destroyed.connect(self.tasks.close)
-        self.setLayout(QVBoxLayout())
+        # everything in a scroll area: a dock fits a 1366 × 768 screen, tabbed or stacked
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        inner = QWidget()
+        scroll.setWidget(inner)
+        outer.addWidget(scroll)
+        self.body = QVBoxLayout(inner)
         self.form = QFormLayout()
-        self.layout().addLayout(self.form)
+        self.body.addLayout(self.form)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        warm_up()
 
     def listen(self, signal, slot) -> None:
         """Connect ``slot`` to a session or viewer signal for the dock's lifetime."""
         self.tasks.connect(signal, self.tasks.guard(slot))
+
+    def later(self, steps: dict) -> None:
+        """Run ``steps`` (``{key: function}``) one per turn of the event loop: each adding a layer
+        takes ~0.1 s, and the viewer answers between them. A step replaces a pending one of the
+        same key (a layer updated twice before its turn is updated once)."""
+        queue = self.__dict__.setdefault("_steps", {})
+        idle = not queue
+        for key, step in steps.items():
+            queue.pop(key, None)
+            queue[key] = step
+        if idle and queue:
+            QTimer.singleShot(0, self.tasks.guard(self._next_step))
+
+    def _next_step(self):
+        queue = self._steps
+        if queue:
+            queue.pop(next(iter(queue)))()
+        if queue:
+            QTimer.singleShot(0, self.tasks.guard(self._next_step))
 
     def button(self, text: str, slot, *, tip: str = "") -> QPushButton:
         button = QPushButton(text)
@@ -144,6 +182,29 @@ class Dock(QWidget):
         self.status.setText(text)
 
 
+_WARMED = []
+
+
+def warm_up() -> None:
+    """Compile, once per process and off the GUI thread, what napari compiles the first time
+    it draws a Labels layer with given colours (its numba colour lookup: ~1.7 s, which
+    otherwise freezes the viewer when the first map, mask or region layer appears)."""
+    import threading
+
+    if _WARMED:
+        return
+    _WARMED.append(True)
+
+    def compile_lookup():
+        import napari.layers
+
+        colormap = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (1.0, 0.0, 0.0, 1.0), 2: (0.0, 1.0, 0.0, 1.0)}
+        for dtype in (np.uint16, np.uint8):
+            napari.layers.Labels(np.zeros((2, 2), dtype), colormap=colormap)  # a model only: no Qt
+
+    threading.Thread(target=compile_lookup, name="xafsmap warm-up", daemon=True).start()
+
+
 #: Tasks running longer than this (seconds) show a progress bar.
 PROGRESS_AFTER = 0.5
 
@@ -205,6 +266,9 @@ def notify_errors(what: str):
 
 #: Metadata key marking the layers xafsmap made (value: the name it gave them).
 TAG = "xafsmap_layer"
+#: What :func:`set_layer` changes on a layer it updates; ``APPLIED`` records it, so unchanged
+#: styles are not set again.
+STYLE, APPLIED = ("scale", "translate", "features", "colormap", "contrast_limits", "opacity"), "xafsmap_style"
 
 
 def find_layer(viewer, name: str):
@@ -228,22 +292,33 @@ def set_layer(viewer, data, *, kind: str = "image", update: bool = True, **meta)
     name = meta["name"]
     after = {key: meta.pop(key) for key in ("contour", "colorbar") if key in meta}  # not arguments of add_*
     kinds = {"image": napari.layers.Image, "labels": napari.layers.Labels}
-    meta["metadata"] = {**meta.get("metadata", {}), TAG: name}
     layer = find_layer(viewer, name)
+    meta["metadata"] = {**(layer.metadata if layer is not None else {}), **meta.get("metadata", {}), TAG: name}
     if layer is not None and isinstance(layer, kinds[kind]) and layer.ndim == np.ndim(data) \
             and getattr(layer, "rgb", False) == bool(meta.get("rgb", False)):
-        layer.data = data
-        for key in ("scale", "translate", "metadata", "features", "colormap", "contrast_limits", "opacity"):
-            if key in meta:
-                setattr(layer, key, meta[key])
+        applied = layer.metadata.get(APPLIED, {})
+        style = {key: meta[key] for key in STYLE if key in meta}
+        if layer.data is not data:
+            layer.data = data
+        elif not any(repr(value) != applied.get(key) for key, value in style.items()):
+            layer.refresh()  # the same arrays, filled meanwhile (a map written band by band)
+        for key, value in style.items():
+            if repr(value) != applied.get(key):  # a colormap or features set again costs a redraw
+                setattr(layer, key, value)
+        meta["metadata"][APPLIED] = {key: repr(value) for key, value in style.items()}
+        layer.metadata = meta["metadata"]
     else:
         if layer is not None:
             viewer.layers.remove(layer)
+        meta["metadata"][APPLIED] = {key: repr(meta[key]) for key in STYLE if key in meta}
         layer = getattr(viewer, f"add_{kind}")(data, **meta)
     if "contour" in after:
         layer.contour = after["contour"]
-    if after.get("colorbar"):
-        layer.colorbar.visible = True
+    if after.get("colorbar") and not layer.metadata.get("xafsmap_colorbar"):
+        # a colour bar while the map is shown (made when first shown: each costs a canvas overlay)
+        layer.metadata["xafsmap_colorbar"] = True
+        layer.colorbar.visible = layer.visible
+        layer.events.visible.connect(lambda event: setattr(event.source.colorbar, "visible", event.source.visible))
     return layer
 
 

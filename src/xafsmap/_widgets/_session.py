@@ -43,6 +43,26 @@ class Entry:
     reference: object = None  # the core Reference, read once
 
 
+#: A library folder with at most this many references comes ticked (more: the user picks).
+TICK_FOLDER = 6
+
+
+def read_entries(path) -> list[Entry]:
+    """Entries of a reference file (every record; ticked when it holds one) or of a library
+    folder (ticked when it holds at most :data:`TICK_FOLDER` references)."""
+    from ..core.io.library import scan_library
+    from ..core.io.references import read_references
+
+    path = Path(path)
+    if path.is_dir():
+        refs, _ = scan_library(path)
+        if not refs:
+            raise ValueError(f"no readable reference spectrum in {path}")
+        return [Entry(ref.source, ref.name, 0.0, len(refs) <= TICK_FOLDER, ref) for ref in refs]
+    refs = read_references(path)
+    return [Entry(ref.source, ref.name, 0.0, len(refs) == 1, ref) for ref in refs]
+
+
 def training_key(settings: Settings) -> Settings:
     """The settings a trained model depends on (the others reset to their defaults)."""
     return replace(settings, **{name: getattr(DEFAULTS, name) for name in NOT_TRAINING})
@@ -105,6 +125,13 @@ class Session:
         refs = tuple(ReferenceSpec(e.spec, e.name, float(e.offset)) for e in self.entries if e.use)
         self.settings = replace(self.settings, references=refs)
         self.changed.emit("references")
+
+    def add_references(self, path) -> list[Entry]:
+        """Add the references of a file or folder (see :func:`read_entries`) not already listed."""
+        known = {entry.spec for entry in self.entries}
+        new = [entry for entry in read_entries(path) if entry.spec not in known]
+        self.set_entries(self.entries + new)
+        return new
 
     def set_shift_map(self, shift_map, *, origin: str | None = None, foil=None, reference=None, path=None) -> None:
         """Use an energy-shift map (``None``: no calibration); the settings record where it came from.

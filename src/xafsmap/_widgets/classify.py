@@ -91,9 +91,9 @@ class ClassifyWidget(Dock):
         self.form.addRow(self.warnings)
         self.class_table = ClassTable()
         self.class_table.setToolTip("click a class to show it alone in the map; click again to show all")
-        self.layout().addWidget(self.class_table)
+        self.body.addWidget(self.class_table)
         self.plot = PlotCanvas(2, height=4.6)
-        self.layout().addWidget(self.plot)
+        self.body.addWidget(self.plot)
         row = QWidget()
         line = QHBoxLayout(row)
         line.setContentsMargins(0, 0, 0, 0)
@@ -104,8 +104,8 @@ class ClassifyWidget(Dock):
         line.addWidget(self.controls["zarr"])
         line.addWidget(self.button("Export recipe…", self._export_dialog))
         line.addWidget(self.button("Load recipe…", self._load_dialog))
-        self.layout().addWidget(row)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(row)
+        self.body.addWidget(self.status)
         self.listen(self.session.changed, self._on_session)
         self._on_session("recipe")
 
@@ -206,7 +206,7 @@ class ClassifyWidget(Dock):
             self.report(f"mapping band {kind} of {payload}")
             if time.perf_counter() - self._drawn_at > REDRAW_S:
                 self._drawn_at = time.perf_counter()
-                for layer in self._map_layers:
+                for layer in self._map_layers.values():
                     if layer.visible:
                         layer.refresh()
 
@@ -216,23 +216,27 @@ class ClassifyWidget(Dock):
             self.worker.quit()
 
     def _show_maps(self, classifier, maps, *, limits):
-        """Show (or update in place) the classes and the float maps of ``maps``."""
+        """Show (or update in place) the classes now and the float maps of ``maps`` over the next
+        turns of the event loop (one layer per turn); returns the classes layer."""
         from .._reader import labels_layer
 
         classes = classifier.classes
         grid, title = self.session.map_transform(), self.session.layer_title
-        layers = []
-        for name in MAP_IMAGES:
-            layers.append(set_layer(self.viewer, maps[name], name=title(name), visible=False, colormap="viridis", colorbar=True,
-                                    contrast_limits=limits.get(name, (0.0, 1.0)), **grid))
-        for ref, plane in zip(classes.references, maps["fractions"]):
-            layers.append(set_layer(self.viewer, plane, name=title(f"fraction {ref}"), visible=False,
-                                    colormap="magma", contrast_limits=(0.0, 1.0), **grid))
         data, meta, _ = labels_layer(maps["labels"], list(classes.names), compositions=classes.compositions,
                                      references=list(classes.references), name=title("classes"))
         labels = set_layer(self.viewer, data, kind="labels", **meta, **grid)
-        self.viewer.layers.selection.active = labels
-        self._map_layers = [labels, *layers]
+        self._map_layers = {**getattr(self, "_map_layers", {}), "classes": labels}
+
+        def image(plane, name, **style):
+            def show():
+                self._map_layers[name] = set_layer(self.viewer, plane, name=title(name), visible=False, **style, **grid)
+
+            return show
+
+        self.later({**{name: image(maps[name], name, colormap="viridis", colorbar=True,
+                                   contrast_limits=limits.get(name, (0.0, 1.0))) for name in MAP_IMAGES},
+                    **{f"fraction {ref}": image(plane, f"fraction {ref}", colormap="magma", colorbar=True, contrast_limits=(0.0, 1.0))
+                       for ref, plane in zip(classes.references, maps["fractions"])}})
         return labels
 
     def _mapped(self, result, limits, counts, settings, prepared):

@@ -51,8 +51,8 @@ class ExploreWidget(Dock):
         self.result = None
         self.extra_spectra: dict[str, tuple] = {}  # region spectra: name -> (energies, mu)
         self.tabs = QTabWidget()
-        self.layout().addWidget(self.tabs)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.tabs)
+        self.body.addWidget(self.status)
         page, form = self._page("Explore")
         self.controls = controls(form, SETTINGS_SHOWN, on_change=self._changed)
         self.explore_button = self.button("Explore", self.explore, tip="learn on the survey's grid of pixels, then "

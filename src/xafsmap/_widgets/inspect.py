@@ -39,10 +39,10 @@ class InspectWidget(Dock):
         self.form.addRow(self.region_button)
         self.info = QLabel("click a pixel of the stack or the maps")
         self.info.setWordWrap(True)
-        self.layout().addWidget(self.info)
+        self.body.addWidget(self.info)
         self.plot = PlotCanvas(2, height=4.6)
-        self.layout().addWidget(self.plot)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.plot)
+        self.body.addWidget(self.status)
         self.pending = None
         self.shown = None
         self._raw_line = self._norm_line = None
