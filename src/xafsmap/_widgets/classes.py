@@ -135,6 +135,8 @@ class ClassesWidget(Dock):
         if part == "recipe":
             for name, widget in self.controls.items():
                 widget.show_value(getattr(settings, name))
+            self.plot.clear()  # training spectra of the choices before the recipe
+            self.plot.draw()
         rows = settings.compositions
         if part == "references" and rows is not None and len(rows[0]) != len(self.names()):
             # the table's columns follow the ticked references: start again from the rule

@@ -15,6 +15,8 @@ from .classtable import ClassTable
 from ._session import training_key
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
+#: Layers hidden when the first map appears (they would tint it).
+COVERED = ("mask preview", "shift (eV)", "shift residual (eV)", "shift uncertainty (eV)")
 #: While mapping, visible maps are redrawn at most this often (seconds).
 REDRAW_S = 0.5
 
@@ -37,10 +39,11 @@ def train_steps(settings, stack, references):
     return model
 
 
-def train_and_map(settings, stack, references, model=None):
+def train_and_map(settings, stack, references, model=None, reuse=None):
     """Worker generator: train unless ``model`` is given (yields ``("model", model)``), yield
     ``("maps", (model, maps))`` — the empty maps the bands are written into, for the viewer to
-    show while they fill — then map band by band (yielding ``(done, total)``).
+    show while they fill (``reuse``: the maps shown before, refilled when their shapes fit) —
+    then map band by band (yielding ``(done, total)``).
 
     Returns ``(result, limits, counts)``: the MapResult, contrast limits of its float maps and
     pixels per class, measured here so the GUI thread never reads a whole map.
@@ -55,6 +58,11 @@ def train_and_map(settings, stack, references, model=None):
         yield ("model", model)
     _, rows, cols = stack.data.shape
     maps = new_maps(model.classifier.references.shape[0], rows, cols)
+    if reuse is not None and all(name in reuse and reuse[name].shape == empty.shape and reuse[name].dtype == empty.dtype
+                                 for name, empty in maps.items()):
+        for name, empty in maps.items():  # the arrays the viewer shows: refilled, the layers only redrawn
+            reuse[name][...] = empty.flat[0]
+        maps = {name: reuse[name] for name in maps}
     yield ("maps", (model, maps))
     result = yield from iter_classify(stack, model, metric=settings.metric, maps=maps)
     return result, {name: contrast_limits(getattr(result, name)) for name in MAP_IMAGES}, result.class_counts
@@ -89,6 +97,7 @@ class ClassifyWidget(Dock):
         self.warnings.setWordWrap(True)
         self.warnings.setStyleSheet("color: #f0a030")
         self.form.addRow(self.warnings)
+        self._shown_maps = None  # the maps the layers show (refilled by the next Map)
         self.class_table = ClassTable()
         self.class_table.setToolTip("click a class to show it alone in the map; click again to show all")
         self.body.addWidget(self.class_table)
@@ -188,7 +197,11 @@ class ClassifyWidget(Dock):
         self._train_s = None
         self.cancel_button.setEnabled(True)
         self.report("training…" if model is None else "mapping…")
-        self.launch(train_and_map, settings, prepared.stack, references, model,
+        reuse = self._shown_maps if self._shown_maps is not None and self.session.result is not None and \
+            self.session.result.labels is self._shown_maps["labels"] else None
+        if reuse is not None:
+            self.session.result = None  # its arrays are refilled now
+        self.launch(train_and_map, settings, prepared.stack, references, model, reuse,
                     done=lambda value: self._mapped(*value, settings, prepared), yielded=self._yielded,
                     what="Mapping", buttons=(self.train_button, self.map_button),
                     finished=lambda: self.cancel_button.setEnabled(False),
@@ -224,7 +237,13 @@ class ClassifyWidget(Dock):
         grid, title = self.session.map_transform(), self.session.layer_title
         data, meta, _ = labels_layer(maps["labels"], list(classes.names), compositions=classes.compositions,
                                      references=list(classes.references), name=title("classes"))
+        self._shown_maps = maps
+        new = find_layer(self.viewer, title("classes")) is None
         labels = set_layer(self.viewer, data, kind="labels", **meta, **grid)
+        for name in COVERED if new else ():  # the first map goes on top of the mask preview and shift map
+            covered = find_layer(self.viewer, title(name))
+            if covered is not None:
+                covered.visible = False
         self._map_layers = {**getattr(self, "_map_layers", {}), "classes": labels}
 
         def image(plane, name, **style):
@@ -242,8 +261,10 @@ class ClassifyWidget(Dock):
     def _mapped(self, result, limits, counts, settings, prepared):
         self.session.result, self.session.result_settings, self.session.result_prepared = result, settings, prepared
         classes = result.classifier.classes
-        labels = self._show_maps(result.classifier, {name: getattr(result, name) for name in
-                                                     ("labels", "fractions", *MAP_IMAGES)}, limits=limits)
+        from ..core.mapping.maps import new_maps
+
+        labels = self._show_maps(result.classifier, {name: getattr(result, name) for name in new_maps(1, 1, 1)},
+                                 limits=limits)
         self.class_table.show_classes(labels, list(classes.names), classes.compositions, list(classes.references),
                                       [counts[name] for name in classes.names])
         waited = time.perf_counter() - self._map_started

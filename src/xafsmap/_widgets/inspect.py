@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QLabel
 
-from ._base import Dock, notify_errors
+from ._base import TAG, Dock, find_layer, notify_errors
 from ._plot import PlotCanvas
 
+#: The layer outlining the inspected pixel.
+MARKER = "inspected pixel"
 #: References drawn besides the class spectrum: those with at least this fraction.
 SHOWN_FRACTION = 0.1
 
@@ -81,6 +83,23 @@ class InspectWidget(Dock):
         """Read and show map pixel ``(row, col)`` (of the prepared grid) in a worker."""
         rows, cols = self.session.pixel_block(row, col)
         self._read((rows, cols), f"pixel ({row}, {col})", (row, col))
+        self.mark(row, col)
+
+    def mark(self, row: int, col: int):
+        """Outline the inspected map pixel in the viewer (a Points layer, moved in place)."""
+        name = self.session.layer_title(MARKER)
+        layer = find_layer(self.viewer, name)
+        if layer is None:
+            selection = self.viewer.layers.selection.active  # adding a layer would select it
+            layer = self.viewer.add_points([[row, col]], name=name, symbol="square", size=1.4,
+                                           face_color="transparent", border_color="#ff4ae0", border_width=0.15,
+                                           metadata={TAG: name}, **self.session.map_transform())
+            self.viewer.layers.selection.active = selection
+        else:
+            grid = self.session.map_transform()
+            layer.scale, layer.translate = grid["scale"], grid["translate"]
+            layer.data = [[row, col]]
+        return layer
 
     @notify_errors("Inspect")
     def inspect_shape(self):

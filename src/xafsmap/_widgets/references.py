@@ -136,6 +136,9 @@ class ReferencesWidget(Dock):
             self._fill()
         if part == "recipe":
             self._show_align()
+            self.plot.clear()  # drawn for the choices before the recipe
+            self.plot.draw()
+            self.alignment.setText("")
         if part in ("model", "result") and self.session.model is not None:
             self.show_offset(self.session.model.params.get("alignment"), source="the trained model")
 

@@ -319,6 +319,11 @@ class TrustWidget(Dock):
             if not text or text == self._sets_auto:
                 self._sets_auto = self.default_sets()
                 self.sets_edit.setText(self._sets_auto)
-        if part in ("measurement", "prepare", "calibration", "recipe"):
+        if part in ("measurement", "prepare", "calibration", "recipe"):  # results of other choices
             self.found = self.search_result = None
+            self.region_box.clear()
+            self.table.setRowCount(0)
+            self.verdict.setText("")
+            self.plot.clear()
+            self.plot.draw()
 
