@@ -90,12 +90,20 @@ class Dock(QWidget):
         inner = QWidget()
         scroll.setWidget(inner)
         outer.addWidget(scroll)
+        self._scroll, self._inner = scroll, inner
         self.body = QVBoxLayout(inner)
         self.form = QFormLayout()
         self.body.addLayout(self.form)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         warm_up()
+
+    def showEvent(self, event):  # noqa: N802 - Qt's name
+        """As wide as the content asks (up to :data:`MAX_WIDTH`): only the height scrolls."""
+        if not self._scroll.minimumWidth():
+            bar = self._scroll.verticalScrollBar().sizeHint().width()
+            self._scroll.setMinimumWidth(min(self._inner.minimumSizeHint().width() + bar + 4, MAX_WIDTH))
+        super().showEvent(event)
 
     def listen(self, signal, slot) -> None:
         """Connect ``slot`` to a session or viewer signal for the dock's lifetime."""
@@ -204,6 +212,9 @@ def warm_up() -> None:
 
     threading.Thread(target=compile_lookup, name="xafsmap warm-up", daemon=True).start()
 
+
+#: Widest a dock makes itself (pixels): a 1366-pixel screen keeps half for the canvas.
+MAX_WIDTH = 470
 
 #: Tasks running longer than this (seconds) show a progress bar.
 PROGRESS_AFTER = 0.5

@@ -179,7 +179,7 @@ class Session:
         from ..core.job import prepare
 
         if self.stack is None:
-            raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
+            raise ValueError("no measurement yet: pick an image layer in the Stack dock")
         s = self.settings
         if s.register and self.drift is None:
             raise ValueError("the drift across energies is not measured yet (drift correction is ticked)")
@@ -228,7 +228,7 @@ class Session:
                              "recipe can name it")
         if self.settings.stack is None and self.settings.sample is None:
             raise ValueError("the measurement was not opened from files, so a recipe cannot reopen it: "
-                             "open the stack from its file (Measurement dock) first")
+                             "open the stack from its file (Stack dock) first")
         check_settings(self.settings)
         return self.settings
 

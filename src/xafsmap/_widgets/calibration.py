@@ -125,7 +125,7 @@ class CalibrationPanel(QGroupBox):
     def self_calibrate(self):
         """Measure the shift map on the chosen region of the measurement itself (worker)."""
         if self.session.stack is None:
-            raise ValueError("pick the measurement first (Measurement dock)")
+            raise ValueError("pick the measurement first (Stack dock)")
         name = self.region_box.currentText()
         if not name:
             raise ValueError("paint the region of a known or uniform phase in a Labels layer first")
@@ -217,7 +217,7 @@ class CalibrationPanel(QGroupBox):
     def measure_drift(self, *, register: bool | None = None):
         """Measure the drift across energies (worker); report it and correct it if ticked."""
         if self.session.stack is None:
-            raise ValueError("pick the measurement first (Measurement dock)")
+            raise ValueError("pick the measurement first (Stack dock)")
         register = self.register_box.isChecked() if register is None else register
         self.dock.launch(measure, self.session.stack, what="Measuring the drift", buttons=self.buttons,
                          done=lambda value: self._measured(value, register))

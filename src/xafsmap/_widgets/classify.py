@@ -21,7 +21,7 @@ COVERED = ("mask preview", "shift (eV)", "shift residual (eV)", "shift uncertain
 REDRAW_S = 0.5
 
 
-#: The Classify dock's settings, in the order of its form.
+#: The Map dock's settings, in the order of its form.
 SETTINGS_SHOWN = ("features", "smooth", "n_per_class", "n_trees", "fit_range", "metric", "seed", "thick")
 
 
@@ -248,7 +248,9 @@ class ClassifyWidget(Dock):
 
         def image(plane, name, **style):
             def show():
+                active = self.viewer.layers.selection.active  # a new layer would take the selection
                 self._map_layers[name] = set_layer(self.viewer, plane, name=title(name), visible=False, **style, **grid)
+                self.viewer.layers.selection.active = active
 
             return show
 

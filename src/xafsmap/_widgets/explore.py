@@ -35,7 +35,7 @@ def explore_measurement(session):
     from ..core.job import iter_explore_settings
 
     if session.stack is None:
-        raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
+        raise ValueError("no measurement yet: pick an image layer in the Stack dock")
     result, _ = yield from iter_explore_settings(session.settings, session.stack, shift_map=session.shift_map,
                                                  drift=session.drift)
     return result

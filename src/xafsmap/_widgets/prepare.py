@@ -65,7 +65,7 @@ class PrepareWidget(Dock):
     def roi_from_shape(self):
         """Set the ROI to the bounding box of the selected (or last) shape, in stack pixels."""
         if self.session.stack is None:
-            raise ValueError("pick the measurement first (Measurement dock)")
+            raise ValueError("pick the measurement first (Stack dock)")
         name = self.shapes_box.currentText()
         if not name:
             raise ValueError("draw a rectangle in a Shapes layer first")
