@@ -114,7 +114,9 @@ def main():
     wait(widgets["prepare"])
     panel.drift_button.click()
     wait(widgets["prepare"])
+    widgets["prepare"].scroll_to(panel.drift_label)
     shoot(viewer, docks["prepare"], "calibration")
+    widgets["prepare"].scroll_to(widgets["prepare"].roi_label)
     panel.clear()  # the sample itself is not shifted
 
     widgets["references"].plot_button.click()
@@ -141,8 +143,9 @@ def main():
     import numpy as np
 
     probability = np.nan_to_num(np.asarray(result(viewer, "probability").data))
-    mixed = labels.data == 6  # a mixed grain: its most certain pixel
+    mixed = labels.data >= 4  # a mixture class (1-3 are the pure references): its most certain pixel
     pick = np.where(mixed if mixed.any() else labels.data > 0, probability, -1.0)
+    pick[:8], pick[-8:], pick[:, :8], pick[:, -8:] = -1.0, -1.0, -1.0, -1.0  # away from the edges
     row, col = np.unravel_index(int(np.argmax(pick)), pick.shape)
     widgets["inspect"].inspect_pixel(int(row), int(col))
     wait(widgets["inspect"])

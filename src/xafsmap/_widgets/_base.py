@@ -105,6 +105,10 @@ class Dock(QWidget):
             self._scroll.setMinimumWidth(min(self._inner.minimumSizeHint().width() + bar + 4, MAX_WIDTH))
         super().showEvent(event)
 
+    def scroll_to(self, widget) -> None:
+        """Scroll the dock so ``widget`` (a part of it) is in view."""
+        self._scroll.ensureWidgetVisible(widget)
+
     def listen(self, signal, slot) -> None:
         """Connect ``slot`` to a session or viewer signal for the dock's lifetime."""
         self.tasks.connect(signal, self.tasks.guard(slot))

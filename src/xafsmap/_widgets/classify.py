@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QWidget
 
-from ._base import Dock, find_layer, notify_errors, set_layer
+from ._base import Dock, find_layer, hbox, notify_errors, set_layer
 from ._controls import control, controls
 from ._plot import PlotCanvas
 from .classtable import ClassTable
@@ -111,9 +111,9 @@ class ClassifyWidget(Dock):
         self.controls["zarr"].changed.connect(lambda: self._changed("zarr"))
         line.addWidget(self.save_button)
         line.addWidget(self.controls["zarr"])
-        line.addWidget(self.button("Export recipe…", self._export_dialog))
-        line.addWidget(self.button("Load recipe…", self._load_dialog))
         self.body.addWidget(row)
+        self.body.addWidget(hbox(self.button("Export recipe…", self._export_dialog),
+                                 self.button("Load recipe…", self._load_dialog)))
         self.body.addWidget(self.status)
         self.listen(self.session.changed, self._on_session)
         self._on_session("recipe")
@@ -217,11 +217,13 @@ class ClassifyWidget(Dock):
             self._show_maps(model.classifier, maps, limits={})
         else:
             self.report(f"mapping band {kind} of {payload}")
-            if time.perf_counter() - self._drawn_at > REDRAW_S:
-                self._drawn_at = time.perf_counter()
+            if time.perf_counter() > self._drawn_at:
+                tic = time.perf_counter()
                 for layer in self._map_layers.values():
                     if layer.visible:
                         layer.refresh()
+                # a redraw of a large map takes long: redraw less often, the viewer stays free 4/5 of the time
+                self._drawn_at = time.perf_counter() + max(REDRAW_S, 4 * (time.perf_counter() - tic))
 
     def cancel(self):
         """Stop the running map at the end of the current band (training: when it ends, discarding it)."""

@@ -6,6 +6,7 @@ clicking it again, or selecting nothing, shows every class.
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
@@ -62,6 +63,7 @@ class ClassTable(QTableWidget):
         for i, name in enumerate(names):
             swatch = QTableWidgetItem("")
             swatch.setBackground(QColor(*(int(c) for c in colors[i + 1][:3])))
+            swatch.setFlags(Qt.ItemFlag.ItemIsEnabled)  # not selectable: the colour stays visible
             cells = (swatch, QTableWidgetItem(str(name)),
                      QTableWidgetItem(composition_text(compositions[i], references)),
                      QTableWidgetItem("" if counts is None else f"{int(counts[i]):,}"))
