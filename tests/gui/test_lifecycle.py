@@ -177,3 +177,24 @@ def test_inspect_marks_the_pixel_and_plots_have_toolbars(make_napari_viewer, qtb
     assert "pixel (40, 7)" in inspect.info.text()
     actions = [action.text() for action in inspect.plot.toolbar.actions()]
     assert {"Zoom", "Save"} <= set(actions)
+
+
+def test_cancel_stops_training_inside_map(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("xafsmap", "fe_sample")
+    stack = viewer.window.add_plugin_dock_widget("xafsmap", TITLES["measurement"])[1]
+    classify = viewer.window.add_plugin_dock_widget("xafsmap", TITLES["classify"])[1]
+    stack.use_button.click()
+    classify.controls["n_trees"].setValue(2000)  # long enough to be cancelled while the forest grows
+    seen = []
+    classify.map_button.click()
+    classify.worker.yielded.connect(lambda value: seen.append(value[0]))
+    qtbot.waitUntil(lambda: classify._stop is not None and classify.worker.is_running, timeout=10_000)
+    qtbot.wait(3000)  # into the forest
+    tic = time.perf_counter()
+    classify.cancel_button.click()
+    wait_for(qtbot, classify)
+    assert time.perf_counter() - tic < 30
+    assert classify.session.model is None and classify.session.result is None
+    assert result_layer(viewer, "classes") is None and "cancelled" in classify.status.text()
+    assert "model" not in seen

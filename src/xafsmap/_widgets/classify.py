@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
@@ -25,21 +26,25 @@ REDRAW_S = 0.5
 SETTINGS_SHOWN = ("features", "smooth", "n_per_class", "n_trees", "fit_range", "metric", "seed", "thick")
 
 
-def train_steps(settings, stack, references):
+def train_steps(settings, stack, references, stop=None):
     """Worker generator: train (:func:`xafsmap.core.job.train`, as every front end), then yield
     once so a Cancel pressed meanwhile discards the model.
 
-    The forest is built in one core call, so Cancel cannot stop it half-way; it takes
-    effect when training ends.
+    ``stop`` (Cancel's flag) is polled while the forest grows: Cancel ends training there;
+    while the survey reads the stack it takes effect when the forest starts.
     """
     from ..core.job import train
+    from ..core.model.forest import TrainingStopped
 
-    model = train(settings, stack, references)
+    try:
+        model = train(settings, stack, references, stop=stop)
+    except TrainingStopped:
+        model = None
     yield ("model", None)
     return model
 
 
-def train_and_map(settings, stack, references, model=None, reuse=None):
+def train_and_map(settings, stack, references, model=None, reuse=None, stop=None):
     """Worker generator: train unless ``model`` is given (yields ``("model", model)``), yield
     ``("maps", (model, maps))`` — the empty maps the bands are written into, for the viewer to
     show while they fill (``reuse``: the maps shown before, refilled when their shapes fit) —
@@ -51,10 +56,15 @@ def train_and_map(settings, stack, references, model=None, reuse=None):
     from .._reader import contrast_limits
     from ..core.job import train
     from ..core.mapping.maps import new_maps
+    from ..core.model.forest import TrainingStopped
     from ..core.mapping.pipeline import iter_classify
 
     if model is None:
-        model = train(settings, stack, references)
+        try:
+            model = train(settings, stack, references, stop=stop)
+        except TrainingStopped:
+            yield ("stopped", None)  # Cancel quit the worker: this yield ends it
+            return None
         yield ("model", model)
     _, rows, cols = stack.data.shape
     maps = new_maps(model.classifier.references.shape[0], rows, cols)
@@ -146,8 +156,10 @@ class ClassifyWidget(Dock):
         self.report("training…")
         self.cancel_button.setEnabled(True)
         tic = time.perf_counter()
-        self.launch(train_steps, settings, prepared.stack, references,
-                    done=lambda model: self._trained(model, settings, time.perf_counter() - tic), what="Training",
+        self._stop = threading.Event()
+        self.launch(train_steps, settings, prepared.stack, references, self._stop.is_set,
+                    done=lambda model: model is not None and self._trained(model, settings, time.perf_counter() - tic),
+                    what="Training",
                     buttons=(self.train_button, self.map_button), finished=lambda: self.cancel_button.setEnabled(False),
                     aborted=lambda: self.report("training cancelled; the previous model is kept"))
 
@@ -201,17 +213,23 @@ class ClassifyWidget(Dock):
             self.session.result.labels is self._shown_maps["labels"] else None
         if reuse is not None:
             self.session.result = None  # its arrays are refilled now
-        self.launch(train_and_map, settings, prepared.stack, references, model, reuse,
-                    done=lambda value: self._mapped(*value, settings, prepared), yielded=self._yielded,
+        self._stop = threading.Event()
+        self.launch(train_and_map, settings, prepared.stack, references, model, reuse, self._stop.is_set,
+                    done=lambda value: value is not None and self._mapped(*value, settings, prepared),
+                    yielded=self._yielded,
                     what="Mapping", buttons=(self.train_button, self.map_button),
                     finished=lambda: self.cancel_button.setEnabled(False),
-                    aborted=lambda: self.report("mapping cancelled; the bands mapped so far are shown"))
+                    aborted=lambda: self.report("mapping cancelled; " + ("the bands mapped so far are shown" if
+                                                self._train_s is not None or model is not None else
+                                                "training stopped, nothing mapped")))
 
     def _yielded(self, value):
         kind, payload = value
         if kind == "model":
             self._train_s = time.perf_counter() - self._map_started
             self._trained(payload, self._map_settings, self._train_s)
+        elif kind == "stopped":
+            self.report("training stopped")
         elif kind == "maps":
             model, maps = payload
             self._show_maps(model.classifier, maps, limits={})
@@ -226,7 +244,9 @@ class ClassifyWidget(Dock):
                 self._drawn_at = time.perf_counter() + max(REDRAW_S, 4 * (time.perf_counter() - tic))
 
     def cancel(self):
-        """Stop the running map at the end of the current band (training: when it ends, discarding it)."""
+        """Stop training (between groups of trees) or the running map (at the end of the current band)."""
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
         if self.worker is not None and hasattr(self.worker, "quit"):
             self.worker.quit()
 
