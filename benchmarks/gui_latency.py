@@ -9,7 +9,17 @@ reader in a real, shown napari viewer and measures
 * energy steps: ``viewer.dims`` set to a random energy → the canvas has drawn it;
 * per-click spectrum latency of the Inspect dock: a click (``inspect_position``) at a
   random pixel → the dock's plot has drawn that pixel's spectrum (median and p95 over the
-  clicks after the first).
+  clicks after the first);
+* with ``--map``, the Map dock's Map button (training on the bundled Fe, FeO, Fe2O3
+  references first): click → the first band's labels drawn on the canvas ("first labels"),
+  click → every map layer in place ("all maps"), the time the dock reports, and the longest
+  stall of the event loop meanwhile (a 5 ms timer; a stall shows as a long gap).
+
+``--stack FILE`` measures an existing stack (its energies file beside it) instead of
+writing one, and never deletes it, e.g. the benchmark stack of docs/performance.md::
+
+    xvfb-run -s "-screen 0 1920x1200x24" .venv/bin/python benchmarks/gui_latency.py \
+        --stack /work/bench/stack-4000.tif --map
 
 Each is measured with the file's pages evicted from the page cache (``posix_fadvise
 DONTNEED``, "cold", as after opening a file for the first time) and again warm. The
@@ -126,6 +136,52 @@ def clicks(viewer, inspect, app, n: int, rng) -> tuple[list[float], list[float]]
     return times, read
 
 
+def map_latency(viewer, stack_dock, watch, app, references) -> dict:
+    """Map click → first labels drawn, → all map layers in place; the longest event-loop stall."""
+    from qtpy.QtCore import QTimer
+
+    _, classify = viewer.window.add_plugin_dock_widget("xafsmap", "5 Map")
+    for path in references:
+        stack_dock.session.add_references(str(path))
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    marks, band_draw = {}, []
+    timer.start()
+    tic = time.perf_counter()
+    classify.map_button.click()
+    worker = classify.worker
+
+    def on_yield(value):  # connected after the dock's own handler: the layers are updated by now
+        if value[0] == "model":
+            marks["trained_s"] = time.perf_counter() - tic
+        elif value[0] == "maps":
+            marks["maps_shown_s"] = time.perf_counter() - tic
+        elif not band_draw:
+            band_draw.append(watch.count)
+
+    worker.yielded.connect(on_yield)
+    worker.finished.connect(lambda: marks.setdefault("finished_s", time.perf_counter() - tic))
+    while "finished_s" not in marks or getattr(classify, "_steps", None):
+        app.processEvents()
+        if band_draw and "first_labels_s" not in marks and watch.count > band_draw[0]:
+            marks["first_labels_s"] = time.perf_counter() - tic
+        time.sleep(0.001)
+    marks["all_maps_s"] = time.perf_counter() - tic
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    gaps = np.diff(ticks)
+    marks["longest_stall_s"] = float(gaps.max())
+    after = np.array(ticks[1:]) >= tic + marks.get("maps_shown_s", 0)
+    marks["longest_stall_after_maps_s"] = float(gaps[after].max()) if after.any() else float("nan")
+    marks["reported"] = classify.status.text()
+    return marks
+
+
 def summary(times: list[float]) -> str:
     ms = np.array(times) * 1000
     return f"median {np.median(ms):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, max {ms.max():.0f} ms (n={ms.size})"
@@ -140,14 +196,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--folder", type=Path, default=FOLDER)
     parser.add_argument("--keep", action="store_true", help="keep the generated stack")
+    parser.add_argument("--stack", type=Path, help="an existing stack (energies beside it): measured, never deleted")
+    parser.add_argument("--map", action="store_true", help="also time the Map dock (Fe, FeO, Fe2O3 references)")
     args = parser.parse_args(argv)
 
-    path = args.folder / f"gui-{args.energies}x{args.rows}x{args.cols}.tif"
+    path = args.stack or args.folder / f"gui-{args.energies}x{args.rows}x{args.cols}.tif"
+    args.keep = args.keep or args.stack is not None
     if not path.is_file():
         tic = time.perf_counter()
         write_stack(path, energies=args.energies, rows=args.rows, cols=args.cols)
         print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - tic:.0f} s", flush=True)
-    results = {"size_gb": path.stat().st_size / 1e9, "shape": (args.energies, args.rows, args.cols)}
+    results = {"size_gb": path.stat().st_size / 1e9}
     try:
         import napari
         from qtpy.QtWidgets import QApplication
@@ -160,12 +219,13 @@ def main(argv=None) -> dict:
             app.processEvents()
         watch = DrawWatch(viewer, app)
         _, inspect = viewer.window.add_plugin_dock_widget("xafsmap", "6 Inspect")
-        _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Measurement")
+        _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Stack")
         for _ in range(20):
             app.processEvents()
 
         evict(path)
         results["first_frame_cold_s"], layer = first_frame(viewer, watch, path)
+        results["shape"] = tuple(layer.data.shape)
         measurement.use_layer(layer.name)
         evict(path)
         results["steps_cold_s"] = energy_steps(viewer, watch, args.steps, rng)
@@ -173,6 +233,12 @@ def main(argv=None) -> dict:
         evict(path)
         results["clicks_cold_s"], results["reads_cold_s"] = clicks(viewer, inspect, app, args.clicks, rng)
         results["clicks_warm_s"], results["reads_warm_s"] = clicks(viewer, inspect, app, args.clicks, rng)
+        if args.map:
+            from xafsmap.core.simulate.sample import bundled_reference_paths
+
+            evict(path)
+            refs = [bundled_reference_paths()[name] for name in ("Fe", "FeO", "Fe2O3")]
+            results["map"] = map_latency(viewer, measurement, watch, app, refs)
         viewer.close()
     finally:
         if not args.keep:
@@ -185,6 +251,14 @@ def main(argv=None) -> dict:
         print(f"Inspect click ({kind}, after the first): {summary(results[f'clicks_{kind}_s'][1:])}; "
               f"first {results[f'clicks_{kind}_s'][0] * 1000:.0f} ms")
         print(f"  of which the spectrum read (click → worker returned): {summary(results[f'reads_{kind}_s'][1:])}")
+    if "map" in results:
+        m = results["map"]
+        print(f"Map (cold cache, training first): trained {m.get('trained_s', float('nan')):.1f} s, maps shown "
+              f"{m.get('maps_shown_s', float('nan')):.1f} s, first labels drawn {m.get('first_labels_s', float('nan')):.1f} s, "
+              f"all maps {m['all_maps_s']:.1f} s after the click")
+        print(f"  longest event-loop stall: {m['longest_stall_s'] * 1000:.0f} ms over the whole task, "
+              f"{m['longest_stall_after_maps_s'] * 1000:.0f} ms after the maps appeared")
+        print(f"  the dock reported: {m['reported']}")
     return results
 
 

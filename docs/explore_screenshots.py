@@ -54,7 +54,7 @@ def screenshots():
     viewer = napari.Viewer(title="xafsmap")
     viewer.window.resize(1700, 1050)
     [stack_layer] = viewer.open_sample("xafsmap", "fe_sample")
-    _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Measurement", tabify=True)
+    _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Stack", tabify=True)
     _, references = viewer.window.add_plugin_dock_widget("xafsmap", "3 References", tabify=True)
     dock_widget, dock = viewer.window.add_plugin_dock_widget("xafsmap", "2b Explore", tabify=True)
     viewer.dims.set_point(0, 60)

@@ -1,7 +1,8 @@
 """Take the screenshots of docs/gui.md from the real viewer, one per dock.
 
-Run on a display or under Xvfb (``xvfb-run -s "-screen 0 1920x1200x24" python docs/gui_screenshots.py``).
-It clicks through the six docks on the plugin's sample measurement exactly as a user would.
+Run on a display or under Xvfb (``xvfb-run -s "-screen 0 1366x768x24" python docs/gui_screenshots.py``).
+The window is 1366 × 768 (a small laptop screen); the Workflow dock tabs every step, and
+the script clicks through them on the plugin's sample measurement exactly as a user would.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 HERE = Path(__file__).resolve().parent / "images"
-DOCKS = [("measurement", "1 Measurement"), ("prepare", "2 Prepare"), ("references", "3 References"),
-         ("classes", "4 Classes"), ("classify", "5 Classify"), ("inspect", "6 Inspect"), ("trust", "7 Trust")]
+DOCKS = [("measurement", "1 Stack"), ("prepare", "2 Prepare"), ("references", "3 References"),
+         ("classes", "4 Classes"), ("classify", "5 Map"), ("inspect", "6 Inspect"), ("trust", "7 Trust")]
 LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference-library" / "als-10.3.2-fe-k"
 
 
@@ -47,11 +48,19 @@ def wait(widget):
 
     app, done = QApplication.instance(), []
     widget.worker.finished.connect(lambda: done.append(True))
-    while not done:
+    while not done or getattr(widget, "_steps", None):
         app.processEvents()
         time.sleep(0.01)
     for _ in range(20):
         app.processEvents()
+
+
+def result(viewer, what):
+    """The result layer ``what`` of the measurement (its name starts with the stack's)."""
+    from xafsmap._widgets._base import find_layer
+    from xafsmap._widgets._session import session_for
+
+    return find_layer(viewer, session_for(viewer).layer_title(what))
 
 
 def shoot(viewer, dock, name):
@@ -70,12 +79,15 @@ def shoot(viewer, dock, name):
 def main():
     HERE.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="xafsmap")
-    viewer.window.resize(1700, 1050)
+    viewer.window.resize(1366, 768)
     [stack_layer] = viewer.open_sample("xafsmap", "fe_sample")
+    workflow_dock, workflow = viewer.window.add_plugin_dock_widget("xafsmap", "Workflow")
+    workflow.open_all()
     docks, widgets = {}, {}
-    for key, name in DOCKS:
+    for key, name in DOCKS:  # already docked by the Workflow dock: napari hands them back
         docks[key], widgets[key] = viewer.window.add_plugin_dock_widget("xafsmap", name, tabify=True)
     viewer.dims.set_point(0, 60)
+    shoot(viewer, workflow_dock, "workflow")
 
     widgets["measurement"].use_button.click()
     shoot(viewer, docks["measurement"], "measurement")
@@ -88,7 +100,7 @@ def main():
     wait(widgets["prepare"])
     shoot(viewer, docks["prepare"], "prepare")
     viewer.layers.remove("ROI")
-    viewer.layers["mask preview"].visible = False
+    result(viewer, "mask preview").visible = False
 
     import tempfile
 
@@ -102,7 +114,9 @@ def main():
     wait(widgets["prepare"])
     panel.drift_button.click()
     wait(widgets["prepare"])
+    widgets["prepare"].scroll_to(panel.drift_label)
     shoot(viewer, docks["prepare"], "calibration")
+    widgets["prepare"].scroll_to(widgets["prepare"].roi_label)
     panel.clear()  # the sample itself is not shifted
 
     widgets["references"].plot_button.click()
@@ -121,14 +135,17 @@ def main():
     wait(classify)
     classify.map_button.click()
     wait(classify)
+    classify.class_table.select_class(2)  # one class highlighted from the legend
     shoot(viewer, docks["classify"], "classify")
+    classify.class_table.select_class(None)
 
-    labels = viewer.layers["classes"]
+    labels = result(viewer, "classes")
     import numpy as np
 
-    probability = np.nan_to_num(np.asarray(viewer.layers["probability"].data))
-    mixed = labels.data == 6  # a mixed grain: its most certain pixel
+    probability = np.nan_to_num(np.asarray(result(viewer, "probability").data))
+    mixed = labels.data >= 4  # a mixture class (1-3 are the pure references): its most certain pixel
     pick = np.where(mixed if mixed.any() else labels.data > 0, probability, -1.0)
+    pick[:8], pick[-8:], pick[:, :8], pick[:, -8:] = -1.0, -1.0, -1.0, -1.0  # away from the edges
     row, col = np.unravel_index(int(np.argmax(pick)), pick.shape)
     widgets["inspect"].inspect_pixel(int(row), int(col))
     wait(widgets["inspect"])
@@ -145,8 +162,8 @@ def main():
     trust.sets_edit.setText(f"three=Fe,FeO,Fe2O3; four=Fe,FeO,Fe2O3,{trust.session.entries[-1].name}")
     trust.compare_button.click()
     wait(trust)
-    viewer.layers["preferred"].visible = False
-    viewer.layers["classes"].visible = False
+    result(viewer, "preferred").visible = False
+    result(viewer, "classes").visible = False
     shoot(viewer, docks["trust"], "trust")
     viewer.close()
 

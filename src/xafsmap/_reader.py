@@ -117,12 +117,14 @@ def read_legend(csv_path) -> tuple[list[str], list[str], np.ndarray]:
     return names, references, compositions
 
 
-def labels_layer(labels, names, *, name="classes", compositions=None, references=()):
-    """Layer-data tuple of a label map: class names as features, 0 transparent."""
+def labels_layer(labels, names, *, name="classes", compositions=None, references=(), kind="class",
+                 background="no sample"):
+    """Layer-data tuple of a label map: names as features (hovering shows ``kind: name``, and
+    ``kind: background`` over label 0), 0 transparent."""
     colors = label_colors(len(names)) / 255.0
     colormap = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     colormap.update({i: (*colors[i], 1.0) for i in range(1, len(names) + 1)})
-    features = {"index": np.arange(len(names) + 1), "class": ["no sample", *names]}
+    features = {"index": np.arange(len(names) + 1), kind: [background, *names]}
     if compositions is not None:
         for j, ref in enumerate(references):
             features[ref] = np.concatenate([[np.nan], compositions[:, j]])
@@ -152,7 +154,7 @@ def _lazy_maps(folder: Path) -> dict:
     return {name: da.from_zarr(array) for name, array in read_map_store(folder / "maps.ome.zarr").items()}
 
 
-def _contrast(image) -> list[float]:
+def contrast_limits(image) -> list[float]:
     """1-99 % of about 64 rows (whole chunks of a lazy map are read, never the map)."""
     rows = np.asarray(image[:: max(1, image.shape[0] // 64)], dtype=np.float32)
     finite = rows[np.isfinite(rows)]
@@ -176,7 +178,7 @@ def read_maps(path):
         if name in lazy or (folder / f"{name}.tif").is_file():
             image = read(name)
             layers.append((image, {"name": name, "visible": False, "colormap": "viridis",
-                                   "contrast_limits": _contrast(image)}, "image"))
+                                   "contrast_limits": contrast_limits(image)}, "image"))
     if "fractions" in lazy or (folder / "fractions.tif").is_file():
         fractions = read("fractions").reshape(len(references), *layers[0][0].shape)
         for ref, plane in zip(references, fractions):

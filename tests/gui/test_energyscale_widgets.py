@@ -8,7 +8,7 @@ import numpy as np
 
 from _gui import wait_for
 
-DOCKS = {"measurement": "1 Measurement", "references": "3 References", "classify": "5 Classify"}
+DOCKS = {"measurement": "1 Stack", "references": "3 References", "classify": "5 Map"}
 SHIFT = 4.0
 
 

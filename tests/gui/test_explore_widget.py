@@ -15,7 +15,7 @@ from _gui import wait_for
 def explored(make_napari_viewer, qtbot, small_sample_file):
     viewer = make_napari_viewer()
     viewer.open(str(small_sample_file), plugin="xafsmap")
-    _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Measurement")
+    _, measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Stack")
     _, references = viewer.window.add_plugin_dock_widget("xafsmap", "3 References")
     _, dock = viewer.window.add_plugin_dock_widget("xafsmap", "2b Explore")
     measurement.use_button.click()

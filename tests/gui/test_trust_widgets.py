@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _gui import wait_for
+from _gui import result_layer, wait_for
 
-DOCKS = {"measurement": "1 Measurement", "prepare": "2 Prepare", "references": "3 References",
-         "classes": "4 Classes", "classify": "5 Classify", "trust": "7 Trust"}
+DOCKS = {"measurement": "1 Stack", "prepare": "2 Prepare", "references": "3 References",
+         "classes": "4 Classes", "classify": "5 Map", "trust": "7 Trust"}
 
 
 def add_docks(viewer, keys) -> dict:
@@ -41,12 +41,12 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
     panel.compute_button.click()
     assert not panel.compute_button.isEnabled()
     wait_for(qtbot, docks["prepare"])
-    shift = viewer.layers["shift (eV)"].data
+    shift = result_layer(viewer, "shift (eV)").data
     assert shift.shape == (48, 64) and shift.dtype == np.float32
     inner = (slice(4, -4), slice(4, -4))
     assert np.sqrt(np.mean((shift - shifted["truth"])[inner] ** 2)) < 0.1
-    residual = viewer.layers["shift residual (eV)"].data
-    assert np.nanmax(np.abs(residual)) < 0.5 and viewer.layers["shift uncertainty (eV)"].data.shape == (48, 64)
+    residual = result_layer(viewer, "shift residual (eV)").data
+    assert np.nanmax(np.abs(residual)) < 0.5 and result_layer(viewer, "shift uncertainty (eV)").data.shape == (48, 64)
     assert "energies kept" in panel.shift_label.text()
     assert docks["prepare"].session.prepared_stack().energies.size < 141
 
@@ -62,7 +62,7 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
         docks["classify"].controls[key].setValue(value)
     docks["classify"].map_button.click()
     wait_for(qtbot, docks["classify"])
-    labels = viewer.layers["classes"].data
+    labels = result_layer(viewer, "classes").data
     recipe = read_recipe(docks["classify"].export_recipe(tmp_path / "recipe.toml"))
     assert recipe.calibration == str(shifted["foil"]) and recipe.noise == 0.02 and not recipe.register
     out = run_map(recipe, out=tmp_path / "replayed").out
@@ -73,9 +73,9 @@ def test_calibration_drift_and_noise_in_the_docks_replay_headless(make_napari_vi
     recipe = read_recipe(docks["classify"].export_recipe(tmp_path / "file.toml"))
     assert recipe.shift_map == str(tmp_path / "shift.tif") and recipe.calibration is None
     panel.clear()
-    assert "shift (eV)" not in viewer.layers and docks["prepare"].session.shift_map is None
+    assert result_layer(viewer, "shift (eV)") is None and docks["prepare"].session.shift_map is None
     docks["classify"].load_recipe(tmp_path / "file.toml")
-    np.testing.assert_allclose(viewer.layers["shift (eV)"].data, shift)
+    np.testing.assert_allclose(result_layer(viewer, "shift (eV)").data, shift)
     assert docks["classes"].controls["noise"].value() == pytest.approx(0.02)
 
     # drift: measured, reported, applied when ticked, and recorded in the recipe
@@ -113,14 +113,20 @@ def test_unexplained_search_add_and_compare(make_napari_viewer, qtbot, small_sam
     docks["measurement"].use_button.click()
     add_references(docks)
     trust = docks["references"].open_trust()
-    assert trust.sets_edit.text() == "ticked=Fe,FeO,Fe2O3"
+    assert trust.sets_edit.text() == "ticked=Fe,FeO,Fe2O3; without Fe2O3=Fe,FeO"  # Compare works at once
 
     # the magnetite grain (not among the references) is found
     trust.find_button.click()
     wait_for(qtbot, trust)
-    regions = viewer.layers["unexplained"]
+    regions = result_layer(viewer, "unexplained")
     assert regions.data.shape == (48, 64) and regions.data.dtype == np.uint16
-    assert viewer.layers["z"].data.dtype == np.float32
+    assert result_layer(viewer, "z").data.dtype == np.float32
+    # drawn as outlines in a colour no class has; hovering says region or "explained"
+    assert regions.contour > 0 and list(regions.features["region"][:2]) == ["explained", "region 1"]
+    from xafsmap.core.mapping.quicklook import label_colors
+
+    outline = regions.colormap.map(1)[:3]
+    assert all(np.abs(outline - label_colors(12)[i, :3] / 255).max() > 0.1 for i in range(1, 13))
     missing = small_sample.fractions[3] > 0.5
     assert (regions.data > 0)[missing].mean() > 0.9 and (regions.data > 0)[~missing].mean() < 0.01
     assert trust.region_box.count() >= 1 and "unexplained at a false-alarm rate" in trust.status.text()
@@ -134,15 +140,16 @@ def test_unexplained_search_add_and_compare(make_napari_viewer, qtbot, small_sam
     trust.add_button.click()
     entries = trust.session.entries
     assert [e.name for e in entries if e.use] == ["Fe", "FeO", "Fe2O3", "Fe3O4"]
+    assert trust.sets_edit.text() == "ticked=Fe,FeO,Fe2O3,Fe3O4; without Fe3O4=Fe,FeO,Fe2O3"
     assert docks["references"].table.rowCount() == 4
 
     # compare the three- and four-reference sets: a preferred map and a verdict
     trust.sets_edit.setText("three=Fe,FeO,Fe2O3; four=Fe,FeO,Fe2O3,Fe3O4")
     trust.compare_button.click()
     wait_for(qtbot, trust)
-    preferred = viewer.layers["preferred"]
+    preferred = result_layer(viewer, "preferred")
     assert preferred.data.shape == (48, 64) and set(np.unique(preferred.data)) <= {0, 1, 2}
-    assert list(preferred.features["class"]) == ["no sample", "three", "four"]
+    assert list(preferred.features["set"]) == ["no sample", "three", "four"]
     assert (preferred.data[missing & (preferred.data > 0)] == 2).mean() > 0.9
     assert trust.verdict.text().startswith("preferred: ")
 

@@ -8,7 +8,7 @@ import pytest
 from _gui import wait_for
 
 DOCKS = ("measurement", "prepare", "references", "classes", "classify", "inspect")
-NAMES = ("1 Measurement", "2 Prepare", "3 References", "4 Classes", "5 Classify", "6 Inspect")
+NAMES = ("1 Stack", "2 Prepare", "3 References", "4 Classes", "5 Map", "6 Inspect")
 FAST = {"n_per_class": 60, "n_trees": 12}  # small forest so the whole file stays quick
 
 
@@ -43,7 +43,7 @@ def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_samp
     # 2 prepare: mask preview as a layer in the stack's grid
     docks["prepare"].preview_button.click()
     wait_for(qtbot, docks["prepare"])
-    preview = viewer.layers["mask preview"]
+    preview = viewer.layers[f"{stack_layer.name} mask preview"]
     assert preview.data.shape == (48, 64) and preview.data.dtype == np.uint8
     assert 0.5 < preview.data.mean() < 1.0  # holes are background, grains are sample
 
@@ -71,12 +71,13 @@ def test_docks_one_to_six_on_a_sample_file(make_napari_viewer, qtbot, small_samp
     assert not docks["classify"].map_button.isEnabled()
     wait_for(qtbot, docks["classify"])
     assert docks["classify"].map_button.isEnabled()
-    labels = viewer.layers["classes"]
+    labels = viewer.layers[f"{stack_layer.name} classes"]
     assert labels.data.shape == (48, 64) and labels.data.dtype == np.uint16
     assert list(labels.features["class"][:4]) == ["no sample", "Fe", "FeO", "Fe2O3"]
     assert labels.data.max() <= 12 and np.count_nonzero(labels.data) > 0.5 * labels.data.size
     for name in ("probability", "distance", "fraction Fe", "fraction FeO", "fraction Fe2O3"):
-        assert viewer.layers[name].data.shape == (48, 64) and viewer.layers[name].data.dtype == np.float32
+        layer = viewer.layers[f"{stack_layer.name} {name}"]
+        assert layer.data.shape == (48, 64) and layer.data.dtype == np.float32
     # the dominant phase of pure grains comes out right
     truth = small_sample.fractions[:3].argmax(axis=0) + 1
     pure = (small_sample.fractions[:3].max(axis=0) > 0.99) & (labels.data > 0)
@@ -131,7 +132,7 @@ def test_sample_references_come_from_the_layer_and_binning_keeps_the_grid(make_n
     set_fast(docks["classify"])
     docks["classify"].map_button.click()  # trains first
     wait_for(qtbot, docks["classify"])
-    labels = viewer.layers["classes"]
+    labels = viewer.layers[f"{stack_layer.name} classes"]
     assert labels.data.shape == (60, 80)
     np.testing.assert_allclose(labels.scale, (2, 2))
     np.testing.assert_allclose(labels.translate, (0.5, 0.5))  # bin centres over the stack's pixels
@@ -170,7 +171,8 @@ def test_real_stxm_stack_maps_into_two_oxidation_states(make_napari_viewer, qtbo
     if not (folder / "71214078.hdr").is_file():
         pytest.skip(f"STXM stack {folder} is absent")
     viewer = make_napari_viewer()
-    [layer] = viewer.open(str(folder / "71214078.hdr"), plugin="xafsmap")
+    [stack_layer] = viewer.open(str(folder / "71214078.hdr"), plugin="xafsmap")
+    layer = stack_layer
     docks = add_docks(viewer)
     docks["measurement"].use_button.click()
     for name in ("oxidized.r", "reduced.r"):
@@ -178,7 +180,7 @@ def test_real_stxm_stack_maps_into_two_oxidation_states(make_napari_viewer, qtbo
     set_fast(docks["classify"])
     docks["classify"].map_button.click()
     wait_for(qtbot, docks["classify"])
-    labels = viewer.layers["classes"]
+    labels = viewer.layers[f"{stack_layer.name} classes"]
     assert labels.data.shape == layer.data.shape[1:] == (125, 125)
     assert list(labels.features["class"][1:3]) == ["oxidized", "reduced"]
     counts = np.bincount(labels.data.ravel(), minlength=3)

@@ -102,8 +102,8 @@ class SettingControl(QWidget):
             raise ValueError(f"no generated control for a {kind!r} setting ({item.name})")
         self.editor.setToolTip(item.help)
         if item.optional and kind in ("int", "float"):
-            self.auto = QCheckBox(item.auto)
-            self.auto.setToolTip(f"{item.help}: untick to give a value")
+            self.auto = QCheckBox(item.auto.split(" (")[0])  # the words in brackets go to the tooltip
+            self.auto.setToolTip(f"{item.auto}. {item.help}: untick to give a value")
             self.auto.toggled.connect(self._auto_toggled)
             line.addWidget(self.auto)
         line.addWidget(self.editor)

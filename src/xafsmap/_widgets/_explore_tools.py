@@ -89,7 +89,7 @@ class RoiPanel(QWidget):
         self.plot = PlotCanvas(1, height=2.4)
         self.layout().addWidget(self.plot)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
+            self.dock.listen(event, lambda *_: self.refresh_layers())
         self.refresh_layers()
 
     def refresh_layers(self):

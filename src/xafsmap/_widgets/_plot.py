@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 BACKGROUND, FOREGROUND = "#262930", "#d6d0ce"
@@ -21,7 +21,7 @@ NORMALIZED = "normalized μ"
 class PlotCanvas(QWidget):
     """A Figure with ``rows`` stacked axes (``self.axes``); call :meth:`draw` after plotting."""
 
-    def __init__(self, rows: int = 1, *, height: float = 2.6, cols: int = 1):
+    def __init__(self, rows: int = 1, *, height: float = 2.6, cols: int = 1, toolbar: bool = True):
         super().__init__()
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -35,6 +35,14 @@ class PlotCanvas(QWidget):
         self.clear()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        if toolbar:  # zoom, pan, home and save, as in any matplotlib window
+            from matplotlib.backends.backend_qtagg import NavigationToolbar2QT
+
+            self.toolbar = NavigationToolbar2QT(self.canvas, self, coordinates=False)
+            self.toolbar.setIconSize(QSize(14, 14))
+            self.toolbar.setMaximumHeight(22)
+            layout.addWidget(self.toolbar)
         layout.addWidget(self.canvas)
         self.element_edge = ""  # what the user typed last in the export dialog, e.g. "Fe K"
         self.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)

@@ -29,7 +29,8 @@ from ..core.settings.declare import ReferenceSpec
 #: Roles of a measurement's files, as settings.
 INPUTS = ("stack", "energies", "flat", "dark", "i0", "axes")
 #: Settings that do not change a trained model (a model stays current when only they change).
-NOT_TRAINING = ("metric", "zarr", "false_alarm", "pool", "library", "criterion", "sets", "workers", "scheduler")
+NOT_TRAINING = ("metric", "zarr", "false_alarm", "pool", "library", "criterion", "sets", "workers", "scheduler", "model",
+                "stacks", "series_list", "components", "clusters", "cluster_method", "nmf")
 
 
 @dataclass
@@ -41,6 +42,26 @@ class Entry:
     offset: float = 0.0
     use: bool = True
     reference: object = None  # the core Reference, read once
+
+
+#: A library folder with at most this many references comes ticked (more: the user picks).
+TICK_FOLDER = 6
+
+
+def read_entries(path) -> list[Entry]:
+    """Entries of a reference file (every record; ticked when it holds one) or of a library
+    folder (ticked when it holds at most :data:`TICK_FOLDER` references)."""
+    from ..core.io.library import scan_library
+    from ..core.io.references import read_references
+
+    path = Path(path)
+    if path.is_dir():
+        refs, _ = scan_library(path)
+        if not refs:
+            raise ValueError(f"no readable reference spectrum in {path}")
+        return [Entry(ref.source, ref.name, 0.0, len(refs) <= TICK_FOLDER, ref) for ref in refs]
+    refs = read_references(path)
+    return [Entry(ref.source, ref.name, 0.0, len(refs) == 1, ref) for ref in refs]
 
 
 def training_key(settings: Settings) -> Settings:
@@ -106,6 +127,13 @@ class Session:
         self.settings = replace(self.settings, references=refs)
         self.changed.emit("references")
 
+    def add_references(self, path) -> list[Entry]:
+        """Add the references of a file or folder (see :func:`read_entries`) not already listed."""
+        known = {entry.spec for entry in self.entries}
+        new = [entry for entry in read_entries(path) if entry.spec not in known]
+        self.set_entries(self.entries + new)
+        return new
+
     def set_shift_map(self, shift_map, *, origin: str | None = None, foil=None, reference=None, path=None) -> None:
         """Use an energy-shift map (``None``: no calibration); the settings record where it came from.
 
@@ -141,13 +169,18 @@ class Session:
         return str(path)
 
     # derived -------------------------------------------------------------
+    def layer_title(self, what: str) -> str:
+        """Name of a result layer: ``what`` after the measurement's layer name (``sample classes``),
+        so results of two stacks, or a user's layer called ``classes``, never collide."""
+        return f"{self.layer_name} {what}" if self.layer_name else what
+
     def prepared(self):
         """The measurement drift-corrected, energy-calibrated, cropped and binned as chosen
         (:func:`xafsmap.core.job.prepare` with the drift and shift map measured in the docks)."""
         from ..core.job import prepare
 
         if self.stack is None:
-            raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
+            raise ValueError("no measurement yet: pick an image layer in the Stack dock")
         s = self.settings
         if s.register and self.drift is None:
             raise ValueError("the drift across energies is not measured yet (drift correction is ticked)")
@@ -196,7 +229,7 @@ class Session:
                              "recipe can name it")
         if self.settings.stack is None and self.settings.sample is None:
             raise ValueError("the measurement was not opened from files, so a recipe cannot reopen it: "
-                             "open the stack from its file (Measurement dock) first")
+                             "open the stack from its file (Stack dock) first")
         check_settings(self.settings)
         return self.settings
 

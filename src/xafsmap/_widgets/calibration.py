@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel
 
-from ._base import hbox, notify_errors, set_layer
+from ._base import TAG, find_layer, hbox, notify_errors, set_layer
 from ._controls import control, controls
 
 SHIFT_LAYERS = ("shift (eV)", "shift residual (eV)", "shift uncertainty (eV)")
+#: The shift layer's colours span at least this many eV (a uniform shift looks uniform).
+MIN_SHIFT_SPAN = 0.5
 
 
 def compute_shift_map(settings):
@@ -82,8 +84,8 @@ class CalibrationPanel(QGroupBox):
         self.buttons = (self.compute_button, self.self_button, self.load_button, self.drift_button)
         register.changed.connect(lambda: self._register_toggled(register.value()))
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
-        self.session.changed.connect(self._on_session)
+            self.dock.listen(event, lambda *_: self.refresh_layers())
+        self.dock.listen(self.session.changed, self._on_session)
         self.refresh_layers()
 
     def refresh_layers(self):
@@ -91,7 +93,7 @@ class CalibrationPanel(QGroupBox):
 
         current = self.region_box.currentText()
         names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)
-                 and layer.ndim == 2 and layer.name not in ("unexplained", "preferred")]
+                 and layer.ndim == 2 and not str(layer.metadata.get(TAG, "")).endswith(("unexplained", "preferred"))]
         self.region_box.clear()
         self.region_box.addItems(names)
         if current in names:
@@ -123,7 +125,7 @@ class CalibrationPanel(QGroupBox):
     def self_calibrate(self):
         """Measure the shift map on the chosen region of the measurement itself (worker)."""
         if self.session.stack is None:
-            raise ValueError("pick the measurement first (Measurement dock)")
+            raise ValueError("pick the measurement first (Stack dock)")
         name = self.region_box.currentText()
         if not name:
             raise ValueError("paint the region of a known or uniform phase in a Labels layer first")
@@ -160,9 +162,7 @@ class CalibrationPanel(QGroupBox):
 
     def clear(self):
         self.session.set_shift_map(None)
-        for name in SHIFT_LAYERS:
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
+        self.remove_layers()
 
     def _use(self, shift_map, **origin):
         shape = tuple(self.session.stack.data.shape[1:]) if self.session.stack is not None else None
@@ -171,6 +171,13 @@ class CalibrationPanel(QGroupBox):
                              f"are {shape}")
         self.session.set_shift_map(shift_map, **origin)
         self.show_layers()
+
+    def remove_layers(self):
+        """Remove the shift layers (of this measurement)."""
+        for name in SHIFT_LAYERS:
+            layer = find_layer(self.viewer, self.session.layer_title(name))
+            if layer is not None:
+                self.viewer.layers.remove(layer)
 
     def show_layers(self):
         """The shift, its fit residual (measured − smooth) and uncertainty as layers over the stack."""
@@ -186,8 +193,12 @@ class CalibrationPanel(QGroupBox):
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             if name == SHIFT_LAYERS[1]:
                 low, high = -max(abs(low), abs(high), 1e-3), max(abs(low), abs(high), 1e-3)
-            set_layer(self.viewer, np.asarray(plane, np.float32), name=name, visible=i == 0, opacity=0.7,
-                      colormap=("viridis", "PiYG", "magma")[i], contrast_limits=(low, max(high, low + 1e-6)), **grid)
+            if name == SHIFT_LAYERS[0]:  # a shift of hundredths of an eV is not stretched over every colour
+                middle, half = (low + high) / 2, max((high - low) / 2, MIN_SHIFT_SPAN / 2)
+                low, high = middle - half, middle + half
+            set_layer(self.viewer, np.asarray(plane, np.float32), name=self.session.layer_title(name), visible=i == 0,
+                      opacity=0.7, colormap=("viridis", "PiYG", "magma")[i], colorbar=True,
+                      contrast_limits=(low, max(high, low + 1e-6)), **grid)
 
     def _describe_shift(self):
         from ..core.prepare.shiftmap import describe_shift_map
@@ -206,7 +217,7 @@ class CalibrationPanel(QGroupBox):
     def measure_drift(self, *, register: bool | None = None):
         """Measure the drift across energies (worker); report it and correct it if ticked."""
         if self.session.stack is None:
-            raise ValueError("pick the measurement first (Measurement dock)")
+            raise ValueError("pick the measurement first (Stack dock)")
         register = self.register_box.isChecked() if register is None else register
         self.dock.launch(measure, self.session.stack, what="Measuring the drift", buttons=self.buttons,
                          done=lambda value: self._measured(value, register))
@@ -232,9 +243,7 @@ class CalibrationPanel(QGroupBox):
         if part == "recipe":
             for name, widget in self.controls.items():
                 widget.show_value(getattr(settings, name))
-            for name in SHIFT_LAYERS:
-                if name in self.viewer.layers:
-                    self.viewer.layers.remove(name)
+            self.remove_layers()
             if settings.shift_map:
                 self.load(settings.shift_map)
             elif settings.calibration:

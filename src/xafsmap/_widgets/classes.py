@@ -38,18 +38,18 @@ class ClassesWidget(Dock):
         self.form.addRow(row)
         self.table = QTableWidget(0, 1)
         self.table.setMinimumHeight(160)
-        self.layout().addWidget(self.table)
+        self.body.addWidget(self.table)
         noise_form = QFormLayout()
         self.controls.update(controls(noise_form, ("noise",), on_change=self._noise_changed))
-        self.layout().addLayout(noise_form)
+        self.body.addLayout(noise_form)
         self.preview_button = self.button("Preview training spectra", self.preview,
                                           tip="estimate the noise from the data and draw a few training spectra")
-        self.layout().addWidget(self.preview_button)
+        self.body.addWidget(self.preview_button)
         self.plot = PlotCanvas(1, height=3.2)
-        self.layout().addWidget(self.plot)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.plot)
+        self.body.addWidget(self.status)
         self.table.itemChanged.connect(lambda *_: self._table_edited())
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
         self._show()
 
     def names(self) -> list[str]:
@@ -135,6 +135,8 @@ class ClassesWidget(Dock):
         if part == "recipe":
             for name, widget in self.controls.items():
                 widget.show_value(getattr(settings, name))
+            self.plot.clear()  # training spectra of the choices before the recipe
+            self.plot.draw()
         rows = settings.compositions
         if part == "references" and rows is not None and len(rows[0]) != len(self.names()):
             # the table's columns follow the ticked references: start again from the rule

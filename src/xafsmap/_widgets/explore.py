@@ -35,7 +35,7 @@ def explore_measurement(session):
     from ..core.job import iter_explore_settings
 
     if session.stack is None:
-        raise ValueError("no measurement yet: pick an image layer in the Measurement dock")
+        raise ValueError("no measurement yet: pick an image layer in the Stack dock")
     result, _ = yield from iter_explore_settings(session.settings, session.stack, shift_map=session.shift_map,
                                                  drift=session.drift)
     return result
@@ -51,8 +51,8 @@ class ExploreWidget(Dock):
         self.result = None
         self.extra_spectra: dict[str, tuple] = {}  # region spectra: name -> (energies, mu)
         self.tabs = QTabWidget()
-        self.layout().addWidget(self.tabs)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.tabs)
+        self.body.addWidget(self.status)
         page, form = self._page("Explore")
         self.controls = controls(form, SETTINGS_SHOWN, on_change=self._changed)
         self.explore_button = self.button("Explore", self.explore, tip="learn on the survey's grid of pixels, then "
@@ -83,7 +83,7 @@ class ExploreWidget(Dock):
         self.scatter = ScatterPanel(self)
         self.tabs.addTab(self.scatter, "Scatter")
         self.pick_box.currentTextChanged.connect(lambda text: self.name_edit.setText(text))
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
 
     def _page(self, title):
         from qtpy.QtWidgets import QFormLayout

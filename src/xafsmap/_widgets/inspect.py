@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QLabel
 
-from ._base import Dock, notify_errors
+from ._base import TAG, Dock, find_layer, notify_errors
 from ._plot import PlotCanvas
 
+#: The layer outlining the inspected pixel.
+MARKER = "inspected pixel"
 #: References drawn besides the class spectrum: those with at least this fraction.
 SHOWN_FRACTION = 0.1
 
@@ -39,23 +41,17 @@ class InspectWidget(Dock):
         self.form.addRow(self.region_button)
         self.info = QLabel("click a pixel of the stack or the maps")
         self.info.setWordWrap(True)
-        self.layout().addWidget(self.info)
+        self.body.addWidget(self.info)
         self.plot = PlotCanvas(2, height=4.6)
-        self.layout().addWidget(self.plot)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.plot)
+        self.body.addWidget(self.status)
         self.pending = None
         self.shown = None
         self._raw_line = self._norm_line = None
-        napari_viewer.mouse_drag_callbacks.append(self._on_click)
-        napari_viewer.mouse_move_callbacks.append(self._on_move)
-        self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
-
-    @staticmethod
-    def _disconnect(viewer):
-        for callbacks in (viewer.mouse_drag_callbacks, viewer.mouse_move_callbacks):
-            for callback in list(callbacks):
-                if getattr(callback, "__self__", None).__class__ is InspectWidget:
-                    callbacks.remove(callback)
+        for callbacks, callback in ((napari_viewer.mouse_drag_callbacks, self._on_click),
+                                    (napari_viewer.mouse_move_callbacks, self._on_move)):
+            callbacks.append(callback)
+            self.tasks.on_close(lambda callbacks=callbacks, callback=callback: callbacks.remove(callback))
 
     # mouse ---------------------------------------------------------------
     def _on_click(self, viewer, event):
@@ -87,6 +83,23 @@ class InspectWidget(Dock):
         """Read and show map pixel ``(row, col)`` (of the prepared grid) in a worker."""
         rows, cols = self.session.pixel_block(row, col)
         self._read((rows, cols), f"pixel ({row}, {col})", (row, col))
+        self.mark(row, col)
+
+    def mark(self, row: int, col: int):
+        """Outline the inspected map pixel in the viewer (a Points layer, moved in place)."""
+        name = self.session.layer_title(MARKER)
+        layer = find_layer(self.viewer, name)
+        if layer is None:
+            selection = self.viewer.layers.selection.active  # adding a layer would select it
+            layer = self.viewer.add_points([[row, col]], name=name, symbol="square", size=1.4,
+                                           face_color="transparent", border_color="#ff4ae0", border_width=0.15,
+                                           metadata={TAG: name}, **self.session.map_transform())
+            self.viewer.layers.selection.active = selection
+        else:
+            grid = self.session.map_transform()
+            layer.scale, layer.translate = grid["scale"], grid["translate"]
+            layer.data = [[row, col]]
+        return layer
 
     @notify_errors("Inspect")
     def inspect_shape(self):
@@ -115,8 +128,8 @@ class InspectWidget(Dock):
         shift = None if session.shift_map is None else session.shift_map.shift
         drift = session.drift if session.settings.register else None
         worker = self.launch(read_spectrum, session.stack, *block, params, drift, shift,
-                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum")
-        worker.finished.connect(self._next)
+                             done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum",
+                             finished=self._next, progress=False)
 
     def _next(self):
         if self.pending is not None:

@@ -51,6 +51,29 @@ def compute_stack(data, energies, sources: dict):
     return Stack(data, energies, sources)
 
 
+def source_path(layer) -> str | None:
+    """The file a layer was opened from (napari's ``layer.source.path``), or None."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path else None
+
+
+def energies_beside(layer):
+    """``(energies, file)`` for a stack layer opened by another reader (napari's builtin TIFF
+    reader): the energies sidecar beside its source file (``<stem>.energies.txt``,
+    ``energies.txt``, ``energy.txt``), or ``(None, None)``."""
+    from ..core.io.energies import find_energies_file, read_energies
+
+    path = source_path(layer)
+    found = find_energies_file(path) if path else None
+    if found is None:
+        return None, None
+    energies = read_energies(found)
+    if len(energies) != layer.data.shape[0]:
+        raise ValueError(f"{found} lists {len(energies)} energies but the layer {layer.name!r} has "
+                         f"{layer.data.shape[0]} images")
+    return energies, found
+
+
 def describe(stack) -> str:
     """Shape, energies, dtype, size on disk and memory estimate of a stack, in words."""
     import dask.array as da
@@ -87,18 +110,21 @@ class MeasurementWidget(Dock):
         self.controls = controls(self.form, FILE_SETTINGS)
         self.open_button = self.button("Open stack", self.open_stack, tip="open lazily, as absorbance")
         self.form.addRow(self.open_button)
-        self.layout().addWidget(self.status)
-        self.layout().addStretch()
+        self.body.addWidget(self.status)
+        self.body.addStretch()
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
-        self.session.changed.connect(self._on_session)
+            self.listen(event, lambda *_: self.refresh_layers())
+        self.listen(self.session.changed, self._on_session)
         self.refresh_layers()
 
     def stack_layers(self) -> list:
         import napari.layers
 
+        from ..core.io.energies import find_energies_file
+
         return [layer for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and layer.ndim == 3 and "energies" in layer.metadata]
+                if isinstance(layer, napari.layers.Image) and layer.ndim == 3 and not layer.rgb and
+                ("energies" in layer.metadata or source_path(layer) and find_energies_file(source_path(layer)))]
 
     def refresh_layers(self):
         current = self.layer_box.currentText()
@@ -113,17 +139,29 @@ class MeasurementWidget(Dock):
         """Make the chosen image layer the session's measurement."""
         name = name or self.layer_box.currentText()
         if not name:
-            raise ValueError("no image layer with energies: open a stack or the sample first")
+            raise ValueError("no image layer with energies: open a stack (with its energies file beside it) "
+                             "or the sample first")
         layer = self.viewer.layers[name]
-        energies = np.asarray(layer.metadata["energies"], dtype=np.float64)
-        sources = dict(layer.metadata.get("sources") or {})
+        found = None
+        if "energies" in layer.metadata:
+            energies = np.asarray(layer.metadata["energies"], dtype=np.float64)
+            sources = dict(layer.metadata.get("sources") or {})
+        else:  # opened by another reader: energies from the file beside it
+            energies, found = energies_beside(layer)
+            if energies is None:
+                raise ValueError(f"the layer {name!r} has no energies and no energies file lies beside "
+                                 f"{source_path(layer) or 'its file'}: give them in the energies field")
+            sources = {"stack": source_path(layer), "energies": str(found)}
         if not sources and layer.metadata.get("references"):
             sources = {"sample": "fe_sample"}  # the plugin's sample measurement
         stack = compute_stack(layer.data, energies, sources)
         self.session.set_measurement(stack, source=sources, layer_name=name, scale=tuple(layer.scale[-2:]),
                                      translate=tuple(layer.translate[-2:]))
+        if not self.session.entries:  # the layer's own references (the sample's), whichever docks are open
+            for path in layer.metadata.get("references") or ():
+                self.session.add_references(str(path))
         self.layer_box.setCurrentText(name)
-        self.report(describe(stack))
+        self.report(describe(stack) + (f"\nenergies from {found} (beside the file napari opened)" if found else ""))
 
     @notify_errors("Open stack")
     def open_stack(self, paths: dict | None = None):

@@ -36,19 +36,19 @@ class PrepareWidget(Dock):
         self.form.addRow(self.preview_button)
         self.histogram = PlotCanvas(height=1.8)
         self.histogram.hide()
-        self.layout().addWidget(self.histogram)
+        self.body.addWidget(self.histogram)
         normalization = QGroupBox("Normalization (Larch's pre_edge)")
         normalization.setCheckable(False)
         self.controls.update(controls(QFormLayout(normalization), NORMALIZATION, on_change=self._changed))
-        self.layout().addWidget(normalization)
+        self.body.addWidget(normalization)
         self.calibration = CalibrationPanel(self)
-        self.layout().addWidget(self.calibration)
-        self.layout().addWidget(self.status)
-        self.layout().addStretch()
+        self.body.addWidget(self.calibration)
+        self.body.addWidget(self.status)
+        self.body.addStretch()
         self.preview = None
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
-        self.session.changed.connect(self._on_session)
+            self.listen(event, lambda *_: self.refresh_layers())
+        self.listen(self.session.changed, self._on_session)
         self.refresh_layers()
 
     def refresh_layers(self):
@@ -65,7 +65,7 @@ class PrepareWidget(Dock):
     def roi_from_shape(self):
         """Set the ROI to the bounding box of the selected (or last) shape, in stack pixels."""
         if self.session.stack is None:
-            raise ValueError("pick the measurement first (Measurement dock)")
+            raise ValueError("pick the measurement first (Stack dock)")
         name = self.shapes_box.currentText()
         if not name:
             raise ValueError("draw a rectangle in a Shapes layer first")
@@ -118,7 +118,7 @@ class PrepareWidget(Dock):
         mask = preview.mask(threshold)
         grid = preview.grid
         labels = mask.astype(np.uint8)
-        set_layer(self.viewer, labels, kind="labels", update=True, name=MASK_LAYER, opacity=0.4,
+        set_layer(self.viewer, labels, kind="labels", update=True, name=self.session.layer_title(MASK_LAYER), opacity=0.4,
                   colormap={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.8, 1.0, 1.0)},
                   **grid.transform(**self.session.map_transform()))
         self._draw_histogram(preview, threshold)

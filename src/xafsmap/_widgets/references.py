@@ -10,24 +10,8 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QTableWi
 from ._base import Dock, hbox, notify_errors
 from ._controls import control
 from ._plot import PlotCanvas
-from ._session import Entry
 
 COLUMNS = ("use", "name", "offset (eV)", "source")
-
-
-def read_entries(path) -> list[Entry]:
-    """Entries of a file (every record; ticked when it holds one) or of a library folder."""
-    from ..core.io.references import read_references
-    from ..core.io.library import scan_library
-
-    path = Path(path)
-    if path.is_dir():
-        refs, _ = scan_library(path)
-        if not refs:
-            raise ValueError(f"no readable reference spectrum in {path}")
-        return [Entry(ref.source, ref.name, 0.0, False, ref) for ref in refs]
-    refs = read_references(path)
-    return [Entry(ref.source, ref.name, 0.0, len(refs) == 1, ref) for ref in refs]
 
 
 def compare_spectra(stack, references, settings):
@@ -60,25 +44,25 @@ class ReferencesWidget(Dock):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(140)
-        self.layout().addWidget(self.table)
+        self.body.addWidget(self.table)
         self.controls = {"align_references": control("align_references")}
         self.align_box = self.controls["align_references"].editor
         self.controls["align_references"].changed.connect(
             lambda: self.session.update("alignment", align_references=self.controls["align_references"].value()))
         self.alignment = QLabel("")
         self.alignment.setWordWrap(True)
-        self.layout().addWidget(self.controls["align_references"])
-        self.layout().addWidget(self.alignment)
+        self.body.addWidget(self.controls["align_references"])
+        self.body.addWidget(self.alignment)
         self.plot_button = self.button("Plot over the mean spectrum", self.plot_references,
                                        tip="ticked references over the mean spectrum of the prepared stack")
         self.trust_button = self.button("Check them (7 Trust)…", self.open_trust, tip="unexplained pixels, a "
                                         "library search for what is missing, and reference-set comparison")
-        self.layout().addWidget(hbox(self.plot_button, self.trust_button))
+        self.body.addWidget(hbox(self.plot_button, self.trust_button))
         self.plot = PlotCanvas(1)
-        self.layout().addWidget(self.plot)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.plot)
+        self.body.addWidget(self.status)
         self.table.itemChanged.connect(self._edited)
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
         self._fill()
         self._show_align()
 
@@ -104,10 +88,10 @@ class ReferencesWidget(Dock):
         """Add every reference of a file or folder (single-spectrum files come ticked)."""
         if not path:
             raise ValueError("give a reference file or folder")
-        known = {entry.spec for entry in self.session.entries}
-        new = [entry for entry in read_entries(path) if entry.spec not in known]
-        self.session.set_entries(self.session.entries + new)
-        self.report(f"added {len(new)} reference(s) from {Path(path).name}")
+        new = self.session.add_references(path)
+        unticked = sum(not entry.use for entry in new)
+        self.report(f"added {len(new)} reference(s) from {Path(path).name}" +
+                    (f"; {unticked} not ticked: tick the ones to use" if unticked else ""))
 
     def set_used(self, names) -> None:
         """Tick exactly the references called ``names``."""
@@ -148,14 +132,13 @@ class ReferencesWidget(Dock):
         self.session.set_entries(self.session.entries)
 
     def _on_session(self, part: str):
-        if part == "measurement" and not self.session.entries:
-            layer = self.viewer.layers[self.session.layer_name] if self.session.layer_name else None
-            for path in (layer.metadata.get("references") or []) if layer is not None else []:
-                self.add_path(str(path))
         if part in ("references", "recipe", "measurement"):
             self._fill()
         if part == "recipe":
             self._show_align()
+            self.plot.clear()  # drawn for the choices before the recipe
+            self.plot.draw()
+            self.alignment.setText("")
         if part in ("model", "result") and self.session.model is not None:
             self.show_offset(self.session.model.params.get("alignment"), source="the trained model")
 

@@ -28,6 +28,8 @@ from ._session import Entry
 #: Candidates listed per region, and drawn over its mean spectrum.
 LISTED, DRAWN = 10, 3
 COLUMNS = ("rank", "name", "score", "similarity", "offset (eV)")
+#: Unexplained regions are drawn as outlines of this width (pixels) and colour, over the classes.
+CONTOUR, UNEXPLAINED_COLOR = 2, (1.0, 0.25, 0.85, 1.0)
 
 
 def search_library(paths, found):
@@ -100,9 +102,9 @@ class TrustWidget(Dock):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(120)
-        self.layout().addWidget(self.table)
+        self.body.addWidget(self.table)
         self.plot = PlotCanvas(1, height=2.4)
-        self.layout().addWidget(self.plot)
+        self.body.addWidget(self.plot)
         compare = QWidget()
         self.sets_edit = QLineEdit()
         self.sets_edit.setToolTip("NAME=REF,REF; NAME=REF,REF,REF with the names of the References table")
@@ -116,15 +118,15 @@ class TrustWidget(Dock):
         line.addWidget(self.sets_edit)
         line.addWidget(criterion)
         line.addWidget(self.compare_button)
-        self.layout().addWidget(compare)
+        self.body.addWidget(compare)
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
-        self.layout().addWidget(self.verdict)
-        self.layout().addWidget(self.status)
+        self.body.addWidget(self.verdict)
+        self.body.addWidget(self.status)
         self.found = self.search_result = None
         self._sets_auto = ""
         self.region_box.currentIndexChanged.connect(lambda *_: self._show_region())
-        self.session.changed.connect(self._on_session)
+        self.listen(self.session.changed, self._on_session)
         self._on_session("references")
 
     def _browse(self):
@@ -162,12 +164,17 @@ class TrustWidget(Dock):
         self.found, self.search_result = found, None
         grid = self.session.map_transform()
         names = [f"region {r + 1}" for r in range(found.sizes.size)]
-        data, meta, _ = labels_layer(found.regions, names, name="unexplained")
+        title = self.session.layer_title
+        data, meta, _ = labels_layer(found.regions, names, name=title("unexplained"), kind="region",
+                                     background="explained")
+        # outlines in one colour of their own: distinct from the classes they lie over
+        meta["colormap"] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **dict.fromkeys(range(1, len(names) + 1),
+                                                                                 UNEXPLAINED_COLOR)}
         finite = found.z[np.isfinite(found.z)]
         high = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-        set_layer(self.viewer, found.z, name="z", visible=False, colormap="inferno",
+        set_layer(self.viewer, found.z, name=title("z"), visible=False, colormap="inferno",
                   contrast_limits=(0.0, max(high, 1.0)), **grid)
-        set_layer(self.viewer, data, kind="labels", **meta, **grid)
+        set_layer(self.viewer, data, kind="labels", contour=CONTOUR, **meta, **grid)
         self.region_box.blockSignals(True)
         self.region_box.clear()
         self.region_box.addItems([f"{name} ({size} px)" for name, size in zip(names, found.sizes)])
@@ -257,10 +264,17 @@ class TrustWidget(Dock):
 
     # parsimony -----------------------------------------------------------
     def default_sets(self) -> str:
-        """Ticked references against every reference of the table (when they differ)."""
+        """Two sets at least, so Compare works at once: the ticked references, the ticked ones
+        without the last (the newest, e.g. one added from the library), and every reference
+        of the table when that differs.
+
+        The pair "with and without the newest reference" is the question after Add to references.
+        """
         ticked = [e.name for e in self.session.entries if e.use]
         every = [e.name for e in self.session.entries]
         parts = [f"ticked={','.join(ticked)}"] if ticked else []
+        if len(ticked) >= 2:
+            parts.append(f"without {ticked[-1]}={','.join(ticked[:-1])}")
         if every != ticked:
             parts.append(f"all={','.join(every)}")
         return "; ".join(parts)
@@ -282,7 +296,8 @@ class TrustWidget(Dock):
     def _compared(self, result):
         from .._reader import labels_layer
 
-        data, meta, _ = labels_layer(result.preferred, list(result.names), name="preferred")
+        data, meta, _ = labels_layer(result.preferred, list(result.names), name=self.session.layer_title("preferred"),
+                                     kind="set", background="no sample")
         set_layer(self.viewer, data, kind="labels", **meta, **self.session.map_transform())
         summary = result.summary
         criterion = summary["criterion"]
@@ -304,6 +319,11 @@ class TrustWidget(Dock):
             if not text or text == self._sets_auto:
                 self._sets_auto = self.default_sets()
                 self.sets_edit.setText(self._sets_auto)
-        if part in ("measurement", "prepare", "calibration", "recipe"):
+        if part in ("measurement", "prepare", "calibration", "recipe"):  # results of other choices
             self.found = self.search_result = None
+            self.region_box.clear()
+            self.table.setRowCount(0)
+            self.verdict.setText("")
+            self.plot.clear()
+            self.plot.draw()
 

@@ -162,8 +162,9 @@ def check_sizes(settings: Settings, stack: Stack, references, *, distributed: bo
     check_maps_memory(rows=rows, cols=cols, k=len(references), zarr=settings.zarr and not distributed)
 
 
-def train(settings: Settings, stack: Stack, references) -> Model:
-    """The settings' :class:`~xafsmap.core.model.training.Model` for a prepared stack."""
+def train(settings: Settings, stack: Stack, references, *, stop=None) -> Model:
+    """The settings' :class:`~xafsmap.core.model.training.Model` for a prepared stack (``stop``:
+    see :func:`~xafsmap.core.model.training.train_model`)."""
     mixtures = settings.mixtures if settings.compositions is None else np.array(settings.compositions, dtype=float)
     classes = classes_for(settings, [ref.name for ref in references])
     check_training(n_classes=len(classes), n_per_class=settings.n_per_class, n_energies=len(stack.energies),
@@ -173,7 +174,7 @@ def train(settings: Settings, stack: Stack, references) -> Model:
         features=settings.features, smooth=settings.smooth, n_per_class=settings.n_per_class,
         n_trees=settings.n_trees, threshold=settings.threshold, significance=settings.significance,
         fit_range=settings.fit_range, noise=settings.noise, rng=settings.seed,
-        align_references=settings.align_references, thick=settings.thick, **settings.normalization,
+        align_references=settings.align_references, thick=settings.thick, stop=stop, **settings.normalization,
     )
     if settings.class_names is None:
         return model

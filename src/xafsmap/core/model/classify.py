@@ -13,7 +13,7 @@ import numpy as np
 
 from ..spectra.lcf import spectrum_moments
 from .features import METRICS, compute_features, feature_distance, feature_operator
-from .forest import predict_proba
+from .forest import grow_forest, predict_proba
 from .synthesize import Classes, synthesize_spectra
 
 __all__ = ["Classification", "Classifier", "classify", "label_features", "train_classifier"]
@@ -117,6 +117,7 @@ def train_classifier(
     test_fraction: float = 0.25,
     n_jobs: int | None = -1,
     rng=None,
+    stop=None,
 ) -> Classifier:
     """Train a random forest on synthetic noisy mixtures of the references.
 
@@ -152,6 +153,9 @@ def train_classifier(
         Threads for the forest.
     rng : int or Generator, optional
         Seed; the forest's ``random_state`` is drawn from it.
+    stop : callable, optional
+        Polled while the forest grows; True stops training with
+        :class:`~xafsmap.core.model.forest.TrainingStopped` (see :func:`~xafsmap.core.model.forest.grow_forest`).
 
     Returns
     -------
@@ -178,7 +182,7 @@ def train_classifier(
     forest = RandomForestClassifier(
         n_estimators=n_trees, max_samples=max_samples, n_jobs=n_jobs, random_state=int(rng.integers(2**31))
     )
-    forest.fit(x[~is_test], labels[~is_test])
+    grow_forest(forest, x[~is_test], labels[~is_test], stop=stop)
     predicted = forest.classes_[np.argmax(predict_proba(forest, x[is_test]), axis=1)]
     n_classes = len(classes)
     importances = np.zeros(energies.size)

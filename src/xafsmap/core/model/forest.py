@@ -77,6 +77,37 @@ class CompiledForest:
         return self.children[:, 0] == np.arange(self.children.shape[0])
 
 
+class TrainingStopped(RuntimeError):
+    """Training was stopped by its ``stop`` callback (a Cancel button)."""
+
+
+def grow_forest(forest, x, y, *, stop=None):
+    """Fit ``forest`` (a scikit-learn forest) on ``x``, ``y``; with ``stop``, in ten groups of trees.
+
+    ``stop()`` is called before each group; True raises :class:`TrainingStopped`. Grown in
+    groups (``warm_start``), the forest is the one grown at once: each fit draws the seeds
+    of the trees before it again, so tree *i* gets the same seed either way.
+
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> x, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    >>> a = grow_forest(RandomForestClassifier(7, random_state=1), x, y)
+    >>> b = grow_forest(RandomForestClassifier(7, random_state=1), x, y, stop=lambda: False)
+    >>> bool(np.array_equal(a.predict_proba(x), b.predict_proba(x))), b.warm_start
+    (True, False)
+    """
+    if stop is None:
+        return forest.fit(x, y)
+    n_trees = forest.n_estimators
+    group = max(1, -(-n_trees // 10))
+    forest.set_params(warm_start=True)
+    for grown in range(group, n_trees + group, group):
+        if stop():
+            raise TrainingStopped(f"training stopped after {grown - group} of {n_trees} trees")
+        forest.set_params(n_estimators=min(grown, n_trees))
+        forest.fit(x, y)
+    return forest.set_params(warm_start=False)
+
+
 def has_numba() -> bool:
     """True when numba can be imported (the fast path is available)."""
     try:

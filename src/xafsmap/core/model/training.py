@@ -166,6 +166,7 @@ def train_model(
     align_references: bool = DEFAULTS.align_references,
     thick: float | None = DEFAULTS.thick,
     rng=None,
+    stop=None,
 ) -> Model:
     """Survey a stack, prepare the references and train the classifier for it.
 
@@ -205,6 +206,9 @@ def train_model(
         (:func:`thick_limit`).
     rng : int or Generator, optional
         Seed of the training set and forest.
+    stop : callable, optional
+        Polled while the forest grows; True stops training
+        (:class:`~xafsmap.core.model.classify.TrainingStopped`).
 
     Returns
     -------
@@ -238,6 +242,7 @@ def train_model(
         features=features,
         smooth=smooth,
         rng=seed,
+        stop=stop,
     )
     settings = dict(
         references=[ref.name for ref in references],
