@@ -203,6 +203,8 @@ def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = Fal
 
             maps = open_map_store(tmp / MAPS_ZARR, k, rows, cols, band=band)
         yield tmp, maps
+        for array in (maps or {}).values():  # the background chunk writes land before the folder moves in
+            array.flush()
 
 
 def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | None = None,
