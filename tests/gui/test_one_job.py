@@ -16,7 +16,7 @@ from xafsmap.core.settings import SETTINGS, ReferenceSpec, Settings, write_recip
 
 DOCKS = ("measurement:MeasurementWidget", "prepare:PrepareWidget", "explore:ExploreWidget",
          "references:ReferencesWidget", "classes:ClassesWidget", "classify:ClassifyWidget",
-         "inspect:InspectWidget", "trust:TrustWidget")
+         "inspect:InspectWidget", "trust:TrustWidget", "series:SeriesWidget")
 #: Settings no dock shows as a control of its own, and where the docks take them from instead.
 NOT_A_CONTROL = {
     "sample": "File > Open Sample",
@@ -24,6 +24,7 @@ NOT_A_CONTROL = {
     "references": "the References table (ticked rows)",
     "class_names": "the Classes table", "compositions": "the Classes table",
     "library": "the Trust dock's library list", "sets": "the Trust dock's sets table",
+    "stacks": "the Series dock's list of layers or folder", "series_list": "the Series dock's folder",
     "workers": "command line and recipes only (the docks map in the viewer's process)",
     "scheduler": "command line and recipes only (the docks map in the viewer's process)",
 }
@@ -85,7 +86,7 @@ def test_the_same_settings_map_alike_from_options_recipe_api_and_dock(make_napar
 
     viewer = make_napari_viewer()
     viewer.open(str(small_sample_file), plugin="xafsmap")
-    measurement, *_, classify, _, _ = _docks(viewer)
+    measurement, *_, classify, _, _, _ = _docks(viewer)
     measurement.use_button.click()
     classify.load_recipe(recipe)
     classify.map_button.click()

@@ -18,7 +18,7 @@ def test_series_dock_maps_layers_and_a_folder_with_the_session_model(make_napari
     for i in (1, 2, 3):
         viewer.open(str(listing.parent / f"step_{i}.tif"), plugin="xafsmap")
     docks = {key: viewer.window.add_plugin_dock_widget("xafsmap", name)[1] for key, name in
-             (("measurement", "1 Measurement"), ("references", "3 References"), ("classify", "5 Classify"),
+             (("measurement", "1 Stack"), ("references", "3 References"), ("classify", "5 Map"),
               ("series", "8 Series"))}
     series = docks["series"]
     assert [series.layers.item(i).text() for i in range(series.layers.count())] == ["step_1", "step_2", "step_3"]

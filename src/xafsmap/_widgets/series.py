@@ -1,6 +1,6 @@
 """Dock 8, Series: one model over other open stacks or a folder of stacks; the fractions across them.
 
-The model is the session's (trained in the Classify dock) or a saved model file
+The model is the session's (trained in the Map dock) or a saved model file
 (``xafsmap train``, or saved here). "Map ticked layers" maps other image layers in
 memory (:func:`xafsmap.core.job.iter_apply`) and adds their label maps; "Map a folder…"
 runs ``xafsmap series`` on every stack of a folder into an output folder
@@ -81,7 +81,7 @@ class SeriesWidget(Dock):
         if self.session.model is not None:
             classes = self.session.model.classifier.classes
             return f"the session's trained model ({len(classes)} classes over {', '.join(classes.references)})"
-        return "none yet: train in the Classify dock, or choose a model file"
+        return "none yet: train in the Map dock, or choose a model file"
 
     def refresh_layers(self):
         """List the image layers with energies (the measurement's too), keeping the ticks."""
@@ -113,7 +113,7 @@ class SeriesWidget(Dock):
         if self.session.settings.model:
             return load_model_for(self.session.settings, self.session.references()).model
         if self.session.model is None:
-            raise ValueError("no model: train one in the Classify dock, or choose a model file")
+            raise ValueError("no model: train one in the Map dock, or choose a model file")
         return self.session.model
 
     # actions -------------------------------------------------------------
@@ -172,13 +172,13 @@ class SeriesWidget(Dock):
 
     @notify_errors("Save model")
     def save_model(self, path):
-        """Write the session's trained model as a file and use it (the Classify dock's settings recorded)."""
+        """Write the session's trained model as a file and use it (the Map dock's settings recorded)."""
         from ..core.job import reference_records
         from ..core.model.modelfile import write_model
         from ..core.settings.recipe import settings_to_dict
 
         if self.session.model is None:
-            raise ValueError("no trained model in this session: train one in the Classify dock")
+            raise ValueError("no trained model in this session: train one in the Map dock")
         settings = self.session.model_settings or self.session.settings
         extra = {"references": reference_records(self.session.settings, self.session.references()),
                  "recipe": settings_to_dict(replace(settings, model=None))}
