@@ -24,7 +24,7 @@ import numpy as np
 
 from .._files import atomic_file
 from ..io.folders import atomic_folder
-from .maps import value_counts
+from .maps import FLAGS, value_counts
 
 if TYPE_CHECKING:
     from ..prepare.shiftmap import ShiftMap
@@ -37,7 +37,9 @@ __all__ = [
     "map_output",
     "write_classes_csv",
     "write_map_files",
+    "write_map_tables",
     "write_maps",
+    "write_report",
     "write_rows",
     "write_tiff",
 ]
@@ -207,6 +209,29 @@ def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = Fal
             array.flush()
 
 
+def write_map_tables(result, folder, *, shift_map=None) -> None:
+    """The map TIFFs (2-D maps or 3-D volumes, whatever the result holds), ``flags.csv``,
+    ``classes.csv`` and, with a ``shift_map``, ``shift.tif`` into an existing folder."""
+    folder = Path(folder)
+    classes = result.classifier.classes
+    for name in ("labels", "probability", "distance", "fractions", "fraction_sigma", "residual", "edge_step", "e0",
+                 "mask", "flags"):
+        write_tiff(folder / f"{name}.tif", getattr(result, name))
+    flags = value_counts(result.flags, 256)
+    write_rows(folder / "flags.csv", ["bit", "meaning", "pixels"],
+               [[bit, meaning, int(flags[np.arange(256) & bit > 0].sum())] for bit, meaning in FLAGS.items()])
+    if shift_map is not None:
+        from ..prepare.shiftmap import write_shift_map
+
+        write_shift_map(folder / "shift.tif", shift_map)
+    write_classes_csv(folder / "classes.csv", classes.names, classes.compositions, classes.references)
+
+
+def write_report(folder, report: dict) -> None:
+    """``report.json`` in ``folder`` (numpy scalars and arrays as JSON numbers and lists; NaN refused)."""
+    (Path(folder) / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_default))
+
+
 def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | None = None,
                     extra: dict | None = None, shift_map=None) -> Path:
     """Write every map of a :class:`~xafsmap.core.mapping.pipeline.MapResult` into an existing folder.
@@ -221,8 +246,6 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
     store gets the class legend, and the result's maps if it was mapped elsewhere (in
     memory, on a cluster); TIFFs of zarr maps are written in row blocks.
     """
-    from .maps import FLAGS
-
     folder = Path(folder)
     classes = result.classifier.classes
     report = make_report(result, inputs=inputs, extra=extra)
@@ -232,18 +255,8 @@ def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | 
         if result.labels is not maps["labels"]:
             copy_maps(result, maps)
         describe_map_store(folder / MAPS_ZARR, classes)
-    for name in ("labels", "probability", "distance", "fractions", "fraction_sigma", "residual", "edge_step", "e0",
-                 "mask", "flags"):
-        write_tiff(folder / f"{name}.tif", getattr(result, name))
-    flags = value_counts(result.flags, 256)
-    write_rows(folder / "flags.csv", ["bit", "meaning", "pixels"],
-               [[bit, meaning, int(flags[np.arange(256) & bit > 0].sum())] for bit, meaning in FLAGS.items()])
-    if shift_map is not None:
-        from ..prepare.shiftmap import write_shift_map
-
-        write_shift_map(folder / "shift.tif", shift_map)
-    write_classes_csv(folder / "classes.csv", classes.names, classes.compositions, classes.references)
-    (folder / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_default))
+    write_map_tables(result, folder, shift_map=shift_map)
+    write_report(folder, report)
     return folder
 
 

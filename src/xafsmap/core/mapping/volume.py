@@ -13,7 +13,6 @@ slice, :func:`open_volume_store`) and from there, a slice at a time, into the TI
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +21,8 @@ import numpy as np
 
 from ..io.stack import Stack
 from ..model.training import Model
-from .maps import CHANNEL_MAPS, FLAGS, new_maps, value_counts
-from .output import make_report, write_classes_csv, write_rows, write_tiff
+from .maps import CHANNEL_MAPS, new_maps
+from .output import make_report, write_map_tables, write_report
 from .pipeline import MapResult, count_bands, drive, finish_map, iter_classify
 
 __all__ = ["SLICE_BYTES", "iter_map_volume", "map_volume", "open_volume_store", "slice_model", "tall_stack", "write_volume_files"]
@@ -166,30 +165,11 @@ def write_volume_files(result: MapResult, folder, *, inputs: dict | None = None,
 
     folder = Path(folder)
     slices, rows, cols = result.labels.shape
-    classes = result.classifier.classes
-    for name in ("labels", "probability", "distance", "fractions", "fraction_sigma", "residual", "edge_step", "e0",
-                 "mask", "flags"):
-        write_tiff(folder / f"{name}.tif", getattr(result, name))
-    flags = value_counts(result.flags, 256)
-    write_rows(folder / "flags.csv", ["bit", "meaning", "pixels"],
-               [[bit, meaning, int(flags[np.arange(256) & bit > 0].sum())] for bit, meaning in FLAGS.items()])
-    if shift_map is not None:
-        from ..prepare.shiftmap import write_shift_map
-
-        write_shift_map(folder / "shift.tif", shift_map)
-    write_classes_csv(folder / "classes.csv", classes.names, classes.compositions, classes.references)
+    write_map_tables(result, folder, shift_map=shift_map)
     tall = replace(result, labels=da.from_zarr(result.labels).reshape(slices * rows, cols),
                    mask=da.from_zarr(result.mask).reshape(slices * rows, cols))
     report = make_report(tall, inputs=inputs, extra=extra)
     report["grid"] = {"slices": int(slices), "rows": int(rows), "columns": int(cols)}
     report["pixels"]["unit"] = "voxels"
-    (folder / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_default))
+    write_report(folder, report)
     return folder
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to report.json")
