@@ -13,13 +13,13 @@ A maps folder written with ``--zarr`` is read lazily from its ``maps.ome.zarr``
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from .core.io.volumefiles import volume_kind
-from .core.mapping.quicklook import label_colors
+from .core.mapping.legend import read_legend_csv, read_tiff_legend
+from .core.mapping.legend import label_colors
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
 
@@ -98,32 +98,22 @@ def volume_layer(path):
 
 
 def _legend_of(path: Path):
+    """The legend of a label TIFF: a classes CSV beside it, else the one inside it, else None."""
     if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
         return None
     for candidate in (path.with_suffix(".classes.csv"), path.parent / "classes.csv"):
         if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_legend(csv_path) -> tuple[list[str], list[str], np.ndarray]:
-    """Class names, reference names and compositions from a classes CSV."""
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    references = header[2:]
-    names = [row[1] for row in body]
-    compositions = np.array([[float(v) for v in row[2:]] for row in body]).reshape(len(body), len(references))
-    return names, references, compositions
+            return read_legend_csv(candidate)
+    return read_tiff_legend(path)
 
 
 def labels_layer(labels, names, *, name="classes", compositions=None, references=(), kind="class",
-                 background="no sample"):
+                 background="no sample", colors=None):
     """Layer-data tuple of a label map: names as features (hovering shows ``kind: name``, and
-    ``kind: background`` over label 0), 0 transparent."""
-    colors = label_colors(len(names)) / 255.0
+    ``kind: background`` over label 0), 0 transparent; ``colors`` (n, 3) uint8 or xafsmap's."""
+    colors = (label_colors(len(names))[1:] if colors is None else np.asarray(colors)) / 255.0
     colormap = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
-    colormap.update({i: (*colors[i], 1.0) for i in range(1, len(names) + 1)})
+    colormap.update({i: (*colors[i - 1], 1.0) for i in range(1, len(names) + 1)})
     features = {"index": np.arange(len(names) + 1), kind: [background, *names]}
     if compositions is not None:
         for j, ref in enumerate(references):
@@ -133,14 +123,18 @@ def labels_layer(labels, names, *, name="classes", compositions=None, references
     return labels, meta, "labels"
 
 
+def legend_layer(labels, legend, *, name="classes"):
+    """:func:`labels_layer` of a :class:`~xafsmap.core.mapping.legend.Legend` (its names, colours, compositions)."""
+    return labels_layer(labels, list(legend.names), name=name, compositions=legend.compositions,
+                        references=legend.references, colors=legend.colors)
+
+
 def read_labels(path):
-    """Read a label TIFF with its legend CSV into a Labels layer."""
+    """Read a label TIFF with its legend (CSV beside it, or inside the TIFF) into a Labels layer."""
     import tifffile
 
     path = Path(path[0] if isinstance(path, list) else path)
-    names, references, compositions = read_legend(_legend_of(path))
-    labels = tifffile.imread(path)
-    return [labels_layer(labels, names, name=path.stem, compositions=compositions, references=references)]
+    return [legend_layer(tifffile.imread(path), _legend_of(path), name=path.stem)]
 
 
 def _lazy_maps(folder: Path) -> dict:
@@ -167,21 +161,21 @@ def read_maps(path):
     import tifffile
 
     folder = Path(path[0] if isinstance(path, list) else path)
-    names, references, compositions = read_legend(folder / "classes.csv")
+    legend = read_legend_csv(folder / "classes.csv")
     lazy = _lazy_maps(folder)
 
     def read(name):
         return lazy[name] if name in lazy else tifffile.imread(folder / f"{name}.tif")
 
-    layers = [labels_layer(read("labels"), names, compositions=compositions, references=references)]
+    layers = [legend_layer(read("labels"), legend)]
     for name in MAP_IMAGES:
         if name in lazy or (folder / f"{name}.tif").is_file():
             image = read(name)
             layers.append((image, {"name": name, "visible": False, "colormap": "viridis",
                                    "contrast_limits": contrast_limits(image)}, "image"))
     if "fractions" in lazy or (folder / "fractions.tif").is_file():
-        fractions = read("fractions").reshape(len(references), *layers[0][0].shape)
-        for ref, plane in zip(references, fractions):
+        fractions = read("fractions").reshape(len(legend.references), *layers[0][0].shape)
+        for ref, plane in zip(legend.references, fractions):
             layers.append((plane, {"name": f"fraction {ref}", "visible": False, "colormap": "magma",
                                    "contrast_limits": (0.0, 1.0)}, "image"))
     return layers

@@ -50,11 +50,22 @@ def test_map_writes_every_documented_file(mapped, small_sample):
 def test_classes_csv_lists_compositions(mapped):
     with open(mapped / "classes.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["label", "name", "Fe", "FeO", "Fe2O3"]
+    assert list(rows[0]) == ["label", "name", "color", "Fe", "FeO", "Fe2O3"]
     assert [r["name"] for r in rows[:3]] == ["Fe", "FeO", "Fe2O3"]
     for row in rows:
         assert sum(float(row[k]) for k in ("Fe", "FeO", "Fe2O3")) == pytest.approx(1)
     assert len(rows) == 12
+
+
+def test_a_map_folder_carries_its_legend_in_labels_tif(mapped):
+    from xafsmap.core.mapping.legend import read_legend_csv, read_tiff_legend
+
+    inside = read_tiff_legend(mapped / "labels.tif")
+    assert inside == read_legend_csv(mapped / "classes.csv")
+    assert inside.names[:3] == ("Fe", "FeO", "Fe2O3")
+    with tifffile.TiffFile(mapped / "labels.tif") as tif:
+        assert json.loads(tif.pages.first.description)["xafsmap_legend"]["header"][:3] == ["label", "name", "color"]
+        assert tif.series[0].shape == tifffile.imread(mapped / "probability.tif").shape
 
 
 def test_report_records_inputs_parameters_and_results(mapped, small_sample_file):

@@ -17,7 +17,7 @@ from xafsmap.core.mapping.output import map_output, write_map_files, write_tiff
 from xafsmap.core.mapping.pipeline import band_rows, drive, iter_classify
 from xafsmap.core.mapping.maps import check_maps, new_maps
 from xafsmap.core.model.training import train_model
-from xafsmap.core.mapping.quicklook import label_colors
+from xafsmap.core.mapping.legend import label_colors
 from xafsmap.core.job import run_map
 from xafsmap.core.settings import ReferenceSpec, Settings, read_recipe, write_recipe
 from xafsmap.core.simulate.sample import bundled_reference_paths

@@ -110,10 +110,11 @@ def test_map_never_stalls_the_viewer_and_the_class_table_matches_classes_csv(mak
     # the class table is the legend of the saved maps
     classify.save_all(tmp_path / "maps")
     wait_for(qtbot, classify)
-    from xafsmap._reader import read_legend
     from xafsmap._widgets.classtable import composition_text
+    from xafsmap.core.mapping.legend import read_legend_csv
 
-    names, references, compositions = read_legend(tmp_path / "maps" / "classes.csv")
+    legend = read_legend_csv(tmp_path / "maps" / "classes.csv")
+    names, references, compositions = legend.names, legend.references, legend.compositions
     counts = np.bincount(tifffile.imread(tmp_path / "maps" / "labels.tif").ravel(), minlength=len(names) + 1)
     expected = [(name, composition_text(row, references), f"{count:,}")
                 for name, row, count in zip(names, compositions, counts[1:])]

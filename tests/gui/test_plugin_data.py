@@ -53,11 +53,35 @@ def test_labels_written_and_read_back_through_the_plugin(make_napari_viewer, tmp
     written = viewer.layers.save(str(tmp_path / "phases.tif"), selected=False, plugin="xafsmap") \
         if False else layer.save(str(tmp_path / "phases.tif"), plugin="xafsmap")
     assert sorted(p.split("/")[-1] for p in written) == ["phases.classes.csv", "phases.tif"]
-    assert (tmp_path / "phases.classes.csv").read_text().splitlines()[:2] == ["label,name,Fe,FeO", "1,Fe,1,0"]
+    assert (tmp_path / "phases.classes.csv").read_text().splitlines()[:2] == ["label,name,color,Fe,FeO", "1,Fe,#f24949,1,0"]
     [reread] = viewer.open(str(tmp_path / "phases.tif"), plugin="xafsmap")
     np.testing.assert_array_equal(reread.data, labels)
     assert list(reread.features["class"]) == ["no sample", "Fe", "FeO"]
 
+
+
+def test_saved_labels_keep_the_layer_colours_and_need_no_csv(make_napari_viewer, tmp_path):
+    """The legend is inside the TIFF: names and the colours the layer showed come back without the CSV."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from xafsmap._reader import labels_layer
+    from xafsmap.core.mapping.legend import read_legend_csv
+
+    viewer = make_napari_viewer()
+    labels = np.zeros((6, 6), np.uint16)
+    labels[1:3, 1:3], labels[3:5, 3:5] = 1, 2
+    data, meta, _ = labels_layer(labels, ["Fe", "Fe₂O₃"], compositions=np.eye(2), references=["Fe", "Fe2O3"])
+    layer = viewer.add_labels(data, **meta)
+    layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (0.0, 0.0, 1.0, 1.0),
+                                                     2: (1.0, 0.5, 0.0, 1.0)})
+    layer.save(str(tmp_path / "phases.tif"), plugin="xafsmap")
+    saved = read_legend_csv(tmp_path / "phases.classes.csv")
+    np.testing.assert_array_equal(saved.colors, [[0, 0, 255], [255, 128, 0]])
+    (tmp_path / "phases.classes.csv").unlink()
+    [reread] = viewer.open(str(tmp_path / "phases.tif"), plugin="xafsmap")
+    assert list(reread.features["class"]) == ["no sample", "Fe", "Fe₂O₃"]
+    np.testing.assert_allclose(reread.colormap.map(np.array([1, 2]))[:, :3], [[0, 0, 1], [1, 128 / 255, 0]], atol=1e-6)
+    np.testing.assert_array_equal(reread.features["Fe2O3"][1:], [0, 1])
 
 def test_demo_viewer_shows_the_stack_and_every_map(tmp_path, small_sample_file, qtbot):
     """What `xafsmap demo` opens on a display: the stack and the maps of its run."""

@@ -123,7 +123,7 @@ def test_unexplained_search_add_and_compare(make_napari_viewer, qtbot, small_sam
     assert result_layer(viewer, "z").data.dtype == np.float32
     # drawn as outlines in a colour no class has; hovering says region or "explained"
     assert regions.contour > 0 and list(regions.features["region"][:2]) == ["explained", "region 1"]
-    from xafsmap.core.mapping.quicklook import label_colors
+    from xafsmap.core.mapping.legend import label_colors
 
     outline = regions.colormap.map(1)[:3]
     assert all(np.abs(outline - label_colors(12)[i, :3] / 255).max() > 0.1 for i in range(1, 13))

@@ -156,7 +156,7 @@ class ClassesWidget(Dock):
                     buttons=(self.preview_button,))
 
     def _draw(self, value, classes):
-        from ..core.mapping.quicklook import label_colors
+        from ..core.mapping.legend import label_colors
 
         found = value.survey
         [ax] = self.plot.clear()

@@ -53,7 +53,7 @@ class ClassTable(QTableWidget):
 
     def show_classes(self, layer, names, compositions, references, counts=None) -> None:
         """Fill the table: ``counts[i]`` pixels of class ``i + 1`` (``None``: not mapped yet)."""
-        from ..core.mapping.quicklook import label_colors
+        from ..core.mapping.legend import label_colors
 
         self.layer = layer
         colors = label_colors(len(names))

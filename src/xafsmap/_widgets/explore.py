@@ -190,7 +190,7 @@ class ExploreWidget(Dock):
         self.draw_spectra()
 
     def draw_spectra(self):
-        from ..core.mapping.quicklook import label_colors
+        from ..core.mapping.legend import label_colors
 
         kind = {"clusters": "cluster", "NMF": "NMF", "regions": None}[self.spectra_box.currentText()]
         chosen = {name: value for name, value in self.spectra().items()

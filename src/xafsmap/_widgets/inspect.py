@@ -167,7 +167,7 @@ class InspectWidget(Dock):
         self.info.setText("\n".join(lines))
 
     def _describe(self, result, pixel, ax) -> list[str]:
-        from ..core.mapping.quicklook import label_colors
+        from ..core.mapping.legend import label_colors
 
         classifier = result.classifier
         classes, energies = classifier.classes, classifier.energies

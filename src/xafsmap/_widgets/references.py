@@ -168,7 +168,7 @@ class ReferencesWidget(Dock):
                     what="Comparing references", buttons=(self.plot_button,))
 
     def _draw(self, value, names):
-        from ..core.mapping.quicklook import label_colors
+        from ..core.mapping.legend import label_colors
 
         energies, mean, refs, e0, scale = value.energies, value.mean, value.references, value.e0, value.scale
         self.show_offset(scale.alignment, source="surveyed pixels", best=scale.fit, warnings=scale.warnings)

@@ -222,7 +222,7 @@ class TrustWidget(Dock):
         self._draw(region, rows[:DRAWN])
 
     def _draw(self, region, rows):
-        from ..core.mapping.quicklook import label_colors
+        from ..core.mapping.legend import label_colors
 
         setup = self.found.setup
         start, stop = setup.window

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._files import atomic_file
 from ..io.folders import atomic_folder
+from .legend import Legend, write_legend_csv
 from .maps import FLAGS, value_counts
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ __all__ = [
     "library_versions",
     "make_report",
     "map_output",
-    "write_classes_csv",
     "write_map_files",
     "write_map_tables",
     "write_maps",
@@ -72,12 +72,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_tiff(path, data) -> Path:
+def write_tiff(path, data, *, description: str | None = None) -> Path:
     """Write an array as a (Big)TIFF, to a temporary name first.
 
     A numpy array is written at once; a chunked array (zarr, dask: shape (rows, cols)
     or (pages, rows, cols)) is read and written in strips of whole row blocks, so a
-    map larger than memory never is in memory.
+    map larger than memory never is in memory. ``description`` (7-bit ASCII, e.g. the
+    class legend's JSON) is stored as the first page's ImageDescription.
     """
     import tifffile
 
@@ -88,13 +89,13 @@ def write_tiff(path, data) -> Path:
     bigtiff = int(np.prod(data.shape)) * dtype.itemsize > 2**31
     with atomic_file(path) as tmp:
         if chunked:
-            _write_strips(tmp, data, dtype, bigtiff=bigtiff)
+            _write_strips(tmp, data, dtype, bigtiff=bigtiff, description=description)
         else:
-            tifffile.imwrite(tmp, data, photometric="minisblack", bigtiff=bigtiff)
+            tifffile.imwrite(tmp, data, photometric="minisblack", bigtiff=bigtiff, description=description)
     return path
 
 
-def _write_strips(path, data, dtype, *, bigtiff: bool) -> None:
+def _write_strips(path, data, dtype, *, bigtiff: bool, description: str | None = None) -> None:
     """One TIFF page per leading index, each written as strips of whole row blocks."""
     import tifffile
 
@@ -109,17 +110,7 @@ def _write_strips(path, data, dtype, *, bigtiff: bool) -> None:
                 yield np.ascontiguousarray(block).tobytes()
 
     tifffile.imwrite(path, strips(), shape=data.shape, dtype=dtype, photometric="minisblack",
-                     rowsperstrip=step, bigtiff=bigtiff)
-
-
-def write_classes_csv(path, names, compositions=None, references=()) -> Path:
-    """Legend of a label image: ``label,name,<reference fractions...>`` (0 is no class)."""
-    path = Path(path)
-    rows = [[label, name, *([] if compositions is None else [f"{v:.6g}" for v in compositions[label - 1]])]
-            for label, name in enumerate(names, start=1)]
-    with atomic_file(path) as tmp:
-        write_rows(tmp, ["label", "name", *references], rows)
-    return path
+                     rowsperstrip=step, bigtiff=bigtiff, description=description)
 
 
 def make_report(result, *, inputs: dict | None = None, extra: dict | None = None) -> dict:
@@ -211,10 +202,15 @@ def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = Fal
 
 def write_map_tables(result, folder, *, shift_map=None) -> None:
     """The map TIFFs (2-D maps or 3-D volumes, whatever the result holds), ``flags.csv``,
-    ``classes.csv`` and, with a ``shift_map``, ``shift.tif`` into an existing folder."""
+    ``classes.csv`` and, with a ``shift_map``, ``shift.tif`` into an existing folder.
+
+    The class legend is written twice: ``classes.csv`` and inside ``labels.tif``
+    (:mod:`~xafsmap.core.mapping.legend`)."""
     folder = Path(folder)
     classes = result.classifier.classes
-    for name in ("labels", "probability", "distance", "fractions", "fraction_sigma", "residual", "edge_step", "e0",
+    legend = Legend.of(classes.names, classes.compositions, classes.references)
+    write_tiff(folder / "labels.tif", result.labels, description=legend.to_json())
+    for name in ("probability", "distance", "fractions", "fraction_sigma", "residual", "edge_step", "e0",
                  "mask", "flags"):
         write_tiff(folder / f"{name}.tif", getattr(result, name))
     flags = value_counts(result.flags, 256)
@@ -224,7 +220,7 @@ def write_map_tables(result, folder, *, shift_map=None) -> None:
         from ..prepare.shiftmap import write_shift_map
 
         write_shift_map(folder / "shift.tif", shift_map)
-    write_classes_csv(folder / "classes.csv", classes.names, classes.compositions, classes.references)
+    write_legend_csv(folder / "classes.csv", legend)
 
 
 def write_report(folder, report: dict) -> None:

@@ -6,7 +6,6 @@ plain indexed-colour PNG is written with the standard library alone.
 
 from __future__ import annotations
 
-import csv
 import os
 import struct
 import zlib
@@ -15,36 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .._files import atomic_file
+from .legend import Legend, read_legend_csv
 
-__all__ = ["label_colors", "write_label_png"]
-
-
-def label_colors(n: int) -> np.ndarray:
-    """``n + 1`` distinct RGB colours (uint8); label 0 (no sample) is black.
-
-    Examples
-    --------
-    >>> label_colors(2).shape
-    (3, 3)
-    """
-    golden = 0.618033988749895
-    hues = (np.arange(n) * golden) % 1.0
-    value = np.where(np.arange(n) % 2, 0.75, 0.95)
-    rgb = _hsv_to_rgb(hues, np.full(n, 0.7), value)
-    return np.vstack([[0, 0, 0], np.round(rgb * 255)]).astype(np.uint8)
-
-
-def _hsv_to_rgb(h, s, v):
-    i = np.floor(h * 6).astype(int) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.stack([[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]])
-    return table[i, :, np.arange(h.size)]
-
-
-def _read_names(classes_csv) -> list[str]:
-    with open(classes_csv, newline="") as f:
-        return [row["name"] for row in csv.DictReader(f)]
+__all__ = ["write_label_png"]
 
 
 def write_label_png(path, labels, classes_csv=None) -> Path:
@@ -53,8 +25,8 @@ def write_label_png(path, labels, classes_csv=None) -> Path:
 
     path = Path(path)
     labels = tifffile.imread(labels) if isinstance(labels, (str, os.PathLike)) else np.asarray(labels)
-    names = _read_names(classes_csv) if classes_csv else [str(i) for i in range(1, int(labels.max()) + 1)]
-    colors = label_colors(len(names))
+    legend = read_legend_csv(classes_csv) if classes_csv else Legend.of(range(1, int(labels.max()) + 1))
+    names, colors = legend.names, np.vstack([[0, 0, 0], legend.colors]).astype(np.uint8)
     with atomic_file(path) as tmp:
         try:
             _matplotlib_png(tmp, labels, names, colors)

@@ -179,7 +179,7 @@ def describe_map_store(path, classes) -> None:
     import zarr
 
     from .maps import FLAGS
-    from .quicklook import label_colors
+    from .legend import label_colors
 
     root = zarr.open_group(Path(path), mode="r+", zarr_format=3)
     rgb = label_colors(len(classes.names)).tolist()
