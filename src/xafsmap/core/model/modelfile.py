@@ -126,7 +126,7 @@ def write_model(path, model: Model, *, extra: dict | None = None) -> Path:
     arrays["classes/compositions"] = classifier.classes.compositions
     arrays.update({f"noise_model/{name}": getattr(found.noise_model, name) for name in _NOISE})
     arrays.update({f"survey/{name}": getattr(found, name) for name in _SURVEY if getattr(found, name) is not None})
-    arrays.update({f"thick/{name}": getattr(model.thick, name) for name in ("absorbance", "chi2")})
+    arrays.update({f"thick/{name}": getattr(model.thick, name) for name in ("absorbance", "chi2", "leak_chi2")})
     header = {
         "xafsmap_model": MODEL_FORMAT,
         "forest": {"n_features": forest.n_features},
@@ -230,6 +230,6 @@ def _model(header: dict, arrays: dict) -> Model:
     found = Survey(noise_model=noise_model, **scalars, **{name: arrays.get(f"survey/{name}") for name in _SURVEY})
     thick = header["thick"]
     limit = ThickLimit(float(thick["limit"]), thick["source"], arrays["thick/absorbance"], arrays["thick/chi2"],
-                       float(thick["baseline_chi2"]))
+                       float(thick["baseline_chi2"]), arrays.get("thick/leak_chi2", np.zeros(0)))
     return Model(classifier=classifier, survey=found, normalization=header["normalization"], params=header["params"],
                  warnings=tuple(header["warnings"]), thick=limit)
