@@ -7,11 +7,13 @@ needs, and a package ``__init__`` never creates an import cycle between subpacka
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["lazy_names"]
 
 
-def lazy_names(package: str, names: dict[str, str]):
+def lazy_names(package: str, names: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for a package whose ``names`` map a public name to its module.
 
     Parameters

@@ -15,12 +15,19 @@ and each band is resampled before it is reduced. Every map is on the true energi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..io.stack import Stack
+    from ..prepare.shiftmap import ShiftMap
 
 __all__ = ["calibrated_indices", "prepare_exploration", "resample_spectra"]
 
 
-def calibrated_indices(energies, shift) -> np.ndarray:
+def calibrated_indices(energies: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Indices of the energies every pixel covers after its shift (true = nominal + shift).
 
     Raises
@@ -43,7 +50,8 @@ def calibrated_indices(energies, shift) -> np.ndarray:
     return keep
 
 
-def resample_spectra(mu, variance, energies, shift, keep):
+def resample_spectra(mu: np.ndarray, variance: np.ndarray, energies: np.ndarray, shift: np.ndarray,
+                     keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spectra and the variance of their points on the true energies ``energies[keep]``.
 
     Parameters
@@ -84,8 +92,9 @@ def resample_spectra(mu, variance, energies, shift, keep):
     return out.astype(np.float32), var.astype(np.float32)
 
 
-def prepare_exploration(stack, *, shift_map=None, register: bool = False, drift=None, roi=None, factor: int = 1,
-                        calibration: dict | None = None):
+def prepare_exploration(stack: Stack, *, shift_map: ShiftMap | None = None, register: bool = False,
+                        drift: np.ndarray | None = None, roi: Sequence[int] | None = None, factor: int = 1,
+                        calibration: dict | None = None) -> tuple[Stack, np.ndarray | None, dict]:
     """Prepare a stack as ``xafsmap map`` does, but hand back the shift map on its grid
     instead of resampling (see the module notes).
 

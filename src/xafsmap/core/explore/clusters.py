@@ -26,10 +26,14 @@ spread-out cluster further gives centres about 1 sigma apart, and stops the coun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .defaults import CLUSTER_METHODS, MAX_CLUSTERS, MINIBATCH_ABOVE, SEPARATION
+
+if TYPE_CHECKING:
+    from .components import Components
 
 __all__ = ["Clustering", "assign_clusters", "cluster_coordinates", "find_clusters"]
 
@@ -70,7 +74,7 @@ class Clustering:
     criterion: dict = field(default_factory=dict)
 
 
-def cluster_coordinates(scores, reference: float) -> np.ndarray:
+def cluster_coordinates(scores: np.ndarray, reference: float) -> np.ndarray:
     """Scale-free cluster coordinates of component scores (see the module notes).
 
     Parameters
@@ -112,7 +116,8 @@ def _separation(centers) -> float:
     return float(distance[np.triu_indices(len(centers), 1)].min())
 
 
-def find_clusters(components, *, k="auto", method: str = "kmeans", rng=0) -> Clustering:
+def find_clusters(components: Components, *, k: int | str = "auto", method: str = "kmeans",
+                  rng: int | np.random.Generator | None = 0) -> Clustering:
     """Cluster the sample pixels of :class:`~xafsmap.core.explore.components.Components`.
 
     Parameters
@@ -187,7 +192,7 @@ def find_clusters(components, *, k="auto", method: str = "kmeans", rng=0) -> Clu
                       order=order, sample_labels=labels, criterion=criterion)
 
 
-def assign_clusters(scores, clustering: Clustering) -> np.ndarray:
+def assign_clusters(scores: np.ndarray, clustering: Clustering) -> np.ndarray:
     """Cluster labels (1 .. k) of component scores; 0 where the scores are not usable.
 
     Parameters

@@ -30,11 +30,15 @@ the scree plot and ``explore.json``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..spectra.sharedfit import shared_fit
 from .defaults import FLOOR_MARGIN, MAX_COMPONENTS
+
+if TYPE_CHECKING:
+    from .sampling import PixelSample
 
 __all__ = ["Components", "background_shapes", "biwhiten", "find_components", "marchenko_pastur_median",
            "project_scores"]
@@ -89,7 +93,7 @@ class Components:
         return int(self.spectra.shape[0])
 
 
-def biwhiten(variance, *, iterations: int = 100, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+def biwhiten(variance: np.ndarray, *, iterations: int = 100, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Row and column factors ``a``, ``b`` that make ``a_p v_pe b_e`` average 1 along rows and columns.
 
     Parameters
@@ -124,7 +128,7 @@ def biwhiten(variance, *, iterations: int = 100, tol: float = 1e-6) -> tuple[np.
     return e / (v @ b), b
 
 
-def background_shapes(energies, params: dict) -> np.ndarray:
+def background_shapes(energies: np.ndarray, params: dict) -> np.ndarray:
     """(E, q) shapes a normalization error adds to a spectrum: the pre-edge line and,
     above e0, the post-edge polynomial less its value at e0 (Larch ``flat``).
 
@@ -161,7 +165,7 @@ def marchenko_pastur_median(ratio: float) -> float:
     return float(np.interp(0.5, cdf / cdf[-1], x))
 
 
-def find_components(sample, *, n="auto", keep: int | None = None) -> Components:
+def find_components(sample: PixelSample, *, n: int | str = "auto", keep: int | None = None) -> Components:
     """Significant components of a :class:`~xafsmap.core.explore.sampling.PixelSample`.
 
     Parameters
@@ -256,7 +260,7 @@ def _whitened_spectrum(y, variance, energies, params):
     return np.maximum(values[order][:dims], 0.0), vectors[:, order], dims, int(basis.shape[1])
 
 
-def project_scores(spectra, components: Components) -> np.ndarray:
+def project_scores(spectra: np.ndarray, components: Components) -> np.ndarray:
     """Component scores of normalized spectra.
 
     Parameters

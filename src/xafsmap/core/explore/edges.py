@@ -70,7 +70,7 @@ def _smoother(energies_bytes: bytes, half_width: float) -> np.ndarray:
     return out
 
 
-def local_smoother(energies, half_width: float) -> np.ndarray:
+def local_smoother(energies: np.ndarray, half_width: float) -> np.ndarray:
     """(E, E) operator of a local quadratic fit with tricube weights over ``half_width`` eV.
 
     Exact for quadratics on any (non-uniform) grid; where fewer than 3 energies lie
@@ -86,7 +86,7 @@ def local_smoother(energies, half_width: float) -> np.ndarray:
     return _smoother(energies.tobytes(), float(half_width))
 
 
-def preedge_operator(energies, windows: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def preedge_operator(energies: np.ndarray, windows: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The linear pieces of the pre-edge maps for ``energies``.
 
     Returns
@@ -121,7 +121,8 @@ def _trapezoid_weights(x):
     return w
 
 
-def edge_maps(spectra, energies, *, e0: float, shift=None, preedge="auto") -> dict:
+def edge_maps(spectra: np.ndarray, energies: np.ndarray, *, e0: float, shift: np.ndarray | None = None,
+              preedge: str | dict | None = "auto") -> dict:
     """E50, white line and (Fe K) pre-edge of normalized spectra (see the module notes).
 
     Parameters

@@ -22,17 +22,22 @@ output-folder rule of ``xafsmap map``), so the folder appears complete or not at
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..mapping.output import library_versions, write_tiff
 from .spectra import write_spectra_csv
 
+if TYPE_CHECKING:
+    from .pipeline import ExploreResult
+
 __all__ = ["write_explore_files"]
 
 
-def write_explore_files(result, folder, *, extra: dict | None = None) -> list[Path]:
+def write_explore_files(result: ExploreResult, folder: str | os.PathLike, *, extra: dict | None = None) -> list[Path]:
     """Write an :class:`~xafsmap.core.explore.pipeline.ExploreResult` into ``folder``.
 
     Parameters

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..model.kernels import BandPlan, reduce_band, reference_pairs
 from ..spectra.mask import SIGNIFICANCE, edge_jump, edge_mask, jump_design
@@ -117,9 +119,10 @@ class ExploreResult:
         return out
 
 
-def learn(data, energies, *, components="auto", clusters="auto", method: str = "kmeans", nmf: int | None = None,
-          threshold: float | None = None, significance: float = SIGNIFICANCE, norm_params: dict | None = None,
-          n_pixels: int = SURVEY_PIXELS, shift=None, rng=0) -> Learned:
+def learn(data: ArrayLike, energies: np.ndarray, *, components: int | str = "auto", clusters: int | str = "auto",
+          method: str = "kmeans", nmf: int | None = None, threshold: float | None = None,
+          significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
+          shift: np.ndarray | None = None, rng: int | np.random.Generator | None = 0) -> Learned:
     """Sample the stack and learn its components, clusters and NMF spectra.
 
     Parameters
@@ -187,7 +190,7 @@ def _reduce(band, learned: Learned, origin: int):
     return norm, finite, sample, step
 
 
-def explore_band(band, learned: Learned, *, origin: int = 0, shift=None) -> dict:
+def explore_band(band: np.ndarray, learned: Learned, *, origin: int = 0, shift: np.ndarray | None = None) -> dict:
     """Every map of one band of rows, and its clusters' spectrum sums.
 
     Parameters
@@ -250,9 +253,11 @@ def _scatter(values, where, fill, dtype):
     return out
 
 
-def iter_explore(stack, *, components="auto", clusters="auto", method: str = "kmeans", nmf: int | None = None,
-                 shift=None, threshold: float | None = None, significance: float = SIGNIFICANCE,
-                 norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS, band_bytes: int = BAND_BYTES, rng=0):
+def iter_explore(stack: Stack, *, components: int | str = "auto", clusters: int | str = "auto", method: str = "kmeans",
+                 nmf: int | None = None, shift: np.ndarray | None = None, threshold: float | None = None,
+                 significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
+                 band_bytes: int = BAND_BYTES,
+                 rng: int | np.random.Generator | None = 0) -> Generator[tuple[int, int], None, ExploreResult]:
     """Explore a stack: learn on a sample (:func:`learn`), then map every pixel band by band.
 
     Parameters
@@ -352,6 +357,6 @@ def _new_maps(learned: Learned, rows: int, cols: int) -> dict:
             "edges": {name: np.full((rows, cols), np.nan, np.float32) for name in names}}
 
 
-def explore_stack(stack: Stack, **options) -> ExploreResult:
+def explore_stack(stack: Stack, **options: Any) -> ExploreResult:
     """Run :func:`iter_explore` to the end and return its :class:`ExploreResult`."""
     return drive(iter_explore(stack, **options))

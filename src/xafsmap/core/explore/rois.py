@@ -16,14 +16,21 @@ non-negative weights summing to 1, :func:`~xafsmap.core.lcf.fit_fractions`).
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 from ..io.bounds import MAX_PROJECT_BYTES
 from .selection import points_in_polygon
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
 
 __all__ = ["Roi", "RoiSpectra", "read_rois", "roi_mask", "roi_spectra", "rois_from_labels", "write_rois"]
 
@@ -47,7 +54,7 @@ class Roi:
             raise ValueError("a region needs a name")
 
 
-def roi_mask(roi: Roi, shape) -> np.ndarray:
+def roi_mask(roi: Roi, shape: tuple[int, int]) -> np.ndarray:
     """The pixels of a region in an image of ``shape`` (rows, columns); parts outside are cut.
 
     Examples
@@ -76,7 +83,7 @@ def roi_mask(roi: Roi, shape) -> np.ndarray:
     return mask
 
 
-def rois_from_labels(labels, names=None) -> list[Roi]:
+def rois_from_labels(labels: np.ndarray, names: dict[int, str] | None = None) -> list[Roi]:
     """One region per label value > 0 of a labels image, as runs of columns.
 
     Parameters
@@ -101,7 +108,7 @@ def rois_from_labels(labels, names=None) -> list[Roi]:
     return out
 
 
-def write_rois(path, rois, *, shape) -> Path:
+def write_rois(path: str | os.PathLike, rois: Sequence[Roi], *, shape: tuple[int, int]) -> Path:
     """Write regions as JSON (all-or-nothing), with the grid ``shape`` they were drawn on.
 
     Examples
@@ -122,7 +129,7 @@ def write_rois(path, rois, *, shape) -> Path:
     return path
 
 
-def read_rois(path) -> tuple[list[Roi], tuple[int, int]]:
+def read_rois(path: str | os.PathLike) -> tuple[list[Roi], tuple[int, int]]:
     """Regions and the grid shape from a :func:`write_rois` file.
 
     Raises
@@ -161,7 +168,8 @@ class RoiSpectra:
     reference_names: tuple = ()
 
 
-def roi_spectra(data, energies, rois, *, normalization: dict, references=None, offsets=None) -> RoiSpectra:
+def roi_spectra(data: ArrayLike, energies: np.ndarray, rois: Sequence[Roi], *, normalization: dict,
+                references: Sequence[Reference] | None = None, offsets: Sequence[float] | None = None) -> RoiSpectra:
     """Mean absorbance, normalized mean spectrum, pixel count and LCF of each region.
 
     Parameters

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..spectra.mask import SIGNIFICANCE, edge_jump, edge_mask
 from ..spectra.noise import NoiseModel
@@ -72,7 +73,7 @@ class PixelSample:
         return int(self.spectra.shape[1])
 
 
-def sample_grid(shape, n_pixels: int = SURVEY_PIXELS) -> tuple[slice, slice]:
+def sample_grid(shape: tuple[int, int], n_pixels: int = SURVEY_PIXELS) -> tuple[slice, slice]:
     """Row and column slices of the survey's regular grid of about ``n_pixels`` pixels.
 
     :data:`~xafsmap.core.training.SURVEY_ASPECT` times sparser in rows than in columns:
@@ -92,8 +93,9 @@ def sample_grid(shape, n_pixels: int = SURVEY_PIXELS) -> tuple[slice, slice]:
     return slice(row_stride // 2, None, row_stride), slice(col_stride // 2, None, col_stride)
 
 
-def sample_pixels(data, energies, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
-                  norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS, shift=None) -> PixelSample:
+def sample_pixels(data: ArrayLike, energies: np.ndarray, *, threshold: float | None = None,
+                  significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
+                  shift: np.ndarray | None = None) -> PixelSample:
     """Survey a stack and keep the normalized spectra of the grid's sample pixels.
 
     Parameters

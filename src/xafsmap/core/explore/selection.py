@@ -16,7 +16,7 @@ __all__ = ["histogram_2d", "points_in_polygon", "rgb_composite", "select_by_valu
 POINTS_PER_BLOCK = 1 << 18
 
 
-def points_in_polygon(points, vertices) -> np.ndarray:
+def points_in_polygon(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     """Which points lie inside a polygon (even-odd rule; boundary points may go either way).
 
     Parameters
@@ -68,7 +68,9 @@ def _limits(values, percentiles):
     return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
 
 
-def histogram_2d(x, y, *, bins: int = 128, mask=None, limits=None, percentiles=(0.5, 99.5)):
+def histogram_2d(x: np.ndarray, y: np.ndarray, *, bins: int = 128, mask: np.ndarray | None = None,
+                 limits: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                 percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """2-D histogram of two maps over the pixels where both are finite (and ``mask`` is True).
 
     Parameters
@@ -109,7 +111,7 @@ def histogram_2d(x, y, *, bins: int = 128, mask=None, limits=None, percentiles=(
     return counts.astype(np.int64), x_edges, y_edges
 
 
-def select_by_values(x, y, vertices) -> np.ndarray:
+def select_by_values(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     """Pixels whose (x, y) values lie inside a polygon drawn on the scatter plot.
 
     Parameters
@@ -136,7 +138,8 @@ def select_by_values(x, y, vertices) -> np.ndarray:
     return points_in_polygon(np.stack([y.ravel(), x.ravel()], axis=1), vertices).reshape(x.shape)
 
 
-def rgb_composite(red, green, blue, *, percentiles=(1.0, 99.0), mask=None) -> np.ndarray:
+def rgb_composite(red: np.ndarray, green: np.ndarray, blue: np.ndarray, *,
+                  percentiles: tuple[float, float] = (1.0, 99.0), mask: np.ndarray | None = None) -> np.ndarray:
     """Three maps as one RGB image, each stretched between its percentiles.
 
     Parameters

@@ -10,9 +10,12 @@ spectra as one CSV (first column ``energy``, one column per spectrum), the form 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 from ..io.references import Reference
@@ -38,7 +41,7 @@ def guess_edge(e0: float) -> tuple[str, str] | None:
     return best[0] if abs(best[1] - e0) <= (25.0 if e0 >= 2000.0 else 6.0) else None
 
 
-def spectrum_reference(name: str, energies, mu, *, source: str) -> Reference:
+def spectrum_reference(name: str, energies: ArrayLike, mu: ArrayLike, *, source: str) -> Reference:
     """A normalized spectrum as a :class:`~xafsmap.core.references.Reference` the mapping accepts.
 
     Parameters
@@ -85,7 +88,8 @@ def spectrum_reference(name: str, energies, mu, *, source: str) -> Reference:
     return Reference(name, e, m, source)
 
 
-def save_reference(path, reference: Reference, *, element: str, edge: str, comments=()) -> Path:
+def save_reference(path: str | os.PathLike, reference: Reference, *, element: str, edge: str,
+                   comments: Sequence[str] = ()) -> Path:
     """Write a reference as an XDI file (``normtrans`` column) that ``--reference`` reads back.
 
     Examples
@@ -104,7 +108,7 @@ def save_reference(path, reference: Reference, *, element: str, edge: str, comme
                      fields={"xafsmap.source": reference.source}, comments=comments)
 
 
-def write_spectra_csv(path, energies, spectra, names) -> Path:
+def write_spectra_csv(path: str | os.PathLike, energies: ArrayLike, spectra: ArrayLike, names: Sequence[str]) -> Path:
     """Spectra as one CSV: ``energy`` then one column per spectrum (all-or-nothing).
 
     Parameters

@@ -27,11 +27,16 @@ The abundances of every pixel then come band by band from :func:`abundances`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..spectra.lcf import fit_fractions
 from .defaults import MAX_NMF, NMF_MAX_ITER, NMF_TOL
+
+if TYPE_CHECKING:
+    from .components import Components
+    from .sampling import PixelSample
 
 __all__ = ["Unmixing", "abundances", "successive_projection", "unmix"]
 
@@ -68,7 +73,7 @@ class Unmixing:
     info: dict
 
 
-def successive_projection(x, k: int) -> np.ndarray:
+def successive_projection(x: np.ndarray, k: int) -> np.ndarray:
     """Indices of ``k`` rows of ``x`` that span its cone (SPA).
 
     Parameters
@@ -102,7 +107,8 @@ def _nnls_rows(y, basis):
     return np.nan_to_num(w.T.astype(np.float64))
 
 
-def unmix(sample, components, k: int, *, tol: float = NMF_TOL, max_iter: int = NMF_MAX_ITER) -> Unmixing:
+def unmix(sample: PixelSample, components: Components, k: int, *, tol: float = NMF_TOL,
+          max_iter: int = NMF_MAX_ITER) -> Unmixing:
     """NMF of a sample's normalized spectra into ``k`` spectra (see the module notes).
 
     Parameters
@@ -166,7 +172,7 @@ def unmix(sample, components, k: int, *, tol: float = NMF_TOL, max_iter: int = N
                     seeds=seeds, info=info)
 
 
-def abundances(spectra, unmixing: Unmixing) -> np.ndarray:
+def abundances(spectra: np.ndarray, unmixing: Unmixing) -> np.ndarray:
     """Non-negative amount of each NMF spectrum in normalized spectra (exact NNLS).
 
     Parameters

@@ -7,10 +7,12 @@ value per line, or a CSV/TSV whose column is named ``energy``/``energies``/``E``
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .bounds import ENERGY_RANGE_EV
 
@@ -38,7 +40,7 @@ def natural_sort_key(name: str) -> list:
     return key
 
 
-def validate_energies(values, *, source: str) -> np.ndarray:
+def validate_energies(values: ArrayLike, *, source: str) -> np.ndarray:
     energies = np.asarray(values, dtype=np.float64)
     if energies.ndim != 1 or energies.size == 0:
         raise ValueError(f"{source}: energies must be a non-empty 1-D list, got shape {energies.shape}")
@@ -128,7 +130,7 @@ def read_energies(path: str | Path) -> np.ndarray:
     return validate_energies(values, source=path.name)
 
 
-def is_glob(path) -> bool:
+def is_glob(path: str | os.PathLike) -> bool:
     return isinstance(path, str) and any(c in path for c in "*?[")
 
 

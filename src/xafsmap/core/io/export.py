@@ -12,11 +12,14 @@ map's classes come from :mod:`xafsmap.core.mapping.mapspectra`.
 from __future__ import annotations
 
 import gzip
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 
@@ -86,8 +89,8 @@ def _one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def write_xdi(path, energies, mu, *, name: str, element: str, edge: str, column: str = "normtrans",
-              fields: dict | None = None, comments=()) -> Path:
+def write_xdi(path: str | os.PathLike, energies: ArrayLike, mu: ArrayLike, *, name: str, element: str, edge: str,
+              column: str = "normtrans", fields: dict | None = None, comments: Sequence[str] = ()) -> Path:
     """Write one normalized spectrum as an XDI 1.0 file (all-or-nothing).
 
     Parameters
@@ -154,7 +157,7 @@ def write_xdi(path, energies, mu, *, name: str, element: str, edge: str, column:
     return path
 
 
-def read_xdi_element(path) -> tuple[str | None, str | None]:
+def read_xdi_element(path: str | os.PathLike) -> tuple[str | None, str | None]:
     """``Element.symbol`` and ``Element.edge`` of an XDI file (None where absent or not XDI).
 
     >>> read_xdi_element("/nonexistent.xdi")
@@ -222,8 +225,8 @@ def _athena_args(record: SpectrumRecord, element: str | None, edge: str | None) 
     return args
 
 
-def write_athena(path, records, *, element: str | None = None, edge: str | None = None,
-                 compress: bool = True) -> Path:
+def write_athena(path: str | os.PathLike, records: Sequence[SpectrumRecord], *, element: str | None = None,
+                 edge: str | None = None, compress: bool = True) -> Path:
     """Write spectra as an Athena project file (all-or-nothing).
 
     Parameters
@@ -291,8 +294,9 @@ def write_athena(path, records, *, element: str | None = None, edge: str | None 
     return path
 
 
-def write_spectra(records, *, element: str, edge: str, prj=None, xdi=None, overwrite: bool = False,
-                  numbers=None, fields=None, comments=None) -> list[Path]:
+def write_spectra(records: Sequence[SpectrumRecord], *, element: str, edge: str, prj: str | os.PathLike | None = None,
+                  xdi: str | os.PathLike | None = None, overwrite: bool = False, numbers: Sequence[int] | None = None,
+                  fields: Sequence[dict] | None = None, comments: Sequence[Sequence[str]] | None = None) -> list[Path]:
     """Write spectra as an Athena project and/or one XDI file each, together or not at all.
 
     Parameters

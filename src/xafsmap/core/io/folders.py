@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 try:
@@ -50,7 +51,7 @@ STALE_SECONDS = 24 * 3600
 log = logging.getLogger("xafsmap")
 
 
-def input_paths(*specs) -> list[Path]:
+def input_paths(*specs: str | os.PathLike) -> list[Path]:
     """The files or folders named by input specs: paths, globs, ``FILE:NAME`` references.
 
     A glob stands for the folder part before its first wildcard; ``None`` is skipped.
@@ -212,7 +213,7 @@ def _remove(folder: Path) -> None:
     folder.rmdir()
 
 
-def recover_output(out) -> list[str]:
+def recover_output(out: str | os.PathLike) -> list[str]:
     """Repair what interrupted jobs left beside ``out``; return what was done, one line each.
 
     Call under the lock of ``out`` (:func:`claim_output` and :func:`atomic_folder` do).
@@ -256,7 +257,7 @@ def recover_output(out) -> list[str]:
     return notes
 
 
-def claim_output(out, *, sources=(), overwrite: bool = False) -> Path:
+def claim_output(out: str | os.PathLike, *, sources: Sequence[str | os.PathLike] = (), overwrite: bool = False) -> Path:
     """Check, before any work, that a job may write its result to ``out``.
 
     Parameters
@@ -313,7 +314,8 @@ def _write_marker(fd: int, data: dict) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(out, *, sources=(), overwrite: bool = False):
+def atomic_folder(out: str | os.PathLike, *, sources: Sequence[str | os.PathLike] = (),
+                  overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``out`` only if the block succeeds.
 
     The rule of the module docstring is checked on entry (:func:`claim_output`) and

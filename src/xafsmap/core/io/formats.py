@@ -11,6 +11,7 @@ adds what the user gave.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .rawstack import HDF5_SUFFIXES, XRADIA_SUFFIXES, RawStack
@@ -18,7 +19,7 @@ from .rawstack import HDF5_SUFFIXES, XRADIA_SUFFIXES, RawStack
 __all__ = ["format_kind", "open_format"]
 
 
-def format_kind(path) -> str | None:
+def format_kind(path: str | os.PathLike) -> str | None:
     """``"hdf5"``, ``"xradia"`` or None (a TIFF, STXM or unknown input).
 
     HDF5 is recognised by the file suffix of a path or of a ``FILE.h5:/dataset`` spec;
@@ -43,7 +44,8 @@ def format_kind(path) -> str | None:
     return None
 
 
-def open_format(path, *, axes: str | None = None, planes: bool = False, references: bool = True) -> RawStack:
+def open_format(path: str | os.PathLike, *, axes: str | None = None, planes: bool = False,
+                references: bool = True) -> RawStack:
     """Open an HDF5 or Xradia stack lazily (see :func:`format_kind`).
 
     Parameters

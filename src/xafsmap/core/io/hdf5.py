@@ -24,6 +24,7 @@ Layouts recognised in a file (or in the group a ``FILE.h5:/path`` spec names):
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -36,7 +37,7 @@ __all__ = ["is_hdf5_spec", "read_energies_dataset", "read_hdf5", "split_spec"]
 
 _SPEC = re.compile(r"^(?P<file>.+?(?:" + "|".join(re.escape(s) for s in HDF5_SUFFIXES) + r"))(?::(?P<path>.*))?$",
                    re.IGNORECASE)
-def split_spec(spec) -> tuple[Path, str | None]:
+def split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
     """Split ``FILE.h5:/path/to/object`` into the file and the object path (None if absent).
 
     >>> split_spec("run/scan.nxs:/entry1/data/data")
@@ -51,7 +52,7 @@ def split_spec(spec) -> tuple[Path, str | None]:
     return Path(match.group("file")), None if not inner else "/" + inner.lstrip("/")
 
 
-def is_hdf5_spec(spec) -> bool:
+def is_hdf5_spec(spec: str | os.PathLike) -> bool:
     """True for an HDF5 file name, with or without ``:/dataset``.
 
     >>> is_hdf5_spec("a.h5:/x"), is_hdf5_spec("a.tif")
@@ -74,7 +75,7 @@ class _H5Array:
             return np.asarray(f[self.name][key], dtype=np.float32)
 
 
-def read_energies_dataset(spec) -> np.ndarray:
+def read_energies_dataset(spec: str | os.PathLike) -> np.ndarray:
     """Energies (eV) from a 1-D HDF5 dataset named as ``FILE.h5:/path``.
 
     Raises
@@ -158,7 +159,8 @@ def _image(path: Path, f, name: str | None, order: str, *, planes: bool):
     return np.asarray(ds[()], dtype=np.float32)
 
 
-def read_hdf5(spec, *, axes: str | None = None, planes: bool = False, references: bool = True) -> RawStack:
+def read_hdf5(spec: str | os.PathLike, *, axes: str | None = None, planes: bool = False,
+              references: bool = True) -> RawStack:
     """Open a stack in an HDF5 file lazily, recognising the beamline layouts above.
 
     Parameters

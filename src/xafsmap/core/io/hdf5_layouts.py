@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .rawstack import spectrum_on
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["Layout", "energies_of", "find_layout"]
 
@@ -91,7 +95,7 @@ def _role(name: str) -> str | None:
     return None
 
 
-def energies_of(ds, notes: list) -> np.ndarray:
+def energies_of(ds: h5py.Dataset, notes: list) -> np.ndarray:
     """Energies in eV from an HDF5 dataset, converted from keV where it says so.
 
     Parameters
@@ -295,7 +299,7 @@ def _default_nxdata(f):
     return group if group is not None and _nx_class(group) == "NXdata" else None
 
 
-def find_layout(f, inner: str | None, file: str, where: str) -> Layout:
+def find_layout(f: h5py.File, inner: str | None, file: str, where: str) -> Layout:
     """The stack an open HDF5 file holds, by the layouts of :mod:`xafsmap.core.io.hdf5`.
 
     Parameters

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .stack import Stack
 
 __all__ = ["read_pixel_spectrum"]
 
@@ -42,7 +46,7 @@ def _raw_file(stack):
     return path, layout
 
 
-def read_pixel_spectrum(stack, row: int, col: int) -> np.ndarray:
+def read_pixel_spectrum(stack: Stack, row: int, col: int) -> np.ndarray:
     """The spectrum of pixel (row, col): E values, one positioned read per energy page.
 
     Parameters

@@ -10,8 +10,13 @@ the file's own incident-beam data (I0 spectrum, flat and dark images).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["HDF5_SUFFIXES", "XRADIA_SUFFIXES", "RawStack", "absorbance_from_transmission", "apply_reference",
            "parse_axes", "spectrum_on"]
@@ -69,7 +74,7 @@ def parse_axes(axes: str, *, ndim: int = 3, where: str = "axes") -> str:
     return order
 
 
-def spectrum_on(energies: np.ndarray, grid, values, *, name: str) -> np.ndarray:
+def spectrum_on(energies: np.ndarray, grid: ArrayLike, values: ArrayLike, *, name: str) -> np.ndarray:
     """An incident-beam spectrum on the stack's energies (interpolated when its grid differs).
 
     >>> spectrum_on(np.array([1.0, 2.0]), [0.0, 4.0], [10.0, 50.0], name="i0").tolist()
@@ -87,7 +92,8 @@ def spectrum_on(energies: np.ndarray, grid, values, *, name: str) -> np.ndarray:
     return np.interp(energies, grid[order], values[order])
 
 
-def apply_reference(counts, *, i0=None, flat=None, dark=None):
+def apply_reference(counts: ArrayLike, *, i0: ArrayLike | None = None, flat: ArrayLike | None = None,
+                    dark: ArrayLike | None = None) -> da.Array:
     """Absorbance from counts and a file's own reference: an (E,) I0 spectrum or flat images.
 
     >>> od = apply_reference(np.full((2, 1, 1), 50.0, np.float32), i0=np.array([100.0, 50.0]))
@@ -108,7 +114,7 @@ def _absorbance_block(counts, flat, dark=None):
     return np.where((counts > 0) & (flat > 0), od, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
-def absorbance_from_transmission(counts, flat, *, dark=None):
+def absorbance_from_transmission(counts: ArrayLike, flat: ArrayLike, *, dark: ArrayLike | None = None) -> da.Array:
     """Absorbance (optical density) ``-ln((I - D) / (F - D))`` from transmitted counts, lazily.
 
     Parameters

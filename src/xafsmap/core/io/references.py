@@ -19,6 +19,7 @@ import io
 import os
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,7 +314,7 @@ def read_references(spec: str | os.PathLike) -> list[Reference]:
     return [select_record(refs, skipped, name, path)]
 
 
-def select_record(refs: list[Reference], skipped, name: str, path: Path) -> Reference:
+def select_record(refs: list[Reference], skipped: Sequence[tuple[str, str]], name: str, path: Path) -> Reference:
     for ref in refs:
         if ref.name == name:
             return ref

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .formats import format_kind, open_format
 from .rawstack import absorbance_from_transmission
@@ -28,6 +30,9 @@ from .energies import (
     read_energies,
 )
 from .tiff import BAND_BYTES, TIFF_SUFFIXES, open_tiff, open_tiff_files, tiff_files, write_stack
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = [
     "IN_MEMORY",
@@ -81,7 +86,7 @@ class Stack:
         )
 
 
-def plane_view(stack: Stack):
+def plane_view(stack: Stack) -> da.Array:
     """The stack's data chunked one energy image per chunk, for display.
 
     napari reads whole chunks (it turns dask's slice fusion off), so a viewer given
@@ -173,7 +178,9 @@ def _stack_kind(path) -> str:
     raise ValueError(f"cannot read {p.name}: supported inputs are {_SUPPORTED}")
 
 
-def read_stack(path: str | Path, *, energies=None, flat=None, dark=None, i0=None, axes: str | None = None) -> Stack:
+def read_stack(path: str | Path, *, energies: str | Path | ArrayLike | None = None,
+               flat: str | Path | ArrayLike | None = None, dark: str | Path | ArrayLike | None = None,
+               i0: str | Path | ArrayLike | None = None, axes: str | None = None) -> Stack:
     """Open an imaging-XAFS stack lazily as absorbance with its energies.
 
     Parameters
@@ -311,7 +318,7 @@ def _file_of(path):
 
 
 
-def count_invalid(data) -> int:
+def count_invalid(data: ArrayLike) -> int:
     """Count the NaN (undefined absorbance) values of a numpy or dask array; computes.
 
     >>> count_invalid(np.array([0.1, np.nan, 2.0]))

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["read_sdf_counts", "read_sdf_energies"]
 
@@ -77,7 +81,7 @@ def _load_xim(path: str, shape: tuple[int, int]) -> np.ndarray:
     return image
 
 
-def read_sdf_counts(path: str | Path):
+def read_sdf_counts(path: str | Path) -> tuple[da.Array, np.ndarray]:
     """Lazily read the transmitted counts of an STXM stack described by an SDF header.
 
     Parameters

@@ -15,6 +15,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -22,6 +23,9 @@ from numpy.typing import ArrayLike
 from .._files import atomic_file
 
 from .energies import is_glob, validate_energies, natural_sort_key
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["write_stack"]
 
@@ -135,7 +139,7 @@ def _read_series(path: str) -> np.ndarray:
         raise ValueError(f"cannot read {path}: its images are damaged or truncated ({error})") from None
 
 
-def open_tiff(path: Path, *, role: str = "stack", planes: bool = False):
+def open_tiff(path: Path, *, role: str = "stack", planes: bool = False) -> tuple[da.Array, np.ndarray | None]:
     """Return a lazy float32 array over series 0 of one TIFF and the energies in its metadata."""
     import dask
     import dask.array as da
@@ -227,7 +231,7 @@ def _metadata_energies(description: str | None):
     return None if values is None else np.asarray(values, dtype=np.float64)
 
 
-def tiff_files(path) -> list[Path]:
+def tiff_files(path: str | os.PathLike) -> list[Path]:
     import glob
 
     if is_glob(path):
@@ -241,7 +245,7 @@ def tiff_files(path) -> list[Path]:
     return sorted(files, key=lambda f: natural_sort_key(f.name))
 
 
-def open_tiff_files(files: list[Path]):
+def open_tiff_files(files: list[Path]) -> da.Array:
     """Stack one 2-D TIFF per energy lazily, checking every shape from the headers."""
     import dask
     import dask.array as da

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def _open(path: Path):
     return olefile.OleFileIO(str(path))
 
 
-def xradia_images(path) -> dict:
+def xradia_images(path: str | os.PathLike) -> dict:
     """The layout of one ``.txrm``/``.xrm`` file, without reading its pixels.
 
     Returns
@@ -140,7 +141,7 @@ def _files(path) -> list[Path]:
     return files
 
 
-def read_xradia(path, *, references: bool = True) -> RawStack:
+def read_xradia(path: str | os.PathLike, *, references: bool = True) -> RawStack:
     """Open a ``.txrm`` stack, or a glob/folder of ``.xrm`` images, lazily (one image per chunk).
 
     Parameters

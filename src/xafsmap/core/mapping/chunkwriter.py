@@ -11,7 +11,9 @@ store) compresses and writes that chunk, whole and once, while the next bands ar
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,7 @@ class ChunkWriter:
         self._pending: list[Future] = []
         self._lock = threading.Lock()
 
-    def submit(self, function, *args) -> None:
+    def submit(self, function: Callable[..., object], *args: Any) -> None:
         """Run ``function(*args)`` in the writer's thread (started on first use)."""
         with self._lock:
             if self._pool is None:

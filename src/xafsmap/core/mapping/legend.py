@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 
@@ -77,7 +80,8 @@ class Legend:
     compositions: np.ndarray | None = None
 
     @classmethod
-    def of(cls, names, compositions=None, references=(), colors=None) -> Legend:
+    def of(cls, names: Iterable[object], compositions: ArrayLike | None = None, references: Sequence[str] = (),
+           colors: ArrayLike | None = None) -> Legend:
         """A legend with xafsmap's colours (:func:`label_colors`) unless ``colors`` are given."""
         names = tuple(str(name) for name in names)
         colors = label_colors(len(names))[1:] if colors is None else np.asarray(colors, dtype=np.uint8)
@@ -119,7 +123,7 @@ class Legend:
         return _from_table(table["header"], [[str(v) for v in row] for row in table["rows"]])
 
 
-def write_legend_csv(path, legend: Legend) -> Path:
+def write_legend_csv(path: str | os.PathLike, legend: Legend) -> Path:
     """Write ``classes.csv`` (to a temporary name first)."""
     path = Path(path)
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
@@ -129,7 +133,7 @@ def write_legend_csv(path, legend: Legend) -> Path:
     return path
 
 
-def read_legend_csv(path) -> Legend:
+def read_legend_csv(path: str | os.PathLike) -> Legend:
     """Read a classes CSV; files written before the colour column get xafsmap's colours.
 
     Raises
@@ -144,7 +148,7 @@ def read_legend_csv(path) -> Legend:
     return _from_table(rows[0], rows[1:])
 
 
-def read_tiff_legend(path) -> Legend | None:
+def read_tiff_legend(path: str | os.PathLike) -> Legend | None:
     """The legend a labels TIFF carries in its first page's ImageDescription, or None."""
     import tifffile
 

@@ -9,7 +9,10 @@ zarr) a block of whole rows at a time, so maps larger than memory are never whol
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["BLOCK_PIXELS", "CHANNEL_MAPS", "FLAGS", "FLAG_INVALID", "FLAG_NO_SAMPLE", "FLAG_THICK", "MASK_BACKGROUND",
            "MASK_INVALID", "MASK_SAMPLE", "block_rows", "check_maps", "chunk_rows", "new_maps", "row_blocks",
@@ -71,7 +74,7 @@ def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
 BLOCK_PIXELS = 2**24
 
 
-def block_rows(array, *, planes: bool = True) -> int:
+def block_rows(array: ArrayLike, *, planes: bool = True) -> int:
     """Rows per block of :func:`row_blocks`: whole chunks, about :data:`BLOCK_PIXELS` pixels.
 
     With ``planes`` the pixels of every leading plane (e.g. the K fraction maps) count.
@@ -85,7 +88,7 @@ def block_rows(array, *, planes: bool = True) -> int:
     return max(step, rows // step * step)
 
 
-def row_blocks(array, *, rows: int | None = None):
+def row_blocks(array: ArrayLike, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(r0, block)``: consecutive blocks of whole rows of a map, as numpy arrays.
 
     The row axis is the second to last; a block holds ``rows`` rows (default
@@ -101,7 +104,7 @@ def row_blocks(array, *, rows: int | None = None):
         yield r0, np.asarray(array[..., r0 : r0 + rows, :])
 
 
-def value_counts(array, n: int) -> np.ndarray:
+def value_counts(array: ArrayLike, n: int) -> np.ndarray:
     """Pixels of each value 0..n-1 of an integer map, counted in :func:`row_blocks`.
 
     >>> value_counts(np.array([[0, 2], [2, 1]]), 3).tolist()
@@ -113,7 +116,7 @@ def value_counts(array, n: int) -> np.ndarray:
     return counts
 
 
-def chunk_rows(array) -> int | None:
+def chunk_rows(array: object) -> int | None:
     """Rows per chunk of a chunked (zarr) map, None for numpy."""
     chunks = getattr(array, "chunks", None)
     return chunks[-2] if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) else None

@@ -11,18 +11,24 @@ band by band; :func:`map_class_spectra` puts them together, one
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..io.export import SpectrumRecord, read_xdi_element
+
+if TYPE_CHECKING:
+    from ..io.stack import Stack
 
 __all__ = ["ClassSpectra", "map_class_spectra", "mean_spectra", "open_map_stack", "references_element"]
 
 
-def mean_spectra(data, energies, labels, *, n_labels: int, normalization: dict | None = None,
-                 rows: int | None = None):
+def mean_spectra(data: ArrayLike, energies: ArrayLike, labels: ArrayLike, *, n_labels: int,
+                 normalization: dict | None = None, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean normalized spectrum of each label of a map, over its pixels, in row bands.
 
     Parameters
@@ -98,7 +104,7 @@ def mean_spectra(data, energies, labels, *, n_labels: int, normalization: dict |
     return means.T, pixels
 
 
-def open_map_stack(folder, report: dict | None = None, *, stack=None):
+def open_map_stack(folder: str | os.PathLike, report: dict | None = None, *, stack: Stack | None = None) -> Stack:
     """The stack of a map, on the map's grid, lazily.
 
     Parameters
@@ -187,7 +193,7 @@ class ClassSpectra:
     empty: list
 
 
-def map_class_spectra(folder, *, stack=None) -> ClassSpectra:
+def map_class_spectra(folder: str | os.PathLike, *, stack: Stack | None = None) -> ClassSpectra:
     """Each class's mean normalized spectrum of an ``xafsmap map`` output folder.
 
     Parameters

@@ -15,7 +15,8 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,7 @@ __all__ = [
 COPY_CHUNK_PIXELS = 2**20
 
 
-def file_sha256(path, *, chunk: int = 16 * 2**20, stop=None) -> str | None:
+def file_sha256(path: str | os.PathLike, *, chunk: int = 16 * 2**20, stop: threading.Event | None = None) -> str | None:
     """SHA-256 of a file, read in chunks (bounded memory).
 
     ``stop`` (a :class:`threading.Event`) is checked between chunks: once set, the
@@ -72,7 +73,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_tiff(path, data, *, description: str | None = None) -> Path:
+def write_tiff(path: str | os.PathLike, data: ArrayLike, *, description: str | None = None) -> Path:
     """Write an array as a (Big)TIFF, to a temporary name first.
 
     A numpy array is written at once; a chunked array (zarr, dask: shape (rows, cols)
@@ -113,7 +114,7 @@ def _write_strips(path, data, dtype, *, bigtiff: bool, description: str | None =
                      rowsperstrip=step, bigtiff=bigtiff, description=description)
 
 
-def make_report(result, *, inputs: dict | None = None, extra: dict | None = None) -> dict:
+def make_report(result: MapResult, *, inputs: dict | None = None, extra: dict | None = None) -> dict:
     """Everything needed to trust and reproduce a map, as JSON-ready data."""
     classifier = result.classifier
     mask = value_counts(result.mask, 3)
@@ -167,8 +168,9 @@ def make_report(result, *, inputs: dict | None = None, extra: dict | None = None
 
 
 @contextlib.contextmanager
-def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = False, overwrite: bool = False,
-               sources=()):
+def map_output(out: str | os.PathLike, *, k: int, rows: int, cols: int, band: int, zarr: bool = False,
+               overwrite: bool = False,
+               sources: Sequence[str | os.PathLike] = ()) -> Iterator[tuple[Path, dict | None]]:
     """Yield ``(folder, maps)``: the temporary output folder of a run, and where to map.
 
     ``maps`` is None (map in memory) or, with ``zarr``, the arrays of a new
@@ -200,7 +202,7 @@ def map_output(out, *, k: int, rows: int, cols: int, band: int, zarr: bool = Fal
             array.flush()
 
 
-def write_map_tables(result, folder, *, shift_map=None) -> None:
+def write_map_tables(result: MapResult, folder: str | os.PathLike, *, shift_map: ShiftMap | None = None) -> None:
     """The map TIFFs (2-D maps or 3-D volumes, whatever the result holds), ``flags.csv``,
     ``classes.csv`` and, with a ``shift_map``, ``shift.tif`` into an existing folder.
 
@@ -223,13 +225,13 @@ def write_map_tables(result, folder, *, shift_map=None) -> None:
     write_legend_csv(folder / "classes.csv", legend)
 
 
-def write_report(folder, report: dict) -> None:
+def write_report(folder: str | os.PathLike, report: dict) -> None:
     """``report.json`` in ``folder`` (numpy scalars and arrays as JSON numbers and lists; NaN refused)."""
     (Path(folder) / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_default))
 
 
-def write_map_files(result, folder, *, maps: dict | None = None, inputs: dict | None = None,
-                    extra: dict | None = None, shift_map=None) -> Path:
+def write_map_files(result: MapResult, folder: str | os.PathLike, *, maps: dict | None = None,
+                    inputs: dict | None = None, extra: dict | None = None, shift_map: ShiftMap | None = None) -> Path:
     """Write every map of a :class:`~xafsmap.core.mapping.pipeline.MapResult` into an existing folder.
 
     Files: ``labels.tif`` (uint16, 0 = no sample), ``classes.csv``, ``probability.tif``,
@@ -272,7 +274,7 @@ def write_maps(result: MapResult, out: str | os.PathLike, *, overwrite: bool = F
     return Path(out)
 
 
-def write_rows(path, header, rows) -> None:
+def write_rows(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """A CSV file: a header row, then the rows (inside an :func:`atomic_folder`)."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from .maps import (CHANNEL_MAPS, FLAG_INVALID, FLAG_NO_SAMPLE, FLAG_THICK, MASK_
 if TYPE_CHECKING:
     from ..io.references import Reference
     from ..io.stack import Stack
+
+T = TypeVar("T")
 
 __all__ = [
     "MapResult",
@@ -86,8 +88,8 @@ class MapResult:
         return {name: int(c) for name, c in zip(self.classifier.classes.names, counts[1:])}
 
 
-def iter_classify(stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-                  thick: float | None = None, maps: dict | None = None):
+def iter_classify(stack: Stack, model: Model, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
+                  thick: float | None = None, maps: dict | None = None) -> Generator[tuple[int, int], None, MapResult]:
     """Classify every pixel of a stack with a trained :class:`Model`, band by band.
 
     Pixels whose absorbance exceeds ``thick`` (default the model's measured or stated
@@ -157,8 +159,8 @@ def finish_map(model: Model, maps: dict, *, metric: str, thick: float, timings: 
                      warnings=warnings, **maps)
 
 
-def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-             maps: dict | None = None, **options):
+def iter_map(stack: Stack, references: Sequence[Reference], *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
+             maps: dict | None = None, **options: Any) -> Generator[tuple[int, int], None, MapResult]:
     """Train for a stack (see :func:`train_model` for the options), then map it
     (into ``maps`` if given, see :func:`iter_classify`).
 
@@ -177,8 +179,9 @@ def iter_map(stack, references, *, metric: str = "euclidean", band_bytes: int = 
                                                metric=metric, band_bytes=band_bytes, maps=maps))
 
 
-def iter_train_and_classify(train, stack, *, metric: str = "euclidean", band_bytes: int = BAND_BYTES,
-                            maps: dict | None = None):
+def iter_train_and_classify(train: Callable[[], Model], stack: Stack, *, metric: str = "euclidean",
+                            band_bytes: int = BAND_BYTES,
+                            maps: dict | None = None) -> Generator[tuple[int, int], None, MapResult]:
     """Call ``train()`` for the model (the first step, timed), then map every band with it.
 
     Yields
@@ -205,7 +208,7 @@ def iter_train_and_classify(train, stack, *, metric: str = "euclidean", band_byt
         yield done + 1, total
 
 
-def band_rows(shape, band_bytes: int = BAND_BYTES) -> int:
+def band_rows(shape: tuple[int, ...], band_bytes: int = BAND_BYTES) -> int:
     """Rows per band so that one band of all energies (float32) holds about ``band_bytes``."""
     n_energies, _, cols = shape
     return max(1, int(band_bytes // (n_energies * cols * 4)))
@@ -227,7 +230,7 @@ def _band_reader(data, band: int):
     return lambda r0, r1: np.asarray(blocks[r0 // band].compute(scheduler="synchronous"), dtype=np.float32)
 
 
-def count_bands(shape, band_bytes: int = BAND_BYTES) -> int:
+def count_bands(shape: tuple[int, ...], band_bytes: int = BAND_BYTES) -> int:
     """Bands of :func:`band_rows` rows in a stack of ``shape`` (E, M, N).
 
     >>> count_bands((210, 1000, 1700))
@@ -236,8 +239,8 @@ def count_bands(shape, band_bytes: int = BAND_BYTES) -> int:
     return -(-shape[1] // band_rows(shape, band_bytes))
 
 
-def map_band_into(band, energies, r0: int, r1: int, maps: dict, *, model: Model, metric: str, thick: float,
-                  origin: int = 0) -> None:
+def map_band_into(band: np.ndarray, energies: np.ndarray, r0: int, r1: int, maps: dict, *, model: Model, metric: str,
+                  thick: float, origin: int = 0) -> None:
     """Map rows ``r0:r1`` of ``maps`` (``band`` holds them, all energies; ``origin`` is
     the first row's row in the stack) and write every map with one assignment of whole
     rows, so any array with numpy slicing (numpy, memmap, zarr chunks of whole bands)
@@ -250,8 +253,8 @@ def map_band_into(band, energies, r0: int, r1: int, maps: dict, *, model: Model,
             maps[name][r0:r1] = block
 
 
-def map_band(band, energies, *, model, metric: str = "euclidean", thick: float | None = None,
-             origin: int = 0) -> dict:
+def map_band(band: np.ndarray, energies: np.ndarray, *, model: Model, metric: str = "euclidean",
+             thick: float | None = None, origin: int = 0) -> dict:
     """Every map of one band of pixels.
 
     Parameters
@@ -346,7 +349,7 @@ def _map_band_numpy(band, energies, *, model, metric, thick, scale):
     return out
 
 
-def drive(generator, progress=None):
+def drive(generator: Generator[tuple[int, int], None, T], progress: Callable[[int, int], object] | None = None) -> T:
     """Run a progress generator to its end; call ``progress(done, total)`` on each step.
 
     Returns the generator's return value (the result of the long job).
@@ -360,6 +363,6 @@ def drive(generator, progress=None):
             progress(*step)
 
 
-def map_stack(stack: Stack, references: Sequence[Reference], **options) -> MapResult:
+def map_stack(stack: Stack, references: Sequence[Reference], **options: Any) -> MapResult:
     """Run :func:`iter_map` to the end and return its :class:`MapResult` (``maps=`` too)."""
     return drive(iter_map(stack, references, **options))

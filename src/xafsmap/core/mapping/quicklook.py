@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 from .legend import Legend, read_legend_csv
@@ -19,7 +20,8 @@ from .legend import Legend, read_legend_csv
 __all__ = ["write_label_png"]
 
 
-def write_label_png(path, labels, classes_csv=None) -> Path:
+def write_label_png(path: str | os.PathLike, labels: str | os.PathLike | ArrayLike,
+                    classes_csv: str | os.PathLike | None = None) -> Path:
     """Write a colour PNG of a label map (TIFF path or array), with a legend if possible."""
     import tifffile
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..io.stack import IN_MEMORY
+
+if TYPE_CHECKING:
+    from ..io.stack import Stack
 
 __all__ = ["StackSource", "open_source", "stack_source"]
 
@@ -63,7 +67,7 @@ class StackSource:
                 self.read_energies.tobytes())
 
 
-def stack_source(stack) -> StackSource:
+def stack_source(stack: Stack) -> StackSource:
     """Describe a stack opened with :func:`~xafsmap.core.io.stack.read_stack` by its files.
 
     The stack may have been prepared with :func:`~xafsmap.core.prepare.steps.prepare_stack`
@@ -162,7 +166,7 @@ def _raw_edges(steps, rows: int, band: int, raw_rows: int) -> np.ndarray:
 _OPENED: dict = {}
 
 
-def open_source(source: StackSource, band: int | None = None):
+def open_source(source: StackSource, band: int | None = None) -> Stack:
     """The stack behind ``source``, opened (and prepared) once per worker process."""
     key = (source.key(), band)
     stack = _OPENED.get(key)

@@ -6,7 +6,13 @@ end up in ``Model.warnings``, report.json ``"warnings"``, on stderr and in the d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .classify import Classifier
 
 __all__ = ["ALIKE_RMS", "LOW_ACCURACY", "alike_references", "model_warnings"]
 
@@ -17,7 +23,8 @@ LOW_ACCURACY = 0.8
 ALIKE_RMS = 0.01
 
 
-def alike_references(references, names, *, window=None) -> list[tuple[str, str, float]]:
+def alike_references(references: np.ndarray, names: Sequence[str], *,
+                     window: tuple[int, int] | None = None) -> list[tuple[str, str, float]]:
     """Pairs of references the map cannot tell apart.
 
     Parameters
@@ -52,7 +59,7 @@ def alike_references(references, names, *, window=None) -> list[tuple[str, str, 
     return pairs
 
 
-def model_warnings(classifier) -> tuple[str, ...]:
+def model_warnings(classifier: Classifier) -> tuple[str, ...]:
     """Warnings about a trained :class:`~xafsmap.core.model.classify.Classifier`.
 
     Low held-out accuracy (naming the classes most confused) and references the map

@@ -7,9 +7,11 @@ distance from a pixel's features to the noise-free features of the class it was 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..spectra.lcf import spectrum_moments
 from .features import METRICS, compute_features, feature_distance, feature_operator
@@ -81,14 +83,14 @@ class Classifier:
     importances: np.ndarray
     params: dict = field(default_factory=dict)
 
-    def features_of(self, norm) -> np.ndarray:
+    def features_of(self, norm: ArrayLike) -> np.ndarray:
         """Features of normalized spectra (E, ...) -> (..., F)."""
         start, stop = self.window
         return compute_features(
             np.asarray(norm)[start:stop], self.energies[start:stop], kind=self.features, smooth=self.smooth
         )
 
-    def feature_sd_of(self, variance) -> np.ndarray:
+    def feature_sd_of(self, variance: ArrayLike) -> np.ndarray:
         """Noise standard deviation of the features of spectra whose points have
         ``variance`` (E, ...) -> (..., F): the feature operator squared applied to it."""
         start, stop = self.window
@@ -101,12 +103,12 @@ class Classifier:
 
 
 def train_classifier(
-    references,
-    energies,
+    references: np.ndarray,
+    energies: np.ndarray,
     classes: Classes,
     *,
-    noise,
-    prepare=None,
+    noise: float | ArrayLike,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     window: tuple[int, int] | None = None,
     n_per_class: int = 1000,
     n_trees: int = 100,
@@ -116,8 +118,8 @@ def train_classifier(
     max_samples: float | None = 0.25,
     test_fraction: float = 0.25,
     n_jobs: int | None = -1,
-    rng=None,
-    stop=None,
+    rng: int | np.random.Generator | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Classifier:
     """Train a random forest on synthetic noisy mixtures of the references.
 
@@ -236,8 +238,8 @@ class Classification:
 SUPPORT_PROBABILITY = 0.2
 
 
-def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bool = True,
-             features=None, variance=None) -> Classification:
+def classify(classifier: Classifier, norm: ArrayLike, *, metric: str = "euclidean", fit: bool = True,
+             features: np.ndarray | None = None, variance: np.ndarray | None = None) -> Classification:
     """Label normalized spectra and measure how well their class explains them.
 
     Parameters
@@ -309,8 +311,9 @@ def classify(classifier: Classifier, norm, *, metric: str = "euclidean", fit: bo
                           **{name: values.reshape(shape) for name, values in floats.items()})
 
 
-def label_features(classifier: Classifier, features, *, metric: str = "euclidean", moments: dict | None = None,
-                   feature_sd=None, parallel: bool = True) -> Classification:
+def label_features(classifier: Classifier, features: np.ndarray, *, metric: str = "euclidean",
+                   moments: dict | None = None, feature_sd: np.ndarray | None = None,
+                   parallel: bool = True) -> Classification:
     """:func:`classify` from the features of finite spectra (and their LCF moments).
 
     Parameters

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..settings.schema import DEFAULTS, SETTINGS
 
@@ -24,7 +25,8 @@ FEATURES = SETTINGS["features"].choices
 METRICS = SETTINGS["metric"].choices
 
 
-def compute_features(norm, energies, *, kind: str = DEFAULTS.features, smooth: int = DEFAULTS.smooth) -> np.ndarray:
+def compute_features(norm: ArrayLike, energies: np.ndarray, *, kind: str = DEFAULTS.features,
+                     smooth: int = DEFAULTS.smooth) -> np.ndarray:
     """Features of normalized spectra: their energy derivative, or the spectra.
 
     Parameters
@@ -90,7 +92,7 @@ def feature_operator(energies_bytes: bytes, kind: str, smooth: int) -> np.ndarra
     return operator.astype(np.float32)
 
 
-def slope_operator(energies, *, smooth: int, larch_e0: float | None = None) -> np.ndarray:
+def slope_operator(energies: np.ndarray, *, smooth: int, larch_e0: float | None = None) -> np.ndarray:
     """(E, E) operator whose argmax over a spectrum is the e0 map's edge energy.
 
     Larch's definition (:func:`~xafsmap.core.spectra.edge.larch_slope_operator`, the derivative
@@ -110,7 +112,8 @@ def slope_operator(energies, *, smooth: int, larch_e0: float | None = None) -> n
     return feature_operator(energies.tobytes(), "derivative", int(smooth or 0))
 
 
-def feature_distance(features, centroids, *, metric: str = "euclidean", sd=None) -> np.ndarray:
+def feature_distance(features: np.ndarray, centroids: np.ndarray, *, metric: str = "euclidean",
+                     sd: np.ndarray | None = None) -> np.ndarray:
     """Distance between each feature vector and its own centroid, in units of the noise.
 
     Parameters

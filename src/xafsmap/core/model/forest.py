@@ -15,10 +15,15 @@ not handle (non-finite features), scikit-learn itself is called.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
 __all__ = ["CompiledForest", "compile_forest", "has_numba", "predict_proba", "walk_forest"]
 
@@ -81,7 +86,8 @@ class TrainingStopped(RuntimeError):
     """Training was stopped by its ``stop`` callback (a Cancel button)."""
 
 
-def grow_forest(forest, x, y, *, stop=None):
+def grow_forest(forest: RandomForestClassifier | ExtraTreesClassifier, x: np.ndarray, y: np.ndarray, *,
+                stop: Callable[[], bool] | None = None) -> RandomForestClassifier | ExtraTreesClassifier:
     """Fit ``forest`` (a scikit-learn forest) on ``x``, ``y``; with ``stop``, in ten groups of trees.
 
     ``stop()`` is called before each group; True raises :class:`TrainingStopped`. Grown in
@@ -125,7 +131,7 @@ def _float32_at_most(threshold: np.ndarray) -> np.ndarray:
     return rounded
 
 
-def compile_forest(forest) -> CompiledForest:
+def compile_forest(forest: RandomForestClassifier | ExtraTreesClassifier) -> CompiledForest:
     """Pack a fitted single-output ``RandomForestClassifier`` into flat arrays.
 
     Parameters
@@ -194,7 +200,8 @@ def compile_forest(forest) -> CompiledForest:
     )
 
 
-def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS, parallel: bool = True) -> np.ndarray:
+def predict_proba(forest: RandomForestClassifier | ExtraTreesClassifier | CompiledForest, x: np.ndarray, *,
+                  block_rows: int = BLOCK_ROWS, parallel: bool = True) -> np.ndarray:
     """Class probabilities of a random forest, equal to scikit-learn's ``predict_proba``.
 
     Parameters
@@ -267,7 +274,7 @@ def predict_proba(forest, x, *, block_rows: int = BLOCK_ROWS, parallel: bool = T
     return out
 
 
-def walk_forest(compiled: CompiledForest, x) -> np.ndarray:
+def walk_forest(compiled: CompiledForest, x: np.ndarray) -> np.ndarray:
     """:func:`predict_proba` of a compiled forest in numpy (no numba needed).
 
     Every row advances one level per step through each tree (a loop over trees and

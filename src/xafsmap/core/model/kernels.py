@@ -17,6 +17,7 @@ two equal within float32 rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,11 @@ from ..spectra.mask import jump_design
 from ..spectra.noise import LEVEL_WIDTH
 from ..spectra.sharedfit import SharedFit, shared_fit
 from ..spectra.windows import check_windows, resolve_params
+
+# a Classifier (.classify) is typed Any here: .classify imports this module, and a type-only
+# import back would close an import cycle (tests/test_architecture.py)
+if TYPE_CHECKING:
+    from ..spectra.noise import NoiseModel
 
 __all__ = ["BandPlan", "band_plan", "distance_to_class", "label_pixels", "reduce_band", "reference_pairs"]
 
@@ -74,8 +80,8 @@ class BandPlan:
     jump_design: np.ndarray
 
 
-def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True, larch_e0: bool = False
-              ) -> BandPlan | None:
+def band_plan(classifier: Any, normalization: dict, noise: NoiseModel, *, flatten: bool = True,
+              larch_e0: bool = False) -> BandPlan | None:
     """The :class:`BandPlan` of a trained classifier and its stack's normalization.
 
     Parameters
@@ -122,7 +128,7 @@ def band_plan(classifier, normalization: dict, noise, *, flatten: bool = True, l
                     jump_design=np.ascontiguousarray(jump_design(energies, float(e0))))
 
 
-def reference_pairs(references) -> tuple[np.ndarray, np.ndarray]:
+def reference_pairs(references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``references[r] * references[t]`` for ``r <= t`` as (E, K (K + 1) / 2) columns, and
     the (K, K) column index of each pair (symmetric).
 
@@ -150,7 +156,7 @@ def _banded(operator, size: int) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.int64), operator[np.arange(size)[:, None], rows].astype(np.float64)
 
 
-def reduce_band(band, plan: BandPlan, *, thick: float, scale) -> dict:
+def reduce_band(band: np.ndarray, plan: BandPlan, *, thick: float, scale: np.ndarray) -> dict:
     """What the rest of the band pipeline needs of each pixel, in one pass.
 
     Parameters
@@ -213,7 +219,8 @@ def reduce_band(band, plan: BandPlan, *, thick: float, scale) -> dict:
     return out
 
 
-def distance_to_class(features, sd, centroids, best, *, metric: str = "euclidean") -> np.ndarray:
+def distance_to_class(features: np.ndarray, sd: np.ndarray, centroids: np.ndarray, best: np.ndarray, *,
+                      metric: str = "euclidean") -> np.ndarray:
     """:func:`~xafsmap.core.model.features.feature_distance` of each row to its class's
     centroid, without gathering the (n, F) centroid rows.
 
@@ -242,8 +249,8 @@ def distance_to_class(features, sd, centroids, best, *, metric: str = "euclidean
     return out
 
 
-def label_pixels(classifier, features, sd, proba, moments: dict, *, metric: str, support: float,
-                 sum_to_one: bool = True):
+def label_pixels(classifier: Any, features: np.ndarray, sd: np.ndarray, proba: np.ndarray, moments: dict, *,
+                 metric: str, support: float, sum_to_one: bool = True) -> tuple[np.ndarray, ...]:
     """Labels, distances and weighted NNLS fractions of pixels from their forest
     probabilities, in one compiled pass: :func:`~xafsmap.core.model.classify.label_features`'s
     numpy steps (argmax, distance to the class in noise units, references allowed by the

@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 from ..spectra.noise import NoiseModel
@@ -63,7 +65,7 @@ class SavedModel:
     sha256: str
 
 
-def array_sha256(array) -> str:
+def array_sha256(array: ArrayLike) -> str:
     """sha256 of an array's dtype, shape and bytes (C order).
 
     >>> array_sha256(np.zeros(3)) == array_sha256(np.zeros(3))
@@ -89,7 +91,7 @@ def _jsonable(value):
     return value
 
 
-def write_model(path, model: Model, *, extra: dict | None = None) -> Path:
+def write_model(path: str | os.PathLike, model: Model, *, extra: dict | None = None) -> Path:
     """Write a trained model as data (no pickle): an ``.npz`` of arrays with a JSON header.
 
     Parameters
@@ -187,7 +189,7 @@ def _read_archive(path: Path) -> tuple[dict, dict]:
     return header, arrays
 
 
-def read_model(path) -> SavedModel:
+def read_model(path: str | os.PathLike) -> SavedModel:
     """Read a model written by :func:`write_model` (``allow_pickle=False``: no code runs).
 
     Parameters

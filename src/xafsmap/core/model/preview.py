@@ -7,9 +7,11 @@ learn from: the same survey, normalization, energy-scale check and prepared refe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..io.references import Reference
 from ..io.stack import Stack
@@ -54,9 +56,10 @@ class ReferencesOverStack:
     scale: EnergyScale
 
 
-def compare_references(stack: Stack, references: list[Reference], *, offsets=None, normalization: dict | None = None,
-                       threshold: float | None = None, significance: float = DEFAULTS.significance,
-                       fit_range=DEFAULTS.fit_range, align: bool = False, rng=0) -> ReferencesOverStack:
+def compare_references(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | None = None,
+                       normalization: dict | None = None, threshold: float | None = None,
+                       significance: float = DEFAULTS.significance, fit_range: tuple[float, float] = DEFAULTS.fit_range,
+                       align: bool = False, rng: int | np.random.Generator | None = 0) -> ReferencesOverStack:
     """The references over the mean spectrum of a prepared stack, with their energy-scale check.
 
     Parameters are :func:`~xafsmap.core.model.training.training_setup`'s; ``align``
@@ -103,11 +106,12 @@ class TrainingPreview:
     survey: Survey
 
 
-def preview_training(stack: Stack, references: list[Reference], classes: Classes, *, offsets=None,
-                     normalization: dict | None = None, threshold: float | None = None,
-                     significance: float = DEFAULTS.significance, fit_range=DEFAULTS.fit_range,
-                     align_references: bool = False, noise=None, n_per_class: int = PREVIEW_PER_CLASS,
-                     rng=0) -> TrainingPreview:
+def preview_training(stack: Stack, references: list[Reference], classes: Classes, *,
+                     offsets: Sequence[float] | None = None, normalization: dict | None = None,
+                     threshold: float | None = None, significance: float = DEFAULTS.significance,
+                     fit_range: tuple[float, float] = DEFAULTS.fit_range, align_references: bool = False,
+                     noise: float | ArrayLike | None = None, n_per_class: int = PREVIEW_PER_CLASS,
+                     rng: int | np.random.Generator | None = 0) -> TrainingPreview:
     """Draw a few training spectra per class, made as :func:`~xafsmap.core.model.training.train_model` makes them.
 
     ``noise`` is one level for every spectrum (edge steps), or None for the levels

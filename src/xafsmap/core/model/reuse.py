@@ -13,17 +13,22 @@ to the stack it was trained on, it gives back the model that training made.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..settings.schema import DEFAULTS
 from ..spectra.survey import survey
 from .training import Model, thick_limit
 
+if TYPE_CHECKING:
+    from ..io.stack import Stack
+
 __all__ = ["check_energies", "check_normalization", "model_for_stack"]
 
 
-def check_energies(model: Model, energies, *, what: str = "the stack") -> None:
+def check_energies(model: Model, energies: ArrayLike, *, what: str = "the stack") -> None:
     """Refuse a stack whose energies are not the model's, in one line.
 
     Raises
@@ -72,7 +77,7 @@ def check_normalization(model: Model, given: dict) -> None:
                              "normalization to the model or train a new one")
 
 
-def model_for_stack(model: Model, stack, *, threshold: float | None = DEFAULTS.threshold,
+def model_for_stack(model: Model, stack: Stack, *, threshold: float | None = DEFAULTS.threshold,
                     significance: float = DEFAULTS.significance, normalization: dict | None = None,
                     thick: float | None = DEFAULTS.thick) -> Model:
     """The model's classifier with ``stack``'s own survey: ready to map ``stack``.

@@ -8,7 +8,10 @@ maps and the docks' previews compare pixels with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..io.references import Reference
 from ..spectra.normalize import normalize
@@ -16,9 +19,9 @@ from ..spectra.normalize import normalize
 __all__ = ["prepare_references", "resample_reference"]
 
 
-def prepare_references(
-    references, energies, *, e0: float, offsets=None, norm_params=None, edge_region=(-20.0, 40.0)
-) -> np.ndarray:
+def prepare_references(references: Sequence[Reference], energies: np.ndarray, *, e0: float,
+                       offsets: Sequence[float] | None = None, norm_params: dict | None = None,
+                       edge_region: tuple[float, float] = (-20.0, 40.0)) -> np.ndarray:
     """Normalize references, put them on the measurement's energies, normalize again.
 
     Each reference is first normalized on its own energies (so its own pre- and
@@ -61,7 +64,7 @@ def prepare_references(
     return normalize(resampled, energies, **(norm_params or {})).norm.T.astype(np.float64)
 
 
-def resample_reference(ref: Reference, energies, *, offset: float = 0.0, mu=None,
+def resample_reference(ref: Reference, energies: ArrayLike, *, offset: float = 0.0, mu: ArrayLike | None = None,
                        require: tuple[float, float] | None = None) -> np.ndarray:
     """Interpolate a reference onto the measurement's energies.
 

@@ -10,9 +10,11 @@ the data, put through the very normalization the data go through.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "Classes",
@@ -56,7 +58,7 @@ def _mixture_name(references, fractions) -> str:
     return f"{names} {percents}"
 
 
-def parse_mixtures(spec: str | None, references) -> np.ndarray:
+def parse_mixtures(spec: str | None, references: Sequence[str]) -> np.ndarray:
     """Turn a mixture specification into compositions (without the pure references).
 
     Parameters
@@ -134,7 +136,7 @@ def _parse_fraction(text: str, context: str) -> float:
     return value / 100 if value > 1 else value
 
 
-def make_classes(references, *, mixtures: str | np.ndarray | None = DEFAULT_MIXTURES) -> Classes:
+def make_classes(references: Sequence[str], *, mixtures: str | np.ndarray | None = DEFAULT_MIXTURES) -> Classes:
     """Each reference alone, then the requested mixtures.
 
     Parameters
@@ -175,10 +177,10 @@ def synthesize_spectra(
     references: np.ndarray,
     compositions: np.ndarray,
     *,
-    noise,
+    noise: float | ArrayLike,
     n_per_class: int = 1000,
     spread: float = 0.1,
-    rng=None,
+    rng: int | np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Noisy spectra of each class, for training and testing a classifier.
 

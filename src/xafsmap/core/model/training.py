@@ -13,9 +13,12 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..io.references import Reference
 from ..settings.schema import DEFAULTS
@@ -29,6 +32,9 @@ from .features import slope_operator
 from .kernels import band_plan
 from .synthesize import make_classes
 from .standards import prepare_references
+
+if TYPE_CHECKING:
+    from ..io.stack import Stack
 
 __all__ = ["Model", "TrainingSetup", "e0_map_rule", "thick_limit", "train_model", "training_setup"]
 
@@ -108,10 +114,11 @@ class TrainingSetup:
         return normalize(spectra, self.energies, **self.normalization).norm
 
 
-def training_setup(stack, references: list[Reference], *, offsets=None, threshold: float | None = None,
-                   significance: float = DEFAULTS.significance, fit_range=DEFAULTS.fit_range,
-                   normalization: dict | None = None, align_references: bool = DEFAULTS.align_references,
-                   rng=None) -> TrainingSetup:
+def training_setup(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | None = None,
+                   threshold: float | None = None, significance: float = DEFAULTS.significance,
+                   fit_range: tuple[float, float] = DEFAULTS.fit_range, normalization: dict | None = None,
+                   align_references: bool = DEFAULTS.align_references,
+                   rng: int | np.random.Generator | None = None) -> TrainingSetup:
     """Survey a stack, check (and if asked align) the references' energy scale, and put them on its energies.
 
     The first half of :func:`train_model` (same parameters), shared with the docks'
@@ -144,11 +151,11 @@ def training_setup(stack, references: list[Reference], *, offsets=None, threshol
 
 
 def train_model(
-    stack,
+    stack: Stack,
     references: list[Reference],
     *,
-    offsets=None,
-    mixtures=DEFAULTS.mixtures,
+    offsets: Sequence[float] | None = None,
+    mixtures: str | np.ndarray | None = DEFAULTS.mixtures,
     features: str = DEFAULTS.features,
     smooth: int = DEFAULTS.smooth,
     n_per_class: int = DEFAULTS.n_per_class,
@@ -162,11 +169,11 @@ def train_model(
     norm1: float | None = None,
     norm2: float | None = None,
     nnorm: int | None = None,
-    noise=DEFAULTS.noise,
+    noise: float | ArrayLike | None = DEFAULTS.noise,
     align_references: bool = DEFAULTS.align_references,
     thick: float | None = DEFAULTS.thick,
-    rng=None,
-    stop=None,
+    rng: int | np.random.Generator | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Model:
     """Survey a stack, prepare the references and train the classifier for it.
 
@@ -264,7 +271,7 @@ def train_model(
 LARCH_E0_NOISE = 0.02
 
 
-def e0_map_rule(found: Survey, energies, *, window, smooth: int) -> dict:
+def e0_map_rule(found: Survey, energies: np.ndarray, *, window: tuple[int, int], smooth: int) -> dict:
     """How the e0 map finds each pixel's edge: ``{"rule": "larch" | "smoothed", "why": ...}``.
 
     Larch's ``find_e0`` takes the maximum of a narrowly smoothed derivative; on a
@@ -290,7 +297,8 @@ def e0_map_rule(found: Survey, energies, *, window, smooth: int) -> dict:
             f"{smooth} points is used"}
 
 
-def thick_limit(found: Survey, references, energies, *, window, stated: float | None = None) -> ThickLimit:
+def thick_limit(found: Survey, references: np.ndarray, energies: np.ndarray, *, window: tuple[int, int],
+                stated: float | None = None) -> ThickLimit:
     """The absorbance above which pixels are too thick: ``stated``, or measured on the
     survey's sample spectra against the prepared ``references`` (K, E)
     (:func:`~xafsmap.core.spectra.thickness.measure_thick_limit`)."""

@@ -183,11 +183,11 @@ def _upsample_blocks(binned: np.ndarray, b: int, shape: tuple[int, int]) -> np.n
 
 
 def measure_shift(
-    stack,
-    energies,
+    stack: ArrayLike,
+    energies: ArrayLike,
     *,
-    reference=None,
-    reference_energies=None,
+    reference: ArrayLike | None = None,
+    reference_energies: ArrayLike | None = None,
     bin: int = 4,
     window: tuple[float, float] | None = None,
 ) -> np.ndarray:

@@ -9,6 +9,7 @@ and step of a spectrum for finding holes and the window.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .resample import APPLY_BLOCK
 
@@ -53,7 +54,7 @@ def pre_post_masks(energies: np.ndarray, e0: float) -> tuple[np.ndarray, np.ndar
     return pre, post
 
 
-def edge_scale(energies: np.ndarray, spectra: np.ndarray, e0: float):
+def edge_scale(energies: np.ndarray, spectra: np.ndarray, e0: float) -> tuple[np.ndarray, np.ndarray]:
     """Pre-edge mean and edge step of spectra (E, P): a simple flat normalization.
 
     Kept local (not :mod:`xafsmap.core.spectra.normalize`) because only the step size and a
@@ -107,7 +108,8 @@ def align_shifts(
     return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
 
 
-def best_shift(m_perp, r_perp, rr, cand, n_w):
+def best_shift(m_perp: np.ndarray, r_perp: np.ndarray, rr: np.ndarray, cand: np.ndarray,
+               n_w: int) -> tuple[np.ndarray, np.ndarray]:
     """Grid minimum of the misfit over candidate shifts, refined by a parabola, per column."""
     mm = np.einsum("wp,wp->p", m_perp, m_perp)
     mr = m_perp.T @ r_perp.T  # (P, S)
@@ -130,7 +132,7 @@ def best_shift(m_perp, r_perp, rr, cand, n_w):
     return np.where(ok, shift, np.nan), np.where(ok, var, np.nan)
 
 
-def clean_reference(reference, reference_energies) -> tuple[np.ndarray, np.ndarray]:
+def clean_reference(reference: ArrayLike, reference_energies: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     mu = np.asarray(reference, dtype=np.float64).ravel()
     if reference_energies is None:
         raise ValueError("reference is given but reference_energies is None")

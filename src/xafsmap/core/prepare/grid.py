@@ -11,16 +11,21 @@ stack quickly (the survey, the mask preview, the mean spectrum).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._arrays import is_dask
 
+if TYPE_CHECKING:
+    import dask.array as da
+
 __all__ = ["Subgrid", "bin_stack", "crop_stack", "grid_of", "map_pixel", "map_transform", "pixel_block", "subgrid"]
 
 
-def crop_stack(data, roi):
+def crop_stack(data: np.ndarray | da.Array, roi: Sequence[int]) -> np.ndarray | da.Array:
     """Crop a stack to ``roi = (row_start, row_stop, col_start, col_stop)`` (pixels).
 
     Parameters
@@ -48,7 +53,7 @@ def crop_stack(data, roi):
     return data[:, r0:r1, c0:c1]
 
 
-def bin_stack(data, factor: int):
+def bin_stack(data: np.ndarray | da.Array, factor: int) -> np.ndarray | da.Array:
     """Average ``factor x factor`` neighbouring pixels (NaN-aware), for signal to noise.
 
     Parameters
@@ -98,7 +103,7 @@ def _bin_block(block: np.ndarray, factor: int) -> np.ndarray:
         return np.nanmean(view, axis=(2, 4)).astype(np.float32)
 
 
-def grid_of(shape, *, roi=None, factor: int = 1) -> dict:
+def grid_of(shape: tuple[int, ...], *, roi: Sequence[int] | None = None, factor: int = 1) -> dict:
     """The output grid of a crop then bin of an image of ``shape`` (rows, columns)."""
     rows, cols = shape
     r0, r1, c0, c1 = roi if roi is not None else (0, rows, 0, cols)
@@ -112,7 +117,8 @@ def grid_of(shape, *, roi=None, factor: int = 1) -> dict:
 
 
 
-def map_transform(roi=None, factor: int = 1, *, scale=(1.0, 1.0), translate=(0.0, 0.0)) -> dict:
+def map_transform(roi: Sequence[int] | None = None, factor: int = 1, *, scale: tuple[float, float] = (1.0, 1.0),
+                  translate: tuple[float, float] = (0.0, 0.0)) -> dict:
     """``scale`` and ``translate`` that put maps of the prepared grid over the measurement.
 
     ``scale``/``translate`` are the measurement layer's (per row and column); a map
@@ -127,7 +133,7 @@ def map_transform(roi=None, factor: int = 1, *, scale=(1.0, 1.0), translate=(0.0
     return {"scale": tuple(float(v) for v in scale * factor), "translate": tuple(float(v) for v in start)}
 
 
-def pixel_block(row: int, col: int, roi=None, factor: int = 1) -> tuple[slice, slice]:
+def pixel_block(row: int, col: int, roi: Sequence[int] | None = None, factor: int = 1) -> tuple[slice, slice]:
     """Rows and columns of the measurement averaged into map pixel ``(row, col)``.
 
     >>> pixel_block(3, 1, (10, 50, 4, 60), 2)
@@ -137,7 +143,8 @@ def pixel_block(row: int, col: int, roi=None, factor: int = 1) -> tuple[slice, s
     return (slice(r0 + row * factor, r0 + (row + 1) * factor), slice(c0 + col * factor, c0 + (col + 1) * factor))
 
 
-def map_pixel(data_row: float, data_col: float, shape, roi=None, factor: int = 1) -> tuple[int, int] | None:
+def map_pixel(data_row: float, data_col: float, shape: tuple[int, ...], roi: Sequence[int] | None = None,
+              factor: int = 1) -> tuple[int, int] | None:
     """Pixel of the prepared grid holding measurement pixel ``(data_row, data_col)``, or None outside it.
 
     ``shape`` is the measurement's (rows, columns).
@@ -178,19 +185,20 @@ class Subgrid:
         """Every pixel of the image."""
         return self.row_stride == 1 and self.col_stride == 1
 
-    def read(self, data) -> np.ndarray:
+    def read(self, data: np.ndarray | da.Array) -> np.ndarray:
         """The subgrid's pixels of a stack (E, M, N), numpy float32 (E, rows, columns); computes."""
         return np.asarray(data[:, self.row_start :: self.row_stride, self.col_start :: self.col_stride],
                           dtype=np.float32)
 
-    def transform(self, *, scale=(1.0, 1.0), translate=(0.0, 0.0)) -> dict:
+    def transform(self, *, scale: tuple[float, float] = (1.0, 1.0),
+                  translate: tuple[float, float] = (0.0, 0.0)) -> dict:
         """``scale`` and ``translate`` of a layer of the subgrid over a layer of the image."""
         scale, translate = np.asarray(scale, float), np.asarray(translate, float)
         return {"scale": tuple(float(v) for v in scale * [self.row_stride, self.col_stride]),
                 "translate": tuple(float(v) for v in translate + scale * [self.row_start, self.col_start])}
 
 
-def subgrid(shape, n_pixels: int, *, aspect: float = 1.0) -> Subgrid:
+def subgrid(shape: tuple[int, ...], n_pixels: int, *, aspect: float = 1.0) -> Subgrid:
     """A regular subgrid of about ``n_pixels`` pixels of an image of ``shape`` (rows, columns).
 
     The strides are ``s * sqrt(aspect)`` rows and ``s / sqrt(aspect)`` columns with

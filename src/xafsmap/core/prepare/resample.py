@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._arrays import is_dask
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["apply_shift"]
 
@@ -12,7 +18,7 @@ __all__ = ["apply_shift"]
 APPLY_BLOCK = 1 << 16
 
 
-def check_stack_energies(stack, energies) -> np.ndarray:
+def check_stack_energies(stack: np.ndarray | da.Array, energies: ArrayLike) -> np.ndarray:
     energies = np.asarray(energies, dtype=np.float64)
     if stack.ndim != 3:
         raise ValueError(f"stack must be 3-D (E, M, N) but has shape {tuple(stack.shape)}")
@@ -61,7 +67,8 @@ def _apply_shift_block(block: np.ndarray, shift_block: np.ndarray, *, energies, 
     return shift_spectra(flat, energies, np.asarray(shift_block).reshape(m * n)).reshape(e, m, n)
 
 
-def apply_shift(stack, energies, shift):
+def apply_shift(stack: np.ndarray | da.Array, energies: np.ndarray,
+                shift: np.ndarray | da.Array) -> np.ndarray | da.Array:
     """Resample every pixel's spectrum onto the nominal energy grid.
 
     Parameters

@@ -7,6 +7,7 @@ polynomial fitted by robust reweighted least squares; ``shift.tif`` stores it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ def _design(model: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.stack([x**i * y**j for i, j in model["terms"]], axis=1)
 
 
-def evaluate_shift_model(model: dict, *, shape: tuple[int, int] | None = None):
+def evaluate_shift_model(model: dict, *, shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate a stored shift model (``ShiftMap.model``) on a pixel grid.
 
     Parameters
@@ -121,7 +122,8 @@ def _irls(x, y, w0, robust: bool):
     return beta, wr
 
 
-def fit_points(rows, cols, values, weights, shape, degree: int, robust: bool) -> dict:
+def fit_points(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
+               degree: int, robust: bool) -> dict:
     terms = _poly_terms(degree)
     m, n = shape
     model = {
@@ -158,13 +160,14 @@ def fit_points(rows, cols, values, weights, shape, degree: int, robust: bool) ->
     return model
 
 
-def check_degree(degree) -> int:
+def check_degree(degree: object) -> int:
     if int(degree) != degree or not 0 <= degree <= 6:
         raise ValueError(f"degree must be an integer in 0..6, got {degree!r}")
     return int(degree)
 
 
-def fit_shift(measured, *, degree: int = 3, weights=None, robust: bool = True) -> ShiftMap:
+def fit_shift(measured: np.ndarray, *, degree: int = 3, weights: np.ndarray | None = None,
+              robust: bool = True) -> ShiftMap:
     """Smooth 2-D model of a per-pixel shift map.
 
     Parameters
@@ -230,7 +233,7 @@ def fit_shift(measured, *, degree: int = 3, weights=None, robust: bool = True) -
 SHIFT_PAGES = ("shift_eV", "uncertainty_eV")
 
 
-def write_shift_map(path, shift_map: ShiftMap) -> None:
+def write_shift_map(path: str | os.PathLike, shift_map: ShiftMap) -> None:
     """Write a shift map as one float32 TIFF series of two pages: shift and its uncertainty (eV).
 
     The series' shaped metadata (JSON in the first page's ImageDescription) gives its
@@ -256,7 +259,7 @@ def write_shift_map(path, shift_map: ShiftMap) -> None:
         tifffile.imwrite(tmp, pages, photometric="minisblack", metadata=metadata)
 
 
-def read_shift_map(path) -> ShiftMap:
+def read_shift_map(path: str | os.PathLike) -> ShiftMap:
     """Read a shift map written by :func:`write_shift_map` (or any TIFF whose first page is the shift).
 
     Files written before the two pages were one series (shift and uncertainty as two
@@ -292,7 +295,7 @@ def read_shift_map(path) -> ShiftMap:
                     model={"source": str(path)})
 
 
-def describe_shift_map(shift_map: ShiftMap, *, energies=None) -> str:
+def describe_shift_map(shift_map: ShiftMap, *, energies: np.ndarray | None = None) -> str:
     """A shift map in one line: its range, its fit residual and, given the stack's
     ``energies``, how many of them every pixel still covers after calibration.
 

@@ -7,11 +7,18 @@ report.json says about it. The grid itself (region, binning) is :mod:`~xafsmap.c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .grid import bin_stack, crop_stack, grid_of
+
+# a ShiftMap (.shiftmap) is typed Any here: .shiftmap imports this module, and a type-only
+# import back would close an import cycle (tests/test_architecture.py)
+if TYPE_CHECKING:
+    from ..io.stack import Stack
 
 __all__ = ["Preparation", "calibrated_energies", "prepare_measurement", "prepare_stack"]
 
@@ -38,7 +45,8 @@ class Preparation:
     factor: int = 1
 
 
-def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
+def prepare_stack(stack: Stack, *, drift: np.ndarray | None = None, shift: np.ndarray | None = None,
+                  roi: Sequence[int] | None = None, factor: int = 1) -> tuple[Stack, dict]:
     """Correct, calibrate, crop and bin a stack, lazily, in the order that is valid.
 
     Drift correction first (images must overlay before a pixel has a spectrum), then
@@ -101,7 +109,7 @@ def prepare_stack(stack, *, drift=None, shift=None, roi=None, factor: int = 1):
     return replace(stack, data=data, energies=energies, preparation=steps), grid
 
 
-def calibrated_energies(energies, shift) -> np.ndarray:
+def calibrated_energies(energies: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Indices of the energies every pixel still covers after an energy calibration.
 
     True energy E at a pixel needs ``E - shift`` within the measured range, so the
@@ -131,8 +139,9 @@ def calibrated_energies(energies, shift) -> np.ndarray:
     return np.flatnonzero((energies >= lo - 1e-6) & (energies <= hi + 1e-6))
 
 
-def prepare_measurement(stack, *, shift_map=None, register: bool = False, drift=None, roi=None, factor: int = 1,
-                        calibration: dict | None = None):
+def prepare_measurement(stack: Stack, *, shift_map: Any = None, register: bool = False,
+                        drift: np.ndarray | None = None, roi: Sequence[int] | None = None, factor: int = 1,
+                        calibration: dict | None = None) -> tuple[Stack, dict]:
     """:func:`prepare_stack` plus what report.json says about it (CLI and recipes).
 
     Parameters

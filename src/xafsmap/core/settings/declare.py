@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["OFFSET_RANGE", "ReferenceSpec", "Setting", "setting"]
 
@@ -95,7 +96,7 @@ class Setting:
         return f"lie between {self.low:g} and {self.high:g}"
 
 
-def setting(default, section: str, kind: str, help: str, **declaration):
+def setting(default: object, section: str, kind: str, help: str, **declaration: object) -> Any:
     """A :class:`Settings` field with its declaration (see :class:`Setting`)."""
     return field(default=default, metadata={"setting": dict(section=section, kind=kind, help=help, **declaration)})
 

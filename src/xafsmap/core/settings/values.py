@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from .declare import OFFSET_RANGE, ReferenceSpec, Setting
 
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def check_number(item: Setting, value, where: str):
+def check_number(item: Setting, value: object, where: str) -> int | float:
     """Check a number against ``item``'s range; return it as its kind.
 
     ``where`` is how the user wrote it; the value follows, or takes the place of ``{}``
@@ -62,7 +62,7 @@ def check_number(item: Setting, value, where: str):
     return int(value) if whole else float(value)
 
 
-def normalize_field(item: Setting, value):
+def normalize_field(item: Setting, value: object) -> object:
     """A value in its canonical form: paths as str, sequences as tuples, numbers as their kind."""
     if value is None:
         return None
@@ -95,7 +95,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_field(item: Setting, value, where: str) -> None:
+def check_field(item: Setting, value: object, where: str) -> None:
     """Check one setting's value (its kind, range or choices); ``where`` names it.
 
     Raises
@@ -189,7 +189,8 @@ def _check_sets(value, where: str) -> None:
             raise ValueError(f"{where}: set {name!r} must name one or more references")
 
 
-def check_settings(settings, *, name: Callable[[str], str] = str, job: str = "map", where: str = "") -> None:
+# settings is a Settings (.schema imports this module; a type-only import back would be a cycle)
+def check_settings(settings: Any, *, name: Callable[[str], str] = str, job: str = "map", where: str = "") -> None:
     """Check that a job can run with these settings (each field is checked on construction).
 
     Parameters

@@ -28,10 +28,13 @@ stack's own scale. :func:`write_measurement` puts the raw files in a folder for
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .measurement import MATRIX_ENERGY, Measurement
 from ..spectra.edge import find_e0
@@ -51,8 +54,8 @@ def simulate_measurement(
     *,
     mode: str = "transmission",
     dose: float = 3000.0,
-    edge_step=(0.15, 2.4),
-    matrix=(0.1, 1.2),
+    edge_step: tuple[float, float] = (0.15, 2.4),
+    matrix: tuple[float, float] = (0.1, 1.2),
     leak: float = 0.0,
     offset: float = 0.0,
     falloff: float = 0.3,
@@ -60,7 +63,7 @@ def simulate_measurement(
     flat_frames: int = 10,
     dark: float = 100.0,
     dark_frames: int = 10,
-    background=(0.01, 0.05),
+    background: tuple[float, float] = (0.01, 0.05),
     n_grains: int = 48,
     hole_fraction: float = 0.08,
     matrix_fraction: float = 0.1,
@@ -69,10 +72,10 @@ def simulate_measurement(
     rim_width: float = 3.0,
     n_cracks: int = 3,
     leak_tolerance: float = 0.02,
-    energies=None,
-    phases=SAMPLE_PHASES,
-    references=SAMPLE_REFERENCES,
-    rng=0,
+    energies: ArrayLike | None = None,
+    phases: Sequence[str] = SAMPLE_PHASES,
+    references: Sequence[str] = SAMPLE_REFERENCES,
+    rng: int | np.random.Generator | None = 0,
 ) -> Measurement:
     """Simulate a full-field XANES measurement of a sinter-like Fe sample (see module notes).
 
@@ -239,7 +242,7 @@ def _leak_distortion(mu, energies, sample, leak, tolerance) -> np.ndarray:
     return out
 
 
-def write_measurement(measurement: Measurement, folder, *, overwrite: bool = False) -> Path:
+def write_measurement(measurement: Measurement, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write a measurement as a beamline would leave it, plus its truth.
 
     Files: ``stack.tif`` (transmitted counts, uint16/uint32; fluorescence: float32

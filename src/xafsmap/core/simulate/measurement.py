@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..io.stack import IN_MEMORY, Stack
 from ..spectra.lcf import fit_fractions
@@ -180,7 +181,8 @@ class Measurement:
         return Stack(data, self.energies, {"stack": IN_MEMORY})
 
 
-    def detection_power(self, *, false_alarm: float = 1e-3, pool: int = 1, fit_range=(-30.0, 70.0)) -> np.ndarray:
+    def detection_power(self, *, false_alarm: float = 1e-3, pool: int = 1,
+                        fit_range: tuple[float, float] = (-30.0, 70.0)) -> np.ndarray:
         """(M, N): power of an ideal per-pixel test for a misfit, on the sample pixels.
 
         The noise-free spectrum's misfit to its best non-negative mixture of the
@@ -207,7 +209,7 @@ class Measurement:
         return out
 
 
-def detection_power(noncentrality, dof: int, *, false_alarm: float = 1e-3, pool: int = 1) -> np.ndarray:
+def detection_power(noncentrality: ArrayLike, dof: int, *, false_alarm: float = 1e-3, pool: int = 1) -> np.ndarray:
     """Power of an ideal chi-square test for a misfit: the ceiling of any unexplained map.
 
     A spectrum whose noise-free misfit to the best mixture of the references is
@@ -242,7 +244,8 @@ def detection_power(noncentrality, dof: int, *, false_alarm: float = 1e-3, pool:
     return ncx2.sf(critical, dof * n, n * np.asarray(noncentrality, dtype=np.float64))
 
 
-def fraction_crlb(spectra, edge_step, fractions, sigma, *, nuisance=None) -> np.ndarray:
+def fraction_crlb(spectra: np.ndarray, edge_step: np.ndarray, fractions: np.ndarray, sigma: np.ndarray, *,
+                  nuisance: np.ndarray | None = None) -> np.ndarray:
     """Cramér-Rao bound of the fractions' 1-sigma: no unbiased, unconstrained estimate does better.
 
     The model of a pixel's signal is ``edge_step * sum_k f_k spectra_k(E)`` (fractions

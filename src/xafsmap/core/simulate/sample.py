@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -25,6 +26,9 @@ from ..spectra.normalize import normalize
 from ..io.references import Reference, read_reference
 from ..model.standards import resample_reference
 from .specimen import HOLE, SAMPLE, grain_compositions, smooth_field, voronoi_grains
+
+if TYPE_CHECKING:
+    from .truth import Truth
 
 __all__ = [
     "Sample",
@@ -111,7 +115,7 @@ class Sample:
         return self.edge_step > 0
 
     @property
-    def truth(self):
+    def truth(self) -> Truth:
         """The :class:`~xafsmap.core.simulate.truth.Truth` of this sample, for scoring maps of it."""
         from .truth import Truth
 
@@ -121,7 +125,7 @@ class Sample:
                      distorted=np.zeros(self.edge_step.shape, bool))
 
 
-def reference_spectra(phases, energies) -> tuple[list[Reference], np.ndarray]:
+def reference_spectra(phases: Sequence[str], energies: np.ndarray) -> tuple[list[Reference], np.ndarray]:
     """The bundled standards of ``phases`` and their normalized spectra on ``energies``.
 
     Returns

@@ -21,7 +21,10 @@ with it. Pixel sets, used by every score the same way:
 from __future__ import annotations
 
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .truth import Truth
 
@@ -64,7 +67,7 @@ LOW_DOSE, LOW_DOSE_RMSE = 1000.0, 0.04
 
 
 
-def mask_iou(mask, truth) -> float:
+def mask_iou(mask: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of an estimated and a true sample mask.
 
     Examples
@@ -87,7 +90,8 @@ def _scored(fractions, true_fractions, pixels):
     return fractions[:, pick], true_fractions[:, pick]
 
 
-def dominant_accuracy(fractions, true_fractions, pixels, *, min_fraction: float = 0.7) -> float:
+def dominant_accuracy(fractions: np.ndarray, true_fractions: np.ndarray, pixels: np.ndarray, *,
+                      min_fraction: float = 0.7) -> float:
     """Share of clearly dominated pixels whose largest estimated fraction is the true one.
 
     Parameters
@@ -121,7 +125,7 @@ def dominant_accuracy(fractions, true_fractions, pixels, *, min_fraction: float 
     return float(np.mean(est[:, clear].argmax(axis=0) == true[:, clear].argmax(axis=0)))
 
 
-def fraction_rmse(fractions, true_fractions, pixels) -> float:
+def fraction_rmse(fractions: np.ndarray, true_fractions: np.ndarray, pixels: np.ndarray) -> float:
     """Root-mean-square error of the fractions over the mapped ``pixels`` and every phase.
 
     Examples
@@ -134,7 +138,8 @@ def fraction_rmse(fractions, true_fractions, pixels) -> float:
     return float(np.sqrt(np.mean((est - true) ** 2))) if est.size else float("nan")
 
 
-def coverage(fractions, sigma, true_fractions, pixels, *, k: float = 1.0) -> float:
+def coverage(fractions: np.ndarray, sigma: np.ndarray, true_fractions: np.ndarray, pixels: np.ndarray, *,
+             k: float = 1.0) -> float:
     """Share of fractions whose error lies within ``k`` of their stated 1-sigma.
 
     ``|f - f_true| <= k * sigma`` over the mapped ``pixels`` and every phase; a
@@ -161,7 +166,7 @@ def coverage(fractions, sigma, true_fractions, pixels, *, k: float = 1.0) -> flo
     return float(np.mean(np.abs(est - true) <= k * sig)) if est.size else float("nan")
 
 
-def roc_auc(negatives, positives) -> float:
+def roc_auc(negatives: ArrayLike, positives: ArrayLike) -> float:
     """Area under the ROC curve: probability that a positive scores above a negative.
 
     Ties count one half (average ranks). NaN values are dropped.
@@ -188,7 +193,7 @@ def _rate(flags, pixels) -> float:
     return float(np.count_nonzero(flags & pixels) / count) if count else float("nan")
 
 
-def unexplained_rates(flags, truth: Truth, *, bins=THICKNESS_BINS) -> dict:
+def unexplained_rates(flags: np.ndarray, truth: Truth, *, bins: Sequence[float] = THICKNESS_BINS) -> dict:
     """Shares of known-phase and left-out-phase pixels an unexplained map flags.
 
     Parameters
@@ -241,8 +246,10 @@ def unexplained_rates(flags, truth: Truth, *, bins=THICKNESS_BINS) -> dict:
     return out
 
 
-def score_maps(truth: Truth, *, mask=None, fractions=None, distance=None, unexplained=None,
-               fraction_sigma=None, crlb=None, power=None, min_fraction: float = 0.7) -> dict:
+def score_maps(truth: Truth, *, mask: np.ndarray | None = None, fractions: np.ndarray | None = None,
+               distance: np.ndarray | None = None, unexplained: np.ndarray | None = None,
+               fraction_sigma: np.ndarray | None = None, crlb: np.ndarray | None = None,
+               power: np.ndarray | None = None, min_fraction: float = 0.7) -> dict:
     """Every score of the maps given, against ``truth``.
 
     Parameters

@@ -10,6 +10,7 @@ phase over a step's sample pixels, what ``series.csv`` should report.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ SERIES_REFERENCES = ("Fe2O3", "Fe3O4", "FeO")
 
 
 def make_reduction_series(shape: tuple[int, int] = (120, 160), *, steps: int = len(REDUCTION), noise: float = 0.02,
-                          rng=0) -> list[Sample]:
+                          rng: int | np.random.Generator = 0) -> list[Sample]:
     """The stacks of a reduction series (see the module docstring).
 
     Parameters
@@ -57,7 +58,7 @@ def make_reduction_series(shape: tuple[int, int] = (120, 160), *, steps: int = l
             for i, phases in enumerate(REDUCTION[:steps])]
 
 
-def series_truth(sample: Sample, mask=None) -> dict[str, float]:
+def series_truth(sample: Sample, mask: np.ndarray | None = None) -> dict[str, float]:
     """Mean fraction of each of :data:`SERIES_REFERENCES` over the sample pixels of one step.
 
     Parameters
@@ -81,7 +82,7 @@ def series_truth(sample: Sample, mask=None) -> dict[str, float]:
     return found
 
 
-def write_reduction_series(folder, samples: list[Sample]) -> Path:
+def write_reduction_series(folder: str | os.PathLike, samples: list[Sample]) -> Path:
     """Write the stacks (``step_1.tif`` ...) and their list ``series.csv`` (path, step, reduction_h).
 
     Returns

@@ -10,6 +10,7 @@ matrix without the element.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,8 @@ __all__ = [
 HOLE, MATRIX, SAMPLE = 0, 1, 2
 
 
-def smooth_field(shape: tuple[int, int], lo: float, hi: float, *, rng=None) -> np.ndarray:
+def smooth_field(shape: tuple[int, int], lo: float, hi: float, *,
+                 rng: int | np.random.Generator | None = None) -> np.ndarray:
     """A smooth random field spanning exactly ``lo`` to ``hi`` (a tilt, a saddle and a wave).
 
     Parameters
@@ -60,7 +62,8 @@ def smooth_field(shape: tuple[int, int], lo: float, hi: float, *, rng=None) -> n
     return lo + (hi - lo) * field
 
 
-def voronoi_grains(shape: tuple[int, int], n_grains: int, *, rng=None) -> np.ndarray:
+def voronoi_grains(shape: tuple[int, int], n_grains: int, *,
+                   rng: int | np.random.Generator | None = None) -> np.ndarray:
     """Label every pixel with its nearest of ``n_grains`` random centres (Voronoi grains).
 
     Returns
@@ -80,9 +83,9 @@ def voronoi_grains(shape: tuple[int, int], n_grains: int, *, rng=None) -> np.nda
     return np.argmin((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2, axis=-1)
 
 
-def grain_compositions(n_grains: int, phases, references, *, hole_fraction: float = 0.1,
+def grain_compositions(n_grains: int, phases: Sequence[str], references: Sequence[str], *, hole_fraction: float = 0.1,
                        unexplained_grains: int = 3, matrix_fraction: float = 0.0,
-                       rng=None) -> tuple[np.ndarray, np.ndarray]:
+                       rng: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Give every grain a kind and a composition of ``phases``.
 
     In a random order of the grains: ``hole_fraction`` of them are holes,
@@ -170,10 +173,11 @@ class Specimen:
     grains: np.ndarray
 
 
-def make_specimen(shape: tuple[int, int], phases, references, *, n_grains: int = 48,
+def make_specimen(shape: tuple[int, int], phases: Sequence[str], references: Sequence[str], *, n_grains: int = 48,
                   hole_fraction: float = 0.08, matrix_fraction: float = 0.1, unexplained_grains: int = 5,
-                  edge_step=(0.15, 2.4), matrix=(0.1, 1.2), rim: float = 0.3, rim_width: float = 3.0,
-                  n_cracks: int = 3, rng=None) -> Specimen:
+                  edge_step: tuple[float, float] = (0.15, 2.4), matrix: tuple[float, float] = (0.1, 1.2),
+                  rim: float = 0.3, rim_width: float = 3.0, n_cracks: int = 3,
+                  rng: int | np.random.Generator | None = None) -> Specimen:
     """A sinter-like phase field: thick and thin grains, rims, cracks, Fe-free grains.
 
     Parameters

@@ -13,9 +13,11 @@ written energy by energy (``benchmarks/volume.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .measurement import MATRIX_ENERGY
 from .sample import SAMPLE_PHASES, SAMPLE_REFERENCES, reference_spectra, sample_energies
@@ -98,9 +100,12 @@ def _ellipsoid(shape, centre, axes, rotation):
     return tuple(slice(a, b) for a, b in zip(lo, hi)), inside
 
 
-def make_volume(shape=(16, 64, 64), *, energies=None, n_grains: int | None = None, radius=(4.0, 12.0),
-                edge_step=(0.4, 1.0), matrix=(0.02, 0.1), dose: float = 20_000.0, unexplained_grains: int = 2,
-                phases=SAMPLE_PHASES, references=SAMPLE_REFERENCES, rng=0) -> SimulatedVolume:
+def make_volume(shape: tuple[int, int, int] = (16, 64, 64), *, energies: ArrayLike | None = None,
+                n_grains: int | None = None, radius: tuple[float, float] = (4.0, 12.0),
+                edge_step: tuple[float, float] = (0.4, 1.0), matrix: tuple[float, float] = (0.02, 0.1),
+                dose: float = 20_000.0, unexplained_grains: int = 2, phases: Sequence[str] = SAMPLE_PHASES,
+                references: Sequence[str] = SAMPLE_REFERENCES,
+                rng: int | np.random.Generator | None = 0) -> SimulatedVolume:
     """Place ellipsoidal grains of known composition in a volume (see the module notes).
 
     Parameters

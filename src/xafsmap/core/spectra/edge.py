@@ -6,13 +6,14 @@ Also the small energy-grid helpers :mod:`xafsmap.core.spectra.normalize` shares.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._arrays import is_dask
 
 __all__ = ["find_e0", "larch_slope_operator"]
 
 
-def check_spectra(mu, energies) -> np.ndarray:
+def check_spectra(mu: ArrayLike, energies: ArrayLike) -> np.ndarray:
     energies = np.asarray(energies, dtype=np.float64)
     if energies.ndim != 1:
         raise ValueError(f"energies must be 1-D, got shape {energies.shape}")
@@ -125,7 +126,7 @@ def _find_e0_2d(mu: np.ndarray, energies: np.ndarray, sigma: float | None) -> np
     return e0
 
 
-def find_e0(mu, energies, *, sigma: float | None = None) -> np.ndarray:
+def find_e0(mu: ArrayLike, energies: ArrayLike, *, sigma: float | None = None) -> np.ndarray:
     """Edge energy as Larch's ``find_e0``: the maximum of the smoothed derivative.
 
     Parameters
@@ -173,7 +174,7 @@ def find_e0(mu, energies, *, sigma: float | None = None) -> np.ndarray:
     return out.reshape(mu.shape[1:])
 
 
-def larch_slope_operator(energies, e0: float) -> np.ndarray:
+def larch_slope_operator(energies: np.ndarray, e0: float) -> np.ndarray:
     """(E, E) matrix of Larch's second ``find_e0`` pass: the derivative smoothed with its
     Lorentzian (half-width ``estep``), so ``argmax(operator @ mu)`` is Larch's e0 where
     the first pass found the edge inside ``energies``.

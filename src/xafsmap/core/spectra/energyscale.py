@@ -12,13 +12,19 @@ the offsets to apply. :func:`~xafsmap.core.model.training.train_model` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .normalize import estimate_noise
 from .edge import find_e0
 from .offsets import SEARCH, OffsetFit, fit_common_offset, reference_edges
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
 
 __all__ = [
     "EDGE_MARGIN",
@@ -55,7 +61,7 @@ def format_offset(offset: float, sigma: float) -> str:
     return f"{offset:+.{digits}f} ± {sigma:.{digits}f} eV"
 
 
-def energy_scale_warnings(stack_e0: float, edges, fit: OffsetFit | None, *, aligned: bool = False,
+def energy_scale_warnings(stack_e0: float, edges: ArrayLike, fit: OffsetFit | None, *, aligned: bool = False,
                           margin: float = EDGE_MARGIN) -> tuple[str, ...]:
     """Warnings, in the user's terms, that the references and the stack disagree on energy.
 
@@ -144,8 +150,10 @@ class EnergyScale:
     warnings: tuple
 
 
-def check_energy_scale(spectra, energies, references, *, norm_params, window, offsets=None,
-                       align: bool = False, search=SEARCH, rng=None) -> EnergyScale:
+def check_energy_scale(spectra: np.ndarray, energies: np.ndarray, references: Sequence[Reference], *, norm_params: dict,
+                       window: tuple[int, int], offsets: Sequence[float] | None = None, align: bool = False,
+                       search: tuple[float, float] = SEARCH,
+                       rng: int | np.random.Generator | None = None) -> EnergyScale:
     """Check (and with ``align`` correct) the references' energy scale against the stack's.
 
     Parameters

@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["WeightedFit", "fit_fractions", "fit_weighted", "fractions_from_moments", "spectrum_moments",
            "weighted_moments"]
@@ -23,9 +24,8 @@ __all__ = ["WeightedFit", "fit_fractions", "fit_weighted", "fractions_from_momen
 MAX_SUBSET_REFERENCES = 8
 
 
-def fit_fractions(
-    spectra, references, *, sum_to_one: bool = True, weight: float = 10.0, allowed=None
-) -> tuple[np.ndarray, np.ndarray]:
+def fit_fractions(spectra: ArrayLike, references: ArrayLike, *, sum_to_one: bool = True, weight: float = 10.0,
+                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative linear-combination fractions of references for every spectrum.
 
     Parameters
@@ -89,7 +89,7 @@ def fit_fractions(
     return w.astype(np.float32).reshape(k, *shape), residual.astype(np.float32).reshape(shape)
 
 
-def spectrum_moments(spectra, references) -> tuple[np.ndarray, np.ndarray]:
+def spectrum_moments(spectra: ArrayLike, references: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The moments ``R y`` (K, P) and ``y . y`` (P,) of spectra (E, P), float64.
 
     Everything an exact NNLS fit needs of a spectrum: the (E, P) spectra are read once,
@@ -100,8 +100,8 @@ def spectrum_moments(spectra, references) -> tuple[np.ndarray, np.ndarray]:
     return aty, np.einsum("ij,ij->j", spectra, spectra, dtype=np.float64)
 
 
-def fractions_from_moments(aty, yy, references, *, sum_to_one: bool = True, weight: float = 10.0,
-                           allowed=None) -> tuple[np.ndarray, np.ndarray]:
+def fractions_from_moments(aty: np.ndarray, yy: np.ndarray, references: np.ndarray, *, sum_to_one: bool = True,
+                           weight: float = 10.0, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`fit_fractions` from each spectrum's moments ``R y`` and ``y . y``.
 
     The exact NNLS needs nothing else of a spectrum, so a caller that streams pixels
@@ -152,7 +152,7 @@ def _rms_misfit(w, aty, yy, references):
     return np.sqrt(np.clip(misfit2, 0, None) / references.shape[1])
 
 
-def subset_solvers(gram) -> tuple[np.ndarray, np.ndarray]:
+def subset_solvers(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every non-empty subset of the K references and its least-squares solver.
 
     Parameters
@@ -205,7 +205,8 @@ def _nnls_loop(references: np.ndarray, y: np.ndarray, *, sum_to_one: bool, weigh
     return np.stack([nnls(a, column)[0] for column in columns], axis=1)
 
 
-def weighted_moments(spectra, references, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weighted_moments(spectra: np.ndarray, references: np.ndarray,
+                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What a weighted LCF needs of each spectrum: ``R W R^T``, ``R W y`` and ``y W y``.
 
     Parameters
@@ -245,8 +246,8 @@ class WeightedFit:
     support: np.ndarray
 
 
-def fit_weighted(gram, aty, yy, *, n_points: int, allowed=None, sum_to_one: bool = True,
-                 free: int = 0) -> WeightedFit:
+def fit_weighted(gram: np.ndarray, aty: np.ndarray, yy: np.ndarray, *, n_points: int, allowed: np.ndarray | None = None,
+                 sum_to_one: bool = True, free: int = 0) -> WeightedFit:
     """Exact non-negative weighted least squares of every pixel, with its uncertainties.
 
     Parameters

@@ -18,6 +18,7 @@ users who want one.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 __all__ = ["SIGNIFICANCE", "dropped_regions", "edge_jump", "edge_mask", "edge_region",
@@ -27,8 +28,9 @@ __all__ = ["SIGNIFICANCE", "dropped_regions", "edge_jump", "edge_mask", "edge_re
 SIGNIFICANCE = 5.0
 
 
-def edge_mask(jump, jump_sigma, *, significance: float = SIGNIFICANCE, threshold: float | None = None,
-              edge_step=None, neighbours: bool = False) -> np.ndarray:
+def edge_mask(jump: ArrayLike, jump_sigma: ArrayLike, *, significance: float = SIGNIFICANCE,
+              threshold: float | None = None, edge_step: ArrayLike | None = None,
+              neighbours: bool = False) -> np.ndarray:
     """Sample pixels: those with an edge. Background is what has none, not what has a small one.
 
     Parameters
@@ -103,7 +105,7 @@ def _row_sum(values):
     return csum[..., ROW_POOL:] - csum[..., :-ROW_POOL]
 
 
-def jump_design(energies, e0: float) -> np.ndarray:
+def jump_design(energies: np.ndarray, e0: float) -> np.ndarray:
     """The (E, 3) design of :func:`edge_jump`: ``1``, ``(E - e0) / 100 eV`` and the step
     ``E > e0``, zero on the rows of the edge region (:func:`edge_region`), which is left out.
 
@@ -124,7 +126,7 @@ def edge_region(e0: float) -> tuple[float, float]:
     return (-15.0, 20.0) if e0 >= 4000.0 else (-2.5, 5.0)
 
 
-def edge_jump(mu, variance, energies, e0: float) -> tuple[np.ndarray, np.ndarray]:
+def edge_jump(mu: np.ndarray, variance: np.ndarray, energies: np.ndarray, e0: float) -> tuple[np.ndarray, np.ndarray]:
     """Edge jump of spectra and its standard deviation: one weighted line with a step at e0.
 
     Parameters
@@ -163,7 +165,8 @@ def edge_jump(mu, variance, energies, e0: float) -> tuple[np.ndarray, np.ndarray
     return coef[:, 2].reshape(shape), sigma.reshape(shape)
 
 
-def dropped_regions(jump, jump_sigma, mask, *, low: float = 2.0, min_share: float = 0.01) -> list[str]:
+def dropped_regions(jump: np.ndarray, jump_sigma: np.ndarray, mask: np.ndarray, *, low: float = 2.0,
+                    min_share: float = 0.01) -> list[str]:
     """Warnings about large contiguous areas that show an edge but were left out of the mask.
 
     Parameters

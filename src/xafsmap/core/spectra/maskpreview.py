@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,6 +11,9 @@ from ..prepare.grid import Subgrid, subgrid
 from .mask import SIGNIFICANCE, edge_jump, edge_mask
 from .normalize import normalize
 from .survey import Survey, survey
+
+if TYPE_CHECKING:
+    from ..io.stack import Stack
 
 __all__ = ["PREVIEW_PIXELS", "MaskPreview", "preview_mask"]
 
@@ -49,7 +53,7 @@ class MaskPreview:
                          neighbours=self.grid.full, edge_step=self.edge_step)
 
 
-def preview_mask(stack, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
+def preview_mask(stack: Stack, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
                  norm_params: dict | None = None, n_pixels: int = PREVIEW_PIXELS) -> MaskPreview:
     """The mask of a stack on a regular subgrid of about ``n_pixels`` pixels, as the map will make it.
 

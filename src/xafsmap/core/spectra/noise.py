@@ -33,6 +33,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["NoiseModel", "fit_noise_model", "point_residuals", "smooth_levels"]
 
@@ -47,7 +48,7 @@ LEVEL_BINS, TABLE_SIZE = 24, 256
 FIELD_SMOOTHING, FIELD_CELLS = 0.125, 1.5
 
 
-def smooth_levels(mu, *, width: int = LEVEL_WIDTH) -> np.ndarray:
+def smooth_levels(mu: np.ndarray, *, width: int = LEVEL_WIDTH) -> np.ndarray:
     """Moving average of spectra over ``width`` energies (shorter windows at the ends).
 
     Parameters
@@ -74,7 +75,7 @@ def smooth_levels(mu, *, width: int = LEVEL_WIDTH) -> np.ndarray:
     return ((csum[hi] - csum[lo]) / (hi - lo).reshape(shape)).astype(np.float32)
 
 
-def point_residuals(mu, energies, *, e0) -> tuple[np.ndarray, np.ndarray]:
+def point_residuals(mu: np.ndarray, energies: np.ndarray, *, e0: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Residuals of each point from the line through its neighbours, where spectra are smooth.
 
     Parameters
@@ -142,7 +143,7 @@ class NoiseModel:
     field_cols: np.ndarray
     info: dict = field(default_factory=dict)
 
-    def scale(self, rows, cols) -> np.ndarray:
+    def scale(self, rows: ArrayLike, cols: ArrayLike) -> np.ndarray:
         """``g`` at pixel coordinates (bilinear in ``log g``, constant beyond the grid).
 
         Parameters
@@ -165,11 +166,11 @@ class NoiseModel:
         """``g`` of every pixel of rows ``r0:r1`` (all ``cols`` columns), shape (r1 - r0, cols)."""
         return self.scale(np.arange(r0, r1)[:, None], np.arange(cols)[None, :])
 
-    def level_variance(self, level) -> np.ndarray:
+    def level_variance(self, level: ArrayLike) -> np.ndarray:
         """``v`` at signal levels (any shape), float32."""
         return np.interp(np.asarray(level, np.float64), self.levels, self.variance_table).astype(np.float32)
 
-    def variance(self, mu, scale) -> np.ndarray:
+    def variance(self, mu: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Variance of every point of spectra ``mu`` (E, ...) whose pixels have ``scale`` g (...).
 
         Returns
@@ -197,7 +198,8 @@ def _cell(nodes, x):
     return i, a
 
 
-def fit_noise_model(mu, energies, *, e0: float, rows, cols, iterations: int = 4) -> NoiseModel:
+def fit_noise_model(mu: np.ndarray, energies: np.ndarray, *, e0: float, rows: np.ndarray, cols: np.ndarray,
+                    iterations: int = 4) -> NoiseModel:
     """Learn ``var_A(E, p) = g(p) h(E) v(L)`` from surveyed spectra (see the module notes).
 
     Parameters

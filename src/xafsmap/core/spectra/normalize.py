@@ -212,7 +212,7 @@ def normalize(mu: ArrayLike, energies: ArrayLike, *, e0: float | ArrayLike | Non
     return Normalized(out[:n].astype(dtype), out[n], out[n + 1].astype(dtype), params)
 
 
-def estimate_noise(norm, energies, *, e0=None) -> np.ndarray:
+def estimate_noise(norm: ArrayLike, energies: ArrayLike, *, e0: float | ArrayLike | None = None) -> np.ndarray:
     """Per-point noise of normalized spectra, in units of the edge step.
 
     Parameters

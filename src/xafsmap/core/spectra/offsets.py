@@ -9,13 +9,19 @@ sigma. :mod:`~xafsmap.core.spectra.energyscale` turns it into warnings and offse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .lcf import fit_fractions
 from .normalize import estimate_noise, normalize
 from .edge import find_e0
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
 
 __all__ = ["SEARCH", "OffsetFit", "fit_common_offset", "reference_edges", "shifted_references"]
 
@@ -37,7 +43,7 @@ FLOOR_SHARE = 0.25
 NOISE_FLOOR = 1e-4
 
 
-def reference_edges(references, *, offsets=None) -> np.ndarray:
+def reference_edges(references: Sequence[Reference], *, offsets: Sequence[float] | None = None) -> np.ndarray:
     """Each reference's edge energy on its own energies, plus its offset.
 
     Parameters
@@ -64,7 +70,8 @@ def reference_edges(references, *, offsets=None) -> np.ndarray:
     return np.array([float(find_e0(ref.mu, ref.energies)) for ref in references]) + offsets
 
 
-def shifted_references(references, energies, shifts, *, norm_params, offsets=None, own=None) -> np.ndarray:
+def shifted_references(references: Sequence[Reference], energies: np.ndarray, shifts: ArrayLike, *, norm_params: dict,
+                       offsets: Sequence[float] | None = None, own: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """The references on the stack's energies, shifted by each of ``shifts``, normalized like the stack.
 
     :func:`~xafsmap.core.model.standards.prepare_references` for every shift at once, without
@@ -183,8 +190,10 @@ class OffsetFit:
                            "1 sigma from a bootstrap over the pixels")
 
 
-def fit_common_offset(spectra, energies, references, *, norm_params, window, offsets=None, noise=None,
-                      search=SEARCH, n_bootstrap: int = N_BOOTSTRAP, rng=None) -> OffsetFit:
+def fit_common_offset(spectra: np.ndarray, energies: np.ndarray, references: Sequence[Reference], *, norm_params: dict,
+                      window: tuple[int, int], offsets: Sequence[float] | None = None, noise: np.ndarray | None = None,
+                      search: tuple[float, float] = SEARCH, n_bootstrap: int = N_BOOTSTRAP,
+                      rng: int | np.random.Generator | None = None) -> OffsetFit:
     """The one energy offset of all references that best explains the stack's spectra.
 
     Parameters

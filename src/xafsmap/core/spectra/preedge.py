@@ -18,7 +18,7 @@ PRE_EDGE_POINTS = 6
 LARCH_WINDOW_ERROR = 0.005
 
 
-def pre_edge_window(energies, e0: float, *, noise: float | None = None) -> dict:
+def pre_edge_window(energies: np.ndarray, e0: float, *, noise: float | None = None) -> dict:
     """The pre-edge fit window of :func:`pre_edge_rule` (``{}``: Larch's defaults).
 
     Examples
@@ -42,7 +42,7 @@ def _extrapolation(x, at):
     return float(np.sqrt(1.0 / x.size + (at - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2)))
 
 
-def pre_edge_rule(energies, e0: float, *, noise: float | None = None) -> tuple[dict, dict]:
+def pre_edge_rule(energies: np.ndarray, e0: float, *, noise: float | None = None) -> tuple[dict, dict]:
     """Pre-edge fit window for a stack: Larch's default where it is good enough, else the whole pre-edge.
 
     Parameters

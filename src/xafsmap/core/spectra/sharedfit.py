@@ -53,7 +53,7 @@ class SharedFit:
         return weights
 
 
-def shared_fit(energies, e0: float, params) -> SharedFit | None:
+def shared_fit(energies: np.ndarray, e0: float, params: dict) -> SharedFit | None:
     """The :class:`SharedFit` of resolved ``params`` around ``e0``, or None where the
     shared windows are too short (the per-pixel path decides then)."""
     x = (energies - energies.mean()) / np.ptp(energies)
@@ -73,7 +73,7 @@ def shared_fit(energies, e0: float, params) -> SharedFit | None:
     )
 
 
-def step_weights(energies, e0: float, params: dict) -> np.ndarray:
+def step_weights(energies: np.ndarray, e0: float, params: dict) -> np.ndarray:
     """(E,) weights ``c`` with ``edge_step = c @ mu`` for spectra sharing ``e0`` and the
     resolved fit windows ``params`` (see :func:`shared_fit`).
 
@@ -98,7 +98,8 @@ def step_weights(energies, e0: float, params: dict) -> np.ndarray:
     return fit.step_weights
 
 
-def normalize_shared(mu, energies, e0: float, params, flatten):
+def normalize_shared(mu: np.ndarray, energies: np.ndarray, e0: float, params: dict,
+                     flatten: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """Every spectrum with the same e0 and windows: normalization is linear up to the
     division by the edge step, so each fit is one matrix product (no per-pixel
     systems) in the input's precision. Same result as :func:`_normalize_2d`.
@@ -123,7 +124,7 @@ def normalize_shared(mu, energies, e0: float, params, flatten):
     return sub, step
 
 
-def baseline(energies, e0: float) -> np.ndarray:
+def baseline(energies: np.ndarray, e0: float) -> np.ndarray:
     """The (3, E) baseline terms ``1``, ``min(x, 0)``, ``max(x, 0)``, ``x = (E - e0) / 50 eV``.
 
     What the normalization of a noisy spectrum gets wrong is of this form: the pre-edge

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..prepare.grid import subgrid
 from .edge import find_e0
@@ -77,8 +78,8 @@ class Survey:
     rule: dict = field(default_factory=dict)
 
 
-def survey(data, energies, *, threshold=None, significance: float = SIGNIFICANCE, norm_params=None,
-           n_pixels=SURVEY_PIXELS, pre_edge: bool = True) -> Survey:
+def survey(data: ArrayLike, energies: np.ndarray, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
+           norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS, pre_edge: bool = True) -> Survey:
     """Normalize a regular grid of about ``n_pixels`` pixels to learn the stack's levels.
 
     Parameters

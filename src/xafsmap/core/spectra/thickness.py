@@ -81,7 +81,8 @@ class ThickLimit:
                 "thin_chi2": None if not np.isfinite(self.baseline_chi2) else round(self.baseline_chi2, 3)}
 
 
-def measure_thick_limit(norm, variance, absorbance_max, references, energies, *, window, e0: float) -> ThickLimit:
+def measure_thick_limit(norm: np.ndarray, variance: np.ndarray, absorbance_max: np.ndarray, references: np.ndarray,
+                        energies: np.ndarray, *, window: tuple[int, int], e0: float) -> ThickLimit:
     """The largest absorbance at which the references still explain the pixels.
 
     Parameters

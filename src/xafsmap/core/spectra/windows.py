@@ -17,7 +17,8 @@ __all__ = ["check_windows", "fit_windows", "resolve_params"]
 _MAX_NNORM = 5  # Larch's cap on the post-edge polynomial degree
 
 
-def resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
+def resolve_params(energies: np.ndarray, e0: float | None, pre1: float | None, pre2: float | None, norm1: float | None,
+                   norm2: float | None, nnorm: int | None) -> dict:
     """Larch ``preedge`` defaults for a spectrum with edge at ``e0``."""
     if e0 is None:
         return dict(pre1=float(min(pre1, pre2)), pre2=float(max(pre1, pre2)),
@@ -41,7 +42,8 @@ def resolve_params(energies, e0, pre1, pre2, norm1, norm2, nnorm) -> dict:
                 norm2=float(norm2), nnorm=int(max(min(nnorm, _MAX_NNORM), 0)))
 
 
-def fit_windows(energies, e0, params):
+def fit_windows(energies: np.ndarray, e0: np.ndarray,
+                params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Larch's fit slices per pixel: pre-edge ``[p1, p2)`` (a constant where ``const``)
     and post-edge ``[q1, q2)``, from ``index_of(e0 + lo)`` to ``index_nearest(e0 + hi)``."""
     p1 = index_at_or_below(energies, e0 + params["pre1"])
@@ -51,7 +53,7 @@ def fit_windows(energies, e0, params):
     return p1, p2, const, q1, nearest_index(energies, e0 + params["norm2"])
 
 
-def check_windows(energies, e0, params) -> None:
+def check_windows(energies: np.ndarray, e0: float | None, params: dict) -> None:
     if e0 is None:
         return
     if not np.isfinite(e0):

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def _library(library) -> tuple[list[Reference], list[tuple[str, str]]]:
 
 def search_references(stack: Stack, references: Sequence[Reference], library: str | os.PathLike | Sequence,
                       *, out: str | os.PathLike, overwrite: bool = False, progress: Progress | None = None,
-                      sources: Sequence[str] = (), **map_options) -> dict:
+                      sources: Sequence[str] = (), **map_options: Any) -> dict:
     """Find unexplained regions and rank library spectra that could explain them.
 
     Parameters
@@ -167,7 +167,7 @@ def _plot_candidates(path: Path, found, candidates, tables, *, n_regions: int = 
 
 def compare_models(stack: Stack, sets: dict[str, Sequence[Reference]], *, out: str | os.PathLike,
                    overwrite: bool = False, progress: Progress | None = None, sources: Sequence[str] = (),
-                   **options) -> dict:
+                   **options: Any) -> dict:
     """Compare named reference sets for parsimony and write the verdict.
 
     Parameters

@@ -10,12 +10,18 @@ reported beside it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..spectra.normalize import normalize
 from ..model.standards import resample_reference
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from .fitsetup import FitSetup
 
 __all__ = ["Candidates", "prepare_candidates", "rank_candidates"]
 
@@ -36,7 +42,8 @@ class Candidates:
     skipped: list
 
 
-def prepare_candidates(library, setup, *, offsets=OFFSETS, edge_region=(-20.0, 40.0)) -> Candidates:
+def prepare_candidates(library: Sequence[Reference], setup: FitSetup, *, offsets: Sequence[float] = OFFSETS,
+                       edge_region: tuple[float, float] = (-20.0, 40.0)) -> Candidates:
     """Normalize library spectra and resample them onto the measurement, per offset.
 
     Parameters
@@ -84,7 +91,8 @@ def _derivative_correlation(a: np.ndarray, b: np.ndarray, energies: np.ndarray) 
         return (db @ da) / np.sqrt((db**2).sum(axis=-1) * (da**2).sum())
 
 
-def rank_candidates(spectra, setup, candidates: Candidates, variance) -> list[list[dict]]:
+def rank_candidates(spectra: np.ndarray, setup: FitSetup, candidates: Candidates,
+                    variance: np.ndarray) -> list[list[dict]]:
     """Rank candidates by how much adding each to the references improves a fit.
 
     Parameters

@@ -8,7 +8,9 @@ one band of rows and says which pixels are sample.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +23,10 @@ from ..spectra.sharedfit import BASELINE_TERMS, baseline
 from ..spectra.mask import edge_jump, edge_mask
 from ..spectra.normalize import normalize
 from ..spectra.survey import survey
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
 
 __all__ = ["FitSetup", "normalize_band", "setup_fit"]
 
@@ -62,7 +68,8 @@ class FitSetup:
     def e0(self) -> float:
         return self.survey.e0
 
-    def fit(self, spectra, variance, references=None):
+    def fit(self, spectra: np.ndarray, variance: np.ndarray,
+            references: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Weighted non-negative fit with a free baseline of (window E, n) spectra whose
         points have ``variance`` (window E, n), with these (or other (K, window E)) references.
 
@@ -86,9 +93,11 @@ class FitSetup:
         return normalize(spectra, self.energies, **self.normalization).norm
 
 
-def setup_fit(stack, references, *, offsets=None, threshold=None, significance=None, fit_range=(-30.0, 70.0),
-              thick: float | None = None, e0=None, pre1=None, pre2=None, norm1=None, norm2=None,
-              nnorm=None, align_references: bool = False) -> FitSetup:
+def setup_fit(stack: Stack, references: Sequence[Reference], *, offsets: Sequence[float] | None = None,
+              threshold: float | None = None, significance: float | None = None,
+              fit_range: tuple[float, float] = (-30.0, 70.0), thick: float | None = None, e0: float | None = None,
+              pre1: float | None = None, pre2: float | None = None, norm1: float | None = None,
+              norm2: float | None = None, nnorm: int | None = None, align_references: bool = False) -> FitSetup:
     """Survey a stack and put the references on its energies, as the mapping does.
 
     Parameters

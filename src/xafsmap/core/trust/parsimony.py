@@ -19,13 +19,19 @@ baseline and the edge step are free in every set alike, so they cancel in differ
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..mapping.pipeline import BAND_BYTES, band_rows, drive
 from ..mapping.maps import MASK_SAMPLE
 from .fitsetup import normalize_band, setup_fit
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]
 
@@ -193,7 +199,8 @@ class Comparison:
     params: dict = field(default_factory=dict)
 
 
-def iter_compare(stack, sets: dict, *, criterion: str = "bic", band_bytes: int = BAND_BYTES, **fit_options):
+def iter_compare(stack: Stack, sets: dict, *, criterion: str = "bic", band_bytes: int = BAND_BYTES,
+                 **fit_options: Any) -> Generator[tuple[int, int], None, Comparison]:
     """Fit every reference set to every sample pixel and judge them (see module notes).
 
     Parameters
@@ -270,6 +277,6 @@ def iter_compare(stack, sets: dict, *, criterion: str = "bic", band_bytes: int =
                       noise=noise, mask=mask, summary=summary, params=params)
 
 
-def compare_sets(stack, sets: dict, **options) -> Comparison:
+def compare_sets(stack: Stack, sets: dict, **options: Any) -> Comparison:
     """Run :func:`iter_compare` to the end and return its :class:`Comparison`."""
     return drive(iter_compare(stack, sets, **options))

@@ -20,11 +20,12 @@ so memory is bounded by one band plus the 2-D maps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..spectra.sharedfit import BASELINE_TERMS, baseline
 from ..mapping.pipeline import BAND_BYTES, band_rows, drive
@@ -66,15 +67,15 @@ class NullModel:
     n_energies: int
     n_spectra: int
 
-    def at(self, noise) -> tuple[np.ndarray, np.ndarray]:
+    def at(self, noise: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """``(scale, dof)`` at each noise level of ``noise`` (any shape)."""
         x = np.log(np.clip(np.asarray(noise, dtype=np.float64), 1e-12, None))
         grid = np.log(self.levels)
         return np.interp(x, grid, self.scale), np.interp(x, grid, self.dof)
 
 
-def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 5, levels=None,
-                     rng=None) -> NullModel:
+def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 5, levels: ArrayLike | None = None,
+                     rng: int | np.random.Generator | None = None) -> NullModel:
     """Learn the misfit distribution of spectra the references *do* explain.
 
     Parameters
@@ -131,7 +132,8 @@ def calibrate_misfit(setup: FitSetup, *, n_spectra: int = 6000, n_levels: int = 
                      n_energies=stop - start, n_spectra=per_level * grid.size)
 
 
-def score_misfit(chi2, noise, null: NullModel, *, pool: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def score_misfit(chi2: np.ndarray, noise: np.ndarray, null: NullModel, *,
+                 pool: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """p-values and z-scores of per-pixel misfits under the references' null model.
 
     Parameters
@@ -184,7 +186,7 @@ def score_misfit(chi2, noise, null: NullModel, *, pool: int = 1) -> tuple[np.nda
     return p, np.where(known, z, np.nan).astype(np.float32)
 
 
-def find_regions(flags, *, min_size: int = 5, connectivity: int = 2) -> np.ndarray:
+def find_regions(flags: np.ndarray, *, min_size: int = 5, connectivity: int = 2) -> np.ndarray:
     """Connected regions of flagged pixels, largest first.
 
     Parameters
@@ -251,8 +253,10 @@ class Unexplained:
     params: dict = field(default_factory=dict)
 
 
-def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, pool: int = 1, min_size: int = 5,
-                     n_calibration: int = 6000, band_bytes: int = BAND_BYTES, rng=0, **fit_options):
+def iter_unexplained(stack: Stack, references: Sequence[Reference], *, false_alarm: float = FALSE_ALARM, pool: int = 1,
+                     min_size: int = 5, n_calibration: int = 6000, band_bytes: int = BAND_BYTES,
+                     rng: int | np.random.Generator | None = 0,
+                     **fit_options: Any) -> Generator[tuple[int, int], None, Unexplained]:
     """Flag the pixels no mixture of ``references`` explains (see module notes).
 
     Parameters
@@ -336,7 +340,8 @@ def iter_unexplained(stack, references, *, false_alarm: float = FALSE_ALARM, poo
                        edge_step=edge_step, mask=mask, setup=setup, null=null, params=params)
 
 
-def region_spectra(stack, regions, setup: FitSetup, *, band_bytes: int = BAND_BYTES):
+def region_spectra(stack: Stack, regions: np.ndarray, setup: FitSetup, *,
+                   band_bytes: int = BAND_BYTES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse-variance weighted mean normalized spectrum of each labelled region,
     reading only bands that hold one.
 
@@ -370,6 +375,6 @@ def region_spectra(stack, regions, setup: FitSetup, *, band_bytes: int = BAND_BY
         return sums[1:] / weights[1:], 1.0 / weights[1:], counts[1:].astype(int)
 
 
-def find_unexplained(stack: Stack, references: Sequence[Reference], **options) -> Unexplained:
+def find_unexplained(stack: Stack, references: Sequence[Reference], **options: Any) -> Unexplained:
     """Run :func:`iter_unexplained` to the end and return its :class:`Unexplained`."""
     return drive(iter_unexplained(stack, references, **options))
