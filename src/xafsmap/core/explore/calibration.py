@@ -15,7 +15,6 @@ and each band is resampled before it is reduced. Every map is on the true energi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,7 +92,7 @@ def resample_spectra(mu: np.ndarray, variance: np.ndarray, energies: np.ndarray,
 
 
 def prepare_exploration(stack: Stack, *, shift_map: ShiftMap | None = None, register: bool = False,
-                        drift: np.ndarray | None = None, roi: Sequence[int] | None = None, factor: int = 1,
+                        drift: np.ndarray | None = None, roi: tuple[int, int, int, int] | None = None, factor: int = 1,
                         calibration: dict | None = None) -> tuple[Stack, np.ndarray | None, dict]:
     """Prepare a stack as ``xafsmap map`` does, but hand back the shift map on its grid
     instead of resampling (see the module notes).

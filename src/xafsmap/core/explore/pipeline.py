@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from ..model.kernels import BandPlan, reduce_band, reference_pairs
 from ..spectra.mask import SIGNIFICANCE, edge_jump, edge_mask, jump_design
@@ -40,6 +39,7 @@ from .unmix import Unmixing, abundances, unmix
 
 if TYPE_CHECKING:
     from ..io.stack import Stack
+    import dask.array as da
 
 __all__ = ["ExploreResult", "Learned", "explore_band", "explore_stack", "iter_explore", "learn"]
 
@@ -119,7 +119,7 @@ class ExploreResult:
         return out
 
 
-def learn(data: ArrayLike, energies: np.ndarray, *, components: int | str = "auto", clusters: int | str = "auto",
+def learn(data: np.ndarray | da.Array, energies: np.ndarray, *, components: int | str = "auto", clusters: int | str = "auto",
           method: str = "kmeans", nmf: int | None = None, threshold: float | None = None,
           significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
           shift: np.ndarray | None = None, rng: int | np.random.Generator | None = 0) -> Learned:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from .._files import atomic_file
 from ..io.bounds import MAX_PROJECT_BYTES
@@ -31,6 +30,7 @@ from .selection import points_in_polygon
 
 if TYPE_CHECKING:
     from ..io.references import Reference
+    import dask.array as da
 
 __all__ = ["Roi", "RoiSpectra", "read_rois", "roi_mask", "roi_spectra", "rois_from_labels", "write_rois"]
 
@@ -168,8 +168,8 @@ class RoiSpectra:
     reference_names: tuple = ()
 
 
-def roi_spectra(data: ArrayLike, energies: np.ndarray, rois: Sequence[Roi], *, normalization: dict,
-                references: Sequence[Reference] | None = None, offsets: Sequence[float] | None = None) -> RoiSpectra:
+def roi_spectra(data: np.ndarray | da.Array, energies: np.ndarray, rois: Sequence[Roi], *, normalization: dict,
+                references: Sequence[Reference] | None = None, offsets: Sequence[float] | np.ndarray | None = None) -> RoiSpectra:
     """Mean absorbance, normalized mean spectrum, pixel count and LCF of each region.
 
     Parameters

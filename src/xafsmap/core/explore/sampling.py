@@ -11,15 +11,18 @@ the pixels with an edge (the mask of ``xafsmap map``) are kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from ..spectra.mask import SIGNIFICANCE, edge_jump, edge_mask
 from ..spectra.noise import NoiseModel
 from ..spectra.normalize import normalize
 from ..spectra.survey import SURVEY_ASPECT, SURVEY_PIXELS, Survey, survey
 from .calibration import calibrated_indices, resample_spectra
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["PixelSample", "sample_grid", "sample_pixels"]
 
@@ -93,7 +96,7 @@ def sample_grid(shape: tuple[int, int], n_pixels: int = SURVEY_PIXELS) -> tuple[
     return slice(row_stride // 2, None, row_stride), slice(col_stride // 2, None, col_stride)
 
 
-def sample_pixels(data: ArrayLike, energies: np.ndarray, *, threshold: float | None = None,
+def sample_pixels(data: np.ndarray | da.Array, energies: np.ndarray, *, threshold: float | None = None,
                   significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
                   shift: np.ndarray | None = None) -> PixelSample:
     """Survey a stack and keep the normalized spectra of the grid's sample pixels.

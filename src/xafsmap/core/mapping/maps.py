@@ -10,9 +10,12 @@ zarr) a block of whole rows at a time, so maps larger than memory are never whol
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["BLOCK_PIXELS", "CHANNEL_MAPS", "FLAGS", "FLAG_INVALID", "FLAG_NO_SAMPLE", "FLAG_THICK", "MASK_BACKGROUND",
            "MASK_INVALID", "MASK_SAMPLE", "block_rows", "check_maps", "chunk_rows", "new_maps", "row_blocks",
@@ -74,7 +77,7 @@ def check_maps(maps: dict, k: int, rows: int, cols: int, *, band: int) -> dict:
 BLOCK_PIXELS = 2**24
 
 
-def block_rows(array: ArrayLike, *, planes: bool = True) -> int:
+def block_rows(array: np.ndarray | zarr.Array, *, planes: bool = True) -> int:
     """Rows per block of :func:`row_blocks`: whole chunks, about :data:`BLOCK_PIXELS` pixels.
 
     With ``planes`` the pixels of every leading plane (e.g. the K fraction maps) count.
@@ -88,7 +91,7 @@ def block_rows(array: ArrayLike, *, planes: bool = True) -> int:
     return max(step, rows // step * step)
 
 
-def row_blocks(array: ArrayLike, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def row_blocks(array: np.ndarray | zarr.Array, *, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(r0, block)``: consecutive blocks of whole rows of a map, as numpy arrays.
 
     The row axis is the second to last; a block holds ``rows`` rows (default
@@ -104,7 +107,7 @@ def row_blocks(array: ArrayLike, *, rows: int | None = None) -> Iterator[tuple[i
         yield r0, np.asarray(array[..., r0 : r0 + rows, :])
 
 
-def value_counts(array: ArrayLike, n: int) -> np.ndarray:
+def value_counts(array: np.ndarray | zarr.Array, n: int) -> np.ndarray:
     """Pixels of each value 0..n-1 of an integer map, counted in :func:`row_blocks`.
 
     >>> value_counts(np.array([[0, 2], [2, 1]]), 3).tolist()

@@ -23,11 +23,13 @@ from ..io.export import SpectrumRecord, read_xdi_element
 
 if TYPE_CHECKING:
     from ..io.stack import Stack
+    import dask.array as da
+    import zarr
 
 __all__ = ["ClassSpectra", "map_class_spectra", "mean_spectra", "open_map_stack", "references_element"]
 
 
-def mean_spectra(data: ArrayLike, energies: ArrayLike, labels: ArrayLike, *, n_labels: int,
+def mean_spectra(data: np.ndarray | da.Array, energies: ArrayLike, labels: np.ndarray | zarr.Array, *, n_labels: int,
                  normalization: dict | None = None, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean normalized spectrum of each label of a map, over its pixels, in row bands.
 

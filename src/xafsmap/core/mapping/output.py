@@ -31,6 +31,8 @@ from .maps import FLAGS, value_counts
 if TYPE_CHECKING:
     from ..prepare.shiftmap import ShiftMap
     from .pipeline import MapResult
+    import dask.array as da
+    import zarr
 
 __all__ = [
     "file_sha256",
@@ -73,7 +75,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_tiff(path: str | os.PathLike, data: ArrayLike, *, description: str | None = None) -> Path:
+def write_tiff(path: str | os.PathLike, data: np.ndarray | da.Array | zarr.Array, *, description: str | None = None) -> Path:
     """Write an array as a (Big)TIFF, to a temporary name first.
 
     A numpy array is written at once; a chunked array (zarr, dask: shape (rows, cols)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from ..settings.schema import DEFAULTS, SETTINGS
 
@@ -25,7 +24,7 @@ FEATURES = SETTINGS["features"].choices
 METRICS = SETTINGS["metric"].choices
 
 
-def compute_features(norm: ArrayLike, energies: np.ndarray, *, kind: str = DEFAULTS.features,
+def compute_features(norm: np.ndarray, energies: np.ndarray, *, kind: str = DEFAULTS.features,
                      smooth: int = DEFAULTS.smooth) -> np.ndarray:
     """Features of normalized spectra: their energy derivative, or the spectra.
 

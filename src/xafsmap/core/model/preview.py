@@ -56,7 +56,7 @@ class ReferencesOverStack:
     scale: EnergyScale
 
 
-def compare_references(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | None = None,
+def compare_references(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | np.ndarray | None = None,
                        normalization: dict | None = None, threshold: float | None = None,
                        significance: float = DEFAULTS.significance, fit_range: tuple[float, float] = DEFAULTS.fit_range,
                        align: bool = False, rng: int | np.random.Generator | None = 0) -> ReferencesOverStack:
@@ -107,7 +107,7 @@ class TrainingPreview:
 
 
 def preview_training(stack: Stack, references: list[Reference], classes: Classes, *,
-                     offsets: Sequence[float] | None = None, normalization: dict | None = None,
+                     offsets: Sequence[float] | np.ndarray | None = None, normalization: dict | None = None,
                      threshold: float | None = None, significance: float = DEFAULTS.significance,
                      fit_range: tuple[float, float] = DEFAULTS.fit_range, align_references: bool = False,
                      noise: float | ArrayLike | None = None, n_per_class: int = PREVIEW_PER_CLASS,

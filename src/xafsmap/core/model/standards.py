@@ -20,7 +20,7 @@ __all__ = ["prepare_references", "resample_reference"]
 
 
 def prepare_references(references: Sequence[Reference], energies: np.ndarray, *, e0: float,
-                       offsets: Sequence[float] | None = None, norm_params: dict | None = None,
+                       offsets: Sequence[float] | np.ndarray | None = None, norm_params: dict | None = None,
                        edge_region: tuple[float, float] = (-20.0, 40.0)) -> np.ndarray:
     """Normalize references, put them on the measurement's energies, normalize again.
 

@@ -114,7 +114,7 @@ class TrainingSetup:
         return normalize(spectra, self.energies, **self.normalization).norm
 
 
-def training_setup(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | None = None,
+def training_setup(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | np.ndarray | None = None,
                    threshold: float | None = None, significance: float = DEFAULTS.significance,
                    fit_range: tuple[float, float] = DEFAULTS.fit_range, normalization: dict | None = None,
                    align_references: bool = DEFAULTS.align_references,
@@ -154,7 +154,7 @@ def train_model(
     stack: Stack,
     references: list[Reference],
     *,
-    offsets: Sequence[float] | None = None,
+    offsets: Sequence[float] | np.ndarray | None = None,
     mixtures: str | np.ndarray | None = DEFAULTS.mixtures,
     features: str = DEFAULTS.features,
     smooth: int = DEFAULTS.smooth,

@@ -19,6 +19,7 @@ module measures.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,6 +27,9 @@ from numpy.typing import ArrayLike
 from .edgealign import MIN_R2, MIN_STEP_FRACTION, align_shifts, clean_reference, edge_e0, edge_scale, pre_post_masks
 from .resample import shift_spectra, check_stack_energies
 from .shiftmap import ShiftMap, check_degree, fit_points, evaluate_shift_model
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["calibrate", "measure_shift"]
 
@@ -183,7 +187,7 @@ def _upsample_blocks(binned: np.ndarray, b: int, shape: tuple[int, int]) -> np.n
 
 
 def measure_shift(
-    stack: ArrayLike,
+    stack: np.ndarray | da.Array,
     energies: ArrayLike,
     *,
     reference: ArrayLike | None = None,

@@ -160,7 +160,7 @@ def fit_points(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, weights: 
     return model
 
 
-def check_degree(degree: object) -> int:
+def check_degree(degree: float) -> int:
     if int(degree) != degree or not 0 <= degree <= 6:
         raise ValueError(f"degree must be an integer in 0..6, got {degree!r}")
     return int(degree)

@@ -7,7 +7,6 @@ report.json says about it. The grid itself (region, binning) is :mod:`~xafsmap.c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,7 @@ class Preparation:
 
 
 def prepare_stack(stack: Stack, *, drift: np.ndarray | None = None, shift: np.ndarray | None = None,
-                  roi: Sequence[int] | None = None, factor: int = 1) -> tuple[Stack, dict]:
+                  roi: tuple[int, int, int, int] | None = None, factor: int = 1) -> tuple[Stack, dict]:
     """Correct, calibrate, crop and bin a stack, lazily, in the order that is valid.
 
     Drift correction first (images must overlay before a pixel has a spectrum), then
@@ -140,7 +139,7 @@ def calibrated_energies(energies: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 
 def prepare_measurement(stack: Stack, *, shift_map: Any = None, register: bool = False,
-                        drift: np.ndarray | None = None, roi: Sequence[int] | None = None, factor: int = 1,
+                        drift: np.ndarray | None = None, roi: tuple[int, int, int, int] | None = None, factor: int = 1,
                         calibration: dict | None = None) -> tuple[Stack, dict]:
     """:func:`prepare_stack` plus what report.json says about it (CLI and recipes).
 

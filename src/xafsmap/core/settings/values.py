@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def check_number(item: Setting, value: object, where: str) -> int | float:
+def check_number(item: Setting, value: Any, where: str) -> int | float:
     """Check a number against ``item``'s range; return it as its kind.
 
     ``where`` is how the user wrote it; the value follows, or takes the place of ``{}``
@@ -62,7 +62,7 @@ def check_number(item: Setting, value: object, where: str) -> int | float:
     return int(value) if whole else float(value)
 
 
-def normalize_field(item: Setting, value: object) -> object:
+def normalize_field(item: Setting, value: Any) -> Any:
     """A value in its canonical form: paths as str, sequences as tuples, numbers as their kind."""
     if value is None:
         return None
@@ -95,7 +95,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_field(item: Setting, value: object, where: str) -> None:
+def check_field(item: Setting, value: Any, where: str) -> None:
     """Check one setting's value (its kind, range or choices); ``where`` names it.
 
     Raises

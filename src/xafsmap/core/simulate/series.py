@@ -27,7 +27,7 @@ SERIES_REFERENCES = ("Fe2O3", "Fe3O4", "FeO")
 
 
 def make_reduction_series(shape: tuple[int, int] = (120, 160), *, steps: int = len(REDUCTION), noise: float = 0.02,
-                          rng: int | np.random.Generator = 0) -> list[Sample]:
+                          rng: int = 0) -> list[Sample]:
     """The stacks of a reduction series (see the module docstring).
 
     Parameters

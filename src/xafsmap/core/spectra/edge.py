@@ -5,15 +5,20 @@ Also the small energy-grid helpers :mod:`xafsmap.core.spectra.normalize` shares.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._arrays import is_dask
 
+if TYPE_CHECKING:
+    import dask.array as da
+
 __all__ = ["find_e0", "larch_slope_operator"]
 
 
-def check_spectra(mu: ArrayLike, energies: ArrayLike) -> np.ndarray:
+def check_spectra(mu: np.ndarray | da.Array, energies: ArrayLike) -> np.ndarray:
     energies = np.asarray(energies, dtype=np.float64)
     if energies.ndim != 1:
         raise ValueError(f"energies must be 1-D, got shape {energies.shape}")

@@ -89,7 +89,7 @@ def fit_fractions(spectra: ArrayLike, references: ArrayLike, *, sum_to_one: bool
     return w.astype(np.float32).reshape(k, *shape), residual.astype(np.float32).reshape(shape)
 
 
-def spectrum_moments(spectra: ArrayLike, references: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def spectrum_moments(spectra: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The moments ``R y`` (K, P) and ``y . y`` (P,) of spectra (E, P), float64.
 
     Everything an exact NNLS fit needs of a spectrum: the (E, P) spectra are read once,

@@ -10,9 +10,9 @@ noisy they are; training, the energy-scale check and the trust maps start from i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from ..prepare.grid import subgrid
 from .edge import find_e0
@@ -20,6 +20,9 @@ from .mask import SIGNIFICANCE, edge_jump, edge_mask
 from .noise import NoiseModel, fit_noise_model
 from .normalize import normalize
 from .preedge import pre_edge_rule
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["E0_PIXELS", "KEPT_SPECTRA", "NOISE_PIXELS", "SURVEY_ASPECT", "SURVEY_PIXELS", "Survey", "survey"]
 
@@ -78,7 +81,7 @@ class Survey:
     rule: dict = field(default_factory=dict)
 
 
-def survey(data: ArrayLike, energies: np.ndarray, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
+def survey(data: np.ndarray | da.Array, energies: np.ndarray, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
            norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS, pre_edge: bool = True) -> Survey:
     """Normalize a regular grid of about ``n_pixels`` pixels to learn the stack's levels.
 

@@ -93,7 +93,7 @@ class FitSetup:
         return normalize(spectra, self.energies, **self.normalization).norm
 
 
-def setup_fit(stack: Stack, references: Sequence[Reference], *, offsets: Sequence[float] | None = None,
+def setup_fit(stack: Stack, references: Sequence[Reference], *, offsets: Sequence[float] | np.ndarray | None = None,
               threshold: float | None = None, significance: float | None = None,
               fit_range: tuple[float, float] = (-30.0, 70.0), thick: float | None = None, e0: float | None = None,
               pre1: float | None = None, pre2: float | None = None, norm1: float | None = None,

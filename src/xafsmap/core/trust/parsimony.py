@@ -19,7 +19,7 @@ baseline and the edge step are free in every set alike, so they cancel in differ
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,6 @@ from ..mapping.maps import MASK_SAMPLE
 from .fitsetup import normalize_band, setup_fit
 
 if TYPE_CHECKING:
-    from ..io.references import Reference
     from ..io.stack import Stack
 
 __all__ = ["CRITERIA", "Comparison", "compare_sets", "iter_compare", "judge_sets", "penalty"]
