@@ -8,12 +8,16 @@ what they compute, are :func:`xafsmap.core.model.forest.predict_proba`,
 the band kernel is :mod:`xafsmap.core.model._jit_band`.
 """
 
+from __future__ import annotations
+
 import numba
 import numpy as np
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def walk_block(x, feature, thresholds, children, code, table, roots, depths, r0, r1, node, out):
+def walk_block(x: np.ndarray, feature: np.ndarray, thresholds: np.ndarray, children: np.ndarray, code: np.ndarray,
+               table: np.ndarray, roots: np.ndarray, depths: np.ndarray, r0: int, r1: int, node: np.ndarray,
+               out: np.ndarray) -> None:
     n_features, n_classes, n_trees = x.shape[1], out.shape[1], roots.size
     flat = x.reshape(-1)
     m = r1 - r0
@@ -40,7 +44,8 @@ def walk_block(x, feature, thresholds, children, code, table, roots, depths, r0,
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def forest_serial(x, feature, thresholds, children, code, table, roots, depths, block, out):
+def forest_serial(x: np.ndarray, feature: np.ndarray, thresholds: np.ndarray, children: np.ndarray, code: np.ndarray,
+                  table: np.ndarray, roots: np.ndarray, depths: np.ndarray, block: int, out: np.ndarray) -> None:
     node = np.empty(block, np.uint32)
     for r0 in range(0, x.shape[0], block):
         walk_block(x, feature, thresholds, children, code, table, roots, depths, r0,
@@ -48,7 +53,8 @@ def forest_serial(x, feature, thresholds, children, code, table, roots, depths, 
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
-def forest_parallel(x, feature, thresholds, children, code, table, roots, depths, block, out):
+def forest_parallel(x: np.ndarray, feature: np.ndarray, thresholds: np.ndarray, children: np.ndarray, code: np.ndarray,
+                    table: np.ndarray, roots: np.ndarray, depths: np.ndarray, block: int, out: np.ndarray) -> None:
     for b in numba.prange((x.shape[0] + block - 1) // block):
         node = np.empty(block, np.uint32)
         walk_block(x, feature, thresholds, children, code, table, roots, depths, b * block,
@@ -58,7 +64,7 @@ def forest_parallel(x, feature, thresholds, children, code, table, roots, depths
 
 # reassociated sums: a strict left-to-right sum waits on each addition (0.25 us per pixel)
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def row_distance(x, sd, c, metric, p, q):
+def row_distance(x: np.ndarray, sd: np.ndarray, c: np.ndarray, metric: int, p: np.ndarray, q: np.ndarray) -> float:
     """Distance of feature vector x to centroid c in units of each feature's noise sd
     (metric 0 root mean square, 1 mean absolute), or 2 the Jensen-Shannon distance of the
     clipped unit-sum vectors (log base 2, no noise units); p, q are scratch."""
@@ -95,7 +101,8 @@ def row_distance(x, sd, c, metric, p, q):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def class_distance(x, sd, centroids, best, metric, out):
+def class_distance(x: np.ndarray, sd: np.ndarray, centroids: np.ndarray, best: np.ndarray, metric: int,
+                   out: np.ndarray) -> None:
     p = np.empty(x.shape[1], np.float32)
     q = np.empty(x.shape[1], np.float32)
     for i in range(x.shape[0]):
@@ -103,7 +110,7 @@ def class_distance(x, sd, centroids, best, metric, out):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def cholesky(a, k, lower):
+def cholesky(a: np.ndarray, k: int, lower: np.ndarray) -> bool:
     """lower[:k, :k] = Cholesky factor of a[:k, :k]; False if not positive definite."""
     for j in range(k):
         s = a[j, j]
@@ -121,7 +128,7 @@ def cholesky(a, k, lower):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def cholesky_solve(lower, k, b, x):
+def cholesky_solve(lower: np.ndarray, k: int, b: np.ndarray, x: np.ndarray) -> None:
     """x[:k] = a^-1 b[:k] for a = lower lower^T."""
     for i in range(k):
         s = b[i]
@@ -136,7 +143,7 @@ def cholesky_solve(lower, k, b, x):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def subset_factor(gram, mask, k, idx, a, lower):
+def subset_factor(gram: np.ndarray, mask: int, k: int, idx: np.ndarray, a: np.ndarray, lower: np.ndarray) -> int:
     """Gather the references of bit ``mask`` into idx and factor their Gram matrix;
     returns the subset size, or -1 where it is singular."""
     size = 0
@@ -151,7 +158,8 @@ def subset_factor(gram, mask, k, idx, a, lower):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def subset_variance(lower, size, target, sum_to_one, unit, x, v):
+def subset_variance(lower: np.ndarray, size: int, target: int, sum_to_one: bool, unit: np.ndarray, x: np.ndarray,
+                    v: np.ndarray) -> float:
     """Variance of fraction ``target`` (position in the subset): [a^-1]_tt, minus
     v_t**2 / sum(v) with v = a^-1 1 under the sum-to-one constraint."""
     for i in range(size):
@@ -170,8 +178,11 @@ def subset_variance(lower, size, target, sum_to_one, unit, x, v):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def label_pixels(x, sd, proba, centroids, metric, present, support, aty, yy, gram_w, atwy, ywy, pair_of, gram,
-                 sum_to_one, n_energies, labels, probability, distance, fractions, sigma, residual, chi2):
+def label_pixels(x: np.ndarray, sd: np.ndarray, proba: np.ndarray, centroids: np.ndarray, metric: int,
+                 present: np.ndarray, support: float, aty: np.ndarray, yy: np.ndarray, gram_w: np.ndarray,
+                 atwy: np.ndarray, ywy: np.ndarray, pair_of: np.ndarray, gram: np.ndarray, sum_to_one: bool,
+                 n_energies: int, labels: np.ndarray, probability: np.ndarray, distance: np.ndarray,
+                 fractions: np.ndarray, sigma: np.ndarray, residual: np.ndarray, chi2: np.ndarray) -> None:
     n, n_classes = proba.shape
     k = present.shape[1]
     p = np.empty(x.shape[1], np.float32)

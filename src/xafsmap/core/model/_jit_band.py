@@ -5,12 +5,14 @@ their wrapper, with the documentation of what they compute, is
 :func:`xafsmap.core.model.kernels.reduce_band`.
 """
 
+from __future__ import annotations
+
 import numba
 import numpy as np
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def fit_window(out, pinv, y, first, m):
+def fit_window(out: np.ndarray, pinv: np.ndarray, y: np.ndarray, first: int, m: int) -> None:
     """out[j, :m] = pinv[j] @ y[first : first + pinv.shape[1], :m] (one least-squares fit
     per pixel of a block, pixels innermost)."""
     for j in range(pinv.shape[0]):
@@ -22,7 +24,8 @@ def fit_window(out, pinv, y, first, m):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def apply_banded(out, starts, weights, src, offset, m):
+def apply_banded(out: np.ndarray, starts: np.ndarray, weights: np.ndarray, src: np.ndarray, offset: int,
+                 m: int) -> None:
     """out[f, :m] = weights[f] @ src[offset + starts[f] : ... + W, :m] (a band matrix)."""
     for f in range(starts.size):
         out[f, :m] = 0
@@ -34,7 +37,8 @@ def apply_banded(out, starts, weights, src, offset, m):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def point_variance(y, m, scale, profile, level0, inv_step, table, width, csum, out):
+def point_variance(y: np.ndarray, m: int, scale: np.ndarray, profile: np.ndarray, level0: float, inv_step: float,
+                   table: np.ndarray, width: int, csum: np.ndarray, out: np.ndarray) -> None:
     """out[e, :m] = scale * profile[e] * v(level), the level being the moving average of
     y over ``width`` energies and v the table interpolated linearly (constant beyond)."""
     n_energies = y.shape[0]
@@ -58,7 +62,7 @@ def point_variance(y, m, scale, profile, level0, inv_step, table, width, csum, o
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def step_jump(xx, xy):
+def step_jump(xx: np.ndarray, xy: np.ndarray) -> tuple[float, float]:
     """Third coefficient of the 3 x 3 symmetric system (upper triangle ``xx``) and its
     standard deviation: the edge jump of :func:`xafsmap.core.spectra.mask.edge_jump`."""
     a, b, c, d, e, f = xx[0], xx[1], xx[2], xx[3], xx[4], xx[5]
@@ -76,11 +80,14 @@ def step_jump(xx, xy):
 # Every stage loops over energies (or features) outside and over the block's pixels
 # inside: the inner loops are contiguous and independent, so they compile to SIMD.
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def reduce_band(mu, thick, p1, p2, q1, q2, ie0, flatten, powers, pinv_pre, pinv_post, post_of_pre,
-                start, f_start, f_weights, s_start, s_weights, refs, pairs, block,
-                scale, profile, level0, inv_step, table, width, design,
-                finite, too_thick, edge_step, edge_jump, jump_sigma, e0_index, features, feature_sd, aty, yy,
-                gram_w, atwy, ywy):
+def reduce_band(mu: np.ndarray, thick: float, p1: int, p2: int, q1: int, q2: int, ie0: int, flatten: bool,
+                powers: np.ndarray, pinv_pre: np.ndarray, pinv_post: np.ndarray, post_of_pre: np.ndarray, start: int,
+                f_start: np.ndarray, f_weights: np.ndarray, s_start: np.ndarray, s_weights: np.ndarray,
+                refs: np.ndarray, pairs: np.ndarray, block: int, scale: np.ndarray, profile: np.ndarray, level0: float,
+                inv_step: float, table: np.ndarray, width: int, design: np.ndarray, finite: np.ndarray,
+                too_thick: np.ndarray, edge_step: np.ndarray, edge_jump: np.ndarray, jump_sigma: np.ndarray,
+                e0_index: np.ndarray, features: np.ndarray, feature_sd: np.ndarray, aty: np.ndarray, yy: np.ndarray,
+                gram_w: np.ndarray, atwy: np.ndarray, ywy: np.ndarray) -> None:
     n_energies, n = mu.shape
     d_pre, d_post = pinv_pre.shape[0], pinv_post.shape[0]
     n_features, n_slopes, n_refs, n_pairs = f_start.size, s_start.size, refs.shape[0], pairs.shape[1]
