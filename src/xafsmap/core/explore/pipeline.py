@@ -119,8 +119,8 @@ class ExploreResult:
         return out
 
 
-def learn(data: np.ndarray | da.Array, energies: np.ndarray, *, components: int | str = "auto", clusters: int | str = "auto",
-          method: str = "kmeans", nmf: int | None = None, threshold: float | None = None,
+def learn(data: np.ndarray | da.Array, energies: np.ndarray, *, components: int | str = "auto",
+          clusters: int | str = "auto", method: str = "kmeans", nmf: int | None = None, threshold: float | None = None,
           significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
           shift: np.ndarray | None = None, rng: int | np.random.Generator | None = 0) -> Learned:
     """Sample the stack and learn its components, clusters and NMF spectra.

@@ -169,7 +169,8 @@ class RoiSpectra:
 
 
 def roi_spectra(data: np.ndarray | da.Array, energies: np.ndarray, rois: Sequence[Roi], *, normalization: dict,
-                references: Sequence[Reference] | None = None, offsets: Sequence[float] | np.ndarray | None = None) -> RoiSpectra:
+                references: Sequence[Reference] | None = None,
+                offsets: Sequence[float] | np.ndarray | None = None) -> RoiSpectra:
     """Mean absorbance, normalized mean spectrum, pixel count and LCF of each region.
 
     Parameters

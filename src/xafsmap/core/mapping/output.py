@@ -75,7 +75,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray | da.Array | zarr.Array, *, description: str | None = None) -> Path:
+def write_tiff(path: str | os.PathLike, data: np.ndarray | da.Array | zarr.Array, *,
+               description: str | None = None) -> Path:
     """Write an array as a (Big)TIFF, to a temporary name first.
 
     A numpy array is written at once; a chunked array (zarr, dask: shape (rows, cols)

@@ -37,8 +37,8 @@ def apply_banded(out: np.ndarray, starts: np.ndarray, weights: np.ndarray, src: 
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def point_variance(y: np.ndarray, m: int, scale: np.ndarray, profile: np.ndarray, level0: float, inv_step: float,
-                   table: np.ndarray, width: int, csum: np.ndarray, out: np.ndarray) -> None:
+def point_variance(y: np.ndarray, m: int, scale: np.ndarray, profile: np.ndarray, level0: np.float32,
+                   inv_step: np.float32, table: np.ndarray, width: int, csum: np.ndarray, out: np.ndarray) -> None:
     """out[e, :m] = scale * profile[e] * v(level), the level being the moving average of
     y over ``width`` energies and v the table interpolated linearly (constant beyond)."""
     n_energies = y.shape[0]
@@ -83,11 +83,11 @@ def step_jump(xx: np.ndarray, xy: np.ndarray) -> tuple[float, float]:
 def reduce_band(mu: np.ndarray, thick: float, p1: int, p2: int, q1: int, q2: int, ie0: int, flatten: bool,
                 powers: np.ndarray, pinv_pre: np.ndarray, pinv_post: np.ndarray, post_of_pre: np.ndarray, start: int,
                 f_start: np.ndarray, f_weights: np.ndarray, s_start: np.ndarray, s_weights: np.ndarray,
-                refs: np.ndarray, pairs: np.ndarray, block: int, scale: np.ndarray, profile: np.ndarray, level0: float,
-                inv_step: float, table: np.ndarray, width: int, design: np.ndarray, finite: np.ndarray,
-                too_thick: np.ndarray, edge_step: np.ndarray, edge_jump: np.ndarray, jump_sigma: np.ndarray,
-                e0_index: np.ndarray, features: np.ndarray, feature_sd: np.ndarray, aty: np.ndarray, yy: np.ndarray,
-                gram_w: np.ndarray, atwy: np.ndarray, ywy: np.ndarray) -> None:
+                refs: np.ndarray, pairs: np.ndarray, block: int, scale: np.ndarray, profile: np.ndarray,
+                level0: np.float32, inv_step: np.float32, table: np.ndarray, width: int, design: np.ndarray,
+                finite: np.ndarray, too_thick: np.ndarray, edge_step: np.ndarray, edge_jump: np.ndarray,
+                jump_sigma: np.ndarray, e0_index: np.ndarray, features: np.ndarray, feature_sd: np.ndarray,
+                aty: np.ndarray, yy: np.ndarray, gram_w: np.ndarray, atwy: np.ndarray, ywy: np.ndarray) -> None:
     n_energies, n = mu.shape
     d_pre, d_post = pinv_pre.shape[0], pinv_post.shape[0]
     n_features, n_slopes, n_refs, n_pairs = f_start.size, s_start.size, refs.shape[0], pairs.shape[1]

@@ -56,10 +56,11 @@ class ReferencesOverStack:
     scale: EnergyScale
 
 
-def compare_references(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | np.ndarray | None = None,
-                       normalization: dict | None = None, threshold: float | None = None,
-                       significance: float = DEFAULTS.significance, fit_range: tuple[float, float] = DEFAULTS.fit_range,
-                       align: bool = False, rng: int | np.random.Generator | None = 0) -> ReferencesOverStack:
+def compare_references(stack: Stack, references: list[Reference], *,
+                       offsets: Sequence[float] | np.ndarray | None = None, normalization: dict | None = None,
+                       threshold: float | None = None, significance: float = DEFAULTS.significance,
+                       fit_range: tuple[float, float] = DEFAULTS.fit_range, align: bool = False,
+                       rng: int | np.random.Generator | None = 0) -> ReferencesOverStack:
     """The references over the mean spectrum of a prepared stack, with their energy-scale check.
 
     Parameters are :func:`~xafsmap.core.model.training.training_setup`'s; ``align``

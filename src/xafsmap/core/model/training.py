@@ -114,10 +114,10 @@ class TrainingSetup:
         return normalize(spectra, self.energies, **self.normalization).norm
 
 
-def training_setup(stack: Stack, references: list[Reference], *, offsets: Sequence[float] | np.ndarray | None = None,
-                   threshold: float | None = None, significance: float = DEFAULTS.significance,
-                   fit_range: tuple[float, float] = DEFAULTS.fit_range, normalization: dict | None = None,
-                   align_references: bool = DEFAULTS.align_references,
+def training_setup(stack: Stack, references: Sequence[Reference], *,
+                   offsets: Sequence[float] | np.ndarray | None = None, threshold: float | None = None,
+                   significance: float = DEFAULTS.significance, fit_range: tuple[float, float] = DEFAULTS.fit_range,
+                   normalization: dict | None = None, align_references: bool = DEFAULTS.align_references,
                    rng: int | np.random.Generator | None = None) -> TrainingSetup:
     """Survey a stack, check (and if asked align) the references' energy scale, and put them on its energies.
 
@@ -152,7 +152,7 @@ def training_setup(stack: Stack, references: list[Reference], *, offsets: Sequen
 
 def train_model(
     stack: Stack,
-    references: list[Reference],
+    references: Sequence[Reference],
     *,
     offsets: Sequence[float] | np.ndarray | None = None,
     mixtures: str | np.ndarray | None = DEFAULTS.mixtures,

@@ -151,8 +151,8 @@ class EnergyScale:
 
 
 def check_energy_scale(spectra: np.ndarray, energies: np.ndarray, references: Sequence[Reference], *, norm_params: dict,
-                       window: tuple[int, int], offsets: Sequence[float] | np.ndarray | None = None, align: bool = False,
-                       search: tuple[float, float] = SEARCH,
+                       window: tuple[int, int], offsets: Sequence[float] | np.ndarray | None = None,
+                       align: bool = False, search: tuple[float, float] = SEARCH,
                        rng: int | np.random.Generator | None = None) -> EnergyScale:
     """Check (and with ``align`` correct) the references' energy scale against the stack's.
 

@@ -43,7 +43,8 @@ FLOOR_SHARE = 0.25
 NOISE_FLOOR = 1e-4
 
 
-def reference_edges(references: Sequence[Reference], *, offsets: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
+def reference_edges(references: Sequence[Reference], *,
+                    offsets: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Each reference's edge energy on its own energies, plus its offset.
 
     Parameters
@@ -71,7 +72,8 @@ def reference_edges(references: Sequence[Reference], *, offsets: Sequence[float]
 
 
 def shifted_references(references: Sequence[Reference], energies: np.ndarray, shifts: ArrayLike, *, norm_params: dict,
-                       offsets: Sequence[float] | np.ndarray | None = None, own: Sequence[np.ndarray] | None = None) -> np.ndarray:
+                       offsets: Sequence[float] | np.ndarray | None = None,
+                       own: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """The references on the stack's energies, shifted by each of ``shifts``, normalized like the stack.
 
     :func:`~xafsmap.core.model.standards.prepare_references` for every shift at once, without
@@ -191,9 +193,9 @@ class OffsetFit:
 
 
 def fit_common_offset(spectra: np.ndarray, energies: np.ndarray, references: Sequence[Reference], *, norm_params: dict,
-                      window: tuple[int, int], offsets: Sequence[float] | np.ndarray | None = None, noise: np.ndarray | None = None,
-                      search: tuple[float, float] = SEARCH, n_bootstrap: int = N_BOOTSTRAP,
-                      rng: int | np.random.Generator | None = None) -> OffsetFit:
+                      window: tuple[int, int], offsets: Sequence[float] | np.ndarray | None = None,
+                      noise: np.ndarray | None = None, search: tuple[float, float] = SEARCH,
+                      n_bootstrap: int = N_BOOTSTRAP, rng: int | np.random.Generator | None = None) -> OffsetFit:
     """The one energy offset of all references that best explains the stack's spectra.
 
     Parameters

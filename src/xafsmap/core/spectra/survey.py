@@ -81,8 +81,9 @@ class Survey:
     rule: dict = field(default_factory=dict)
 
 
-def survey(data: np.ndarray | da.Array, energies: np.ndarray, *, threshold: float | None = None, significance: float = SIGNIFICANCE,
-           norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS, pre_edge: bool = True) -> Survey:
+def survey(data: np.ndarray | da.Array, energies: np.ndarray, *, threshold: float | None = None,
+           significance: float = SIGNIFICANCE, norm_params: dict | None = None, n_pixels: int = SURVEY_PIXELS,
+           pre_edge: bool = True) -> Survey:
     """Normalize a regular grid of about ``n_pixels`` pixels to learn the stack's levels.
 
     Parameters

@@ -42,7 +42,8 @@ class Candidates:
     skipped: list
 
 
-def prepare_candidates(library: Sequence[Reference], setup: FitSetup, *, offsets: Sequence[float] | np.ndarray = OFFSETS,
+def prepare_candidates(library: Sequence[Reference], setup: FitSetup, *,
+                       offsets: Sequence[float] | np.ndarray = OFFSETS,
                        edge_region: tuple[float, float] = (-20.0, 40.0)) -> Candidates:
     """Normalize library spectra and resample them onto the measurement, per offset.
 
