@@ -176,8 +176,50 @@ def clicks(viewer, inspect, app, n: int, rng) -> tuple[list[float], list[float]]
     return times, read
 
 
+class StackSampler:
+    """Samples the GUI thread's Python stack every ``interval`` s from a daemon thread, so a
+    stall of the event loop can be traced to the code that ran on the GUI thread then."""
+
+    def __init__(self, interval: float = 0.01):
+        import sys
+        import threading
+
+        self.samples, self.interval, self._stop = [], interval, threading.Event()
+        self._main = threading.main_thread().ident
+        self._frames = sys._current_frames
+        self._thread = threading.Thread(target=self._run, daemon=True, name="stack sampler")
+        self._thread.start()
+
+    def _run(self):
+        import traceback
+
+        while not self._stop.wait(self.interval):
+            frame = self._frames().get(self._main)
+            if frame is not None:
+                stack = traceback.extract_stack(frame)
+                self.samples.append((time.perf_counter(), [f"{'/'.join(Path(f.filename).parts[-2:])}:{f.lineno} {f.name}"
+                                                           for f in stack]))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def during(self, start: float, end: float, *, top: int = 12) -> list[str]:
+        """The innermost frames seen between ``start`` and ``end`` (with their five callers),
+        most frequent first."""
+        from collections import Counter
+
+        seen = Counter()
+        for t, stack in self.samples:
+            if start <= t <= end:
+                inner = stack[-1]
+                seen[f"{inner}  <- {' <- '.join(reversed(stack[-6:-1]))}"] += 1
+        return [f"{n:4d} x {where}" for where, n in seen.most_common(top)]
+
+
 def map_latency(viewer, stack_dock, watch, app, references) -> dict:
-    """Map click → first labels drawn, → all map layers in place; the longest event-loop stall."""
+    """Map click → first labels drawn, → all map layers in place; the longest event-loop stall
+    and the GUI thread's stack sampled during it."""
     from qtpy.QtCore import QTimer
 
     _, classify = viewer.window.add_plugin_dock_widget("xafsmap", "5 Map")
@@ -189,6 +231,7 @@ def map_latency(viewer, stack_dock, watch, app, references) -> dict:
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     marks, band_draw = {}, []
     timer.start()
+    sampler = StackSampler()
     tic = time.perf_counter()
     classify.map_button.click()
     worker = classify.worker
@@ -214,8 +257,14 @@ def map_latency(viewer, stack_dock, watch, app, references) -> dict:
         app.processEvents()
         time.sleep(0.001)
     timer.stop()
+    sampler.stop()
     gaps = np.diff(ticks)
     marks["longest_stall_s"] = float(gaps.max())
+    worst = int(np.argmax(gaps))
+    marks["longest_stall_at_s"] = ticks[worst] - tic
+    marks["longest_stall_stack"] = sampler.during(ticks[worst], ticks[worst + 1])
+    marks["stalls_over_0.2_s"] = [(round(ticks[i] - tic, 2), round(float(gaps[i]), 3),
+                                   sampler.during(ticks[i], ticks[i + 1], top=3)) for i in np.flatnonzero(gaps > 0.2)]
     after = np.array(ticks[1:]) >= tic + marks.get("maps_shown_s", 0)
     marks["longest_stall_after_maps_s"] = float(gaps[after].max()) if after.any() else float("nan")
     marks["reported"] = classify.status.text()
@@ -299,6 +348,13 @@ def main(argv=None) -> dict:
         print(f"  longest event-loop stall: {m['longest_stall_s'] * 1000:.0f} ms over the whole task, "
               f"{m['longest_stall_after_maps_s'] * 1000:.0f} ms after the maps appeared")
         print(f"  the dock reported: {m['reported']}")
+        print(f"  the longest stall began {m['longest_stall_at_s']:.1f} s after the click; the GUI thread ran "
+              f"(innermost frame, samples every 10 ms):")
+        for line in m["longest_stall_stack"]:
+            print(f"    {line}")
+        print(f"  every stall over 0.2 s (s after the click, length s, top frames): ")
+        for at, length, frames in m["stalls_over_0.2_s"]:
+            print(f"    {at} s, {length} s: {frames}")
     return results
 
 
