@@ -11,6 +11,8 @@ reader in a real, shown napari viewer and measures
   random pixel → the dock's plot canvas paints that pixel's spectrum (a Qt paint event of
   the canvas while its title names the pixel: a full draw or a blit alike; median and p95
   over the clicks after the first), and click → the worker has read and normalized it;
+* following the mouse: 60 moves at 60 Hz along a row → reads made, pixels plotted, the
+  last pixel shown after the last move, the longest gap between processed events;
 * with ``--map``, the Map dock's Map button (training on the bundled Fe, FeO, Fe2O3
   references first): click → the first band's labels drawn on the canvas ("first labels"),
   click → every map layer in place ("all maps"), the time the dock reports, and the longest
@@ -217,6 +219,43 @@ class StackSampler:
         return [f"{n:4d} x {where}" for where, n in seen.most_common(top)]
 
 
+def follow(viewer, inspect, app, n: int, rng) -> dict:
+    """Following the mouse: ``n`` moves 16 ms apart (60 Hz) along a row, as *follow the mouse*
+    sends them; the reads made, the plots painted, the time from the last move until the plot
+    shows the last pixel, and the longest gap between processed events meanwhile."""
+    import xafsmap._widgets.inspect as module
+
+    watch = inspect._bench_paints
+    reads, real = [], module.read_spectrum
+    module.read_spectrum = lambda *args: reads.append(1) or real(*args)
+    _, rows, cols = inspect.session.stack.data.shape
+    r, c0 = int(rng.integers(rows)), int(rng.integers(cols - n))
+    before, gaps, last = len(watch.paints), [], time.perf_counter()
+    try:
+        for k in range(n):
+            inspect.inspect_position((0, r, c0 + k))
+            end = time.perf_counter() + 0.016
+            while time.perf_counter() < end:
+                app.processEvents()
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+                time.sleep(0.001)
+        moved = time.perf_counter()
+        want = f"pixel ({r}, {c0 + n - 1})"
+        while not any(want in title for _, title in watch.paints[before:]):
+            app.processEvents()
+            time.sleep(0.0005)
+            if time.perf_counter() > moved + 60:
+                raise AssertionError(f"the plot never showed {want}")
+        shown = next(t for t, title in watch.paints[before:] if want in title)
+    finally:
+        module.read_spectrum = real
+    titles = {title for _, title in watch.paints[before:]}
+    return {"moves": n, "reads": len(reads), "pixels_plotted": len(titles), "last_shown_s": shown - moved,
+            "longest_gap_s": max(gaps)}
+
+
 def map_latency(viewer, stack_dock, watch, app, references) -> dict:
     """Map click → first labels drawn, → all map layers in place; the longest event-loop stall
     and the GUI thread's stack sampled during it."""
@@ -322,6 +361,7 @@ def main(argv=None) -> dict:
         evict(path)
         results["clicks_cold_s"], results["reads_cold_s"] = clicks(viewer, inspect, app, args.clicks, rng)
         results["clicks_warm_s"], results["reads_warm_s"] = clicks(viewer, inspect, app, args.clicks, rng)
+        results["follow"] = follow(viewer, inspect, app, 60, rng)
         if args.map:
             from xafsmap.core.simulate.sample import bundled_reference_paths
 
@@ -340,6 +380,10 @@ def main(argv=None) -> dict:
         print(f"Inspect click ({kind}, after the first): {summary(results[f'clicks_{kind}_s'][1:])}; "
               f"first {results[f'clicks_{kind}_s'][0] * 1000:.0f} ms")
         print(f"  of which the spectrum read (click → read and normalized in the worker): {summary(results[f'reads_{kind}_s'][1:])}")
+    f = results["follow"]
+    print(f"Follow the mouse ({f['moves']} moves at 60 Hz along a row): {f['reads']} reads, "
+          f"{f['pixels_plotted']} pixels plotted, the last shown {f['last_shown_s'] * 1000:.0f} ms after the last move, "
+          f"longest gap between processed events {f['longest_gap_s'] * 1000:.0f} ms")
     if "map" in results:
         m = results["map"]
         print(f"Map (cold cache, training first): trained {m.get('trained_s', float('nan')):.1f} s, maps shown "

@@ -165,8 +165,8 @@ class PlotCanvas(QWidget):
                 self.figure.draw_artist(artist)
 
     def refresh(self, *, full: bool = False) -> bool:
-        """Show the animated artists' changes: redrawn over the kept background and painted,
-        or a full draw when ``full``, before the first full draw, or after
+        """Show the animated artists' changes: redrawn over the kept background and painted at
+        once, or a full draw when ``full``, before the first full draw, or after
         a resize. True when blitted."""
         style_legends(self.axes)
         if full or self._background is None or self._background[0] != self._size():
@@ -174,7 +174,7 @@ class PlotCanvas(QWidget):
             self.canvas.draw_idle()
             return False
         self._draw_animated()
-        self.canvas.update()  # paints the buffer at the next turn (blit()'s repaint paints the window now)
+        self.canvas.blit(self.figure.bbox)  # painted now, before the work that follows (the marker, napari's redraw)
         return True
 
     def clear(self):
