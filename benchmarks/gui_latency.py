@@ -256,6 +256,29 @@ def follow(viewer, inspect, app, n: int, rng) -> dict:
             "longest_gap_s": max(gaps)}
 
 
+def layer_adds(viewer, app, shape, rounds: int = 2) -> list[tuple]:
+    """Adding a map-sized Image and Labels layer on the GUI thread (what Map's result handler
+    does once per layer): the ``add_*`` call, then the next turn of the loop (its first paint);
+    with and without putting the selection back on the stack afterwards."""
+    rows = []
+    for keep in [False, True] * rounds:
+        for kind in ("image", "labels"):
+            data = np.zeros(shape, np.float32 if kind == "image" else np.uint8)
+            selected = viewer.layers.selection.active
+            tic = time.perf_counter()
+            layer = getattr(viewer, f"add_{kind}")(data, **({"contrast_limits": (0, 1)} if kind == "image" else {}))
+            added = time.perf_counter()
+            if keep:
+                viewer.layers.selection.active = selected
+            app.processEvents()
+            rows.append((kind, keep, added - tic, time.perf_counter() - added))
+            viewer.layers.remove(layer)
+            for _ in range(50):
+                app.processEvents()
+                time.sleep(0.002)
+    return rows
+
+
 def map_latency(viewer, stack_dock, watch, app, references) -> dict:
     """Map click → first labels drawn, → all map layers in place; the longest event-loop stall
     and the GUI thread's stack sampled during it."""
@@ -326,6 +349,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--keep", action="store_true", help="keep the generated stack")
     parser.add_argument("--stack", type=Path, help="an existing stack (energies beside it): measured, never deleted")
     parser.add_argument("--map", action="store_true", help="also time the Map dock (Fe, FeO, Fe2O3 references)")
+    parser.add_argument("--layers", action="store_true", help="also time adding one map-sized layer")
     args = parser.parse_args(argv)
 
     path = args.stack or args.folder / f"gui-{args.energies}x{args.rows}x{args.cols}.tif"
@@ -362,6 +386,8 @@ def main(argv=None) -> dict:
         results["clicks_cold_s"], results["reads_cold_s"] = clicks(viewer, inspect, app, args.clicks, rng)
         results["clicks_warm_s"], results["reads_warm_s"] = clicks(viewer, inspect, app, args.clicks, rng)
         results["follow"] = follow(viewer, inspect, app, 60, rng)
+        if args.layers:
+            results["layers"] = layer_adds(viewer, app, results["shape"][1:])
         if args.map:
             from xafsmap.core.simulate.sample import bundled_reference_paths
 
@@ -384,6 +410,9 @@ def main(argv=None) -> dict:
     print(f"Follow the mouse ({f['moves']} moves at 60 Hz along a row): {f['reads']} reads, "
           f"{f['pixels_plotted']} pixels plotted, the last shown {f['last_shown_s'] * 1000:.0f} ms after the last move, "
           f"longest gap between processed events {f['longest_gap_s'] * 1000:.0f} ms")
+    for kind, keep, add, turn in results.get("layers", []):
+        print(f"add_{kind} {results['shape'][1:]}{' (selection put back)' if keep else ''}: "
+              f"{add * 1000:.0f} ms, then {turn * 1000:.0f} ms in the next turn")
     if "map" in results:
         m = results["map"]
         print(f"Map (cold cache, training first): trained {m.get('trained_s', float('nan')):.1f} s, maps shown "
