@@ -137,7 +137,7 @@ class PlotCanvas(QWidget):
     def _keep_background(self, event):
         """After a full draw (which leaves animated artists out): keep the figure, draw them."""
         self._background = self._axes_background = None
-        if self.canvas.is_saving():  # a saved figure has them already, at its own size
+        if self.canvas.is_saving() or not self.animated():  # a saved figure has them already
             return
         self._background = (self._size(), self.canvas.copy_from_bbox(self.figure.bbox))
         self._draw_animated()
