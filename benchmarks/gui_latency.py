@@ -8,8 +8,11 @@ reader in a real, shown napari viewer and measures
 * time to first frame: ``viewer.open`` → the first canvas draw;
 * energy steps: ``viewer.dims`` set to a random energy → the canvas has drawn it;
 * per-click spectrum latency of the Inspect dock: a click (``inspect_position``) at a
-  random pixel → the dock's plot has drawn that pixel's spectrum (median and p95 over the
-  clicks after the first);
+  random pixel → the dock's plot canvas paints that pixel's spectrum (a Qt paint event of
+  the canvas while its title names the pixel: a full draw or a blit alike; median and p95
+  over the clicks after the first), and click → the worker has read and normalized it;
+* following the mouse: 60 moves at 60 Hz along a row → reads made, pixels plotted, the
+  last pixel shown after the last move, the longest gap between processed events;
 * with ``--map``, the Map dock's Map button (training on the bundled Fe, FeO, Fe2O3
   references first): click → the first band's labels drawn on the canvas ("first labels"),
   click → every map layer in place ("all maps"), the time the dock reports, and the longest
@@ -115,29 +118,170 @@ def energy_steps(viewer, watch, n: int, rng) -> list[float]:
     return times
 
 
+class PaintWatch:
+    """Records each paint of the Inspect plot's canvas: (time, the title shown)."""
+
+    def __init__(self, inspect):
+        from qtpy.QtCore import QEvent, QObject
+
+        self.paints, title = [], inspect.plot.axes[0].get_title
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+                if event.type() == QEvent.Type.Paint:
+                    watch.paints.append((time.perf_counter(), title()))
+                return False
+
+        watch = self
+        self.filter = Filter()
+        inspect.plot.canvas.installEventFilter(self.filter)
+
+
 def clicks(viewer, inspect, app, n: int, rng) -> tuple[list[float], list[float]]:
-    """Click latency: inspect_position → the plot has drawn the new spectrum; and → the spectrum was read."""
-    drawn, read = [], []
-    inspect.plot.canvas.mpl_connect("draw_event", lambda event: drawn.append(time.perf_counter()))
+    """Click latency: inspect_position → the plot's canvas paints the new spectrum (a full
+    draw or a blit); and → the worker has read and normalized it."""
+    import xafsmap._widgets.inspect as module
+
+    watch = getattr(inspect, "_bench_paints", None) or PaintWatch(inspect)
+    inspect._bench_paints = watch
+    read, tic = [], [0.0]
+    real = module.read_spectrum
+
+    def timed(*args):
+        value = real(*args)
+        read.append(time.perf_counter() - tic[0])
+        return value
+
+    module.read_spectrum = timed
     _, rows, cols = inspect.session.stack.data.shape
     times = []
-    for _ in range(n):
-        r, c = int(rng.integers(rows)), int(rng.integers(cols))
-        before = len(drawn)
-        tic = time.perf_counter()
-        inspect.inspect_position((0, r, c))
-        inspect.worker.returned.connect(lambda *_: read.append(time.perf_counter() - tic))
-        while len(drawn) == before:
-            app.processEvents()
-            time.sleep(0.0005)
-        times.append(drawn[-1] - tic)
-        if f"pixel ({r}, {c})" not in inspect.plot.axes[0].get_title():
-            raise AssertionError(f"the plot shows {inspect.plot.axes[0].get_title()!r}, not pixel ({r}, {c})")
+    try:
+        for _ in range(n):
+            r, c = int(rng.integers(rows)), int(rng.integers(cols))
+            before = len(watch.paints)
+            tic[0] = time.perf_counter()
+            inspect.inspect_position((0, r, c))
+            want = f"pixel ({r}, {c})"
+            end = time.perf_counter() + 60
+            while not any(want in title for _, title in watch.paints[before:]):
+                app.processEvents()
+                time.sleep(0.0005)
+                if time.perf_counter() > end:
+                    raise AssertionError(f"the plot never showed {want}")
+            times.append(next(t for t, title in watch.paints[before:] if want in title) - tic[0])
+            settle = time.perf_counter() + 0.05  # the marker's redraw, the worker's finish
+            while time.perf_counter() < settle:
+                app.processEvents()
+                time.sleep(0.0005)
+    finally:
+        module.read_spectrum = real
     return times, read
 
 
+class StackSampler:
+    """Samples the GUI thread's Python stack every ``interval`` s from a daemon thread, so a
+    stall of the event loop can be traced to the code that ran on the GUI thread then."""
+
+    def __init__(self, interval: float = 0.01):
+        import sys
+        import threading
+
+        self.samples, self.interval, self._stop = [], interval, threading.Event()
+        self._main = threading.main_thread().ident
+        self._frames = sys._current_frames
+        self._thread = threading.Thread(target=self._run, daemon=True, name="stack sampler")
+        self._thread.start()
+
+    def _run(self):
+        import traceback
+
+        while not self._stop.wait(self.interval):
+            frame = self._frames().get(self._main)
+            if frame is not None:
+                stack = traceback.extract_stack(frame)
+                self.samples.append((time.perf_counter(), [f"{'/'.join(Path(f.filename).parts[-2:])}:{f.lineno} {f.name}"
+                                                           for f in stack]))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def during(self, start: float, end: float, *, top: int = 12) -> list[str]:
+        """The innermost frames seen between ``start`` and ``end`` (with their five callers),
+        most frequent first."""
+        from collections import Counter
+
+        seen = Counter()
+        for t, stack in self.samples:
+            if start <= t <= end:
+                inner = stack[-1]
+                seen[f"{inner}  <- {' <- '.join(reversed(stack[-6:-1]))}"] += 1
+        return [f"{n:4d} x {where}" for where, n in seen.most_common(top)]
+
+
+def follow(viewer, inspect, app, n: int, rng) -> dict:
+    """Following the mouse: ``n`` moves 16 ms apart (60 Hz) along a row, as *follow the mouse*
+    sends them; the reads made, the plots painted, the time from the last move until the plot
+    shows the last pixel, and the longest gap between processed events meanwhile."""
+    import xafsmap._widgets.inspect as module
+
+    watch = inspect._bench_paints
+    reads, real = [], module.read_spectrum
+    module.read_spectrum = lambda *args: reads.append(1) or real(*args)
+    _, rows, cols = inspect.session.stack.data.shape
+    r, c0 = int(rng.integers(rows)), int(rng.integers(cols - n))
+    before, gaps, last = len(watch.paints), [], time.perf_counter()
+    try:
+        for k in range(n):
+            inspect.inspect_position((0, r, c0 + k))
+            end = time.perf_counter() + 0.016
+            while time.perf_counter() < end:
+                app.processEvents()
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+                time.sleep(0.001)
+        moved = time.perf_counter()
+        want = f"pixel ({r}, {c0 + n - 1})"
+        while not any(want in title for _, title in watch.paints[before:]):
+            app.processEvents()
+            time.sleep(0.0005)
+            if time.perf_counter() > moved + 60:
+                raise AssertionError(f"the plot never showed {want}")
+        shown = next(t for t, title in watch.paints[before:] if want in title)
+    finally:
+        module.read_spectrum = real
+    titles = {title for _, title in watch.paints[before:]}
+    return {"moves": n, "reads": len(reads), "pixels_plotted": len(titles), "last_shown_s": shown - moved,
+            "longest_gap_s": max(gaps)}
+
+
+def layer_adds(viewer, app, shape, rounds: int = 2) -> list[tuple]:
+    """Adding a map-sized Image and Labels layer on the GUI thread (what Map's result handler
+    does once per layer): the ``add_*`` call, then the next turn of the loop (its first paint);
+    with and without putting the selection back on the stack afterwards."""
+    rows = []
+    for keep in [False, True] * rounds:
+        for kind in ("image", "labels"):
+            data = np.zeros(shape, np.float32 if kind == "image" else np.uint8)
+            selected = viewer.layers.selection.active
+            tic = time.perf_counter()
+            layer = getattr(viewer, f"add_{kind}")(data, **({"contrast_limits": (0, 1)} if kind == "image" else {}))
+            added = time.perf_counter()
+            if keep:
+                viewer.layers.selection.active = selected
+            app.processEvents()
+            rows.append((kind, keep, added - tic, time.perf_counter() - added))
+            viewer.layers.remove(layer)
+            for _ in range(50):
+                app.processEvents()
+                time.sleep(0.002)
+    return rows
+
+
 def map_latency(viewer, stack_dock, watch, app, references) -> dict:
-    """Map click → first labels drawn, → all map layers in place; the longest event-loop stall."""
+    """Map click → first labels drawn, → all map layers in place; the longest event-loop stall
+    and the GUI thread's stack sampled during it."""
     from qtpy.QtCore import QTimer
 
     _, classify = viewer.window.add_plugin_dock_widget("xafsmap", "5 Map")
@@ -149,6 +293,7 @@ def map_latency(viewer, stack_dock, watch, app, references) -> dict:
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     marks, band_draw = {}, []
     timer.start()
+    sampler = StackSampler()
     tic = time.perf_counter()
     classify.map_button.click()
     worker = classify.worker
@@ -174,8 +319,14 @@ def map_latency(viewer, stack_dock, watch, app, references) -> dict:
         app.processEvents()
         time.sleep(0.001)
     timer.stop()
+    sampler.stop()
     gaps = np.diff(ticks)
     marks["longest_stall_s"] = float(gaps.max())
+    worst = int(np.argmax(gaps))
+    marks["longest_stall_at_s"] = ticks[worst] - tic
+    marks["longest_stall_stack"] = sampler.during(ticks[worst], ticks[worst + 1])
+    marks["stalls_over_0.2_s"] = [(round(ticks[i] - tic, 2), round(float(gaps[i]), 3),
+                                   sampler.during(ticks[i], ticks[i + 1], top=3)) for i in np.flatnonzero(gaps > 0.2)]
     after = np.array(ticks[1:]) >= tic + marks.get("maps_shown_s", 0)
     marks["longest_stall_after_maps_s"] = float(gaps[after].max()) if after.any() else float("nan")
     marks["reported"] = classify.status.text()
@@ -198,6 +349,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--keep", action="store_true", help="keep the generated stack")
     parser.add_argument("--stack", type=Path, help="an existing stack (energies beside it): measured, never deleted")
     parser.add_argument("--map", action="store_true", help="also time the Map dock (Fe, FeO, Fe2O3 references)")
+    parser.add_argument("--layers", action="store_true", help="also time adding one map-sized layer")
     args = parser.parse_args(argv)
 
     path = args.stack or args.folder / f"gui-{args.energies}x{args.rows}x{args.cols}.tif"
@@ -233,6 +385,9 @@ def main(argv=None) -> dict:
         evict(path)
         results["clicks_cold_s"], results["reads_cold_s"] = clicks(viewer, inspect, app, args.clicks, rng)
         results["clicks_warm_s"], results["reads_warm_s"] = clicks(viewer, inspect, app, args.clicks, rng)
+        results["follow"] = follow(viewer, inspect, app, 60, rng)
+        if args.layers:
+            results["layers"] = layer_adds(viewer, app, results["shape"][1:])
         if args.map:
             from xafsmap.core.simulate.sample import bundled_reference_paths
 
@@ -250,7 +405,14 @@ def main(argv=None) -> dict:
         print(f"energy step ({kind}): {summary(results[f'steps_{kind}_s'])}")
         print(f"Inspect click ({kind}, after the first): {summary(results[f'clicks_{kind}_s'][1:])}; "
               f"first {results[f'clicks_{kind}_s'][0] * 1000:.0f} ms")
-        print(f"  of which the spectrum read (click → worker returned): {summary(results[f'reads_{kind}_s'][1:])}")
+        print(f"  of which the spectrum read (click → read and normalized in the worker): {summary(results[f'reads_{kind}_s'][1:])}")
+    f = results["follow"]
+    print(f"Follow the mouse ({f['moves']} moves at 60 Hz along a row): {f['reads']} reads, "
+          f"{f['pixels_plotted']} pixels plotted, the last shown {f['last_shown_s'] * 1000:.0f} ms after the last move, "
+          f"longest gap between processed events {f['longest_gap_s'] * 1000:.0f} ms")
+    for kind, keep, add, turn in results.get("layers", []):
+        print(f"add_{kind} {results['shape'][1:]}{' (selection put back)' if keep else ''}: "
+              f"{add * 1000:.0f} ms, then {turn * 1000:.0f} ms in the next turn")
     if "map" in results:
         m = results["map"]
         print(f"Map (cold cache, training first): trained {m.get('trained_s', float('nan')):.1f} s, maps shown "
@@ -259,6 +421,13 @@ def main(argv=None) -> dict:
         print(f"  longest event-loop stall: {m['longest_stall_s'] * 1000:.0f} ms over the whole task, "
               f"{m['longest_stall_after_maps_s'] * 1000:.0f} ms after the maps appeared")
         print(f"  the dock reported: {m['reported']}")
+        print(f"  the longest stall began {m['longest_stall_at_s']:.1f} s after the click; the GUI thread ran "
+              f"(innermost frame, samples every 10 ms):")
+        for line in m["longest_stall_stack"]:
+            print(f"    {line}")
+        print(f"  every stall over 0.2 s (s after the click, length s, top frames): ")
+        for at, length, frames in m["stalls_over_0.2_s"]:
+            print(f"    {at} s, {length} s: {frames}")
     return results
 
 

@@ -19,7 +19,14 @@ NORMALIZED = "normalized μ"
 
 
 class PlotCanvas(QWidget):
-    """A Figure with ``rows`` stacked axes (``self.axes``); call :meth:`draw` after plotting."""
+    """A Figure with ``rows`` stacked axes (``self.axes``); call :meth:`draw` after plotting.
+
+    A plot redrawn at every click marks the artists that change as animated
+    (``artist.set_animated(True)``) and calls :meth:`refresh`: only those are drawn again,
+    over the figure as the last full draw left it (blitting). Any full draw (the toolbar's
+    zoom and pan, a resize, :meth:`draw`) draws them too and keeps the new background;
+    a saved figure includes them.
+    """
 
     def __init__(self, rows: int = 1, *, height: float = 2.6, cols: int = 1, toolbar: bool = True):
         super().__init__()
@@ -47,6 +54,9 @@ class PlotCanvas(QWidget):
         self.element_edge = ""  # what the user typed last in the export dialog, e.g. "Fe K"
         self.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.canvas.customContextMenuRequested.connect(self._context_menu)
+        self._background = None  # (figure size in pixels, the figure without its animated artists)
+        self._axes_background = None  # (their limits, the background with the animated axes drawn)
+        self.canvas.mpl_connect("draw_event", self._keep_background)
 
     def spectra(self) -> list:
         """The named spectra drawn on axes labelled ``normalized μ``, as SpectrumRecords.
@@ -119,7 +129,56 @@ class PlotCanvas(QWidget):
 
         self._freezing = self.canvas.mpl_connect("draw_event", freeze)
 
+    def animated(self) -> list:
+        """The animated artists of the axes (lines, titles, legends, axes), in drawing order."""
+        artists = [a for ax in self.axes for a in ax.get_children() if a.get_animated() and a.get_visible()]
+        return sorted(artists, key=lambda a: a.get_zorder())
+
+    def _keep_background(self, event):
+        """After a full draw (which leaves animated artists out): keep the figure, draw them."""
+        self._background = self._axes_background = None
+        if self.canvas.is_saving() or not self.animated():  # a saved figure has them already
+            return
+        self._background = (self._size(), self.canvas.copy_from_bbox(self.figure.bbox))
+        self._draw_animated()
+
+    def _size(self):
+        return tuple(self.figure.bbox.size)
+
+    def _draw_animated(self):
+        """Animated axes (their ticks) are drawn once per change of their limits and kept
+        with the background; the other animated artists are drawn every time."""
+        from matplotlib.axis import Axis
+
+        artists = self.animated()
+        axes = [a for a in artists if isinstance(a, Axis)]
+        limits = tuple(tuple(a.get_view_interval()) for a in axes)
+        if self._axes_background is None or self._axes_background[0] != limits:
+            self.canvas.restore_region(self._background[1])
+            for artist in axes:
+                self.figure.draw_artist(artist)
+            self._axes_background = (limits, self.canvas.copy_from_bbox(self.figure.bbox))
+        else:
+            self.canvas.restore_region(self._axes_background[1])
+        for artist in artists:
+            if not isinstance(artist, Axis):
+                self.figure.draw_artist(artist)
+
+    def refresh(self, *, full: bool = False) -> bool:
+        """Show the animated artists' changes: redrawn over the kept background and painted at
+        once, or a full draw when ``full``, before the first full draw, or after
+        a resize. True when blitted."""
+        style_legends(self.axes)
+        if full or self._background is None or self._background[0] != self._size():
+            self._background = self._axes_background = None
+            self.canvas.draw_idle()
+            return False
+        self._draw_animated()
+        self.canvas.blit(self.figure.bbox)  # painted now, before the work that follows (the marker, napari's redraw)
+        return True
+
     def clear(self):
+        self._background = self._axes_background = None
         self.figure.clear()
         grid = self.figure.subplots(self.rows, self.cols, squeeze=False)
         self.axes = [ax for row in grid for ax in row]
@@ -128,13 +187,17 @@ class PlotCanvas(QWidget):
         return self.axes
 
     def draw(self):
-        for ax in self.axes:
-            legend = ax.get_legend()
-            if legend is not None:
-                legend.get_frame().set_facecolor(BACKGROUND)
-                for text in legend.get_texts():
-                    text.set_color(FOREGROUND)
+        style_legends(self.axes)
         self.canvas.draw_idle()
+
+
+def style_legends(axes):
+    for ax in axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.get_frame().set_facecolor(BACKGROUND)
+            for text in legend.get_texts():
+                text.set_color(FOREGROUND)
 
 
 def style_axes(ax):

