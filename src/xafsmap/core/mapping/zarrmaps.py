@@ -132,9 +132,10 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
 
     from .maps import CHANNEL_MAPS, new_maps
 
-    if min(k, rows, cols, band, 1 if slices is None else slices) < 1:
-        raise ValueError(f"a map store needs k, rows, cols, band and slices >= 1, got {k}, {rows}, {cols}, {band}, "
-                         f"{slices}")
+    if min(k, rows, cols, band) < 1:
+        raise ValueError(f"a map store needs k, rows, cols and band >= 1, got {k}, {rows}, {cols}, {band}")
+    if slices is not None and slices < 1:
+        raise ValueError(f"a volume's map store needs slices >= 1, got {slices}")
     path = Path(path)
     if path.exists():
         raise ValueError(f"map store {path} exists already")
