@@ -227,6 +227,9 @@ def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=Non
         volume or settings that do not apply to one.
     """
     check_settings(settings)
+    if settings.model is not None:
+        raise ValueError(f"a volume trains its own model on all its slices: --model {settings.model} does not apply "
+                         "to it yet")
     missing = missing_paths(settings)
     if missing:
         raise FileNotFoundError(f"the settings name files that do not exist: {', '.join(missing)}")
