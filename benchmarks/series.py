@@ -7,6 +7,8 @@ ROWS x COLS x 141 energies) and times, each as a fresh ``xafsmap`` process:
 * ``map --model`` of every stack: a map without training (survey + map + files);
 * ``map`` of every stack: training each time, as before series existed;
 * ``series`` of all N (trains once, maps every stack), and its rerun (every stack skipped);
+  with ``--workers W`` also ``series --workers W`` with the series' model (stacks on a local
+  cluster, several in flight; its series.csv compared with the plain one);
 
 and the same jobs again in one warm process (after a warm-up map), where no run pays
 Python's imports or numba's compilation: the stricter comparison.
@@ -73,6 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cols", type=int, default=400)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--json", type=Path, help="append the results as one JSON line")
+    parser.add_argument("--workers", type=int, help="also run the series on a local cluster of N workers")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(SRC))
     import tifffile
@@ -94,6 +97,13 @@ def main(argv=None) -> int:
     out = args.folder / "out"
     times["series"] = xafsmap("series", "--list", listing, *refs, "--out", out)
     times["series_rerun"] = xafsmap("series", "--list", listing, *refs, "--out", out)
+    if args.workers:  # the same series (the same model file: the same maps) with its stacks on a cluster
+        spread = args.folder / "out-workers"
+        times["series_workers"] = xafsmap("series", "--list", listing, *refs, "--model", out / "model.npz",
+                                          "--workers", args.workers, "--out", spread)
+        same = (spread / "series.csv").read_text() == (out / "series.csv").read_text()
+        print(f"series --workers {args.workers}       {times['series_workers']:7.2f} s (with the series' model; "
+              f"series.csv {'identical' if same else 'DIFFERENT'})")
     times.update(in_process(stacks, listing, args.folder / "warm"))
     budget = 1.1 * sum(times["map_model"]) + times["train"]
     warm_budget = 1.1 * sum(times["warm_map_model"]) + times["warm_train"]

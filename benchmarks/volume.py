@@ -104,6 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice")
     parser.add_argument("--folder", type=Path, default=None, help="where the volumes go (default a temp folder)")
     parser.add_argument("--register", action="store_true", help="also map each volume with --register")
+    parser.add_argument("--workers", type=int, help="also map each volume on a local cluster of N workers")
+    parser.add_argument("--zarr", action="store_true", help="also map each volume with --zarr")
     args = parser.parse_args(argv)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="xafsmap-volume-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,9 @@ def main(argv=None) -> int:
         for slices in args.slices:
             volume, path, seconds = write(slices, args.size, folder)
             print(json.dumps({"wrote": str(path), "write_s": round(seconds, 1)}), flush=True)
-            for options in ([], ["--register"]) if args.register else ([],):
+            variants = [[], *[["--register"]] * args.register, *[["--zarr"]] * args.zarr,
+                        *([["--workers", str(args.workers)]] if args.workers else [])]
+            for options in variants:
                 print(json.dumps(bench(volume, path, folder, options=options)), flush=True)
             for item in folder.iterdir():  # big files go as soon as they are measured
                 shutil.rmtree(item) if item.is_dir() else item.unlink()

@@ -195,3 +195,82 @@ def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])
     assert stop.value.code == 0 and f"usage: xafsmap {command}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
+        yield client  # not dask's default: the client's own reads (the survey) stay here while the worker is held
+
+
+def _settings(**options):
+    from xafsmap.core.settings import ReferenceSpec, Settings
+
+    return Settings(references=tuple(ReferenceSpec(str(p)) for p in reference_files()), **options)
+
+
+def _stacks_waiting(dask_scheduler):
+    """The stack files whose band tasks the scheduler holds (keys ``xafsmap-band-<file>-...``)."""
+    import re
+
+    return sorted({m.group(1) for key in dask_scheduler.tasks
+                   if (m := re.match(r"xafsmap-band-(.+)-\d+-\d+-\d+-\d+$", str(key)))})
+
+
+def test_a_cluster_has_several_stacks_in_flight_and_maps_them_as_the_plain_series(reduction, mapped, client,
+                                                                                    tmp_path):
+    """The only worker thread is held by a task until the bands of more than one stack are
+    queued on the scheduler: several stacks were in flight at once (no timing involved)."""
+    import threading
+    import time
+
+    from distributed import Event
+
+    from xafsmap.core.job import run_series
+
+    _, listing = reduction
+    go = Event("xafsmap-test-go", client=client)
+    blocker = client.submit(lambda: Event("xafsmap-test-go").wait(600), pure=False, key="xafsmap-test-blocker")
+    while not any(client.processing().values()):
+        time.sleep(0.05)
+    found, out = [], tmp_path / "out"
+    settings = _settings(series_list=str(listing), model=str(mapped / "model.npz"))
+    worker = threading.Thread(target=lambda: found.append(run_series(settings, out=out, client=client, in_flight=3)))
+    worker.start()
+    try:
+        waiting, deadline = [], time.monotonic() + 300
+        while len(waiting) < 2 and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+            waiting = client.run_on_scheduler(_stacks_waiting)
+    finally:
+        go.set()
+        worker.join()
+    assert blocker.result() is True
+    assert len(waiting) >= 2, waiting  # bands of several stacks on the cluster before any band ran
+    run = found[0]
+    assert run.mapped == tuple(f"step_{i}" for i in range(1, 6)) and not run.skipped
+    assert rows(out / "series.csv") == rows(mapped / "series.csv")  # the order of the series, the same numbers
+    for name in run.mapped:
+        for what in ("labels", "fractions", "fraction_sigma", "mask", "flags"):
+            assert np.array_equal(tifffile.imread(out / name / f"{what}.tif"),
+                                  tifffile.imread(mapped / name / f"{what}.tif"), equal_nan=True), (name, what)
+    again = run_series(settings, out=out, client=client)  # resumable on the cluster too
+    assert again.skipped == run.mapped and not again.mapped
+
+
+def test_on_a_cluster_a_failing_stack_is_named_and_the_others_finish(reduction, mapped, client, tmp_path):
+    from xafsmap.core.job import run_series
+
+    samples, _ = reduction
+    folder = tmp_path / "input"
+    listing = write_reduction_series(folder, samples[:3])
+    (folder / "step_2.tif").write_bytes(b"this is not a TIFF")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"^stack 2 of 3 \(.*step_2.tif\): .*; the other 2 stack\(s\) are mapped"):
+        run_series(_settings(series_list=str(listing), model=str(mapped / "model.npz")), out=out, client=client)
+    assert [row["name"] for row in rows(out / "series.csv")] == ["step_1", "step_3"]
+    assert (out / "step_3" / "labels.tif").is_file() and not (out / "step_2").exists()
+    assert not list(out.glob(".step_2*"))  # no partial folder left

@@ -138,8 +138,7 @@ def test_bad_axes_are_named(forms):
 
 @pytest.mark.parametrize("args, message", [
     (["--flat", "{tiff}"], "a volume is mapped as reconstructed absorbance: flat do not apply"),
-    (["--zarr"], "--zarr does not apply to a volume"),
-    (["--workers", "2"], "--workers and --scheduler do not apply to it yet"),
+    (["--model", "{tiff}"], "a volume trains its own model on all its slices: --model"),
 ])
 def test_cli_refuses_what_does_not_apply_to_a_volume(forms, tmp_path, capsys, args, message):
     paths = bundled_reference_paths()

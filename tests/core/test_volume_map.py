@@ -163,3 +163,64 @@ def test_an_energy_shift_map_applies_to_every_slice(shifted, small_sample, refs,
         np.testing.assert_array_equal(stack.energies, flat.stack.energies)
     np.testing.assert_array_equal(np.asarray(prepared.stacks[0].data), np.asarray(flat.stack.data))
     assert flat.stack.energies.size < sample.energies.size  # calibration trimmed the ends: it acted
+
+
+MAP_NAMES = ("labels", "probability", "distance", "residual", "edge_step", "e0", "mask", "flags", "fractions",
+             "fraction_sigma")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def test_a_volume_on_a_cluster_with_zarr_gives_the_same_maps_and_a_3d_ome_zarr(mapped, client, tmp_path):
+    """The known-answer volume, its slices mapped as tasks on two workers and its maps also
+    written as OME-Zarr: every TIFF equal to the single-process run's, the store equal to the TIFFs."""
+    import zarr
+
+    from xafsmap.core.job import run_volume
+    from xafsmap.core.mapping.zarrmaps import MAPS_ZARR, read_map_store
+
+    _, settings, run = mapped
+    again = run_volume(replace(settings, zarr=True), out=tmp_path / "maps", client=client)
+    store = read_map_store(again.out / MAPS_ZARR)
+    for name in MAP_NAMES:
+        tiff = tifffile.imread(again.out / f"{name}.tif")
+        np.testing.assert_array_equal(tiff, tifffile.imread(run.out / f"{name}.tif"), err_msg=name)
+        np.testing.assert_array_equal(store[name][...], tiff, err_msg=name)
+    assert store["fractions"].shape == (3, 5, 40, 40) and store["labels"].chunks == (1, 40, 40)
+    root = zarr.open_group(again.out / MAPS_ZARR, mode="r")
+    assert [a["name"] for a in root["fractions"].attrs["ome"]["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
+    assert [a["name"] for a in root.attrs["ome"]["multiscales"][0]["axes"]] == ["z", "y", "x"]
+    legend = root["labels/classes"].attrs["ome"]["image-label"]["properties"]
+    assert [p["class"] for p in legend[1:]] == list(again.class_counts)
+    report = json.loads((again.out / "report.json").read_text())
+    assert report["timings_s"]["workers"] == 2 and report["grid"] == {"slices": 5, "rows": 40, "columns": 40}
+    assert not (again.out / "volume-maps.zarr").exists()
+
+
+def test_a_registered_volume_maps_on_local_workers_as_in_one_process(tmp_path, refs):
+    """--workers on a volume with --register: the workers redo each slice's drift correction
+    (measured once on the projection, here) and give the same maps."""
+    from scipy.ndimage import shift
+
+    from xafsmap.cli import main
+
+    v = make_volume((3, 32, 32), radius=(4.0, 7.0), rng=7)
+    data = v.absorbance()
+    n = data.shape[0]
+    drift = np.stack([np.linspace(0, 1.5, n), np.linspace(0, -1.0, n)], axis=1)
+    moved = np.stack([shift(data[e], (0, *drift[e]), order=1, mode="nearest") for e in range(n)])
+    tiff = write_volume(tmp_path / "drift.tif", moved.astype(np.float32), v.energies)
+    args = [arg for ref in refs for arg in ("--reference", ref.spec)]
+    args += ["--register", "--spectra-per-class", "40", "--trees", "5", "--quiet"]
+    assert main(["map", str(tiff), *args, "--out", str(tmp_path / "here")]) == 0
+    assert main(["map", str(tiff), *args, "--workers", "1", "--out", str(tmp_path / "there")]) == 0
+    for name in MAP_NAMES:
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "there" / f"{name}.tif"),
+                                      tifffile.imread(tmp_path / "here" / f"{name}.tif"), err_msg=name)

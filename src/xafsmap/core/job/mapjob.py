@@ -78,26 +78,30 @@ def iter_map_settings(settings: Settings, stack, references, *, maps: dict | Non
                                                stack, metric=settings.metric, maps=maps))
 
 
-def _map_distributed(settings: Settings, stack, references, client, model: Model | None = None):
+def _map_distributed(settings: Settings, stack, references, client, model: Model | None = None, classifier=None):
     """Train here (unless ``model`` is given), then map the bands on a dask.distributed cluster (the same maps)."""
     from ..mapping.parallel import iter_map_distributed
 
     tic = time.perf_counter()
     model = train(settings, stack, references) if model is None else model
     train_s = time.perf_counter() - tic
-    result = yield from iter_map_distributed(stack, model, client=client, metric=settings.metric)
+    result = yield from iter_map_distributed(stack, model, client=client, metric=settings.metric,
+                                             classifier=classifier)
     result.timings["train_s"] = train_s
     return result
 
 
 def map_into(settings: Settings, prepared: Prepared, references, folder, maps: dict | None = None, *,
-             progress=None, client=None, extra: dict | None = None, moved=None, model: Model | None = None) -> MapRun:
+             progress=None, client=None, extra: dict | None = None, moved=None, model: Model | None = None,
+             classifier=None) -> MapRun:
     """Map as the settings say and write every file into an existing ``folder``.
 
     ``maps`` are the arrays to map into (:func:`~xafsmap.core.mapping.output.map_output`'s
     store), ``client`` a dask.distributed client, ``extra`` more report.json fields,
     ``moved = (tmp, out)`` records inputs inside a temporary folder at their final place,
-    ``model`` a model for this stack instead of training (a saved model, a series').
+    ``model`` a model for this stack instead of training (a saved model, a series'),
+    ``classifier`` its classifier already on the cluster's workers (a series sends it once:
+    :func:`~xafsmap.core.mapping.parallel.scatter_classifier`).
     """
     tic = time.perf_counter()
     stack = prepared.stack
@@ -105,7 +109,7 @@ def map_into(settings: Settings, prepared: Prepared, references, folder, maps: d
         if client is None:
             generator = iter_map_settings(settings, stack, references, maps=maps, model=model)
         else:
-            generator = _map_distributed(settings, stack, references, client, model)
+            generator = _map_distributed(settings, stack, references, client, model, classifier)
         result = drive(generator, progress)
         result.timings["total_s"] = time.perf_counter() - tic
         report = {**prepared.extra, "recipe": settings_to_dict(settings), **(extra or {})}
@@ -154,10 +158,11 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
     from ..io.volumefiles import volume_kind
     from ..mapping.parallel import open_client
 
-    if settings.stack is not None and client is None and volume_kind(settings.stack, axes=settings.axes):
+    if settings.stack is not None and volume_kind(settings.stack, axes=settings.axes):
         from .volumejob import run_volume
 
-        return run_volume(settings, out=out, overwrite=overwrite, progress=progress, sources=sources, extra=extra)
+        return run_volume(settings, out=out, overwrite=overwrite, progress=progress, sources=sources, extra=extra,
+                          client=client)
     check_settings(settings)
     missing = missing_paths(settings)
     if missing:

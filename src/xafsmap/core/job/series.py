@@ -12,7 +12,9 @@ plots the fractions across the series. ``OUT/model.npz`` is the model the series
 Rerunning resumes: a stack whose report.json records the same model, the same settings
 and the same input files (sha256) is skipped, and said so; a changed stack, or changed
 settings, maps again. A stack that fails stops the series with one line naming it; the
-stacks before it stay mapped and in series.csv.
+stacks before it stay mapped and in series.csv. On a cluster several stacks are mapped
+at once (:func:`~xafsmap.core.job.seriesrun.map_concurrently`); one that fails is named
+after the others are done.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import importlib
 import json
 import threading
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from .._files import atomic_file
 from ..io.folders import claim_output
 from ..mapping.output import file_sha256, map_output
+from ..mapping.parallel import scatter_classifier
 from ..mapping.pipeline import band_rows
 from ..model.modelfile import SavedModel, read_model, write_model
 from ..settings.recipe import missing_paths, settings_to_dict
@@ -36,6 +40,7 @@ from ..settings.values import check_settings
 from .inputs import hash_inputs
 from .mapjob import map_into
 from .modeljob import TRAINING, load_model_for, model_settings, reference_records, stack_model
+from .seriesrun import STACKS_IN_FLIGHT, failure_line, in_order, map_concurrently
 from .seriestable import read_series_list, series_name, summarize_maps, write_series_plot, write_series_table
 from .steps import check_sizes, input_paths, open_measurement, prepare, references_for, train
 
@@ -193,7 +198,8 @@ def _model_for_series(settings, references, entries, out: Path, resume: bool):
     return SavedModel(model, header, path, file_sha256(path)), settings, (model, prepared)
 
 
-def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None, note=None):
+def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None, note=None,
+                in_flight: int = STACKS_IN_FLIGHT):
     """Map a series (see the module docstring); a generator of progress.
 
     Parameters
@@ -205,14 +211,21 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
     overwrite : bool
         Map again the stacks whose maps are done.
     client : distributed.Client, optional
-        Map each stack's bands on this cluster.
+        Map the stacks on this cluster: ``in_flight`` stacks at once, each prepared and
+        surveyed here in its own thread, its bands tasks on the workers, so the bands of
+        several stacks are on the cluster together; the classifier is sent to the
+        workers once. A stack that fails does not stop the others.
     note : callable, optional
         ``note(text)`` for what the user should hear (a stack skipped).
+    in_flight : int
+        Stacks mapped at once on a cluster (memory here: each holds its 2-D maps and
+        its survey).
 
     Yields
     ------
     (done, total) : tuple of int
-        The model (trained or loaded) counts as the first step, then one per stack.
+        The model (trained or loaded) counts as the first step, then one per stack
+        (on a cluster, in the order they finish).
 
     Returns
     -------
@@ -222,7 +235,7 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
     ------
     ValueError
         Bad settings or list (before any work); a stack that fails (naming it; those
-        before it stay written).
+        before it stay written; on a cluster, after every other stack is done).
     """
     note = note or (lambda text: None)
     entries = series_entries(settings)
@@ -239,53 +252,64 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
     out.mkdir(parents=True, exist_ok=True)
     references = references_for(settings)
     saved, settings, trained = _model_for_series(settings, references, entries, out, resume)
-    model_info = {"path": str(saved.path), "sha256": saved.sha256}
     with atomic_file(out / SERIES_FILE) as tmp:
         tmp.write_text(json.dumps({
-            "xafsmap_series": 1, "model": model_info, "training_key": saved.header.get("training_key"),
+            "xafsmap_series": 1, "model": {"path": str(saved.path), "sha256": saved.sha256}, "training_key": saved.header.get("training_key"),
             "recipe": settings_to_dict(replace(settings, stacks=(), series_list=None)),
             "stacks": entries}, indent=1))
     total = len(entries) + 1
     yield 1, total
-    rows, mapped, skipped = [], [], []
+    one = partial(_map_or_skip, settings=settings, out=out, saved=saved, trained=trained, references=references,
+                  sources=sources, overwrite=overwrite, note=note, client=client, n=len(entries))
+    rows, mapped = {}, {}
     try:
-        for i, entry in enumerate(entries):
-            each = _stack_settings(settings, entry)
-            key = _maps_key(each, saved.sha256)
-            folder = out / entry["name"]
-            try:
-                if not overwrite and _done(folder, key, each):
-                    skipped.append(entry["name"])
-                    note(f"skipped {entry['name']}: its maps in {folder} were made with the same inputs and settings")
+        if client is None:
+            for i, entry in enumerate(entries):
+                try:
+                    rows[i], mapped[i] = one(i, entry)
+                except (ValueError, OSError) as error:
+                    raise ValueError(failure_line([(i, error)], entries, rows, out)) from error
+                write_series_table(out / TABLE, in_order(rows))
+                yield i + 2, total
+        else:
+            failed = []
+            one = partial(one, classifier=scatter_classifier(saved.model.classifier, client=client))
+            for done, (i, found, error) in enumerate(map_concurrently(one, entries, in_flight=in_flight), start=2):
+                if error is None:
+                    rows[i], mapped[i] = found
+                    write_series_table(out / TABLE, in_order(rows))
                 else:
-                    reuse = trained if trained is not None and i == 0 else None
-                    _map_one(each, folder, saved, reuse, references, sources, client,
-                             extra={"series": {"key": key, "index": i + 1, "of": len(entries), "folder": str(out)},
-                                    "model": model_info})
-                    mapped.append(entry["name"])
-                rows.append({"name": entry["name"], **{k: v for k, v in entry.items() if k != "name"},
-                             **summarize_maps(folder)})
-            except (ValueError, OSError) as error:
-                raise ValueError(_failure(entry, i, len(entries), error, rows, out)) from error
-            write_series_table(out / TABLE, rows)
-            yield i + 2, total
+                    failed.append((i, error))
+                yield done, total
+            if failed:
+                raise ValueError(failure_line(failed, entries, rows, out)) from failed[0][1]
     finally:
         if rows:
-            write_series_plot(out / PLOT, rows, saved.model.classifier.classes.references)
-    return SeriesRun(out, rows, tuple(mapped), tuple(skipped), saved.path, saved.model.warnings,
+            write_series_plot(out / PLOT, in_order(rows), saved.model.classifier.classes.references)
+    now = [entries[i]["name"] for i in sorted(mapped) if mapped[i]]
+    done = [entries[i]["name"] for i in sorted(mapped) if not mapped[i]]
+    return SeriesRun(out, in_order(rows), tuple(now), tuple(done), saved.path, saved.model.warnings,
                      tuple(saved.model.classifier.classes.references))
 
 
-def _failure(entry, i: int, n: int, error, rows, out: Path) -> str:
-    message = str(error)
-    if isinstance(error, OSError) and error.filename and error.strerror:
-        message = f"{error.strerror}: {error.filename}"
-    kept = f"the {len(rows)} stack(s) before it are mapped in {out} and listed in {TABLE}" if rows else \
-        "no stack was mapped"
-    return f"stack {i + 1} of {n} ({entry['path']}): {message}; {kept}; rerun to resume"
+def _map_or_skip(i: int, entry: dict, *, settings, out: Path, saved, trained, references, sources, overwrite: bool,
+                 note, client, n: int, classifier=None) -> tuple[dict, bool]:
+    """Map stack ``i`` into ``out/<name>`` unless its maps are done: its series.csv row, and whether it was mapped."""
+    each = _stack_settings(settings, entry)
+    key = _maps_key(each, saved.sha256)
+    folder = out / entry["name"]
+    now = overwrite or not _done(folder, key, each)
+    if now:
+        reuse = trained if trained is not None and i == 0 else None
+        _map_one(each, folder, saved, reuse, references, sources, client, classifier=classifier,
+                 extra={"series": {"key": key, "index": i + 1, "of": n, "folder": str(out)},
+                        "model": {"path": str(saved.path), "sha256": saved.sha256}})
+    else:
+        note(f"skipped {entry['name']}: its maps in {folder} were made with the same inputs and settings")
+    return {"name": entry["name"], **{k: v for k, v in entry.items() if k != "name"}, **summarize_maps(folder)}, now
 
 
-def _map_one(settings, folder, saved, trained, references, sources, client, *, extra):
+def _map_one(settings, folder, saved, trained, references, sources, client, *, extra, classifier=None):
     """Prepare, survey and map one stack into ``folder`` (all-or-nothing)."""
     if trained is not None:
         model, prepared = trained
@@ -296,7 +320,8 @@ def _map_one(settings, folder, saved, trained, references, sources, client, *, e
     shape = prepared.stack.data.shape
     with map_output(folder, k=len(references), rows=shape[1], cols=shape[2], band=band_rows(shape),
                     zarr=settings.zarr, overwrite=True, sources=sources) as (tmp, maps):
-        map_into(settings, prepared, references, tmp, maps, client=client, extra=extra, model=model)
+        map_into(settings, prepared, references, tmp, maps, client=client, extra=extra, model=model,
+                 classifier=classifier)
 
 
 def iter_apply(settings: Settings, model, stacks: dict):
@@ -353,7 +378,7 @@ def iter_apply(settings: Settings, model, stacks: dict):
 
 
 def run_series(settings: Settings, *, out, overwrite: bool = False, progress=None, client=None,
-               note=None) -> SeriesRun:
+               note=None, in_flight: int = STACKS_IN_FLIGHT) -> SeriesRun:
     """Run :func:`iter_series` to its end (with a cluster from the settings' ``workers``/``scheduler``).
 
     ``progress(done, total)`` after the model and after each stack.
@@ -364,4 +389,5 @@ def run_series(settings: Settings, *, out, overwrite: bool = False, progress=Non
     with contextlib.ExitStack() as context:
         if client is None and (settings.workers or settings.scheduler):
             client = context.enter_context(open_client(scheduler=settings.scheduler, workers=settings.workers))
-        return drive(iter_series(settings, out=out, overwrite=overwrite, client=client, note=note), progress)
+        return drive(iter_series(settings, out=out, overwrite=overwrite, client=client, note=note,
+                                 in_flight=in_flight), progress)

@@ -15,7 +15,12 @@ but 3-D maps (``labels.tif`` (Z, Y, X), ``fractions.tif`` (K, Z, Y, X), ...).
 * **One model** trained on the survey of all slices (:func:`~xafsmap.core.mapping.volume.tall_stack`).
 * **Out of core**: one slice (and its maps) in memory at a time; the maps go to a
   Zarr store of 3-D maps inside the output folder, then into the TIFFs a slice at a
-  time; the store is removed before the folder is complete.
+  time; the store is removed before the folder is complete, unless ``--zarr`` asked
+  for it: then it is ``maps.ome.zarr`` (OME-Zarr, axes ``z, y, x``, ``c`` for the
+  fractions; one chunk per slice) with the class legend, as a 2-D map's.
+* **On a cluster** (``--workers``, ``--scheduler``): the preparation and the training
+  are done here, then every slice is a task on a worker, which opens the volume from
+  its path (:mod:`~xafsmap.core.mapping.volumecluster`); the same maps.
 
 Examples
 --------
@@ -51,6 +56,7 @@ from ..io.volume import Volume, read_volume, volume_slice
 from ..mapping.output import file_sha256
 from ..mapping.pipeline import count_bands, drive
 from ..mapping.volume import iter_map_volume, open_volume_store, tall_stack, write_volume_files
+from ..mapping.zarrmaps import MAPS_ZARR, describe_map_store, open_map_store
 from ..settings.limits import check_training
 from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
@@ -151,13 +157,15 @@ def hash_volume(volume: Volume, reference_specs, *, stop=None) -> dict:
     return inputs
 
 
-def iter_volume_settings(settings: Settings, prepared: PreparedVolume, references, maps: dict):
-    """Train on the survey of every slice, then map the slices into ``maps``.
+def iter_volume_settings(settings: Settings, prepared: PreparedVolume, references, maps: dict, *, client=None):
+    """Train on the survey of every slice, then map the slices into ``maps`` (here, or on
+    ``client``'s cluster: one task per slice, the same maps).
 
     Yields
     ------
     (done, total) : tuple of int
-        Training counts as the first step, then one step per band of every slice.
+        Training counts as the first step, then one step per band of every slice (per
+        slice on a cluster).
 
     Returns
     -------
@@ -167,8 +175,16 @@ def iter_volume_settings(settings: Settings, prepared: PreparedVolume, reference
     tic = time.perf_counter()
     model = train(settings, tall_stack(prepared.stacks), references)
     train_s = time.perf_counter() - tic
-    bands = iter_map_volume(prepared.stacks, model, maps, metric=settings.metric)
-    yield 1, 1 + count_bands(prepared.stacks[0].data.shape) * len(prepared.slices)
+    if client is None:
+        bands = iter_map_volume(prepared.stacks, model, maps, metric=settings.metric)
+        yield 1, 1 + count_bands(prepared.stacks[0].data.shape) * len(prepared.slices)
+    else:
+        from ..mapping.volumecluster import iter_map_volume_distributed, volume_source
+
+        source = volume_source(prepared.volume, prepared.stacks)
+        bands = iter_map_volume_distributed(source, len(prepared.slices), model, maps, client=client,
+                                            metric=settings.metric)
+        yield 1, 1 + len(prepared.slices)
     while True:
         try:
             done, total = next(bands)
@@ -178,16 +194,8 @@ def iter_volume_settings(settings: Settings, prepared: PreparedVolume, reference
         yield 1 + done, 1 + total
 
 
-def _refuse(settings: Settings) -> None:
-    if settings.zarr:
-        raise ValueError("--zarr does not apply to a volume: its maps are written slice by slice as TIFFs in "
-                         "bounded memory already")
-    if settings.workers or settings.scheduler:
-        raise ValueError("a volume is mapped in this process: --workers and --scheduler do not apply to it yet")
-
-
 def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=None, sources=(),
-               extra: dict | None = None) -> VolumeRun:
+               extra: dict | None = None, client=None) -> VolumeRun:
     """Map a volume as ``settings`` say and write its 3-D maps into ``out``.
 
     Parameters
@@ -204,6 +212,9 @@ def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=Non
         Inputs besides the settings' own (a recipe file).
     extra : dict, optional
         More report.json fields.
+    client : distributed.Client, optional
+        Map the slices on this cluster (one task per slice); default one from
+        ``settings.workers`` or ``settings.scheduler``, else in this process.
 
     Returns
     -------
@@ -216,7 +227,9 @@ def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=Non
         volume or settings that do not apply to one.
     """
     check_settings(settings)
-    _refuse(settings)
+    if settings.model is not None:
+        raise ValueError(f"a volume trains its own model on all its slices: --model {settings.model} does not apply "
+                         "to it yet")
     missing = missing_paths(settings)
     if missing:
         raise FileNotFoundError(f"the settings name files that do not exist: {', '.join(missing)}")
@@ -235,16 +248,26 @@ def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=Non
     hashed = pool.submit(hash_volume, volume, [ref.spec for ref in settings.references], stop=stop)
     with contextlib.ExitStack() as context:
         context.callback(pool.shutdown, wait=False, cancel_futures=True)
+        if client is None and (settings.workers or settings.scheduler):
+            from ..mapping.parallel import open_client
+
+            client = context.enter_context(open_client(scheduler=settings.scheduler, workers=settings.workers))
         folder = context.enter_context(atomic_folder(out, overwrite=overwrite, sources=sources))
         context.callback(stop.set)  # first on the way out: an error exit does not wait for the hash
-        maps = open_volume_store(folder / SCRATCH, len(references), len(prepared.slices), rows, cols)
-        result = drive(iter_volume_settings(settings, prepared, references, maps), progress)
+        if settings.zarr:  # the 3-D maps go to the OME-Zarr store that stays with the TIFFs
+            maps = open_map_store(folder / MAPS_ZARR, len(references), rows, cols, band=rows,
+                                  slices=len(prepared.slices))
+        else:
+            maps = open_volume_store(folder / SCRATCH, len(references), len(prepared.slices), rows, cols)
+        result = drive(iter_volume_settings(settings, prepared, references, maps, client=client), progress)
         result.timings["total_s"] = time.perf_counter() - tic
         report = {**prepared.extra, "volume": {"shape": list(volume.data.shape), "notes": list(volume.notes)},
                   "recipe": settings_to_dict(settings), **(extra or {})}
         write_volume_files(result, folder, inputs=hashed.result(), extra=report,
                            shift_map=prepared.slices[0].shift_map)
         counts = result.class_counts
+        if settings.zarr:
+            describe_map_store(folder / MAPS_ZARR, result.classifier.classes)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(folder / SCRATCH)
     return VolumeRun(Path(out), result.classifier.accuracy, counts, result.warnings, result.params)

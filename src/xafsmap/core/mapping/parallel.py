@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,12 @@ from .pipeline import BAND_BYTES, MapResult, band_rows, finish_map, map_band_int
 from .maps import new_maps
 from .stacksource import StackSource, open_source, stack_source
 
-__all__ = ["iter_map_distributed", "map_distributed", "open_client", "scheduler_address", "train_model_distributed"]
+__all__ = ["iter_map_distributed", "map_distributed", "open_client", "scatter_classifier", "scheduler_address",
+           "train_model_distributed"]
 
 
 def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, metric: str,
-                       thick: float | None = None, band: int | None = None) -> dict:
+                       thick: float | None = None, band: int | None = None, classifier=None) -> dict:
     """Read rows ``[r0, r1)`` of a (prepared) stack from its file and map them (a worker's task).
 
     Parameters
@@ -51,6 +53,9 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
     band : int, optional
         Rows per band of the run: the prepared stack is chunked to match, so a band
         reads only the raw rows it needs.
+    classifier : Classifier, optional
+        The model's classifier, when ``model`` travelled without it (scattered once
+        for many stacks, see :func:`iter_map_distributed`).
 
     Returns
     -------
@@ -60,6 +65,7 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
     import dask
     from joblib import parallel_config
 
+    model = model if classifier is None else replace(model, classifier=classifier)
     stack = open_source(source, band)
     data = dask.compute(stack.data[:, r0:r1], scheduler="synchronous")[0]
     maps = new_maps(model.classifier.references.shape[0], r1 - r0, source.shape[2])
@@ -71,7 +77,7 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
 
 
 def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidean",
-                         band_bytes: int = BAND_BYTES, thick: float | None = None):
+                         band_bytes: int = BAND_BYTES, thick: float | None = None, classifier=None):
     """Classify every pixel of a stack on a dask.distributed cluster, one task per row band.
 
     Parameters
@@ -88,11 +94,17 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
         Bytes of one band (all energies), as in the single-process run.
     thick : float, optional
         Absorbance above which a pixel is flagged too thick (default the model's limit).
+    classifier : distributed.Future, optional
+        ``model.classifier`` already on the workers (:func:`scatter_classifier`): a
+        series maps many stacks with one classifier (the forest: MBs) and their own
+        surveys (kBs), and sends the classifier once, not once per stack.
 
     Yields
     ------
     (done, total) : tuple of int
-        Bands finished (in any order) out of all bands.
+        Bands finished (in any order) out of all bands. The bands' task keys name the
+        stack (``xafsmap-band-<stack file>-<r0>-<r1>-...``), so a scheduler's dashboard
+        or task stream tells the stacks of a series apart.
 
     Returns
     -------
@@ -118,14 +130,16 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     tic = time.perf_counter()
     # the model and the source (with the preparation's drift and shift map: up to
     # 27 MB for a 4000 x 1700 detector) travel to each worker once, not once per band
-    [shared, where] = client.scatter([model, source], broadcast=True, hash=False)
+    light = model if classifier is None else replace(model, classifier=None)
+    [shared, where] = client.scatter([light, source], broadcast=True, hash=False)
+    tag = f"{Path(source.path).name}-{os.getpid()}-{time.time_ns()}"
     futures = {
         client.submit(map_band_from_file, where, r0, r1, shared, metric=metric, thick=thick, band=band,
-                      pure=False, key=f"xafsmap-band-{r0}-{r1}-{os.getpid()}-{time.time_ns()}"): (r0, r1)
+                      classifier=classifier, pure=False, key=f"xafsmap-band-{tag}-{r0}-{r1}"): (r0, r1)
         for r0, r1 in bands
     }
     try:
-        for done, future in enumerate(as_completed(futures), start=1):
+        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
             r0, r1 = futures[future]
             part = future.result()
             future.release()
@@ -139,6 +153,12 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
     timings = {"map_s": time.perf_counter() - tic, "workers": len(client.scheduler_info()["workers"])}
     return finish_map(model, maps, metric=metric, thick=model.thick.limit if thick is None else float(thick),
                       timings=timings)
+
+
+def scatter_classifier(classifier, *, client):
+    """Send a model's classifier to every worker once; the future to pass as ``classifier=``
+    to :func:`iter_map_distributed` for each stack mapped with it."""
+    return client.scatter(classifier, broadcast=True, hash=False)
 
 
 def map_distributed(stack, model: Model, *, client, **options) -> MapResult:

@@ -25,7 +25,8 @@ from .maps import CHANNEL_MAPS, new_maps
 from .output import make_report, write_map_tables, write_report
 from .pipeline import MapResult, count_bands, drive, finish_map, iter_classify
 
-__all__ = ["SLICE_BYTES", "iter_map_volume", "map_volume", "open_volume_store", "slice_model", "tall_stack", "write_volume_files"]
+__all__ = ["SLICE_BYTES", "iter_map_volume", "map_slice", "map_volume", "open_volume_store", "slice_model", "tall_stack",
+           "write_volume_files"]
 
 #: A slice whose chunks are whole images (slice TIFFs, compressed pages) is read whole
 #: when it holds at most this many bytes (reading it in bands would read every image
@@ -97,6 +98,18 @@ def _in_memory(stack: Stack) -> Stack:
     if chunks is None or len(chunks[0]) == 1 or data.nbytes > SLICE_BYTES:
         return stack
     return replace(stack, data=np.asarray(data, dtype=np.float32))
+
+
+def map_slice(stack: Stack, model: Model, z: int, *, metric: str, thick: float) -> dict:
+    """Map slice ``z`` (E, Y, X) of a volume with the volume's model: its 2-D maps by name.
+
+    The 2-D band pipeline with the model seen from the slice's rows (:func:`slice_model`),
+    the slice read whole when its chunks are whole images (:data:`SLICE_BYTES`); in this
+    process or on a cluster worker (:mod:`~xafsmap.core.mapping.volumecluster`).
+    """
+    result = drive(iter_classify(_in_memory(stack), slice_model(model, z, stack.data.shape[1]), metric=metric,
+                                 thick=thick))
+    return {name: getattr(result, name) for name in new_maps(1, 1, 1)}
 
 
 def iter_map_volume(slices, model: Model, maps: dict, *, metric: str = "euclidean"):

@@ -69,18 +69,19 @@ def _compressors(compressor):
     return table[compressor]
 
 
-def _axes(channel: bool) -> list[dict]:
-    return [{"name": "c", "type": "channel"}] * channel + [{"name": "y", "type": "space"},
-                                                         {"name": "x", "type": "space"}]
+def _axes(channel: bool, volume: bool = False) -> list[dict]:
+    return ([{"name": "c", "type": "channel"}] * channel + [{"name": "z", "type": "space"}] * volume
+            + [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}])
 
 
-def _multiscales(name: str, ndim: int) -> list[dict]:
-    return [{"name": name, "axes": _axes(ndim == 3),
+def _multiscales(name: str, channel: bool, volume: bool = False) -> list[dict]:
+    ndim = 2 + channel + volume
+    return [{"name": name, "axes": _axes(channel, volume),
              "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * ndim}]}]}]
 
 
 def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor: str | None = "zstd",
-                   chunk_pixels: int = CHUNK_PIXELS) -> dict:
+                   chunk_pixels: int = CHUNK_PIXELS, slices: int | None = None) -> dict:
     """Create an OME-Zarr store of empty maps, chunked in whole bands of ``band`` rows.
 
     Parameters
@@ -99,6 +100,10 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
     chunk_pixels : int
         Pixels per chunk (per channel): the chunk's rows are the most whole bands
         within it (at least one band).
+    slices : int, optional
+        The maps of a volume: 3-D arrays (slices, rows, cols) (``fractions`` (K, slices,
+        rows, cols)), OME axes ``z, y, x``, one chunk per slice (per channel), returned
+        as the zarr arrays themselves (a volume's slice is written whole, once).
 
     Returns
     -------
@@ -129,14 +134,17 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
 
     if min(k, rows, cols, band) < 1:
         raise ValueError(f"a map store needs k, rows, cols and band >= 1, got {k}, {rows}, {cols}, {band}")
+    if slices is not None and slices < 1:
+        raise ValueError(f"a volume's map store needs slices >= 1, got {slices}")
     path = Path(path)
     if path.exists():
         raise ValueError(f"map store {path} exists already")
     compressors = _compressors(compressor)
     band = min(band, rows)
     chunk = min(rows, band * max(1, chunk_pixels // (band * cols)))
+    volume = slices is not None
     root = zarr.create_group(path, zarr_format=3, attributes={
-        "ome": {"version": NGFF_VERSION, "multiscales": _multiscales("edge_step", 2)},
+        "ome": {"version": NGFF_VERSION, "multiscales": _multiscales("edge_step", False, volume)},
         "xafsmap": {"maps": PATHS},
     })
     names = ["classes", "mask", "flags"]
@@ -149,18 +157,18 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
         if group:
             label = group.startswith("labels/")
             ome = {"version": NGFF_VERSION, "multiscales": _multiscales(group.rpartition("/")[2],
-                                                                         template[name].ndim)}
+                                                                         template[name].ndim == 3, volume)}
             if label:  # NGFF 0.5: the version lives in "ome" only, image-label holds no "version"
                 ome["image-label"] = {"source": {"image": "../../"}}
             root.create_group(group, attributes={"ome": ome})
         channels = name in CHANNEL_MAPS
-        shape = (k, rows, cols) if channels else (rows, cols)
-        chunks = (1, chunk, cols) if channels else (chunk, cols)
+        shape = (k,) * channels + (slices,) * volume + (rows, cols)
+        chunks = (1,) * channels + (1,) * volume + ((rows, cols) if volume else (chunk, cols))
         array = root.create_array(
             where, shape=shape, dtype=template[name].dtype, chunks=chunks, fill_value=template[name].flat[0],
-            compressors=compressors, dimension_names=[a["name"] for a in _axes(channels)],
+            compressors=compressors, dimension_names=[a["name"] for a in _axes(channels, volume)],
         )
-        maps[name] = BufferedArray(array, writer)
+        maps[name] = array if volume else BufferedArray(array, writer)
     return maps
 
 
