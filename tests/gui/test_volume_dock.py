@@ -99,7 +99,7 @@ def test_a_volume_maps_in_the_map_dock_as_the_command_line_maps_it(make_napari_v
     viewer.window.resize(1366, 768)
     viewer.dims.ndisplay = 3
     viewer.reset_view()
-    viewer.camera.angles = (-20.0, 35.0, 140.0)
+    viewer.scene.camera.angles = (-20.0, 35.0, 140.0)
     qtbot.wait(300)
     shot = viewer.screenshot(path=str(tmp_path / "volume-dock-3d.png"), canvas_only=False)
     colours = np.unique(viewer.screenshot(canvas_only=True)[..., :3].reshape(-1, 3), axis=0)
@@ -110,7 +110,7 @@ def test_a_volume_maps_in_the_map_dock_as_the_command_line_maps_it(make_napari_v
 
 
 def test_cancel_stops_a_volumes_map_and_the_series_dock_maps_an_open_volume(make_napari_viewer, qtbot,
-                                                                            volume_file):
+                                                                            volume_file, tmp_path):
     viewer = make_napari_viewer()
     _, docks = open_docks(viewer, volume_file, qtbot)
     classify, series = docks["classify"], docks["series"]
@@ -144,3 +144,20 @@ def test_cancel_stops_a_volumes_map_and_the_series_dock_maps_an_open_volume(make
     classify.map_button.click()
     wait_for(qtbot, classify, timeout=300_000)
     np.testing.assert_array_equal(np.asarray(labels.data[:]), np.asarray(result_layer(viewer, "classes").data[:]))
+
+    # a folder of volumes: the series job maps stacks only, and the dock says so before any work
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def note(notification):
+        seen.append(notification.message)
+
+    series.save_model(tmp_path / "model.npz")
+    notification_manager.notification_ready.connect(note)
+    try:
+        series.map_folder(volume_file.parent, tmp_path / "series")
+    finally:
+        notification_manager.notification_ready.disconnect(note)
+    assert any("holds volumes (tomo.tif)" in message for message in seen), seen
+    assert not (tmp_path / "series").exists()

@@ -12,6 +12,7 @@ reference across the series.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -164,6 +165,12 @@ class SeriesWidget(Dock):
         if not self.session.settings.model:
             raise ValueError("save the model first (Save model…) or choose a model file: the series' maps record "
                              "the file they were mapped with")
+        from ..core.io.volume import volume_kind
+
+        volumes = [Path(path).name for path in find_stacks(folder) if volume_kind(path)]
+        if volumes:  # the series job maps (E, M, N) stacks; it would stop at the first volume
+            raise ValueError(f"{folder} holds volumes ({', '.join(volumes)}): a series of volumes is not mapped yet; "
+                             "open each volume and use Map ticked layers, or map it with xafsmap map")
         settings = replace(self.session.settings, stack=None, sample=None, stacks=tuple(find_stacks(folder)),
                            series_list=None, energies=None, flat=None, dark=None, i0=None)
         self.report(f"mapping {len(settings.stacks)} stacks of {folder} into {out}…")

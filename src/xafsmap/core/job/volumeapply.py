@@ -63,16 +63,17 @@ def iter_apply_volume(settings: Settings, model, volume, maps: dict):
     >>> from xafsmap.core.settings import ReferenceSpec
     >>> from xafsmap.core.simulate.sample import bundled_reference_paths
     >>> from xafsmap.core.simulate.volume import make_volume
-    >>> v = make_volume((2, 20, 20), n_grains=6, rng=3)
+    >>> v = make_volume((2, 16, 16), n_grains=4, rng=3)
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> volume = read_volume(write_volume(folder / "v.tif", v.absorbance(), v.energies))
     >>> refs = tuple(ReferenceSpec(str(bundled_reference_paths()[n])) for n in ("Fe", "FeO", "Fe2O3"))
-    >>> settings = Settings(references=refs, n_per_class=30, n_trees=4)
+    >>> settings = Settings(references=refs, n_per_class=20, n_trees=3)
     >>> prepared = prepare_volume(settings, volume)
     >>> model = train(settings, tall_stack(prepared.stacks), references_for(settings))
-    >>> result, row = drive(iter_apply_volume(settings, model, volume, open_volume_store(folder / "m.zarr", 3, 2, 20, 20)))
+    >>> maps = open_volume_store(folder / "m.zarr", 3, 2, 16, 16)
+    >>> result, row = drive(iter_apply_volume(settings, model, volume, maps))
     >>> result.labels.shape, row["pixels"]
-    ((2, 20, 20), 800)
+    ((2, 16, 16), 512)
     """
     from ..model.reuse import model_for_stack
     from .seriestable import summarize
