@@ -161,3 +161,18 @@ def test_cancel_stops_a_volumes_map_and_the_series_dock_maps_an_open_volume(make
         notification_manager.notification_ready.disconnect(note)
     assert any("holds volumes (tomo.tif)" in message for message in seen), seen
     assert not (tmp_path / "series").exists()
+
+
+def test_a_binned_volume_maps_onto_the_volumes_voxels(make_napari_viewer, qtbot, volume_file):
+    """Binning acts within slices: the 3-D classes of the binned grid are placed over the volume (scale 1, 2, 2)."""
+    viewer = make_napari_viewer()
+    _, docks = open_docks(viewer, volume_file, qtbot)
+    classify = docks["classify"]
+    classify.session.update("prepare", bin=2)
+    classify.map_button.click()
+    wait_for(qtbot, classify, timeout=300_000)
+    classes = result_layer(viewer, "classes")
+    assert classes.data.shape == (SHAPE[0], SHAPE[1] // 2, SHAPE[2] // 2)
+    assert tuple(classes.scale) == (1.0, 2.0, 2.0) and tuple(classes.translate) == (0.0, 0.5, 0.5)
+    counts = np.bincount(np.asarray(classes.data[:]).ravel())[1:]
+    assert sum(int(row[2].replace(",", "")) for row in classify.class_table.rows()) == int(counts.sum()) > 0
