@@ -163,12 +163,24 @@ def test_cancel_stops_a_volumes_map_and_the_series_dock_maps_an_open_volume(make
     assert not (tmp_path / "series").exists()
 
 
-def test_a_binned_volume_maps_onto_the_volumes_voxels(make_napari_viewer, qtbot, volume_file):
-    """Binning acts within slices: the 3-D classes of the binned grid are placed over the volume (scale 1, 2, 2)."""
+def test_a_recipe_of_a_binned_volume_reopens_it_and_maps_onto_its_voxels(make_napari_viewer, qtbot, volume_file,
+                                                                          tmp_path):
+    """A recipe naming a volume reopens it as a volume layer (Load recipe); binning acts within
+    slices, so the 3-D classes of the binned grid sit over the volume's voxels (scale 1, 2, 2)."""
+    from xafsmap.core.settings import ReferenceSpec, Settings
+    from xafsmap.core.settings.recipe import write_recipe
+
+    paths = bundled_reference_paths()
+    refs = tuple(ReferenceSpec(str(paths[name])) for name in ("Fe", "FeO", "Fe2O3"))
+    recipe = write_recipe(tmp_path / "binned.toml", Settings(stack=str(volume_file), references=refs, bin=2,
+                                                             n_per_class=60, n_trees=8))
     viewer = make_napari_viewer()
-    _, docks = open_docks(viewer, volume_file, qtbot)
-    classify = docks["classify"]
-    classify.session.update("prepare", bin=2)
+    measurement = viewer.window.add_plugin_dock_widget("xafsmap", "1 Stack")[1]
+    classify = viewer.window.add_plugin_dock_widget("xafsmap", "5 Map")[1]
+    classify.load_recipe(recipe)
+    wait_for(qtbot, measurement)
+    assert viewer.layers["tomo"].ndim == 4 and classify.session.volume is not None
+    assert f"{SHAPE[0]} slices" in measurement.status.text()
     classify.map_button.click()
     wait_for(qtbot, classify, timeout=300_000)
     classes = result_layer(viewer, "classes")

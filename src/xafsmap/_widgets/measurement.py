@@ -10,7 +10,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPush
 from ..core.io.stack import Stack
 from ._base import Dock, notify_errors
 from ._controls import controls
-from .volumemap import describe_volume, is_volume_layer, volume_of
+from .volumemap import describe_volume, is_volume_layer, volume_layer_of, volume_of
 
 #: The measurement's files, in the order of the form (the settings of section [input]).
 FILE_SETTINGS = ("stack", "energies", "flat", "dark", "i0", "axes")
@@ -30,10 +30,13 @@ def path_row(tip: str) -> tuple[QWidget, QLineEdit]:
 
 
 def open_measurement(paths: dict):
-    """Worker: open a stack lazily and build its layer (reads one plane for contrast)."""
+    """Worker: open a stack (or a volume) lazily and build its layer (reads one plane for contrast)."""
     from .._reader import stack_layer
     from ..core.io.stack import read_stack
+    from ..core.io.volume import volume_kind
 
+    if volume_kind(paths["stack"], axes=paths.get("axes")):  # a recipe of a volume (the reader's layer)
+        return None, volume_layer_of(paths)
     stack = read_stack(paths["stack"], **{k: v for k, v in paths.items() if k != "stack"})
     return stack, stack_layer(stack)
 

@@ -51,6 +51,28 @@ def volume_of(layer):
     return Volume(data.rechunk((-1, 1, *data.shape[2:])), energies, sources)
 
 
+def volume_layer_of(paths: dict):
+    """Layer-data tuple of the volume ``paths`` name (``stack``, and ``energies``/``axes`` if
+    given), as the reader opens it: lazy, one image per chunk, energies in the metadata."""
+    from .._reader import volume_layer
+    from ..core.io.volume import read_volume
+
+    others = set(paths) - {"stack", "energies", "axes"}
+    if others:
+        raise ValueError(f"a volume is reconstructed absorbance: {', '.join(sorted(others))} do not apply to it")
+    data, meta, kind = volume_layer(paths["stack"]) if set(paths) == {"stack"} else (None, None, "image")
+    if data is None:  # energies or axes given: read as given, the reader's contrast and names
+        volume = read_volume(paths["stack"], energies=paths.get("energies"), axes=paths.get("axes"), planes=True)
+        plane = np.asarray(volume.data[volume.data.shape[0] // 2, volume.data.shape[1] // 2], dtype=np.float32)
+        finite = plane[np.isfinite(plane)]
+        low, high = np.percentile(finite, [1, 99]).tolist() if finite.size else (0.0, 1.0)
+        data, meta = volume.data, {"name": Path(str(paths["stack"])).stem, "colormap": "gray",
+                                   "contrast_limits": [low, high if high > low else low + 1],
+                                   "metadata": {"energies": volume.energies, "sources": dict(volume.sources),
+                                                "notes": list(volume.notes), "xafsmap": "volume"}}
+    return data, meta, kind
+
+
 def describe_volume(volume) -> str:
     """Shape and energies of a volume, and what the docks do with it, in words."""
     e, z, y, x = volume.data.shape
