@@ -14,7 +14,7 @@ from ._controls import control, controls
 from ._plot import PlotCanvas
 from .classtable import ClassTable
 from ._session import training_key
-from .volumemap import display_maps, train_volume_and_map, volume_grid
+from .volumemap import display_maps, train_volume, train_volume_and_map, volume_grid
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
 #: Layers hidden when the first map appears (they would tint it).
@@ -148,15 +148,9 @@ class ClassifyWidget(Dock):
 
     # actions -------------------------------------------------------------
     def _inputs(self):
-        """Settings, the prepared measurement (a volume's: its prepared slices) and the references."""
-        prepared = self.session.prepared_volume() if self.session.volume is not None else self.session.prepared()
+        """Settings, the prepared measurement (a volume's: None, prepared in the worker) and the references."""
+        prepared = None if self.session.volume is not None else self.session.prepared()
         return self.session.settings, prepared, self.session.references()
-
-    def _training_stack(self, prepared):
-        """What the model is trained on: the stack, or a volume's slices laid one under another (as the job)."""
-        from ..core.mapping.volume import tall_stack
-
-        return tall_stack(prepared.stacks) if self.session.volume is not None else prepared.stack
 
     @notify_errors("Train")
     def train(self):
@@ -166,7 +160,11 @@ class ClassifyWidget(Dock):
         self.cancel_button.setEnabled(True)
         tic = time.perf_counter()
         self._stop = threading.Event()
-        self.launch(train_steps, settings, self._training_stack(prepared), references, self._stop.is_set,
+        if prepared is not None:
+            work, args = train_steps, (settings, prepared.stack, references, self._stop.is_set)
+        else:  # a volume: its slices prepared and laid one under another in the worker (as the job)
+            work, args = train_volume, (settings, self.session.prepared_volume, references, self._stop.is_set)
+        self.launch(work, *args,
                     done=lambda model: model is not None and self._trained(model, settings, time.perf_counter() - tic),
                     what="Training",
                     buttons=(self.train_button, self.map_button), finished=lambda: self.cancel_button.setEnabled(False),
@@ -223,12 +221,14 @@ class ClassifyWidget(Dock):
         if reuse is not None:
             self.session.result = None  # its arrays are refilled now
         self._stop = threading.Event()
-        if self.session.volume is not None:  # the volume job's steps, into a scratch store of 3-D maps
-            work, args = train_volume_and_map, (settings, prepared, references, model, self._stop.is_set)
+        self._map_prepared = prepared
+        if prepared is None:  # a volume: the volume job's steps, into a scratch store of 3-D maps
+            work, args = train_volume_and_map, (settings, self.session.prepared_volume, references, model,
+                                                self._stop.is_set)
         else:
             work, args = train_and_map, (settings, prepared.stack, references, model, reuse, self._stop.is_set)
         self.launch(work, *args,
-                    done=lambda value: value is not None and self._mapped(*value, settings, prepared),
+                    done=lambda value: value is not None and self._mapped(*value, settings, self._map_prepared),
                     yielded=self._yielded,
                     what="Mapping", buttons=(self.train_button, self.map_button),
                     finished=lambda: self.cancel_button.setEnabled(False),
@@ -241,6 +241,8 @@ class ClassifyWidget(Dock):
         if kind == "model":
             self._train_s = time.perf_counter() - self._map_started
             self._trained(payload, self._map_settings, self._train_s)
+        elif kind == "prepared":
+            self._map_prepared = payload
         elif kind == "stopped":
             self.report("training stopped")
         elif kind == "maps":

@@ -101,9 +101,28 @@ def scratch_store(k: int, slices: int, rows: int, cols: int) -> dict:
     return open_volume_store(folder / "maps.zarr", k, slices, rows, cols)
 
 
-def train_volume_and_map(settings, prepared, references, model=None, stop=None):
+def train_volume(settings, prepare, references, stop=None):
+    """Worker generator of Train for a volume: prepare (``prepare()``: the session's
+    :func:`~xafsmap.core.job.volumejob.prepare_volume`, off the GUI thread: a drift is measured
+    on the projection of the whole volume), train on the slices' tall stack as the job does,
+    then yield once so a Cancel pressed meanwhile discards the model."""
+    from ..core.job import train
+    from ..core.mapping.volume import tall_stack
+    from ..core.model.forest import TrainingStopped
+
+    prepared = prepare()
+    try:
+        model = train(settings, tall_stack(prepared.stacks), references, stop=stop)
+    except TrainingStopped:
+        model = None
+    yield ("model", None)
+    return model
+
+
+def train_volume_and_map(settings, prepare, references, model=None, stop=None):
     """Worker generator of the Map dock for a volume (the steps of
-    :func:`~xafsmap.core.job.volumejob.iter_volume_settings`): train on the slices' tall
+    :func:`~xafsmap.core.job.volumejob.iter_volume_settings`): prepare (``prepare()``, as in
+    :func:`train_volume`; yields ``("prepared", prepared)``), train on the slices' tall
     stack unless ``model`` is given (yields ``("model", model)``), yield ``("maps", (model,
     maps))`` — the empty 3-D maps of a scratch store, for the viewer to show while they
     fill — then map slice by slice (yielding ``(done, total)`` bands).
@@ -116,6 +135,8 @@ def train_volume_and_map(settings, prepared, references, model=None, stop=None):
     from ..core.mapping.volume import iter_map_volume, tall_stack
     from ..core.model.forest import TrainingStopped
 
+    prepared = prepare()
+    yield ("prepared", prepared)
     if model is None:
         try:
             model = train(settings, tall_stack(prepared.stacks), references, stop=stop)
