@@ -92,7 +92,8 @@ class Session:
         self.settings = Settings()
         self.source: dict = {}  # the measurement's sources (Stack.sources)
         self.wanted_source: dict = {}  # the measurement a loaded recipe asks for
-        self.stack = None  # core Stack as opened (before crop and bin)
+        self.stack = None  # core Stack as opened (before crop and bin); a volume's middle slice
+        self.volume = None  # core Volume (E, Z, Y, X) when the measurement is a volume
         self.layer_name: str | None = None
         self.base_scale = (1.0, 1.0)
         self.base_translate = (0.0, 0.0)
@@ -112,9 +113,14 @@ class Session:
         self.settings = replace(self.settings, **changes)
         self.changed.emit(part)
 
-    def set_measurement(self, stack, *, source: dict, layer_name=None, scale=(1.0, 1.0), translate=(0.0, 0.0)):
-        """Use ``stack`` (a core Stack) as the measurement; ``source`` says how to reopen it."""
-        self.stack, self.source, self.layer_name = stack, dict(source), layer_name
+    def set_measurement(self, stack, *, source: dict, layer_name=None, scale=(1.0, 1.0), translate=(0.0, 0.0),
+                        volume=None):
+        """Use ``stack`` (a core Stack) as the measurement; ``source`` says how to reopen it.
+
+        ``volume`` (a core Volume): the measurement is that volume, mapped voxel by voxel;
+        ``stack`` is then the slice the 2-D docks look at.
+        """
+        self.stack, self.source, self.layer_name, self.volume = stack, dict(source), layer_name, volume
         self.base_scale, self.base_translate = tuple(scale), tuple(translate)
         self.settings = replace(self.settings, **{**dict.fromkeys((*INPUTS, "sample")), **inputs_of(source)})
         self.model = self.result = self.drift = None
@@ -187,6 +193,19 @@ class Session:
         if (s.shift_map is not None or s.calibration is not None) and self.shift_map is None:
             raise ValueError("the energy-shift map is not computed yet (an energy calibration is chosen)")
         return prepare(s, self.stack, shift_map=self.shift_map, drift=self.drift if s.register else None)
+
+    def prepared_volume(self):
+        """The volume's slices prepared as ``xafsmap map`` prepares them
+        (:func:`xafsmap.core.job.volumejob.prepare_volume`: drift measured on the projection
+        along Z, a shift map from its file or foil)."""
+        from ..core.job.volumejob import prepare_volume
+
+        if self.volume is None:
+            raise ValueError("the measurement is not a volume")
+        if self.shift_origin == "region" and self.settings.shift_map is None:
+            raise ValueError("a volume is calibrated by a shift-map file or a foil: save the self-calibrated "
+                             "shift map (Prepare dock) first")
+        return prepare_volume(self.settings, self.volume)
 
     def prepared_stack(self):
         """The prepared measurement (see :meth:`prepared`)."""

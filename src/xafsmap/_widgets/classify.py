@@ -14,6 +14,7 @@ from ._controls import control, controls
 from ._plot import PlotCanvas
 from .classtable import ClassTable
 from ._session import training_key
+from .volumemap import display_maps, train_volume, train_volume_and_map, volume_grid
 
 MAP_IMAGES = ("probability", "distance", "residual", "edge_step", "e0")
 #: Layers hidden when the first map appears (they would tint it).
@@ -147,7 +148,9 @@ class ClassifyWidget(Dock):
 
     # actions -------------------------------------------------------------
     def _inputs(self):
-        return self.session.settings, self.session.prepared(), self.session.references()
+        """Settings, the prepared measurement (a volume's: None, prepared in the worker) and the references."""
+        prepared = None if self.session.volume is not None else self.session.prepared()
+        return self.session.settings, prepared, self.session.references()
 
     @notify_errors("Train")
     def train(self):
@@ -157,7 +160,11 @@ class ClassifyWidget(Dock):
         self.cancel_button.setEnabled(True)
         tic = time.perf_counter()
         self._stop = threading.Event()
-        self.launch(train_steps, settings, prepared.stack, references, self._stop.is_set,
+        if prepared is not None:
+            work, args = train_steps, (settings, prepared.stack, references, self._stop.is_set)
+        else:  # a volume: its slices prepared and laid one under another in the worker (as the job)
+            work, args = train_volume, (settings, self.session.prepared_volume, references, self._stop.is_set)
+        self.launch(work, *args,
                     done=lambda model: model is not None and self._trained(model, settings, time.perf_counter() - tic),
                     what="Training",
                     buttons=(self.train_button, self.map_button), finished=lambda: self.cancel_button.setEnabled(False),
@@ -214,8 +221,14 @@ class ClassifyWidget(Dock):
         if reuse is not None:
             self.session.result = None  # its arrays are refilled now
         self._stop = threading.Event()
-        self.launch(train_and_map, settings, prepared.stack, references, model, reuse, self._stop.is_set,
-                    done=lambda value: value is not None and self._mapped(*value, settings, prepared),
+        self._map_prepared = prepared
+        if prepared is None:  # a volume: the volume job's steps, into a scratch store of 3-D maps
+            work, args = train_volume_and_map, (settings, self.session.prepared_volume, references, model,
+                                                self._stop.is_set)
+        else:
+            work, args = train_and_map, (settings, prepared.stack, references, model, reuse, self._stop.is_set)
+        self.launch(work, *args,
+                    done=lambda value: value is not None and self._mapped(*value, settings, self._map_prepared),
                     yielded=self._yielded,
                     what="Mapping", buttons=(self.train_button, self.map_button),
                     finished=lambda: self.cancel_button.setEnabled(False),
@@ -228,6 +241,8 @@ class ClassifyWidget(Dock):
         if kind == "model":
             self._train_s = time.perf_counter() - self._map_started
             self._trained(payload, self._map_settings, self._train_s)
+        elif kind == "prepared":
+            self._map_prepared = payload
         elif kind == "stopped":
             self.report("training stopped")
         elif kind == "maps":
@@ -257,6 +272,8 @@ class ClassifyWidget(Dock):
 
         classes = classifier.classes
         grid, title = self.session.map_transform(), self.session.layer_title
+        if maps["labels"].ndim == 3:  # a volume's maps: shown lazily from their store
+            grid, maps = volume_grid(grid), display_maps(maps, classes.references)
         data, meta, _ = labels_layer(maps["labels"], list(classes.names), compositions=classes.compositions,
                                      references=list(classes.references), name=title("classes"))
         self._shown_maps = maps
@@ -310,6 +327,13 @@ class ClassifyWidget(Dock):
         if self.session.result is None:
             raise ValueError("nothing to save yet: click Map first")
         settings = replace(self.session.result_settings, zarr=self.session.settings.zarr)
+        if self.session.result.labels.ndim == 3:
+            from ..core.job.volumeapply import write_volume_result
+
+            return self.launch(write_volume_result, replace(settings, zarr=False), self.session.result, folder,
+                               prepared=self.session.result_prepared, overwrite=overwrite,
+                               done=lambda out: self.report(f"maps written to {out}"), what="Saving the maps",
+                               buttons=(self.save_button,))
         self.launch(save_maps, self.session.result, folder, settings, self.session.result_prepared, overwrite,
                     done=lambda out: self.report(f"maps written to {out}"), what="Saving the maps",
                     buttons=(self.save_button,))

@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPush
 from ..core.io.stack import Stack
 from ._base import Dock, notify_errors
 from ._controls import controls
+from .volumemap import describe_volume, is_volume_layer, volume_layer_of, volume_of
 
 #: The measurement's files, in the order of the form (the settings of section [input]).
 FILE_SETTINGS = ("stack", "energies", "flat", "dark", "i0", "axes")
@@ -29,10 +30,13 @@ def path_row(tip: str) -> tuple[QWidget, QLineEdit]:
 
 
 def open_measurement(paths: dict):
-    """Worker: open a stack lazily and build its layer (reads one plane for contrast)."""
+    """Worker: open a stack (or a volume) lazily and build its layer (reads one plane for contrast)."""
     from .._reader import stack_layer
     from ..core.io.stack import read_stack
+    from ..core.io.volume import volume_kind
 
+    if volume_kind(paths["stack"], axes=paths.get("axes")):  # a recipe of a volume (the reader's layer)
+        return None, volume_layer_of(paths)
     stack = read_stack(paths["stack"], **{k: v for k, v in paths.items() if k != "stack"})
     return stack, stack_layer(stack)
 
@@ -122,8 +126,8 @@ class MeasurementWidget(Dock):
 
         from ..core.io.energies import find_energies_file
 
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and layer.ndim == 3 and not layer.rgb and
+        return [layer for layer in self.viewer.layers if is_volume_layer(layer) or
+                isinstance(layer, napari.layers.Image) and layer.ndim == 3 and not layer.rgb and
                 ("energies" in layer.metadata or source_path(layer) and find_energies_file(source_path(layer)))]
 
     def refresh_layers(self):
@@ -142,6 +146,8 @@ class MeasurementWidget(Dock):
             raise ValueError("no image layer with energies: open a stack (with its energies file beside it) "
                              "or the sample first")
         layer = self.viewer.layers[name]
+        if is_volume_layer(layer):
+            return self._use_volume(layer)
         found = None
         if "energies" in layer.metadata:
             energies = np.asarray(layer.metadata["energies"], dtype=np.float64)
@@ -162,6 +168,18 @@ class MeasurementWidget(Dock):
                 self.session.add_references(str(path))
         self.layer_box.setCurrentText(name)
         self.report(describe(stack) + (f"\nenergies from {found} (beside the file napari opened)" if found else ""))
+
+    def _use_volume(self, layer):
+        """A volume layer as the measurement: mapped voxel by voxel; its middle slice for the 2-D docks."""
+        from ..core.io.volume import volume_slice
+
+        volume = volume_of(layer)
+        sources = dict(layer.metadata.get("sources") or {})
+        self.session.set_measurement(volume_slice(volume, volume.data.shape[1] // 2), source=sources,
+                                     layer_name=layer.name, scale=tuple(layer.scale[-2:]),
+                                     translate=tuple(layer.translate[-2:]), volume=volume)
+        self.layer_box.setCurrentText(layer.name)
+        self.report(describe_volume(volume))
 
     @notify_errors("Open stack")
     def open_stack(self, paths: dict | None = None):

@@ -12,6 +12,7 @@ reference across the series.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -20,6 +21,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QListWidget, QListWidgetItem, QT
 from ._base import Dock, hbox, notify_errors, set_layer
 from ._controls import controls
 from ._plot import PlotCanvas
+from .volumemap import apply_model, is_volume_layer, volume_of
 
 #: Columns of series.csv the table leaves out (the file has them).
 HIDDEN = ("path", "pixels", "no_sample_pixels", "invalid_pixels")
@@ -90,7 +92,8 @@ class SeriesWidget(Dock):
         ticked = set(self.ticked())
         self.layers.clear()
         for layer in self.viewer.layers:
-            if isinstance(layer, napari.layers.Image) and layer.ndim == 3 and "energies" in layer.metadata:
+            if isinstance(layer, napari.layers.Image) and layer.ndim == 3 and "energies" in layer.metadata \
+                    or is_volume_layer(layer):
                 item = QListWidgetItem(layer.name)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if layer.name in ticked else Qt.CheckState.Unchecked)
@@ -119,17 +122,20 @@ class SeriesWidget(Dock):
     # actions -------------------------------------------------------------
     @notify_errors("Map layers")
     def map_layers(self):
-        """Map every ticked layer with the model (worker); add their labels, fill the table and plot."""
-        from ..core.job import iter_apply
+        """Map every ticked layer with the model (worker); add their labels, fill the table and plot.
 
+        A volume layer is mapped voxel by voxel (its labels a 3-D layer), stacks first.
+        """
         names = self.ticked()
         if not names:
             raise ValueError("tick the image layers to map")
-        stacks = {name: stack_of(self.viewer.layers[name]) for name in names}
+        layers = {name: self.viewer.layers[name] for name in names}
+        stacks = {name: stack_of(layer) for name, layer in layers.items() if not is_volume_layer(layer)}
+        volumes = {name: volume_of(layer) for name, layer in layers.items() if is_volume_layer(layer)}
         settings = replace(self.session.settings, model=None)
-        self.report(f"mapping {len(stacks)} stacks…")
-        self.launch(iter_apply, settings, self.model(), stacks, done=self._mapped_layers, what="Mapping the series",
-                    total=len(stacks), buttons=(self.map_button, self.folder_button))
+        self.report(f"mapping {len(names)} stacks…")
+        self.launch(apply_model, settings, self.model(), stacks, volumes, done=self._mapped_layers,
+                    what="Mapping the series", buttons=(self.map_button, self.folder_button))
 
     def _mapped_layers(self, found):
         from .._reader import labels_layer
@@ -159,6 +165,12 @@ class SeriesWidget(Dock):
         if not self.session.settings.model:
             raise ValueError("save the model first (Save model…) or choose a model file: the series' maps record "
                              "the file they were mapped with")
+        from ..core.io.volume import volume_kind
+
+        volumes = [Path(path).name for path in find_stacks(folder) if volume_kind(path)]
+        if volumes:  # the series job maps (E, M, N) stacks; it would stop at the first volume
+            raise ValueError(f"{folder} holds volumes ({', '.join(volumes)}): a series of volumes is not mapped yet; "
+                             "open each volume and use Map ticked layers, or map it with xafsmap map")
         settings = replace(self.session.settings, stack=None, sample=None, stacks=tuple(find_stacks(folder)),
                            series_list=None, energies=None, flat=None, dark=None, i0=None)
         self.report(f"mapping {len(settings.stacks)} stacks of {folder} into {out}…")
