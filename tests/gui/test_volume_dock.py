@@ -85,6 +85,17 @@ def test_a_volume_maps_in_the_map_dock_as_the_command_line_maps_it(make_napari_v
     assert [int(row[2].replace(",", "")) for row in classify.class_table.rows()] == counts.tolist()
     assert run.class_counts == dict(zip(names, counts.tolist()))
 
+    # Inspect reads the voxel under the mouse from the slice it is in, with its class
+    frame, inspect = viewer.window.add_plugin_dock_widget("xafsmap", "6 Inspect")
+    z = SHAPE[0] // 3
+    row, col = (int(v) for v in np.argwhere(labels[z] > 0)[len(np.argwhere(labels[z] > 0)) // 2])
+    inspect.inspect_position(layer.data_to_world((0, z, row, col)))
+    qtbot.waitUntil(lambda: f"voxel ({z}, {row}, {col})" in inspect.info.text(), timeout=60_000)
+    assert inspect.info.text().splitlines()[1].endswith(names[labels[z, row, col] - 1])
+    np.testing.assert_allclose(inspect.plot.axes[0].lines[0].get_ydata(), np.asarray(layer.data[:, z, row, col]),
+                               rtol=1e-5)
+    viewer.window.remove_dock_widget(frame)
+
     # Save all maps writes the command line's files (3-D)
     classify.save_all(tmp_path / "saved")
     wait_for(qtbot, classify)

@@ -6,7 +6,8 @@ spectrum is drift-corrected and calibrated as the prepared stack is
 Only the clicked pixel's spectrum is read (all energies, one pixel or bin), in a worker,
 one read at a time: requests made meanwhile (a burst of mouse moves) replace each other
 and only the newest is read next, so following the mouse never queues stale reads and
-the viewer never waits for a lazy multi-GB stack. A click moves only the plot's lines,
+the viewer never waits for a lazy multi-GB stack. In a volume the voxel under the mouse
+is read from the slice the viewer shows (its Z index). A click moves only the plot's lines,
 titles and legend (blitted over the figure as last drawn), and the y axes when their
 limits change; the whole figure is redrawn only when the energy axis changes.
 """
@@ -83,20 +84,26 @@ class InspectWidget(Dock):
         session = self.session
         if session.stack is None or session.layer_name not in self.viewer.layers:
             return
-        row, col = self.viewer.layers[session.layer_name].world_to_data(position)[-2:]
-        pixel = session.map_pixel(row, col)
+        coords = self.viewer.layers[session.layer_name].world_to_data(position)
+        pixel = session.map_pixel(*coords[-2:])
+        if pixel is not None and session.volume is not None:
+            n_slices = session.volume.data.shape[1]
+            pixel = (int(np.clip(np.floor(coords[-3] + 0.5), 0, n_slices - 1)), *pixel)
         if pixel is not None and pixel != self.requested:
             self.inspect_pixel(*pixel)
 
     # reading -------------------------------------------------------------
     @notify_errors("Inspect")
-    def inspect_pixel(self, row: int, col: int):
-        """Read and show map pixel ``(row, col)`` (of the prepared grid) in a worker."""
-        rows, cols = self.session.pixel_block(row, col)
-        self._read((rows, cols), f"pixel ({row}, {col})", (row, col))
+    def inspect_pixel(self, *pixel: int):
+        """Read and show map pixel ``(row, col)`` (of the prepared grid), or voxel ``(z, row,
+        col)`` of a volume, in a worker."""
+        rows, cols = self.session.pixel_block(*pixel[-2:])
+        what = "voxel" if len(pixel) == 3 else "pixel"
+        self._read((rows, cols), f"{what} ({', '.join(map(str, pixel))})", tuple(pixel))
 
     def mark(self, row: int, col: int):
-        """Outline the inspected map pixel in the viewer (a Points layer, moved in place).
+        """Outline the inspected map pixel in the viewer (a Points layer, moved in place; in a
+        volume it outlines the same row and column in every slice).
 
         Called once the pixel's spectrum is plotted: the marker shows the plotted pixel, and
         moving it (~30 ms of napari's work) does not delay the plot."""
@@ -147,7 +154,12 @@ class InspectWidget(Dock):
         shift = None if session.shift_map is None else session.shift_map.shift
         drift = session.drift if session.settings.register else None
         self._reading = True
-        self.launch(read_spectrum, session.stack, *block, params, drift, shift,
+        stack = session.stack
+        if session.volume is not None and pixel is not None:
+            from ..core.io.volume import volume_slice
+
+            stack = volume_slice(session.volume, pixel[0])
+        self.launch(read_spectrum, stack, *block, params, drift, shift,
                     done=lambda value: self._draw(value, title, pixel), what="Reading the spectrum",
                     finished=self._read_done, progress=False)
 
@@ -173,7 +185,7 @@ class InspectWidget(Dock):
         raw_ax.set_title(title)
         lines = [title]
         result = self.session.result
-        if result is not None and pixel is not None:
+        if result is not None and pixel is not None and result.labels.ndim == len(pixel):
             lines += self._describe(result, pixel, norm_ax)
         legend = norm_ax.get_legend()
         if len(norm_ax.lines) > 1 or legend is None:
@@ -186,7 +198,7 @@ class InspectWidget(Dock):
         self.plot.freeze_layout()
         self.info.setText("\n".join(lines))
         if pixel is not None:
-            self.mark(*pixel)
+            self.mark(*pixel[-2:])
 
     @staticmethod
     def _autoscale(ax) -> bool:
