@@ -14,7 +14,10 @@ their :func:`~xafsmap.core.mapping.volume.tall_stack`, the slice-by-slice
 
 from __future__ import annotations
 
+import os
+from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,10 +28,16 @@ from ..settings.schema import Settings
 from .steps import input_paths
 from .volumejob import PreparedVolume, hash_volume, prepare_volume
 
+if TYPE_CHECKING:
+    from ..io.volume import Volume
+    from ..mapping.pipeline import MapResult
+    from ..model.training import Model
+
 __all__ = ["iter_apply_volume", "write_volume_result"]
 
 
-def iter_apply_volume(settings: Settings, model, volume, maps: dict):
+def iter_apply_volume(settings: Settings, model: Model, volume: Volume,
+                      maps: dict) -> Generator[tuple[int, int], None, tuple[MapResult, dict]]:
     """Map an open volume with a trained model (its classes), surveyed on its own voxels.
 
     Parameters
@@ -90,8 +99,8 @@ def iter_apply_volume(settings: Settings, model, volume, maps: dict):
     return result, row
 
 
-def write_volume_result(settings: Settings, result, out, *, prepared: PreparedVolume, overwrite: bool = False,
-                        extra: dict | None = None) -> Path:
+def write_volume_result(settings: Settings, result: MapResult, out: str | os.PathLike, *, prepared: PreparedVolume,
+                        overwrite: bool = False, extra: dict | None = None) -> Path:
     """Write 3-D maps mapped elsewhere (the Map dock's) as :func:`~xafsmap.core.job.volumejob.run_volume`
     writes its own: the same files, the report with the settings and the inputs' sha256, all-or-nothing.
 
