@@ -335,12 +335,18 @@ class _Pages:
 
 
 @pytest.mark.parametrize("chunks", [(1, 320, 320), (8, 40, 320)], ids=["pages", "row bands of every energy"])
-def test_lazy_stack_is_read_one_image_region_at_a_time(big, chunks):
+@pytest.mark.parametrize("direct", [True, False], ids=["from its source", "through dask"])
+def test_lazy_stack_is_read_one_image_region_at_a_time(big, chunks, direct):
     """Memory stays bounded: never more than one image at a time, the region plus its margin
-    except the one reference image read whole to place the region; energies in order."""
+    except the one reference image read whole to place the region; energies in order.
+    A stack that is only ``from_array``'s chunks is read from its source, one call per
+    two images whatever the chunks; any other dask stack through its chunks' tasks."""
     source = _Pages(big)
-    lazy = da.from_array(source, chunks=chunks, name=False)
+    # inline_array: the source inside every chunk's task, which hides it from measure_drift
+    lazy = da.from_array(source, chunks=chunks, name=False, inline_array=not direct)
     drift = measure_drift(lazy, BIG_ENERGIES, reference_index=2, max_size=160)
+    if direct:  # the reference whole, then a region of two images per read
+        assert len(source.reads) == 1 + len(BIG_DRIFT) // 2
     np.testing.assert_allclose(drift, measure_drift(big, BIG_ENERGIES, reference_index=2, max_size=160), atol=1e-9)
     assert source.reads and all(len(box[0]) <= 2 for box in source.reads)  # at most two energies per read
     # the energies in the order they were read: first the reference, whole, to place the
