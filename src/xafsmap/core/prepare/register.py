@@ -131,26 +131,35 @@ def _register(f_ref: np.ndarray, padded: np.ndarray, window: tuple, upsample: in
 
 
 def _register_all(stack, f_ref: np.ndarray, region: "_Region", reference_index: int, upsample: int):
-    """Yield ``(i, drift)`` for every image but the reference, registered on ``_WORKERS`` threads.
+    """Yield ``(i, drift)`` for every image but the reference, in energy order."""
+    def register(part):
+        return _register(f_ref, region.pad(part), region.window, upsample)
 
-    The transforms, the array arithmetic and the matrix products release the GIL, so
-    two images are registered at once while the reader fetches the next ones; BLAS is
-    held to one thread meanwhile: its own threads, competing with ours (and with other
-    work on a busy machine), took 72 ms for the 5 ms product of the upsampled DFT.
-    At most ``2 * _WORKERS`` images wait in memory.
+    yield from _map_images(stack, *region.bounds, register, skip=reference_index)
+
+
+def _map_images(stack, rows: slice, cols: slice, work, *, skip: int | None = None):
+    """Yield ``(i, work(stack[i, rows, cols]))`` for every image but ``skip``, in energy
+    order, computed on ``_WORKERS`` threads while the reader fetches the next images.
+
+    The transforms, the array arithmetic, the compiled feature and the matrix products
+    release the GIL, so two images are worked on at once; BLAS is held to one thread
+    meanwhile: its own threads, competing with ours (and with other work on a busy
+    machine), took 72 ms for the 5 ms product of the upsampled DFT. At most
+    ``2 * _WORKERS`` images wait in memory.
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_WORKERS) as pool:
         pending = deque()
-        for i, part in _read_images(stack, *region.bounds):
-            if i != reference_index:
-                pending.append((i, pool.submit(_register, f_ref, region.pad(part), region.window, upsample)))
+        for i, part in _read_images(stack, rows, cols):
+            if i != skip:
+                pending.append((i, pool.submit(work, part)))
             while len(pending) > 2 * _WORKERS:
-                i, done = pending.popleft()
-                yield i, done.result()
-        for i, done in pending:
-            yield i, done.result()
+                done, result = pending.popleft()
+                yield done, result.result()
+        for done, result in pending:
+            yield done, result.result()
 
 
 def _source(stack):
@@ -218,7 +227,9 @@ class _Region:
         rows, cols = self.bounds
         pad = [(_MARGIN - (self.r0 - rows.start), _MARGIN - (rows.stop - self.r1)),
                (_MARGIN - (self.c0 - cols.start), _MARGIN - (cols.stop - self.c1))]
-        return np.pad(_fill(part), pad, mode="edge")
+        filled = _fill(part)
+        # np.pad copies even with nothing to add (a region inside the image): 4-6 ms
+        return np.pad(filled, pad, mode="edge") if any(any(side) for side in pad) else filled
 
 
 def _read_images(stack, rows: slice, cols: slice):
@@ -271,17 +282,21 @@ def _busiest_region(image: np.ndarray, size: int) -> _Region:
     return _Region((m, n), int(rows[i]), int(cols[j]), size)
 
 
+def _mean_and_structure(image: np.ndarray) -> tuple:
+    """The mean of an image's finite pixels and the spread (std) of its feature."""
+    image = image.astype(np.float32, copy=False)
+    finite = np.isfinite(image)
+    mean = image[finite].mean(dtype=np.float64) if finite.any() else np.nan
+    return mean, np.std(_feature(_fill(image)), dtype=np.float64)
+
+
 def _default_reference(stack, energies: np.ndarray, region: _Region) -> int:
     """An image above the edge (steepest change of the mean intensity) with the most
-    structure, judged on ``region`` of each image (read one image at a time)."""
-    strength, means = [], []
-    for _, img in _read_images(stack, slice(region.r0, region.r1), slice(region.c0, region.c1)):
-        img = img.astype(np.float32, copy=False)
-        finite = np.isfinite(img)
-        means.append(img[finite].mean(dtype=np.float64) if finite.any() else np.nan)
-        feat = _feature(_fill(img))
-        strength.append(np.std(feat, dtype=np.float64))
-    strength, means = np.array(strength), np.array(means)
+    structure, judged on ``region`` of each image (read one image at a time, two
+    judged at once)."""
+    judged = [result for _, result in _map_images(stack, slice(region.r0, region.r1),
+                                                  slice(region.c0, region.c1), _mean_and_structure)]
+    means, strength = np.array(judged).reshape(-1, 2).T
     if means.size >= 3 and np.all(np.isfinite(means)):
         e0 = energies[int(np.argmax(np.abs(np.gradient(means, energies))))]
         above = np.flatnonzero(energies > e0)
