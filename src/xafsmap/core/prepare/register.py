@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._arrays import is_dask
+from .._arrays import array_source, is_dask
 from .phasecorr import phase_correlate
 
 __all__ = ["check_drift_stack", "measure_drift"]
@@ -162,32 +162,13 @@ def _map_images(stack, rows: slice, cols: slice, work, *, skip: int | None = Non
             yield done, result.result()
 
 
-def _source(stack):
-    """The array-like a dask stack was made from by ``dask.array.from_array`` when the
-    stack is nothing but its chunks (a TIFF, HDF5 or Zarr stack as opened), else None.
-
-    Indexing it reads a part of the stack in one call (one positioned read per page
-    for a TIFF), where the dask array runs a task per chunk under the part: 96 for
-    1056 rows of a 4000 x 1700 TIFF in 11-row bands, ~16 ms of Python per image.
-    """
-    if not is_dask(stack):
-        return None
-    layers = stack.dask.layers
-    original = layers.get(f"original-{stack.name}")
-    if len(layers) != 2 or original is None or len(original) != 1:
-        return None
-    (source,) = original.values()
-    if tuple(getattr(source, "shape", ())) != tuple(stack.shape) or getattr(source, "dtype", None) != stack.dtype:
-        return None
-    return source
-
-
 def _reader(stack):
     """``read(key)``: the part ``stack[key]`` (a tuple of slices) as a numpy array,
-    read from the stack's source in one call when it has one (:func:`_source`), else
+    read from the stack's source in one call when it has one
+    (:func:`~xafsmap.core._arrays.array_source`), else
     a dask part computed in this thread (a few tasks per image region, for which the
     threaded scheduler's hand-offs cost more than the reads: 55 vs 34 ms)."""
-    source = _source(stack)
+    source = array_source(stack)
     if source is not None:
         return lambda key: np.asarray(source[key])
     if is_dask(stack):
