@@ -353,10 +353,12 @@ def measure_drift(stack, energies, *, reference_index: int | None = None, upsamp
     is chosen on the central ``max_size / 2`` region of every image; the region is then
     placed where the whole reference image (read once) has the most structure, and
     every image's region plus the margin is read once, in energy order, two images per
-    read, the next read overlapping the registrations; two images are registered at
-    once (float32 ``scipy.fft`` transforms, the feature compiled with numba, BLAS held
-    to one thread: all without the GIL). A 4000 x 1700 x 210 TIFF stack (5.7 GB) took
-    28 s with 0.32 GB peak memory on 2 cores with one registration thread, the
+    read (from the file in one call per part when the dask stack is a file's chunks,
+    one positioned read per TIFF page), the next read overlapping the registrations;
+    two images are registered (or judged for the reference) at once (float32
+    ``scipy.fft`` transforms, the feature compiled with numba, BLAS held to one thread:
+    all without the GIL). A 4000 x 1700 x 210 TIFF stack (5.7 GB), read cold, took
+    9.2 s (17 s of CPU) on 2 shared cores; through the dask chunks 23 s, the
     whole-image version 16 min and 11.9 GB (``benchmarks/drift.py``,
     ``benchmarks/register_zarr.py``, docs/performance.md).
 
