@@ -7,12 +7,10 @@ moved by ``+dy`` rows and ``+dx`` columns, ``image_i(y, x) = reference(y - dy, x
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._arrays import array_source, is_dask
+from .imageparts import map_images, part_reader
 from .phasecorr import phase_correlate
 
 __all__ = ["check_drift_stack", "measure_drift"]
@@ -135,45 +133,7 @@ def _register_all(stack, f_ref: np.ndarray, region: "_Region", reference_index: 
     def register(part):
         return _register(f_ref, region.pad(part), region.window, upsample)
 
-    yield from _map_images(stack, *region.bounds, register, skip=reference_index)
-
-
-def _map_images(stack, rows: slice, cols: slice, work, *, skip: int | None = None):
-    """Yield ``(i, work(stack[i, rows, cols]))`` for every image but ``skip``, in energy
-    order, computed on ``_WORKERS`` threads while the reader fetches the next images.
-
-    The transforms, the array arithmetic, the compiled feature and the matrix products
-    release the GIL, so two images are worked on at once; BLAS is held to one thread
-    meanwhile: its own threads, competing with ours (and with other work on a busy
-    machine), took 72 ms for the 5 ms product of the upsampled DFT. At most
-    ``2 * _WORKERS`` images wait in memory.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_WORKERS) as pool:
-        pending = deque()
-        for i, part in _read_images(stack, rows, cols):
-            if i != skip:
-                pending.append((i, pool.submit(work, part)))
-            while len(pending) > 2 * _WORKERS:
-                done, result = pending.popleft()
-                yield done, result.result()
-        for done, result in pending:
-            yield done, result.result()
-
-
-def _reader(stack):
-    """``read(key)``: the part ``stack[key]`` (a tuple of slices) as a numpy array,
-    read from the stack's source in one call when it has one
-    (:func:`~xafsmap.core._arrays.array_source`), else
-    a dask part computed in this thread (a few tasks per image region, for which the
-    threaded scheduler's hand-offs cost more than the reads: 55 vs 34 ms)."""
-    source = array_source(stack)
-    if source is not None:
-        return lambda key: np.asarray(source[key])
-    if is_dask(stack):
-        return lambda key: np.asarray(stack[key].compute(scheduler="synchronous"))
-    return lambda key: np.asarray(stack[key])
+    yield from map_images(stack, *region.bounds, register, skip=reference_index)
 
 
 class _Region:
@@ -213,31 +173,6 @@ class _Region:
         return np.pad(filled, pad, mode="edge") if any(any(side) for side in pad) else filled
 
 
-def _read_images(stack, rows: slice, cols: slice):
-    """Yield ``(i, stack[i, rows, cols])`` as numpy arrays for every image, in energy order.
-
-    A dask stack is computed ``_GROUP`` images at a time (a read costs per task, i.e.
-    per chunk under the part, about as much for two images as for one: 31 vs 16 ms per
-    image for 1056 rows of a 4000 x 1700 TIFF in 11-row bands) and in a second thread
-    while the caller works on the previous group: at most 2 * ``_GROUP`` parts in
-    memory. One indexing per read: a chained ``stack[i][rows, cols]`` is not fused into
-    the read and computes whole images.
-    """
-    e = stack.shape[0]
-    if not is_dask(stack):
-        for i in range(e):
-            yield i, np.asarray(stack[i, rows, cols])
-        return
-    read = _reader(stack)
-    with ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(read, np.s_[0:_GROUP, rows, cols])
-        for start in range(0, e, _GROUP):
-            part = pending.result()
-            if start + _GROUP < e:
-                pending = reader.submit(read, np.s_[start + _GROUP : start + 2 * _GROUP, rows, cols])
-            yield from enumerate(part, start)
-
-
 def _central_region(shape: tuple, size: int) -> _Region:
     m, n = shape
     return _Region(shape, max(0, (m - size) // 2), max(0, (n - size) // 2), size)
@@ -275,7 +210,7 @@ def _default_reference(stack, energies: np.ndarray, region: _Region) -> int:
     """An image above the edge (steepest change of the mean intensity) with the most
     structure, judged on ``region`` of each image (read one image at a time, two
     judged at once)."""
-    judged = [result for _, result in _map_images(stack, slice(region.r0, region.r1),
+    judged = [result for _, result in map_images(stack, slice(region.r0, region.r1),
                                                   slice(region.c0, region.c1), _mean_and_structure)]
     means, strength = np.array(judged).reshape(-1, 2).T
     if means.size >= 3 and np.all(np.isfinite(means)):
@@ -293,10 +228,6 @@ MAX_SIZE = 1024
 #: Pixels read around the region: the second pass moves the image back by the first
 #: estimate, and a drift within the margin brings in real pixels, not repeated edges.
 _MARGIN = 16
-#: Images whose regions are read together.
-_GROUP = 2
-#: Threads registering images at once.
-_WORKERS = 2
 
 
 def measure_drift(stack, energies, *, reference_index: int | None = None, upsample: int = 10,
@@ -386,7 +317,7 @@ def measure_drift(stack, energies, *, reference_index: int | None = None, upsamp
         # judged on the central half-size region: enough to rank structure, 4x cheaper
         reference_index = _default_reference(stack, energies, _central_region((m, n), max(16, size // 2)))
     reference_index = int(reference_index) % e
-    read = _reader(stack)
+    read = part_reader(stack)
     if m > size or n > size:  # the whole reference image, once, to place the region
         whole = read(np.s_[reference_index : reference_index + 1, :, :])[0]
         region = _busiest_region(_fill(whole), size)
