@@ -335,12 +335,18 @@ class _Pages:
 
 
 @pytest.mark.parametrize("chunks", [(1, 320, 320), (8, 40, 320)], ids=["pages", "row bands of every energy"])
-def test_lazy_stack_is_read_one_image_region_at_a_time(big, chunks):
+@pytest.mark.parametrize("direct", [True, False], ids=["from its source", "through dask"])
+def test_lazy_stack_is_read_one_image_region_at_a_time(big, chunks, direct):
     """Memory stays bounded: never more than one image at a time, the region plus its margin
-    except the one reference image read whole to place the region; energies in order."""
+    except the one reference image read whole to place the region; energies in order.
+    A stack that is only ``from_array``'s chunks is read from its source, one call per
+    two images whatever the chunks; any other dask stack through its chunks' tasks."""
     source = _Pages(big)
-    lazy = da.from_array(source, chunks=chunks, name=False)
+    # inline_array: the source inside every chunk's task, which hides it from measure_drift
+    lazy = da.from_array(source, chunks=chunks, name=False, inline_array=not direct)
     drift = measure_drift(lazy, BIG_ENERGIES, reference_index=2, max_size=160)
+    if direct:  # the reference whole, then a region of two images per read
+        assert len(source.reads) == 1 + len(BIG_DRIFT) // 2
     np.testing.assert_allclose(drift, measure_drift(big, BIG_ENERGIES, reference_index=2, max_size=160), atol=1e-9)
     assert source.reads and all(len(box[0]) <= 2 for box in source.reads)  # at most two energies per read
     # the energies in the order they were read: first the reference, whole, to place the
@@ -389,3 +395,25 @@ def test_compiled_feature_gives_scipy_bits(monkeypatch):
         monkeypatch.setattr(register, "_compiled_feature", lambda: None)
         np.testing.assert_array_equal(compiled, register._feature(image))
         monkeypatch.undo()
+
+
+def test_file_stack_is_read_from_its_source_and_a_computed_one_through_dask(tmp_path):
+    """measure_drift and the lazy correction read a file's pixels from its reader in one
+    call per part; a stack computed from it (here scaled) has no such source, and both
+    ways give the same drift and the same corrected pixels."""
+    from xafsmap.core._arrays import array_source
+
+    rng = np.random.default_rng(3)
+    scene = ndimage.gaussian_filter(rng.random((96, 80)), 2).astype(np.float32)
+    truth = np.array([[0.0, 0.0], [0.7, -1.3], [-2.2, 0.4], [1.6, 2.5]])
+    images = np.stack([ndimage.shift(scene, d, order=3, mode="nearest") for d in truth]).astype(np.float32)
+    stack = read_stack(write_stack(tmp_path / "s.tif", images, np.linspace(7100.0, 7200.0, 4)))
+    computed = stack.data * np.float32(1.0)
+    assert array_source(stack.data) is not None
+    assert array_source(computed) is None and array_source(images) is None
+    assert array_source(da.from_array(images)) is None  # numpy inside the graph: nothing to read
+    drift = measure_drift(stack.data, stack.energies, reference_index=0)
+    np.testing.assert_array_equal(drift, measure_drift(computed, stack.energies, reference_index=0))
+    assert np.abs(drift - truth).max() <= 0.1
+    np.testing.assert_array_equal(correct_drift(stack.data, drift).compute(),
+                                  correct_drift(computed, drift).compute())

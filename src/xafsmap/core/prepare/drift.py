@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._arrays import is_dask
+from .._arrays import array_source, is_dask
 from .register import check_drift_stack
 
 __all__ = ["correct_drift", "drift_report"]
@@ -135,12 +135,15 @@ class _DriftCorrected:
     ``dask.array.from_array`` over it fuses any slicing of the corrected stack into one
     indexing here, so a band reads only its raw rows plus the margin, and a sparse
     subgrid (the survey's every 36th row) reads and corrects only the rows it asks for,
-    not the bands around them. The raw pixels are read by computing the slice of the
-    raw dask array in the calling thread.
+    not the bands around them. The raw pixels are read in the calling thread, in one
+    call from the raw stack's source when it has one (a TIFF: one positioned read per
+    page, not a task per chunk under the rows and their concatenation), else by
+    computing the slice of the raw dask array.
     """
 
     def __init__(self, raw, drift: np.ndarray, dtype):
         self.raw, self.drift, self.dtype = raw, drift, np.dtype(dtype)
+        self.source = array_source(raw)
         self.shape, self.ndim = tuple(raw.shape), 3
         self.margin = (_margin(drift[:, 0]), _margin(drift[:, 1]))
         self._columns: dict = {}
@@ -153,6 +156,12 @@ class _DriftCorrected:
             x = self._columns[key] = _sampling(cols, self.drift[energies, 1], self.shape[2], start=left,
                                                size=right - left)
         return x
+
+    def _read(self, energies: slice, rows: slice, cols: slice) -> np.ndarray:
+        if self.source is not None:
+            return np.asarray(self.source[energies, rows, cols])
+        region = self.raw[energies, rows, cols]
+        return np.asarray(region.compute(scheduler="synchronous") if hasattr(region, "compute") else region)
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
@@ -173,8 +182,7 @@ class _DriftCorrected:
         done = 0
         for run in _runs(rows[order], self.margin[0]):
             lo, hi = max(0, run[0] - self.margin[0]), min(m, run[-1] + 1 + self.margin[0])
-            region = self.raw[energies, lo:hi, left:right]
-            region = np.asarray(region.compute(scheduler="synchronous") if hasattr(region, "compute") else region)
+            region = self._read(energies, slice(lo, hi), slice(left, right))
             y = _sampling(run, self.drift[energies, 0], m, start=int(lo), size=hi - lo, run=False)
             block = _shift_region(region, y, x, self.dtype)
             out[:, order[done : done + run.size]] = block if cols[0] <= cols[-1] else block[:, :, ::-1]

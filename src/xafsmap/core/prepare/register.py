@@ -7,12 +7,10 @@ moved by ``+dy`` rows and ``+dx`` columns, ``image_i(y, x) = reference(y - dy, x
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._arrays import is_dask
+from .imageparts import map_images, part_reader
 from .phasecorr import phase_correlate
 
 __all__ = ["check_drift_stack", "measure_drift"]
@@ -131,33 +129,11 @@ def _register(f_ref: np.ndarray, padded: np.ndarray, window: tuple, upsample: in
 
 
 def _register_all(stack, f_ref: np.ndarray, region: "_Region", reference_index: int, upsample: int):
-    """Yield ``(i, drift)`` for every image but the reference, registered on ``_WORKERS`` threads.
+    """Yield ``(i, drift)`` for every image but the reference, in energy order."""
+    def register(part):
+        return _register(f_ref, region.pad(part), region.window, upsample)
 
-    The transforms, the array arithmetic and the matrix products release the GIL, so
-    two images are registered at once while the reader fetches the next ones; BLAS is
-    held to one thread meanwhile: its own threads, competing with ours (and with other
-    work on a busy machine), took 72 ms for the 5 ms product of the upsampled DFT.
-    At most ``2 * _WORKERS`` images wait in memory.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_WORKERS) as pool:
-        pending = deque()
-        for i, part in _read_images(stack, *region.bounds):
-            if i != reference_index:
-                pending.append((i, pool.submit(_register, f_ref, region.pad(part), region.window, upsample)))
-            while len(pending) > 2 * _WORKERS:
-                i, done = pending.popleft()
-                yield i, done.result()
-        for i, done in pending:
-            yield i, done.result()
-
-
-def _compute(part) -> np.ndarray:
-    """A numpy part of the stack; a dask part computed in this thread: a few tasks per
-    image region, for which the threaded scheduler's hand-offs cost more than the
-    reads (55 vs 34 ms for 1056 rows of a 4000 x 1700 TIFF page in 96 row bands)."""
-    return np.asarray(part.compute(scheduler="synchronous") if is_dask(part) else part)
+    yield from map_images(stack, *region.bounds, register, skip=reference_index)
 
 
 class _Region:
@@ -192,31 +168,9 @@ class _Region:
         rows, cols = self.bounds
         pad = [(_MARGIN - (self.r0 - rows.start), _MARGIN - (rows.stop - self.r1)),
                (_MARGIN - (self.c0 - cols.start), _MARGIN - (cols.stop - self.c1))]
-        return np.pad(_fill(part), pad, mode="edge")
-
-
-def _read_images(stack, rows: slice, cols: slice):
-    """Yield ``(i, stack[i, rows, cols])`` as numpy arrays for every image, in energy order.
-
-    A dask stack is computed ``_GROUP`` images at a time (a read costs per task, i.e.
-    per chunk under the part, about as much for two images as for one: 31 vs 16 ms per
-    image for 1056 rows of a 4000 x 1700 TIFF in 11-row bands) and in a second thread
-    while the caller works on the previous group: at most 2 * ``_GROUP`` parts in
-    memory. One indexing per read: a chained ``stack[i][rows, cols]`` is not fused into
-    the read and computes whole images.
-    """
-    e = stack.shape[0]
-    if not is_dask(stack):
-        for i in range(e):
-            yield i, np.asarray(stack[i, rows, cols])
-        return
-    with ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(_compute, stack[0:_GROUP, rows, cols])
-        for start in range(0, e, _GROUP):
-            part = pending.result()
-            if start + _GROUP < e:
-                pending = reader.submit(_compute, stack[start + _GROUP : start + 2 * _GROUP, rows, cols])
-            yield from enumerate(part, start)
+        filled = _fill(part)
+        # np.pad copies even with nothing to add (a region inside the image): 4-6 ms
+        return np.pad(filled, pad, mode="edge") if any(any(side) for side in pad) else filled
 
 
 def _central_region(shape: tuple, size: int) -> _Region:
@@ -244,17 +198,21 @@ def _busiest_region(image: np.ndarray, size: int) -> _Region:
     return _Region((m, n), int(rows[i]), int(cols[j]), size)
 
 
+def _mean_and_structure(image: np.ndarray) -> tuple:
+    """The mean of an image's finite pixels and the spread (std) of its feature."""
+    image = image.astype(np.float32, copy=False)
+    finite = np.isfinite(image)
+    mean = image[finite].mean(dtype=np.float64) if finite.any() else np.nan
+    return mean, np.std(_feature(_fill(image)), dtype=np.float64)
+
+
 def _default_reference(stack, energies: np.ndarray, region: _Region) -> int:
     """An image above the edge (steepest change of the mean intensity) with the most
-    structure, judged on ``region`` of each image (read one image at a time)."""
-    strength, means = [], []
-    for _, img in _read_images(stack, slice(region.r0, region.r1), slice(region.c0, region.c1)):
-        img = img.astype(np.float32, copy=False)
-        finite = np.isfinite(img)
-        means.append(img[finite].mean(dtype=np.float64) if finite.any() else np.nan)
-        feat = _feature(_fill(img))
-        strength.append(np.std(feat, dtype=np.float64))
-    strength, means = np.array(strength), np.array(means)
+    structure, judged on ``region`` of each image (read one image at a time, two
+    judged at once)."""
+    judged = [result for _, result in map_images(stack, slice(region.r0, region.r1),
+                                                  slice(region.c0, region.c1), _mean_and_structure)]
+    means, strength = np.array(judged).reshape(-1, 2).T
     if means.size >= 3 and np.all(np.isfinite(means)):
         e0 = energies[int(np.argmax(np.abs(np.gradient(means, energies))))]
         above = np.flatnonzero(energies > e0)
@@ -270,10 +228,6 @@ MAX_SIZE = 1024
 #: Pixels read around the region: the second pass moves the image back by the first
 #: estimate, and a drift within the margin brings in real pixels, not repeated edges.
 _MARGIN = 16
-#: Images whose regions are read together.
-_GROUP = 2
-#: Threads registering images at once.
-_WORKERS = 2
 
 
 def measure_drift(stack, energies, *, reference_index: int | None = None, upsample: int = 10,
@@ -330,10 +284,12 @@ def measure_drift(stack, energies, *, reference_index: int | None = None, upsamp
     is chosen on the central ``max_size / 2`` region of every image; the region is then
     placed where the whole reference image (read once) has the most structure, and
     every image's region plus the margin is read once, in energy order, two images per
-    read, the next read overlapping the registrations; two images are registered at
-    once (float32 ``scipy.fft`` transforms, the feature compiled with numba, BLAS held
-    to one thread: all without the GIL). A 4000 x 1700 x 210 TIFF stack (5.7 GB) took
-    28 s with 0.32 GB peak memory on 2 cores with one registration thread, the
+    read (from the file in one call per part when the dask stack is a file's chunks,
+    one positioned read per TIFF page), the next read overlapping the registrations;
+    two images are registered (or judged for the reference) at once (float32
+    ``scipy.fft`` transforms, the feature compiled with numba, BLAS held to one thread:
+    all without the GIL). A 4000 x 1700 x 210 TIFF stack (5.7 GB), read cold, took
+    9.2 s (17 s of CPU) on 2 shared cores; through the dask chunks 23 s, the
     whole-image version 16 min and 11.9 GB (``benchmarks/drift.py``,
     ``benchmarks/register_zarr.py``, docs/performance.md).
 
@@ -361,14 +317,16 @@ def measure_drift(stack, energies, *, reference_index: int | None = None, upsamp
         # judged on the central half-size region: enough to rank structure, 4x cheaper
         reference_index = _default_reference(stack, energies, _central_region((m, n), max(16, size // 2)))
     reference_index = int(reference_index) % e
+    read = part_reader(stack)
     if m > size or n > size:  # the whole reference image, once, to place the region
-        whole = _compute(stack[reference_index])
+        whole = read(np.s_[reference_index : reference_index + 1, :, :])[0]
         region = _busiest_region(_fill(whole), size)
         reference = region.pad(whole[region.bounds])
         del whole
     else:
         region = _Region((m, n), 0, 0, size)
-        reference = region.pad(_compute(stack[(reference_index, *region.bounds)]))
+        reference = region.pad(read(np.s_[reference_index : reference_index + 1, region.bounds[0],
+                                          region.bounds[1]])[0])
     import scipy.fft
 
     f_ref = np.conj(scipy.fft.rfft2(_window_feature(reference, region.window)))
