@@ -18,21 +18,6 @@ import xafsmap.core
 
 #: Modules whose hints another branch adds: owned by another branch this session; annotated at merge.
 EXCLUDED = {
-    "xafsmap.core.io.volume",
-    "xafsmap.core.io.volumefiles",
-    "xafsmap.core.job",
-    "xafsmap.core.job.explorejob",
-    "xafsmap.core.job.inputs",
-    "xafsmap.core.job.mapjob",
-    "xafsmap.core.job.modeljob",
-    "xafsmap.core.job.series",
-    "xafsmap.core.job.seriestable",
-    "xafsmap.core.job.steps",
-    "xafsmap.core.job.trustjob",
-    "xafsmap.core.job.volumejob",
-    "xafsmap.core.mapping.parallel",
-    "xafsmap.core.mapping.volume",
-    "xafsmap.core.mapping.zarrmaps",
     "xafsmap.core.prepare._jit_drift",
     "xafsmap.core.prepare.drift",
     "xafsmap.core.prepare.phasecorr",

@@ -12,15 +12,24 @@ volumes voxel by voxel), reading headers only.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .energies import energies_from_names, find_energies_file, read_energies, validate_energies
 from .stack import IN_MEMORY, Stack
 from .volumefiles import (VOLUME_AXES, energy_folders, open_volume_folders, open_volume_hdf5, open_volume_tiff,
                           parse_volume_axes, volume_kind)
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from .volumefiles import RawVolume
 
 __all__ = ["VOLUME_AXES", "Volume", "read_volume", "volume_kind", "volume_slice", "write_volume"]
 
@@ -52,7 +61,8 @@ class Volume:
                 f"stack={self.sources.get('stack')!r})")
 
 
-def read_volume(path, *, energies=None, axes: str | None = None, planes: bool = False) -> Volume:
+def read_volume(path: str | Path, *, energies: str | Path | ArrayLike | None = None,
+                axes: str | None = None, planes: bool = False) -> Volume:
     """Open a volume (E, Z, Y, X) lazily as absorbance with its energies.
 
     Parameters
@@ -116,7 +126,8 @@ def read_volume(path, *, energies=None, axes: str | None = None, planes: bool = 
     return Volume(raw.data, values, sources, raw.notes)
 
 
-def _volume_energies(path, kind: str, raw, energies, sources: dict):
+def _volume_energies(path: str | Path, kind: str, raw: RawVolume, energies: str | Path | ArrayLike | None,
+                     sources: dict) -> tuple[np.ndarray, str]:
     """The energies of a volume and where they came from (see :func:`read_volume`)."""
     from .formats import format_kind
 
@@ -163,7 +174,8 @@ def volume_slice(volume: Volume, z: int) -> Stack:
     return Stack(volume.data[:, z], volume.energies, dict(volume.sources), notes=volume.notes)
 
 
-def write_volume(path, data, energies, *, bigtiff: bool | None = None) -> Path:
+def write_volume(path: str | os.PathLike, data: np.ndarray | da.Array, energies: ArrayLike, *,
+                 bigtiff: bool | None = None) -> Path:
     """Write a volume as a 4-D float32 TIFF (E, Z, Y, X) with a ``<stem>.energies.txt`` sidecar.
 
     Parameters
@@ -193,7 +205,7 @@ def write_volume(path, data, energies, *, bigtiff: bool | None = None) -> Path:
     if values.size != data.shape[0]:
         raise ValueError(f"volume has {data.shape[0]} energies but {values.size} energies were given")
 
-    def pages():
+    def pages() -> Iterator[np.ndarray]:
         for e in range(data.shape[0]):
             yield from np.asarray(data[e], dtype=np.float32)
 

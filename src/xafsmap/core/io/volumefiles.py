@@ -21,11 +21,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .energies import natural_sort_key
 from .tiff import BAND_BYTES, TIFF_SUFFIXES, open_tiff_files
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["RawVolume", "energy_folders", "open_volume_folders", "open_volume_hdf5", "open_volume_tiff",
            "parse_volume_axes", "volume_chunks", "volume_kind"]
@@ -71,7 +75,7 @@ def parse_volume_axes(axes: str) -> str:
     return order
 
 
-def volume_chunks(shape, order: str = VOLUME_AXES, *, planes: bool = False) -> tuple:
+def volume_chunks(shape: tuple[int, ...], order: str = VOLUME_AXES, *, planes: bool = False) -> tuple:
     """Dask chunks of a volume stored in ``order``: one slice's energies and a band of rows, or one image.
 
     >>> volume_chunks((141, 32, 512, 512))
@@ -88,7 +92,7 @@ def volume_chunks(shape, order: str = VOLUME_AXES, *, planes: bool = False) -> t
     return tuple(want[c] for c in order)
 
 
-def _lazy(source, shape, order: str, *, planes: bool, token: str):
+def _lazy(source: Any, shape: tuple[int, ...], order: str, *, planes: bool, token: str) -> da.Array:
     """A float32 dask array (E, Z, Y, X) over an array-like stored in ``order``."""
     import dask.array as da
 
@@ -100,11 +104,11 @@ def _lazy(source, shape, order: str, *, planes: bool, token: str):
 class _ContiguousVolume:
     """Array-like over an uncompressed contiguous 4-D TIFF series: positioned reads of row runs."""
 
-    def __init__(self, path: str, offset: int, shape: tuple, dtype: np.dtype):
+    def __init__(self, path: str, offset: int, shape: tuple, dtype: np.dtype) -> None:
         self.path, self.offset, self.shape, self.file_dtype = path, offset, tuple(shape), dtype
         self.dtype, self.ndim = np.dtype(np.float32), 4
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         if len(key) != 4 or not all(isinstance(k, slice) for k in key):
             image = np.memmap(self.path, self.file_dtype, "r", self.offset, self.shape)
@@ -129,10 +133,10 @@ class _ContiguousVolume:
 class _TiffPages:
     """Array-like over a 4-D TIFF stored one page per image (compressed or scattered)."""
 
-    def __init__(self, path: str, shape: tuple):
+    def __init__(self, path: str, shape: tuple) -> None:
         self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), np.dtype(np.float32), 4
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         import tifffile
 
         ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape)]
@@ -142,7 +146,7 @@ class _TiffPages:
         return images[:, :, key[2], key[3]]
 
 
-def open_volume_tiff(path, *, axes: str | None = None, planes: bool = False) -> RawVolume:
+def open_volume_tiff(path: str | os.PathLike, *, axes: str | None = None, planes: bool = False) -> RawVolume:
     """Open a 4-D TIFF lazily as (E, Z, Y, X).
 
     Raises
@@ -187,7 +191,7 @@ def open_volume_tiff(path, *, axes: str | None = None, planes: bool = False) -> 
     return RawVolume(data, energies, None if energies is None else f"{path.name} metadata", notes)
 
 
-def energy_folders(path) -> list[Path]:
+def energy_folders(path: str | os.PathLike) -> list[Path]:
     """The energy folders of a volume folder (natural order): sub-folders holding TIFFs.
 
     Returns an empty list when ``path`` is not a folder of such folders (it holds
@@ -210,7 +214,7 @@ def energy_folders(path) -> list[Path]:
     return sorted(folders, key=lambda p: natural_sort_key(p.name))
 
 
-def open_volume_folders(path) -> RawVolume:
+def open_volume_folders(path: str | os.PathLike) -> RawVolume:
     """Open a folder of energy folders of slice TIFFs lazily as (E, Z, Y, X).
 
     Raises
@@ -243,17 +247,17 @@ def open_volume_folders(path) -> RawVolume:
 class _H5Volume:
     """Array-like over one 4-D HDF5 dataset; indexing opens the file and reads float32 (picklable)."""
 
-    def __init__(self, path: str, name: str, shape: tuple):
+    def __init__(self, path: str, name: str, shape: tuple) -> None:
         self.path, self.name, self.shape, self.dtype, self.ndim = path, name, tuple(shape), np.dtype(np.float32), 4
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> np.ndarray:
         import h5py
 
         with h5py.File(self.path, "r", locking=False) as f:
             return np.asarray(f[self.name][key], dtype=np.float32)
 
 
-def _stated_order(ds) -> str | None:
+def _stated_order(ds: Any) -> str | None:
     """The order a dataset's ``@axes`` attribute states (``"energy:z:y:x"`` or a list), or None."""
     value = ds.attrs.get("axes")
     if value is None:
@@ -267,7 +271,7 @@ def _stated_order(ds) -> str | None:
     return order if sorted(order) == sorted(VOLUME_AXES) else None
 
 
-def open_volume_hdf5(spec, *, axes: str | None = None, planes: bool = False) -> RawVolume:
+def open_volume_hdf5(spec: str | Path, *, axes: str | None = None, planes: bool = False) -> RawVolume:
     """Open a 4-D HDF5 dataset ``FILE.h5:/path`` lazily as (E, Z, Y, X).
 
     The order is ``axes``, else the dataset's ``@axes`` (e.g. ``"energy:z:y:x"``), else
@@ -316,7 +320,7 @@ def open_volume_hdf5(spec, *, axes: str | None = None, planes: bool = False) -> 
     return RawVolume(data, energies, source, tuple(notes))
 
 
-def volume_kind(path, *, axes: str | None = None) -> str | None:
+def volume_kind(path: str | Path | None, *, axes: str | None = None) -> str | None:
     """``"tiff"``, ``"folders"`` or ``"hdf5"`` for a volume input, else None; reads headers only.
 
     A volume is a TIFF whose series 0 has four dimensions, a folder of energy folders

@@ -11,9 +11,9 @@ of the measured points.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..explore import prepare_exploration, write_explore_files
 from ..explore import iter_explore as explore_stack
@@ -25,7 +25,10 @@ from ..settings.schema import Settings
 from .steps import FROM_SETTINGS, input_paths, open_measurement, shift_map_for
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..explore.pipeline import ExploreResult
+    from ..io.stack import Stack
 
 __all__ = ["iter_explore_settings", "run_explore"]
 
@@ -33,7 +36,10 @@ __all__ = ["iter_explore_settings", "run_explore"]
 EXPLORE_MAPS = 12
 
 
-def iter_explore_settings(settings: Settings, stack=None, *, shift_map=FROM_SETTINGS, drift=None):
+def iter_explore_settings(settings: Settings, stack: Stack | None = None, *,
+                          shift_map: Any = FROM_SETTINGS,  # a ShiftMap, None or FROM_SETTINGS
+                          drift: np.ndarray | None = None,
+                          ) -> Generator[tuple[int, int], None, tuple[ExploreResult, dict]]:
     """Explore the measurement as ``settings`` say (a generator: ``(done, total)``, returns the result).
 
     Parameters

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..mapping.output import file_sha256
 __all__ = ["hash_inputs", "hashing_inputs"]
 
 
-def hash_inputs(stack: Stack, reference_specs, *, stop: threading.Event | None = None,
+def hash_inputs(stack: Stack, reference_specs: Iterable[str], *, stop: threading.Event | None = None,
                 moved: tuple[Path, Path] | None = None) -> dict:
     """sha256 of every file of a stack (``stack.sources``) and of its references.
 
@@ -55,7 +56,8 @@ def hash_inputs(stack: Stack, reference_specs, *, stop: threading.Event | None =
 
 
 @contextlib.contextmanager
-def hashing_inputs(stack: Stack, reference_specs, *, moved: tuple[Path, Path] | None = None):
+def hashing_inputs(stack: Stack, reference_specs: Iterable[str], *,
+                   moved: tuple[Path, Path] | None = None) -> Iterator[Future]:
     """Yield a :class:`~concurrent.futures.Future` of :func:`hash_inputs`, computed in a thread.
 
     Leaving the block (by an error too) stops the hashing without waiting for it.

@@ -21,9 +21,12 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..mapping.output import map_output, write_map_files, write_maps
 from ..mapping.pipeline import MapResult, band_rows, drive, iter_train_and_classify
@@ -35,6 +38,13 @@ from ..settings.values import check_settings
 from .inputs import hash_inputs, hashing_inputs
 from .modeljob import load_model_for, model_settings, stack_model
 from .steps import Prepared, check_sizes, input_paths, prepare, references_for, train
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from ..io.references import Reference
+    from ..io.stack import Stack
+    from .volumejob import VolumeRun
 
 __all__ = ["MapRun", "iter_map_settings", "map_into", "run_map", "write_result"]
 
@@ -61,8 +71,8 @@ class MapRun:
     params: dict = field(default_factory=dict)
 
 
-def iter_map_settings(settings: Settings, stack, references, *, maps: dict | None = None,
-                      model: Model | None = None):
+def iter_map_settings(settings: Settings, stack: Stack, references: Sequence[Reference], *, maps: dict | None = None,
+                      model: Model | None = None) -> Generator[tuple[int, int], None, MapResult]:
     """Train (unless ``model`` is given), then map every band of a prepared stack.
 
     Yields
@@ -78,7 +88,9 @@ def iter_map_settings(settings: Settings, stack, references, *, maps: dict | Non
                                                stack, metric=settings.metric, maps=maps))
 
 
-def _map_distributed(settings: Settings, stack, references, client, model: Model | None = None, classifier=None):
+def _map_distributed(settings: Settings, stack: Stack, references: Sequence[Reference], client: Client,
+                     model: Model | None = None,
+                     classifier: Future | None = None) -> Generator[tuple[int, int], None, MapResult]:
     """Train here (unless ``model`` is given), then map the bands on a dask.distributed cluster (the same maps)."""
     from ..mapping.parallel import iter_map_distributed
 
@@ -91,9 +103,10 @@ def _map_distributed(settings: Settings, stack, references, client, model: Model
     return result
 
 
-def map_into(settings: Settings, prepared: Prepared, references, folder, maps: dict | None = None, *,
-             progress=None, client=None, extra: dict | None = None, moved=None, model: Model | None = None,
-             classifier=None) -> MapRun:
+def map_into(settings: Settings, prepared: Prepared, references: Sequence[Reference], folder: str | os.PathLike,
+             maps: dict | None = None, *, progress: Callable[[int, int], None] | None = None,
+             client: Client | None = None, extra: dict | None = None, moved: tuple[Path, Path] | None = None,
+             model: Model | None = None, classifier: Future | None = None) -> MapRun:
     """Map as the settings say and write every file into an existing ``folder``.
 
     ``maps`` are the arrays to map into (:func:`~xafsmap.core.mapping.output.map_output`'s
@@ -119,8 +132,9 @@ def map_into(settings: Settings, prepared: Prepared, references, folder, maps: d
     return MapRun(Path(folder), result.classifier.accuracy, counts, result.warnings, result.params)
 
 
-def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, client=None, sources=(),
-            extra: dict | None = None) -> MapRun:
+def run_map(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+            progress: Callable[[int, int], None] | None = None, client: Client | None = None,
+            sources: Iterable[str | os.PathLike] = (), extra: dict | None = None) -> MapRun | VolumeRun:
     """Map a measurement as ``settings`` say and write the maps into ``out``.
 
     Parameters
@@ -187,7 +201,7 @@ def run_map(settings: Settings, *, out, overwrite: bool = False, progress=None, 
     return MapRun(Path(out), run.accuracy, run.class_counts, run.warnings, run.params)
 
 
-def write_result(settings: Settings, result: MapResult, out, *, prepared: Prepared | None = None,
+def write_result(settings: Settings, result: MapResult, out: str | os.PathLike, *, prepared: Prepared | None = None,
                  overwrite: bool = False, extra: dict | None = None) -> Path:
     """Write a result mapped elsewhere (the Classify dock's) as :func:`run_map` writes its own:
     the same files and report (the settings as a recipe, the inputs' sha256)."""

@@ -22,9 +22,12 @@ Examples
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..io.folders import input_paths as resolved_inputs
 from ..mapping.output import file_sha256, library_versions
@@ -35,6 +38,10 @@ from ..io.references import split_spec
 from ..settings.recipe import settings_from_dict, settings_to_dict
 from ..settings.schema import SETTINGS, Settings
 from .steps import check_sizes, input_paths, prepare, references_for, train
+
+if TYPE_CHECKING:
+    from ..io.references import Reference
+    from ..io.stack import Stack
 
 __all__ = ["TRAINING", "TrainRun", "load_model_for", "model_settings", "reference_records", "run_train",
            "stack_model"]
@@ -55,14 +62,15 @@ class TrainRun:
     sha256: str
 
 
-def reference_records(settings: Settings, references) -> list[dict]:
+def reference_records(settings: Settings, references: Sequence[Reference]) -> list[dict]:
     """Name, spec, offset and file sha256 of each reference, as a model file records them."""
     return [{"name": ref.name, "spec": item.spec, "offset": float(item.offset),
              "sha256": file_sha256(split_spec(item.spec)[0])}
             for item, ref in zip(settings.references, references)]
 
 
-def run_train(settings: Settings, *, out, overwrite: bool = False, progress=None) -> TrainRun:
+def run_train(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> TrainRun:
     """Prepare the stack, train as the settings say, and write the model file ``out``.
 
     Parameters
@@ -106,7 +114,7 @@ def run_train(settings: Settings, *, out, overwrite: bool = False, progress=None
     return TrainRun(out, model, file_sha256(out))
 
 
-def load_model_for(settings: Settings, references) -> SavedModel:
+def load_model_for(settings: Settings, references: Sequence[Reference]) -> SavedModel:
     """Read ``settings.model`` and check it fits the settings' references (names, files, offsets).
 
     Raises
@@ -143,7 +151,7 @@ def model_settings(settings: Settings, saved: SavedModel) -> Settings:
     return replace(settings, **{name: getattr(trained, name) for name in TRAINING if name != "references"})
 
 
-def stack_model(settings: Settings, saved: SavedModel, stack) -> Model:
+def stack_model(settings: Settings, saved: SavedModel, stack: Stack) -> Model:
     """The saved model ready for one prepared stack (its own survey, :func:`model_for_stack`)."""
     return model_for_stack(saved.model, stack, threshold=settings.threshold, significance=settings.significance,
                            normalization=settings.normalization, thick=settings.thick)

@@ -23,16 +23,19 @@ import contextlib
 import hashlib
 import importlib
 import json
+import os
 import threading
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .._files import atomic_file
 from ..io.folders import claim_output
 from ..mapping.output import file_sha256, map_output
 from ..mapping.parallel import scatter_classifier
-from ..mapping.pipeline import band_rows
+from ..mapping.pipeline import MapResult, band_rows
 from ..model.modelfile import SavedModel, read_model, write_model
 from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
@@ -42,7 +45,14 @@ from .mapjob import map_into
 from .modeljob import TRAINING, load_model_for, model_settings, reference_records, stack_model
 from .seriesrun import STACKS_IN_FLIGHT, failure_line, in_order, map_concurrently
 from .seriestable import read_series_list, series_name, summarize_maps, write_series_plot, write_series_table
-from .steps import check_sizes, input_paths, open_measurement, prepare, references_for, train
+from .steps import Prepared, check_sizes, input_paths, open_measurement, prepare, references_for, train
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from ..io.references import Reference
+    from ..io.stack import Stack
+    from ..model.training import Model
 
 __all__ = ["SeriesRun", "iter_apply", "iter_series", "run_series", "series_entries"]
 
@@ -128,7 +138,7 @@ def _exists(spec: str) -> bool:
     return any(i > 0 and Path(spec[:i]).is_file() for i, c in enumerate(spec) if c == ":")
 
 
-def _digest(data) -> str:
+def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -164,7 +174,7 @@ def _is_series(out: Path) -> bool:
         return False
 
 
-def _claim(out: Path, entries, sources) -> bool:
+def _claim(out: Path, entries: list[dict], sources: list[str]) -> bool:
     """Check where the series may write; True when ``out`` is a series to resume."""
     resume = _is_series(out)
     if not resume:
@@ -174,7 +184,8 @@ def _claim(out: Path, entries, sources) -> bool:
     return resume
 
 
-def _model_for_series(settings, references, entries, out: Path, resume: bool):
+def _model_for_series(settings: Settings, references: Sequence[Reference], entries: list[dict], out: Path,
+                      resume: bool) -> tuple[SavedModel, Settings, tuple[Model, Prepared] | None]:
     """``(saved model, settings with its training choices, (trained Model, Prepared) of the first stack or None)``."""
     if settings.model is not None:
         saved = load_model_for(settings, references)
@@ -198,8 +209,9 @@ def _model_for_series(settings, references, entries, out: Path, resume: bool):
     return SavedModel(model, header, path, file_sha256(path)), settings, (model, prepared)
 
 
-def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None, note=None,
-                in_flight: int = STACKS_IN_FLIGHT):
+def iter_series(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False, client: Client | None = None,
+                note: Callable[[str], None] | None = None,
+                in_flight: int = STACKS_IN_FLIGHT) -> Generator[tuple[int, int], None, SeriesRun]:
     """Map a series (see the module docstring); a generator of progress.
 
     Parameters
@@ -292,8 +304,10 @@ def iter_series(settings: Settings, *, out, overwrite: bool = False, client=None
                      tuple(saved.model.classifier.classes.references))
 
 
-def _map_or_skip(i: int, entry: dict, *, settings, out: Path, saved, trained, references, sources, overwrite: bool,
-                 note, client, n: int, classifier=None) -> tuple[dict, bool]:
+def _map_or_skip(i: int, entry: dict, *, settings: Settings, out: Path, saved: SavedModel,
+                 trained: tuple[Model, Prepared] | None, references: Sequence[Reference], sources: list[str],
+                 overwrite: bool, note: Callable[[str], None], client: Client | None, n: int,
+                 classifier: Future | None = None) -> tuple[dict, bool]:
     """Map stack ``i`` into ``out/<name>`` unless its maps are done: its series.csv row, and whether it was mapped."""
     each = _stack_settings(settings, entry)
     key = _maps_key(each, saved.sha256)
@@ -309,7 +323,9 @@ def _map_or_skip(i: int, entry: dict, *, settings, out: Path, saved, trained, re
     return {"name": entry["name"], **{k: v for k, v in entry.items() if k != "name"}, **summarize_maps(folder)}, now
 
 
-def _map_one(settings, folder, saved, trained, references, sources, client, *, extra, classifier=None):
+def _map_one(settings: Settings, folder: Path, saved: SavedModel, trained: tuple[Model, Prepared] | None,
+             references: Sequence[Reference], sources: list[str], client: Client | None, *, extra: dict,
+             classifier: Future | None = None) -> None:
     """Prepare, survey and map one stack into ``folder`` (all-or-nothing)."""
     if trained is not None:
         model, prepared = trained
@@ -324,7 +340,8 @@ def _map_one(settings, folder, saved, trained, references, sources, client, *, e
                  classifier=classifier)
 
 
-def iter_apply(settings: Settings, model, stacks: dict):
+def iter_apply(settings: Settings, model: Model, stacks: dict[str, Stack],
+               ) -> Generator[tuple[int, int], None, list[tuple[str, MapResult, dict]]]:
     """Map stacks already open (napari layers) with one model, in memory; a generator of progress.
 
     Each stack is prepared as the settings say, gets its own survey
@@ -377,8 +394,9 @@ def iter_apply(settings: Settings, model, stacks: dict):
     return found
 
 
-def run_series(settings: Settings, *, out, overwrite: bool = False, progress=None, client=None,
-               note=None, in_flight: int = STACKS_IN_FLIGHT) -> SeriesRun:
+def run_series(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+               progress: Callable[[int, int], None] | None = None, client: Client | None = None,
+               note: Callable[[str], None] | None = None, in_flight: int = STACKS_IN_FLIGHT) -> SeriesRun:
     """Run :func:`iter_series` to its end (with a cluster from the settings' ``workers``/``scheduler``).
 
     ``progress(done, total)`` after the model and after each stack.

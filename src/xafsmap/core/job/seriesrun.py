@@ -12,8 +12,10 @@ series. A stack that fails does not stop the others; the series names it at the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 __all__ = ["STACKS_IN_FLIGHT", "failure_line", "in_order", "map_concurrently"]
 
@@ -21,7 +23,8 @@ __all__ = ["STACKS_IN_FLIGHT", "failure_line", "in_order", "map_concurrently"]
 STACKS_IN_FLIGHT = 3
 
 
-def map_concurrently(one, entries, *, in_flight: int = STACKS_IN_FLIGHT):
+def map_concurrently(one: Callable[[int, Any], Any], entries: Iterable[Any], *, in_flight: int = STACKS_IN_FLIGHT,
+                     ) -> Iterator[tuple[int, Any, ValueError | OSError | None]]:
     """Run ``one(i, entry)`` for every entry, ``in_flight`` at once; yield each as it ends.
 
     Parameters
@@ -77,7 +80,8 @@ def _reason(error: BaseException) -> str:
     return str(error)
 
 
-def failure_line(failed, entries, rows: dict, out: Path, *, table: str = "series.csv") -> str:
+def failure_line(failed: Sequence[tuple[int, BaseException]], entries: Sequence[dict], rows: dict, out: Path, *,
+                 table: str = "series.csv") -> str:
     """One line naming the stacks that failed and saying what is kept.
 
     Parameters

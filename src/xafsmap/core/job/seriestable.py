@@ -12,7 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +26,7 @@ __all__ = ["STACK_PATTERNS", "find_stacks", "read_series_list", "series_name", "
            "write_series_plot", "write_series_table"]
 
 
-def series_name(path) -> str:
+def series_name(path: str | Path) -> str:
     """The folder name of a stack's maps: its file name without the extension.
 
     >>> series_name("/data/step_03.tif"), series_name("/data/scan7.h5:/exchange/data"), series_name("/d/run2/")
@@ -40,7 +43,7 @@ def series_name(path) -> str:
     return path.stem if path.suffix else name
 
 
-def read_series_list(path) -> list[dict]:
+def read_series_list(path: str | os.PathLike) -> list[dict]:
     """The rows of a series list: a CSV with a ``path`` column and any others.
 
     Parameters
@@ -92,7 +95,7 @@ def _read(folder: Path, name: str) -> np.ndarray:
     return tifffile.imread(folder / f"{name}.tif")
 
 
-def summarize_maps(folder) -> dict:
+def summarize_maps(folder: str | os.PathLike) -> dict:
     """One row of ``series.csv`` from a map folder (``xafsmap map``'s files): see :func:`summarize`."""
     folder = Path(folder)
     report = json.loads((folder / "report.json").read_text())
@@ -102,7 +105,8 @@ def summarize_maps(folder) -> dict:
                      references=report["parameters"]["references"], classes=[c["name"] for c in report["classes"]])
 
 
-def summarize(labels, mask, fractions, fraction_sigma, e0, *, references, classes) -> dict:
+def summarize(labels: np.ndarray, mask: np.ndarray, fractions: np.ndarray, fraction_sigma: np.ndarray, e0: np.ndarray,
+              *, references: Sequence[str], classes: Sequence[str]) -> dict:
     """One row of ``series.csv`` from one stack's maps.
 
     Parameters
@@ -156,7 +160,7 @@ def summarize(labels, mask, fractions, fraction_sigma, e0, *, references, classe
 STACK_PATTERNS = ("*.tif", "*.tiff", "*.h5", "*.hdf5", "*.nxs", "*.txrm", "*.hdr")
 
 
-def find_stacks(folder) -> list[str]:
+def find_stacks(folder: str | os.PathLike) -> list[str]:
     """The stack files of a folder, sorted by name (for a series of a folder).
 
     >>> import tempfile, pathlib
@@ -173,12 +177,12 @@ def find_stacks(folder) -> list[str]:
     return [str(path) for path in sorted(found)]
 
 
-def _round(value, digits: int):
+def _round(value: float, digits: int) -> float | str:
     value = float(value)
     return round(value, digits) if math.isfinite(value) else ""
 
 
-def write_series_table(path, rows: list[dict]) -> Path:
+def write_series_table(path: str | os.PathLike, rows: list[dict]) -> Path:
     """``series.csv``: one row per stack, the union of the rows' columns in first-seen order."""
     columns = []
     for row in rows:
@@ -206,7 +210,7 @@ def _axis(rows: list[dict]) -> tuple[np.ndarray, str]:
     return np.arange(1, len(rows) + 1, dtype=float), "stack"
 
 
-def write_series_plot(path, rows: list[dict], references) -> Path | None:
+def write_series_plot(path: str | os.PathLike, rows: list[dict], references: Iterable[str]) -> Path | None:
     """``series.png``: mean fraction of each reference across the series (± its spread).
 
     Needs matplotlib (the napari extra); without it nothing is written and None returned.
@@ -243,7 +247,7 @@ def write_series_plot(path, rows: list[dict], references) -> Path | None:
     return path
 
 
-def _number(value) -> float:
+def _number(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -9,7 +9,9 @@ builds its stack, references and model the same way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +88,8 @@ class Prepared:
     extra: dict = field(default_factory=dict)
 
 
-def prepare(settings: Settings, stack: Stack | None = None, *, shift_map=FROM_SETTINGS,
+def prepare(settings: Settings, stack: Stack | None = None, *,
+            shift_map: Any = FROM_SETTINGS,  # a ShiftMap, None or FROM_SETTINGS
             drift: np.ndarray | None = None) -> Prepared:
     """Register, calibrate, crop and bin the measurement as the settings say.
 
@@ -131,7 +134,7 @@ def references_for(settings: Settings) -> list[Reference]:
     return refs
 
 
-def classes_for(settings: Settings, reference_names) -> Classes:
+def classes_for(settings: Settings, reference_names: Iterable[str]) -> Classes:
     """The classes the settings ask for over ``reference_names``.
 
     Pure references first, then the mixtures (rule or table rows), named as the
@@ -154,7 +157,8 @@ def classes_for(settings: Settings, reference_names) -> Classes:
     return replace(classes, names=names)
 
 
-def check_sizes(settings: Settings, stack: Stack, references, *, distributed: bool = False) -> None:
+def check_sizes(settings: Settings, stack: Stack, references: Sequence[Reference], *,
+                distributed: bool = False) -> None:
     """Refuse, before any pixel is read, a training or maps that would not fit this machine."""
     e, rows, cols = stack.data.shape
     check_training(n_classes=len(classes_for(settings, [r.name for r in references])),
@@ -162,7 +166,8 @@ def check_sizes(settings: Settings, stack: Stack, references, *, distributed: bo
     check_maps_memory(rows=rows, cols=cols, k=len(references), zarr=settings.zarr and not distributed)
 
 
-def train(settings: Settings, stack: Stack, references, *, stop=None) -> Model:
+def train(settings: Settings, stack: Stack, references: Sequence[Reference], *,
+          stop: Callable[[], bool] | None = None) -> Model:
     """The settings' :class:`~xafsmap.core.model.training.Model` for a prepared stack (``stop``:
     see :func:`~xafsmap.core.model.training.train_model`)."""
     mixtures = settings.mixtures if settings.compositions is None else np.array(settings.compositions, dtype=float)

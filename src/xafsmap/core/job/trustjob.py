@@ -8,6 +8,9 @@ the files are written by :mod:`xafsmap.core.trust.assess`.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+
 from ..io.folders import claim_output
 from ..io.references import read_reference
 from ..settings.schema import Settings
@@ -18,7 +21,8 @@ from .steps import input_paths, prepare, references_for
 __all__ = ["run_compare", "run_search"]
 
 
-def run_search(settings: Settings, *, out, overwrite: bool = False, progress=None, sources=()) -> dict:
+def run_search(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+               progress: Callable[[int, int], None] | None = None, sources: Iterable[str | os.PathLike] = ()) -> dict:
     """Flag the pixels the references do not explain and rank ``settings.library`` for them.
 
     Returns :func:`~xafsmap.core.trust.assess.search_references`'s summary; the files are
@@ -38,7 +42,8 @@ def run_search(settings: Settings, *, out, overwrite: bool = False, progress=Non
     )
 
 
-def run_compare(settings: Settings, *, out, overwrite: bool = False, progress=None, sources=()) -> dict:
+def run_compare(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+                progress: Callable[[int, int], None] | None = None, sources: Iterable[str | os.PathLike] = ()) -> dict:
     """Fit every named set of ``settings.sets`` at every pixel and judge them (``settings.criterion``).
 
     Returns :func:`~xafsmap.core.trust.assess.compare_models`'s summary; the files are

@@ -41,12 +41,15 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -62,6 +65,12 @@ from ..settings.recipe import missing_paths, settings_to_dict
 from ..settings.schema import Settings
 from ..settings.values import check_settings
 from .steps import classes_for, input_paths, prepare, references_for, shift_map_for, train
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ..io.references import Reference
+    from ..mapping.pipeline import MapResult
 
 __all__ = ["PreparedVolume", "VolumeRun", "hash_volume", "iter_volume_settings", "open_volume", "prepare_volume",
            "run_volume"]
@@ -137,7 +146,7 @@ def prepare_volume(settings: Settings, volume: Volume) -> PreparedVolume:
     return PreparedVolume(volume, slices, drift, {**slices[0].extra, **extra})
 
 
-def hash_volume(volume: Volume, reference_specs, *, stop=None) -> dict:
+def hash_volume(volume: Volume, reference_specs: Iterable[str], *, stop: threading.Event | None = None) -> dict:
     """sha256 of every file of a volume (each file of a folder of folders) and of its references.
 
     ``stop`` (a :class:`threading.Event`) ends the hashing once set (remaining hashes None).
@@ -157,7 +166,8 @@ def hash_volume(volume: Volume, reference_specs, *, stop=None) -> dict:
     return inputs
 
 
-def iter_volume_settings(settings: Settings, prepared: PreparedVolume, references, maps: dict, *, client=None):
+def iter_volume_settings(settings: Settings, prepared: PreparedVolume, references: Sequence[Reference], maps: dict, *,
+                         client: Client | None = None) -> Generator[tuple[int, int], None, MapResult]:
     """Train on the survey of every slice, then map the slices into ``maps`` (here, or on
     ``client``'s cluster: one task per slice, the same maps).
 
@@ -194,8 +204,9 @@ def iter_volume_settings(settings: Settings, prepared: PreparedVolume, reference
         yield 1 + done, 1 + total
 
 
-def run_volume(settings: Settings, *, out, overwrite: bool = False, progress=None, sources=(),
-               extra: dict | None = None, client=None) -> VolumeRun:
+def run_volume(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,
+               progress: Callable[[int, int], None] | None = None, sources: Iterable[str | os.PathLike] = (),
+               extra: dict | None = None, client: Client | None = None) -> VolumeRun:
     """Map a volume as ``settings`` say and write its 3-D maps into ``out``.
 
     Parameters

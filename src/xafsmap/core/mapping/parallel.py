@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,12 +35,20 @@ from .pipeline import BAND_BYTES, MapResult, band_rows, finish_map, map_band_int
 from .maps import new_maps
 from .stacksource import StackSource, open_source, stack_source
 
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from ..io.references import Reference
+    from ..io.stack import Stack
+    from ..model.classify import Classifier
+
 __all__ = ["iter_map_distributed", "map_distributed", "open_client", "scatter_classifier", "scheduler_address",
            "train_model_distributed"]
 
 
 def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, metric: str,
-                       thick: float | None = None, band: int | None = None, classifier=None) -> dict:
+                       thick: float | None = None, band: int | None = None,
+                       classifier: Classifier | None = None) -> dict:
     """Read rows ``[r0, r1)`` of a (prepared) stack from its file and map them (a worker's task).
 
     Parameters
@@ -76,8 +86,9 @@ def map_band_from_file(source: StackSource, r0: int, r1: int, model: Model, *, m
     return maps
 
 
-def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidean",
-                         band_bytes: int = BAND_BYTES, thick: float | None = None, classifier=None):
+def iter_map_distributed(stack: Stack | StackSource, model: Model, *, client: Client, metric: str = "euclidean",
+                         band_bytes: int = BAND_BYTES, thick: float | None = None,
+                         classifier: Future | None = None) -> Generator[tuple[int, int], None, MapResult]:
     """Classify every pixel of a stack on a dask.distributed cluster, one task per row band.
 
     Parameters
@@ -155,13 +166,13 @@ def iter_map_distributed(stack, model: Model, *, client, metric: str = "euclidea
                       timings=timings)
 
 
-def scatter_classifier(classifier, *, client):
+def scatter_classifier(classifier: Classifier, *, client: Client) -> Future:
     """Send a model's classifier to every worker once; the future to pass as ``classifier=``
     to :func:`iter_map_distributed` for each stack mapped with it."""
     return client.scatter(classifier, broadcast=True, hash=False)
 
 
-def map_distributed(stack, model: Model, *, client, **options) -> MapResult:
+def map_distributed(stack: Stack | StackSource, model: Model, *, client: Client, **options: Any) -> MapResult:
     """Run :func:`iter_map_distributed` to the end and return its :class:`MapResult`."""
     generator = iter_map_distributed(stack, model, client=client, **options)
     while True:
@@ -171,13 +182,14 @@ def map_distributed(stack, model: Model, *, client, **options) -> MapResult:
             return stop.value
 
 
-def _train_from_file(source: StackSource, references, options: dict) -> Model:
+def _train_from_file(source: StackSource, references: list[Reference], options: dict) -> Model:
     from ..model.training import train_model
 
     return train_model(open_source(source), references, **options)
 
 
-def train_model_distributed(stack, references, *, client, **options) -> Model:
+def train_model_distributed(stack: Stack | StackSource, references: Iterable[Reference], *, client: Client,
+                            **options: Any) -> Model:
     """Train on a worker, which reads the survey pixels from the file itself.
 
     For clients that do not see the stack's files (a laptop driving a cluster); the
@@ -224,7 +236,7 @@ def scheduler_address(scheduler: str) -> str:
 
 @contextlib.contextmanager
 def open_client(*, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1,
-                timeout: float | None = None):
+                timeout: float | None = None) -> Iterator[Client]:
     """A dask.distributed client: to a running scheduler, or to a new local cluster.
 
     Parameters

@@ -13,9 +13,12 @@ slice, :func:`open_volume_store`) and from there, a slice at a time, into the TI
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from ..model.training import Model
 from .maps import CHANNEL_MAPS, new_maps
 from .output import make_report, write_map_tables, write_report
 from .pipeline import MapResult, count_bands, drive, finish_map, iter_classify
+
+if TYPE_CHECKING:
+    from ..prepare.shiftmap import ShiftMap
 
 __all__ = ["SLICE_BYTES", "iter_map_volume", "map_slice", "map_volume", "open_volume_store", "slice_model", "tall_stack",
            "write_volume_files"]
@@ -34,7 +40,7 @@ __all__ = ["SLICE_BYTES", "iter_map_volume", "map_slice", "map_volume", "open_vo
 SLICE_BYTES = 2 * 2**30
 
 
-def tall_stack(slices) -> Stack:
+def tall_stack(slices: Sequence[Stack]) -> Stack:
     """The slices (E, Y, X) of a volume laid one under another: a lazy stack (E, Z * Y, X).
 
     >>> import dask.array as da
@@ -61,7 +67,7 @@ def slice_model(model: Model, z: int, rows: int) -> Model:
     return replace(model, survey=replace(model.survey, noise_model=moved))
 
 
-def open_volume_store(path, k: int, slices: int, rows: int, cols: int) -> dict:
+def open_volume_store(path: str | os.PathLike, k: int, slices: int, rows: int, cols: int) -> dict:
     """Create a Zarr store of empty 3-D maps, one chunk per slice (per reference for the fractions).
 
     Returns
@@ -112,7 +118,8 @@ def map_slice(stack: Stack, model: Model, z: int, *, metric: str, thick: float) 
     return {name: getattr(result, name) for name in new_maps(1, 1, 1)}
 
 
-def iter_map_volume(slices, model: Model, maps: dict, *, metric: str = "euclidean"):
+def iter_map_volume(slices: Sequence[Stack], model: Model, maps: dict, *,
+                    metric: str = "euclidean") -> Generator[tuple[int, int], None, MapResult]:
     """Map every slice of a volume with one model into 3-D ``maps`` (:func:`open_volume_store`).
 
     Parameters
@@ -158,13 +165,14 @@ def iter_map_volume(slices, model: Model, maps: dict, *, metric: str = "euclidea
     return finish_map(model, maps, metric=metric, thick=thick, timings={"map_s": time.perf_counter() - tic})
 
 
-def map_volume(slices, model: Model, maps: dict, *, metric: str = "euclidean", progress=None) -> MapResult:
+def map_volume(slices: Sequence[Stack], model: Model, maps: dict, *, metric: str = "euclidean",
+               progress: Callable[[int, int], None] | None = None) -> MapResult:
     """Run :func:`iter_map_volume` to the end."""
     return drive(iter_map_volume(slices, model, maps, metric=metric), progress)
 
 
-def write_volume_files(result: MapResult, folder, *, inputs: dict | None = None, extra: dict | None = None,
-                       shift_map=None) -> Path:
+def write_volume_files(result: MapResult, folder: str | os.PathLike, *, inputs: dict | None = None,
+                       extra: dict | None = None, shift_map: ShiftMap | None = None) -> Path:
     """Write the 3-D maps of a volume into an existing folder, as ``xafsmap map`` writes 2-D ones.
 
     The files of :func:`~xafsmap.core.mapping.output.write_map_files`: ``labels.tif``

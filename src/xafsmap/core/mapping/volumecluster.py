@@ -20,13 +20,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..model.training import Model
 from .maps import CHANNEL_MAPS
 from .pipeline import finish_map
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ..io.stack import Stack
+    from ..io.volume import Volume
+    from ..prepare.steps import Preparation
+    from .pipeline import MapResult
 
 __all__ = ["VolumeSource", "iter_map_volume_distributed", "map_slice_from_file", "volume_source"]
 
@@ -63,7 +73,7 @@ class VolumeSource:
         return self.path, self.axes, self.read_energies.tobytes()
 
 
-def volume_source(volume, slices) -> VolumeSource:
+def volume_source(volume: Volume, slices: Sequence[Stack]) -> VolumeSource:
     """Describe a volume read by :func:`~xafsmap.core.io.volume.read_volume` and its prepared slices.
 
     Parameters
@@ -97,8 +107,8 @@ def volume_source(volume, slices) -> VolumeSource:
                         np.asarray(first.energies, np.float64))
 
 
-def _same_step(a, b) -> bool:
-    def same(x, y):
+def _same_step(a: Preparation, b: Preparation) -> bool:
+    def same(x: Any, y: Any) -> bool:
         return (x is None) == (y is None) and (x is y or x is None or np.array_equal(np.asarray(x), np.asarray(y)))
 
     return (same(a.drift, b.drift) and (a.shift is None) == (b.shift is None) and a.roi == b.roi
@@ -108,7 +118,7 @@ def _same_step(a, b) -> bool:
 _OPENED: dict = {}
 
 
-def open_volume_slice(source: VolumeSource, z: int):
+def open_volume_slice(source: VolumeSource, z: int) -> Stack:
     """Slice ``z`` of the volume behind ``source``, prepared (the volume is opened once per worker process)."""
     from ..io.volume import read_volume, volume_slice
     from ..prepare.steps import prepare_stack
@@ -145,8 +155,8 @@ def map_slice_from_file(source: VolumeSource, z: int, model: Model, *, metric: s
         return map_slice(open_volume_slice(source, z), model, z, metric=metric, thick=thick)
 
 
-def iter_map_volume_distributed(source: VolumeSource, n_slices: int, model: Model, maps: dict, *, client,
-                                metric: str = "euclidean"):
+def iter_map_volume_distributed(source: VolumeSource, n_slices: int, model: Model, maps: dict, *, client: Client,
+                                metric: str = "euclidean") -> Generator[tuple[int, int], None, MapResult]:
     """Map every slice of a volume on a cluster into 3-D ``maps``, one task per slice.
 
     Parameters

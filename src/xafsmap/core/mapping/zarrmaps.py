@@ -22,10 +22,16 @@ Zarr is imported inside the functions: ``import xafsmap`` does not load it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .chunkwriter import BufferedArray, ChunkWriter
 from .maps import chunk_rows, row_blocks
+
+if TYPE_CHECKING:
+    from ..model.synthesize import Classes
+    from .pipeline import MapResult
 
 __all__ = [
     "CHUNK_PIXELS",
@@ -59,7 +65,7 @@ NGFF_VERSION = "0.5"
 _MASK_COLORS = {0: (0, 0, 0, 0), 1: (80, 200, 120, 255), 2: (220, 40, 40, 255)}
 
 
-def _compressors(compressor):
+def _compressors(compressor: str | None) -> Any:
     from zarr.codecs import BloscCodec, ZstdCodec
 
     table = {"zstd": ZstdCodec(level=1), "blosc": BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
@@ -80,7 +86,7 @@ def _multiscales(name: str, channel: bool, volume: bool = False) -> list[dict]:
              "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * ndim}]}]}]
 
 
-def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor: str | None = "zstd",
+def open_map_store(path: str | os.PathLike, k: int, rows: int, cols: int, *, band: int, compressor: str | None = "zstd",
                    chunk_pixels: int = CHUNK_PIXELS, slices: int | None = None) -> dict:
     """Create an OME-Zarr store of empty maps, chunked in whole bands of ``band`` rows.
 
@@ -172,7 +178,7 @@ def open_map_store(path, k: int, rows: int, cols: int, *, band: int, compressor:
     return maps
 
 
-def describe_map_store(path, classes) -> None:
+def describe_map_store(path: str | os.PathLike, classes: Classes) -> None:
     """Write the class legend into a store: label colours, class names and compositions.
 
     Parameters
@@ -215,13 +221,13 @@ def describe_map_store(path, classes) -> None:
                              "references": list(classes.references)}
 
 
-def _set_label(group, colors, properties) -> None:
+def _set_label(group: Any, colors: list[dict], properties: list[dict]) -> None:
     ome = dict(group.attrs["ome"])
     ome["image-label"] = dict(ome["image-label"], colors=colors, properties=properties)
     group.attrs["ome"] = ome
 
 
-def read_map_store(path, *, mode: str = "r") -> dict:
+def read_map_store(path: str | os.PathLike, *, mode: str = "r") -> dict:
     """The maps of a store made by :func:`open_map_store`, as zarr arrays (nothing is read).
 
     Raises
@@ -240,7 +246,7 @@ def read_map_store(path, *, mode: str = "r") -> dict:
 
 
 
-def copy_maps(source, maps: dict) -> None:
+def copy_maps(source: MapResult | dict, maps: dict) -> None:
     """Copy every map of ``source`` (a MapResult or a dict) into ``maps``, in row blocks."""
     for name, target in maps.items():
         data = source[name] if isinstance(source, dict) else getattr(source, name)
