@@ -13,7 +13,7 @@ def is_dask(a: object) -> TypeGuard[da.Array]:
     return type(a).__module__.split(".")[0] == "dask"
 
 
-def array_source(a):
+def array_source(a: object) -> object | None:
     """The array-like a dask array was made from by ``dask.array.from_array`` when the
     array is nothing but its chunks (a TIFF, HDF5 or Zarr stack as opened), else None.
 

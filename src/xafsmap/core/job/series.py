@@ -42,9 +42,9 @@ from ..settings.schema import Settings
 from ..settings.values import check_settings
 from .inputs import hash_inputs
 from .mapjob import map_into
-from .modeljob import TRAINING, load_model_for, model_settings, reference_records, stack_model
+from .modeljob import load_model_for, model_settings, reference_records, stack_model
 from .seriesrun import STACKS_IN_FLIGHT, failure_line, in_order, map_concurrently
-from .seriestable import read_series_list, series_name, summarize_maps, write_series_plot, write_series_table
+from .seriestable import series_entries, summarize_maps, write_series_plot, write_series_table
 from .steps import Prepared, check_sizes, input_paths, open_measurement, prepare, references_for, train
 
 if TYPE_CHECKING:
@@ -87,55 +87,9 @@ class SeriesRun:
     references: tuple = ()
 
 
-def series_entries(settings: Settings) -> list[dict]:
-    """The stacks of a series (``settings.stacks`` or the ``series_list`` CSV), checked.
-
-    Returns
-    -------
-    list of dict
-        ``{"name": folder name, "path": absolute path, **list columns}`` in order.
-
-    Raises
-    ------
-    ValueError
-        Neither or both given; two stacks with one name; stacks that do not exist.
-
-    Examples
-    --------
-    >>> series_entries(Settings(stacks=("/d/a.tif", "/e/a.tif")))
-    Traceback (most recent call last):
-    ValueError: two stacks of the series share the name 'a' (/d/a.tif, /e/a.tif): their maps would go to one folder; rename one
-    """
-    if bool(settings.stacks) == (settings.series_list is not None):
-        raise ValueError("give the stacks of the series or --list FILE.csv (one of them)")
-    entries = ([{"path": str(Path(p).expanduser().absolute())} for p in settings.stacks] if settings.stacks
-               else read_series_list(settings.series_list))
-    seen = {}
-    for entry in entries:
-        name = series_name(entry["path"])
-        if name in seen:
-            raise ValueError(f"two stacks of the series share the name {name!r} ({seen[name]}, {entry['path']}): "
-                             "their maps would go to one folder; rename one")
-        seen[name] = entry["path"]
-    missing = [entry["path"] for entry in entries if not _exists(entry["path"])]
-    if missing:
-        raise ValueError(f"{len(missing)} stack(s) of the series do not exist: {', '.join(missing)}")
-    return [{"name": series_name(entry["path"]), **entry} for entry in entries]
-
-
 def _import_quietly(name: str) -> None:
     with contextlib.suppress(ImportError):
         importlib.import_module(name)
-
-
-def _exists(spec: str) -> bool:
-    """A stack file or folder, a glob of per-energy files, or FILE.h5:/dataset."""
-    path = Path(spec)
-    if path.exists():
-        return True
-    if any(char in path.name for char in "*?["):
-        return any(path.parent.glob(path.name))
-    return any(i > 0 and Path(spec[:i]).is_file() for i, c in enumerate(spec) if c == ":")
 
 
 def _digest(data: Any) -> str:

@@ -1,6 +1,7 @@
 """The files of a series: its list (``--list FILE.csv``), ``series.csv`` and the fractions plot.
 
-:func:`read_series_list` reads the user's list (a ``path`` column and any others);
+:func:`read_series_list` reads the user's list (a ``path`` column and any others) and
+:func:`series_entries` checks the stacks it names (or those given);
 :func:`summarize_maps` reads one stack's map folder back into one row of ``series.csv``
 (pixel counts, the mean fraction of each reference and its spread over the sample
 pixels, the share of the sample in each class); :func:`write_series_table` and
@@ -21,8 +22,9 @@ import numpy as np
 
 from .._files import atomic_file
 from ..mapping.maps import MASK_INVALID, MASK_SAMPLE
+from ..settings.schema import Settings
 
-__all__ = ["STACK_PATTERNS", "find_stacks", "read_series_list", "series_name", "summarize", "summarize_maps",
+__all__ = ["STACK_PATTERNS", "find_stacks", "read_series_list", "series_entries", "series_name", "summarize", "summarize_maps",
            "write_series_plot", "write_series_table"]
 
 
@@ -87,6 +89,52 @@ def read_series_list(path: str | os.PathLike) -> list[dict]:
     if not rows:
         raise ValueError(f"{path} lists no stack")
     return rows
+
+
+def series_entries(settings: Settings) -> list[dict]:
+    """The stacks of a series (``settings.stacks`` or the ``series_list`` CSV), checked.
+
+    Returns
+    -------
+    list of dict
+        ``{"name": folder name, "path": absolute path, **list columns}`` in order.
+
+    Raises
+    ------
+    ValueError
+        Neither or both given; two stacks with one name; stacks that do not exist.
+
+    Examples
+    --------
+    >>> series_entries(Settings(stacks=("/d/a.tif", "/e/a.tif")))
+    Traceback (most recent call last):
+    ValueError: two stacks of the series share the name 'a' (/d/a.tif, /e/a.tif): their maps would go to one folder; rename one
+    """
+    if bool(settings.stacks) == (settings.series_list is not None):
+        raise ValueError("give the stacks of the series or --list FILE.csv (one of them)")
+    entries = ([{"path": str(Path(p).expanduser().absolute())} for p in settings.stacks] if settings.stacks
+               else read_series_list(settings.series_list))
+    seen = {}
+    for entry in entries:
+        name = series_name(entry["path"])
+        if name in seen:
+            raise ValueError(f"two stacks of the series share the name {name!r} ({seen[name]}, {entry['path']}): "
+                             "their maps would go to one folder; rename one")
+        seen[name] = entry["path"]
+    missing = [entry["path"] for entry in entries if not _exists(entry["path"])]
+    if missing:
+        raise ValueError(f"{len(missing)} stack(s) of the series do not exist: {', '.join(missing)}")
+    return [{"name": series_name(entry["path"]), **entry} for entry in entries]
+
+
+def _exists(spec: str) -> bool:
+    """A stack file or folder, a glob of per-energy files, or FILE.h5:/dataset."""
+    path = Path(spec)
+    if path.exists():
+        return True
+    if any(char in path.name for char in "*?["):
+        return any(path.parent.glob(path.name))
+    return any(i > 0 and Path(spec[:i]).is_file() for i, c in enumerate(spec) if c == ":")
 
 
 def _read(folder: Path, name: str) -> np.ndarray:

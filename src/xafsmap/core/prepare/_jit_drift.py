@@ -9,7 +9,9 @@ import numpy as np
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def shift_bilinear(region, y0, y1, wy0, wy1, in_y, x0, x1, wx0, wx1, in_x, run, out):
+def shift_bilinear(region: np.ndarray, y0: np.ndarray, y1: np.ndarray, wy0: np.ndarray, wy1: np.ndarray,
+                   in_y: np.ndarray, x0: np.ndarray, x1: np.ndarray, wx0: np.ndarray, wx1: np.ndarray,
+                   in_x: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:
     """out[k, i, j] = the bilinear sum of region[k] at rows y0/y1[k, i], columns x0/x1[k, j].
 
     The sum is scipy's (``NI_ZoomShift``, order 1): in double precision, ``t = 0;
@@ -77,7 +79,7 @@ def _smooth_rows(image, weights, out, acc):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def gradient_feature(image, weights, out):
+def gradient_feature(image: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
     """Half the gradient magnitude of ``image`` smoothed by a symmetric kernel, into ``out``.
 
     The smoothing is scipy's ``gaussian_filter`` (``correlate1d`` along axis 0, then 1,

@@ -8,12 +8,15 @@ numbers report.json and the Prepare dock show.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .._arrays import array_source, is_dask
 from .register import check_drift_stack
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["correct_drift", "drift_report"]
 
@@ -206,7 +209,7 @@ def _correct_lazy(stack, drift: np.ndarray, dtype):
                          asarray=False, meta=np.empty((0, 0, 0), dtype))
 
 
-def correct_drift(stack, drift):
+def correct_drift(stack: np.ndarray | da.Array, drift: np.ndarray) -> np.ndarray | da.Array:
     """Move every energy image back by its drift.
 
     Parameters
@@ -265,7 +268,7 @@ def correct_drift(stack, drift):
     return _shift_region(stack, y, x, dtype)
 
 
-def drift_report(drift) -> dict:
+def drift_report(drift: np.ndarray) -> dict:
     """Summary of a drift series for report.json.
 
     Parameters

@@ -7,11 +7,18 @@ every image, a few images in memory at a time, the next read overlapping the wor
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from .._arrays import array_source, is_dask
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+T = TypeVar("T")
 
 __all__ = ["map_images", "part_reader", "read_images"]
 
@@ -21,7 +28,8 @@ GROUP = 2
 WORKERS = 2
 
 
-def map_images(stack, rows: slice, cols: slice, work, *, skip: int | None = None):
+def map_images(stack: np.ndarray | da.Array, rows: slice, cols: slice, work: Callable[[np.ndarray], T], *,
+               skip: int | None = None) -> Iterator[tuple[int, T]]:
     """Yield ``(i, work(stack[i, rows, cols]))`` for every image but ``skip``, in energy
     order, computed on ``WORKERS`` threads while the reader fetches the next images.
 
@@ -45,7 +53,7 @@ def map_images(stack, rows: slice, cols: slice, work, *, skip: int | None = None
             yield done, result.result()
 
 
-def part_reader(stack):
+def part_reader(stack: np.ndarray | da.Array) -> Callable[[tuple], np.ndarray]:
     """``read(key)``: the part ``stack[key]`` (a tuple of slices) as a numpy array,
     read from the stack's source in one call when it has one
     (:func:`~xafsmap.core._arrays.array_source`), else
@@ -59,7 +67,7 @@ def part_reader(stack):
     return lambda key: np.asarray(stack[key])
 
 
-def read_images(stack, rows: slice, cols: slice):
+def read_images(stack: np.ndarray | da.Array, rows: slice, cols: slice) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(i, stack[i, rows, cols])`` as numpy arrays for every image, in energy order.
 
     A dask stack is computed ``GROUP`` images at a time (a read costs per task, i.e.

@@ -22,7 +22,8 @@ def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b if a.size * b.shape[-1] > 2**20 else np.einsum("ij,jk->ik", a, b)
 
 
-def upsampled_dft(spectrum: np.ndarray, shape: tuple, centre: np.ndarray, upsample: int, half: float):
+def upsampled_dft(spectrum: np.ndarray, shape: tuple, centre: np.ndarray, upsample: int,
+                  half: float) -> np.ndarray:
     """Cross-correlation at offsets centre + j/upsample, |j/upsample| <= half, by matrix DFT.
 
     ``spectrum`` is the half (``rfft2``) spectrum of a real (m, n) correlation: each

@@ -7,11 +7,16 @@ moved by ``+dy`` rows and ``+dx`` columns, ``image_i(y, x) = reference(y - dy, x
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .imageparts import map_images, part_reader
 from .phasecorr import phase_correlate
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["check_drift_stack", "measure_drift"]
 
@@ -19,7 +24,7 @@ __all__ = ["check_drift_stack", "measure_drift"]
 _FEATURE_SIGMA = 1.0
 
 
-def check_drift_stack(stack, energies=None) -> None:
+def check_drift_stack(stack: np.ndarray | da.Array, energies: ArrayLike | None = None) -> None:
     if stack.ndim != 3:
         raise ValueError(f"stack must be 3-D (E, M, N) but has shape {tuple(stack.shape)}")
     if energies is not None:
@@ -230,7 +235,7 @@ MAX_SIZE = 1024
 _MARGIN = 16
 
 
-def measure_drift(stack, energies, *, reference_index: int | None = None, upsample: int = 10,
+def measure_drift(stack: np.ndarray | da.Array, energies: ArrayLike, *, reference_index: int | None = None, upsample: int = 10,
                   max_size: int | None = MAX_SIZE) -> np.ndarray:
     """Sub-pixel drift of every energy image relative to a reference image.
 
