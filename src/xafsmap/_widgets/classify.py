@@ -247,7 +247,7 @@ class ClassifyWidget(Dock):
             self.report("training stopped")
         elif kind == "maps":
             model, maps = payload
-            self._show_maps(model.classifier, maps, limits={})
+            self._show_maps(model.classifier, maps, limits={}, floats=False)
         else:
             self.report(f"mapping band {kind} of {payload}")
             if time.perf_counter() > self._drawn_at:
@@ -265,9 +265,12 @@ class ClassifyWidget(Dock):
         if self.worker is not None and hasattr(self.worker, "quit"):
             self.worker.quit()
 
-    def _show_maps(self, classifier, maps, *, limits):
-        """Show (or update in place) the classes now and the float maps of ``maps`` over the next
-        turns of the event loop (one layer per turn); returns the classes layer."""
+    def _show_maps(self, classifier, maps, *, limits, floats: bool = True):
+        """Show (or update in place) the classes now and, with ``floats``, the float maps of
+        ``maps`` over the next turns of the event loop (one layer per turn); returns the
+        classes layer. While a map runs only the classes are added: each new layer costs
+        napari 0.2-0.8 s of the GUI thread (its controls and visuals), which the mapping
+        threads would stretch; the hidden float maps follow when the last band is done."""
         from .._reader import labels_layer
 
         classes = classifier.classes
@@ -293,6 +296,8 @@ class ClassifyWidget(Dock):
 
             return show
 
+        if not floats:
+            return labels
         self.later({**{name: image(maps[name], name, colormap="viridis", colorbar=True,
                                    contrast_limits=limits.get(name, (0.0, 1.0))) for name in MAP_IMAGES},
                     **{f"fraction {ref}": image(plane, f"fraction {ref}", colormap="magma", colorbar=True, contrast_limits=(0.0, 1.0))
