@@ -54,7 +54,7 @@ def volume_of(layer):
 def volume_layer_of(paths: dict):
     """Layer-data tuple of the volume ``paths`` name (``stack``, and ``energies``/``axes`` if
     given), as the reader opens it: lazy, one image per chunk, energies in the metadata."""
-    from .._reader import volume_layer
+    from .._reader import contrast_limits, volume_layer
     from ..core.io.volume import read_volume
 
     others = set(paths) - {"stack", "energies", "axes"}
@@ -64,10 +64,8 @@ def volume_layer_of(paths: dict):
     if data is None:  # energies or axes given: read as given, the reader's contrast and names
         volume = read_volume(paths["stack"], energies=paths.get("energies"), axes=paths.get("axes"), planes=True)
         plane = np.asarray(volume.data[volume.data.shape[0] // 2, volume.data.shape[1] // 2], dtype=np.float32)
-        finite = plane[np.isfinite(plane)]
-        low, high = np.percentile(finite, [1, 99]).tolist() if finite.size else (0.0, 1.0)
         data, meta = volume.data, {"name": Path(str(paths["stack"])).stem, "colormap": "gray",
-                                   "contrast_limits": [low, high if high > low else low + 1],
+                                   "contrast_limits": contrast_limits(plane),
                                    "metadata": {"energies": volume.energies, "sources": dict(volume.sources),
                                                 "notes": list(volume.notes), "xafsmap": "volume"}}
     return data, meta, kind
