@@ -57,7 +57,7 @@ from ..io.folders import atomic_folder, claim_output
 from ..io.stack import Stack
 from ..io.volume import Volume, read_volume, volume_slice
 from ..mapping.output import file_sha256
-from ..mapping.pipeline import count_bands, drive
+from ..mapping.pipeline import after_training, count_bands, drive
 from ..mapping.volume import iter_map_volume, open_volume_store, tall_stack, write_volume_files
 from ..mapping.zarrmaps import MAPS_ZARR, describe_map_store, open_map_store
 from ..settings.limits import check_training
@@ -195,13 +195,7 @@ def iter_volume_settings(settings: Settings, prepared: PreparedVolume, reference
         bands = iter_map_volume_distributed(source, len(prepared.slices), model, maps, client=client,
                                             metric=settings.metric)
         yield 1, 1 + len(prepared.slices)
-    while True:
-        try:
-            done, total = next(bands)
-        except StopIteration as stop:
-            stop.value.timings["train_s"] = train_s
-            return stop.value
-        yield 1 + done, 1 + total
+    return (yield from after_training(bands, train_s))
 
 
 def run_volume(settings: Settings, *, out: str | os.PathLike, overwrite: bool = False,

@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 __all__ = [
     "MapResult",
+    "after_training",
     "band_rows",
     "count_bands",
     "drive",
@@ -198,14 +199,32 @@ def iter_train_and_classify(train: Callable[[], Model], stack: Stack, *, metric:
     model = train()
     train_s = time.perf_counter() - tic
     yield 1, total
-    generator = iter_classify(stack, model, metric=metric, band_bytes=band_bytes, maps=maps)
+    return (yield from after_training(iter_classify(stack, model, metric=metric, band_bytes=band_bytes, maps=maps),
+                                      train_s))
+
+
+def after_training(bands: Generator[tuple[int, int], None, MapResult],
+                   train_s: float) -> Generator[tuple[int, int], None, MapResult]:
+    """A mapping generator's progress one step later (training was the first step), and its
+    result with ``timings["train_s"]``.
+
+    >>> from types import SimpleNamespace
+    >>> def bands():
+    ...     yield 1, 2
+    ...     yield 2, 2
+    ...     return SimpleNamespace(timings={"map_s": 1.0})
+    >>> drive(after_training(bands(), 3.5), lambda done, total: print(done, total)).timings
+    2 3
+    3 3
+    {'map_s': 1.0, 'train_s': 3.5}
+    """
     while True:
         try:
-            done, _ = next(generator)
+            done, total = next(bands)
         except StopIteration as stop:
             stop.value.timings["train_s"] = train_s
             return stop.value
-        yield done + 1, total
+        yield done + 1, total + 1
 
 
 def band_rows(shape: tuple[int, ...], band_bytes: int = BAND_BYTES) -> int:
