@@ -25,9 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import evict  # noqa: E402
+
 REFERENCES = ("Fe", "FeO", "Fe2O3")
 
 
@@ -39,15 +42,6 @@ class Energies:
 
     def __getitem__(self, index):
         return self.volume.absorbance_at(index)
-
-
-def evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def run_measured(command: list[str], log: Path) -> dict:
