@@ -142,15 +142,30 @@ def test_a_stack_opened_by_napari_builtin_reader_is_accepted(make_napari_viewer,
 
 
 def test_workflow_tabs_every_step_and_each_fits_a_small_screen(make_napari_viewer, qtbot):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
     from xafsmap._widgets.workflow import STEPS
 
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(1366, 768)
     _, workflow = viewer.window.add_plugin_dock_widget("xafsmap", "Workflow")
     qtbot.waitUntil(lambda: len(workflow.docks) == len(STEPS), timeout=30_000)
-    qtbot.wait(100)
+    qtbot.wait(200)
     window = workflow.window()
     assert window.height() <= 768 and window.width() <= 1366  # the docks did not grow the window
+    # every tab shows its step's whole name
+    bars = [bar for bar in window.findChildren(QTabBar) if bar.isVisible() and bar.count()]
+    shown = {bar.tabText(i): (bar, i) for bar in bars for i in range(bar.count())}
+    names = [title for title, _ in STEPS] + ["Workflow"]
+    assert set(names) <= set(shown)  # the titles without napari's " (xafsmap)"
+    for name in names:
+        bar, i = shown[name]
+        assert bar.elideMode() == Qt.TextElideMode.ElideNone
+        rect = bar.tabRect(i)
+        along = max(rect.width(), rect.height())  # the tabs stand on the side: text runs vertically
+        assert along >= bar.fontMetrics().horizontalAdvance(name), name
+        assert bar.rect().contains(rect), f"{name} is scrolled out of the tab bar"
     for title, _ in STEPS:
         widget = workflow.show_step(title)
         qtbot.wait(20)
