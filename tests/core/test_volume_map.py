@@ -111,17 +111,23 @@ def test_the_noise_field_follows_the_slices(mapped):
     np.testing.assert_allclose(moved.band_scale(5, 9, 40), noise.band_scale(125, 129, 40), rtol=1e-6)
 
 
+def drifted_volume(tmp_path, shape, *, radius, rng, end):
+    """A volume whose every slice drifts by the same (dy, dx) per energy, from 0 to ``end``
+    linearly, as a 4-D TIFF; returns its path and the drift (E, 2)."""
+    from scipy.ndimage import shift
+
+    v = make_volume(shape, radius=radius, rng=rng)
+    data = v.absorbance()
+    n = data.shape[0]
+    drift = np.stack([np.linspace(0, end[0], n), np.linspace(0, end[1], n)], axis=1)
+    moved = np.stack([shift(data[e], (0, *drift[e]), order=1, mode="nearest") for e in range(n)])
+    return write_volume(tmp_path / "drift.tif", moved.astype(np.float32), v.energies), drift
+
+
 def test_register_measures_one_drift_on_the_projection(tmp_path, refs):
     """A volume whose every slice drifts by the same known (dy, dx) per energy: the drift
     measured on the projection along Z is the truth, and every slice is corrected by it."""
-    from scipy.ndimage import shift
-
-    v = make_volume((4, 48, 48), radius=(5.0, 9.0), rng=6)
-    data = v.absorbance()
-    n = data.shape[0]
-    truth = np.stack([np.linspace(0, 2.0, n), np.linspace(0, -1.5, n)], axis=1)
-    moved = np.stack([shift(data[e], (0, *truth[e]), order=1, mode="nearest") for e in range(n)])
-    tiff = write_volume(tmp_path / "drift.tif", moved.astype(np.float32), v.energies)
+    tiff, truth = drifted_volume(tmp_path, (4, 48, 48), radius=(5.0, 9.0), rng=6, end=(2.0, -1.5))
     settings = Settings(stack=str(tiff), references=refs, register=True)
     prepared = prepare_volume(settings, open_volume(settings))
     measured = prepared.drift - prepared.drift[0]
@@ -207,16 +213,9 @@ def test_a_volume_on_a_cluster_with_zarr_gives_the_same_maps_and_a_3d_ome_zarr(m
 def test_a_registered_volume_maps_on_local_workers_as_in_one_process(tmp_path, refs):
     """--workers on a volume with --register: the workers redo each slice's drift correction
     (measured once on the projection, here) and give the same maps."""
-    from scipy.ndimage import shift
-
     from xafsmap.cli import main
 
-    v = make_volume((3, 32, 32), radius=(4.0, 7.0), rng=7)
-    data = v.absorbance()
-    n = data.shape[0]
-    drift = np.stack([np.linspace(0, 1.5, n), np.linspace(0, -1.0, n)], axis=1)
-    moved = np.stack([shift(data[e], (0, *drift[e]), order=1, mode="nearest") for e in range(n)])
-    tiff = write_volume(tmp_path / "drift.tif", moved.astype(np.float32), v.energies)
+    tiff, _ = drifted_volume(tmp_path, (3, 32, 32), radius=(4.0, 7.0), rng=7, end=(1.5, -1.0))
     args = [arg for ref in refs for arg in ("--reference", ref.spec)]
     args += ["--register", "--spectra-per-class", "40", "--trees", "5", "--quiet"]
     assert main(["map", str(tiff), *args, "--out", str(tmp_path / "here")]) == 0
