@@ -119,7 +119,7 @@ def stxm_figure(folder: Path = STXM):
 
     from xafsmap.core.explore import explore_stack
     from xafsmap.core.io.stack import read_stack
-    from xafsmap.core.mapping.quicklook import label_colors
+    from xafsmap.core.mapping.legend import label_colors
     from xafsmap.core.io.references import read_reference
 
     stack = read_stack(folder / "71214078.hdr", i0=folder / "i0.xsp")

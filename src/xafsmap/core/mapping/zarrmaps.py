@@ -188,7 +188,7 @@ def describe_map_store(path: str | os.PathLike, classes: Classes) -> None:
     classes : xafsmap.core.model.synthesize.Classes
         The classifier's classes: label ``i`` is ``classes.names[i - 1]``. Colours are
         those of the quick-look PNG and the napari layers
-        (:func:`~xafsmap.core.mapping.quicklook.label_colors`); 0 (no sample) is transparent.
+        (:func:`~xafsmap.core.mapping.legend.label_colors`); 0 (no sample) is transparent.
     """
     import zarr
 
